@@ -1,0 +1,233 @@
+//! The tool catalog: which agent CLIs exist, their models, keys, templates and capabilities, and the
+//! resource limits. It is data (`catalog.toml`, compiled in, or a file named in `CODECOURIER_CATALOG`).
+
+mod request;
+mod template;
+
+pub use request::{
+    Effort, FieldError, LaunchInput, LaunchRequest, RepoRef, Resources, ValidationErrors,
+};
+pub use template::{build_custom_tag, TemplateRef};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+const BUILT_IN: &str = include_str!("catalog.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    pub default_tool: String,
+    pub limits: Limits,
+    pub tools: Vec<Tool>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory_mb: Range,
+    pub cpus: Range,
+    pub timeout_ms: Range,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: u64,
+    pub max: u64,
+    pub default: u64,
+}
+
+impl Range {
+    pub fn contains(&self, value: u64) -> bool {
+        (self.min..=self.max).contains(&value)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub id: String,
+    pub name: String,
+    /// The executable the sandbox runs.
+    pub command: String,
+    /// Alternatives: the tool can run when all keys of any one set are present.
+    pub required_keys: Vec<Vec<String>>,
+    /// Known models, the default first.
+    pub models: Vec<String>,
+    /// Whether any OpenRouter-style id (`provider/model`) is accepted besides `models`.
+    pub open_models: bool,
+    pub default_template: String,
+    pub capabilities: Capabilities,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    pub stream_output: bool,
+    pub claude_md: bool,
+    pub skills: bool,
+    pub learnings: bool,
+    pub effort: bool,
+}
+
+impl Tool {
+    pub fn default_model(&self) -> &str {
+        &self.models[0]
+    }
+
+    /// Whether the keys present satisfy one of the tool's alternatives.
+    pub fn keys_satisfied(&self, present: &dyn Fn(&str) -> bool) -> bool {
+        self.required_keys
+            .iter()
+            .any(|set| set.iter().all(|key| present(key)))
+    }
+
+    /// "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN", for messages.
+    pub fn keys_description(&self) -> String {
+        self.required_keys
+            .iter()
+            .map(|set| set.join(" + "))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+}
+
+impl Catalog {
+    pub fn built_in() -> Self {
+        Self::parse(BUILT_IN).expect("the built-in catalog is valid (tested)")
+    }
+
+    /// The catalog file when given, else the built-in one.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        match path {
+            None => Ok(Self::built_in()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the catalog file {}", path.display()))?;
+                Self::parse(&text).with_context(|| {
+                    format!(
+                        "the catalog file {} (CODECOURIER_CATALOG) is invalid",
+                        path.display()
+                    )
+                })
+            }
+        }
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let catalog: Catalog = toml::from_str(text)?;
+        catalog.check()?;
+        Ok(catalog)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let mut seen = BTreeMap::new();
+        for tool in &self.tools {
+            if seen.insert(tool.id.as_str(), ()).is_some() {
+                bail!("tool id {} appears twice", tool.id);
+            }
+            if tool.models.is_empty() {
+                bail!(
+                    "tool {} lists no models; the first model is its default",
+                    tool.id
+                );
+            }
+            if tool.required_keys.iter().any(|set| set.is_empty()) {
+                bail!("tool {} has an empty key set in required_keys", tool.id);
+            }
+            build_custom_tag(&tool.default_template)
+                .map_err(|e| anyhow::anyhow!("tool {}: default_template {e}", tool.id))?;
+        }
+        if self.tool(&self.default_tool).is_none() {
+            bail!("default_tool {} is not one of the tools", self.default_tool);
+        }
+        for (name, range) in [
+            ("memory_mb", self.limits.memory_mb),
+            ("cpus", self.limits.cpus),
+            ("timeout_ms", self.limits.timeout_ms),
+        ] {
+            if !(range.min <= range.default && range.default <= range.max) {
+                bail!("limits.{name} needs min <= default <= max");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn tool(&self, id: &str) -> Option<&Tool> {
+        self.tools.iter().find(|t| t.id == id)
+    }
+
+    pub fn default_tool(&self) -> &Tool {
+        self.tool(&self.default_tool)
+            .expect("checked when the catalog was loaded")
+    }
+
+    pub fn tool_ids(&self) -> Vec<&str> {
+        self.tools.iter().map(|t| t.id.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_catalog_has_four_tools_with_claude_code_default() {
+        let c = Catalog::built_in();
+        assert_eq!(c.tool_ids(), ["claude-code", "opencode", "codex", "pi"]);
+        assert_eq!(c.default_tool().name, "Claude Code");
+        assert_eq!(c.default_tool().default_model(), "claude-sonnet-4-6");
+        assert!(c
+            .tool("opencode")
+            .unwrap()
+            .default_model()
+            .contains("gemini"));
+        assert_eq!(
+            c.limits.memory_mb,
+            Range {
+                min: 256,
+                max: 8192,
+                default: 1024
+            }
+        );
+        assert_eq!(c.limits.timeout_ms.default, 900_000);
+    }
+
+    #[test]
+    fn keys_are_any_of_sets() {
+        let claude = Catalog::built_in().tool("claude-code").unwrap().clone();
+        assert!(claude.keys_satisfied(&|k| k == "CLAUDE_CODE_OAUTH_TOKEN"));
+        assert!(claude.keys_satisfied(&|k| k == "ANTHROPIC_API_KEY"));
+        assert!(!claude.keys_satisfied(&|k| k == "OPENAI_API_KEY"));
+        assert_eq!(
+            claude.keys_description(),
+            "ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN"
+        );
+    }
+
+    #[test]
+    fn a_catalog_file_replaces_the_built_in_one_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.toml");
+        let custom = BUILT_IN.replace("default_tool = \"claude-code\"", "default_tool = \"pi\"");
+        std::fs::write(&path, custom).unwrap();
+        assert_eq!(Catalog::load(Some(&path)).unwrap().default_tool, "pi");
+
+        let broken = BUILT_IN.replace("default_tool = \"claude-code\"", "default_tool = \"aider\"");
+        std::fs::write(&path, broken).unwrap();
+        let err = format!("{:#}", Catalog::load(Some(&path)).unwrap_err());
+        assert!(
+            err.contains("CODECOURIER_CATALOG") && err.contains("aider"),
+            "{err}"
+        );
+
+        let typo = BUILT_IN.replace("open_models = false", "open_model = false");
+        std::fs::write(&path, typo).unwrap();
+        let err = format!("{:#}", Catalog::load(Some(&path)).unwrap_err());
+        assert!(err.contains("open_model"), "{err}");
+    }
+}

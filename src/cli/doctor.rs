@@ -1,0 +1,189 @@
+//! `codecourier doctor`: checks the configuration and this machine and says what to fix.
+//! Never prints a secret: only whether one is set.
+
+use std::process::ExitCode;
+
+use crate::catalog::Catalog;
+use crate::config::{Config, ConfigError, ProviderKind};
+use crate::secret::KeySource;
+use crate::store::{Store, MIGRATOR};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn line(&mut self, level: Level, what: &str, detail: impl AsRef<str>) {
+        let mark = match level {
+            Level::Ok => "✓",
+            Level::Warn => "!",
+            Level::Fail => {
+                self.failed = true;
+                "✗"
+            }
+        };
+        println!("{mark} {what}: {}", detail.as_ref());
+    }
+}
+
+pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
+    let mut report = Report { failed: false };
+    let config = match config {
+        Ok(config) => {
+            report.line(Level::Ok, "configuration", "every variable is valid");
+            config
+        }
+        Err(e) => {
+            for p in &e.problems {
+                report.line(Level::Fail, &p.var, &p.message);
+            }
+            println!("Fix the configuration first; the other checks need it.");
+            return ExitCode::from(1);
+        }
+    };
+
+    match Catalog::load(config.catalog_path.as_deref()) {
+        Ok(catalog) => {
+            let source = config
+                .catalog_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built in".into());
+            report.line(
+                Level::Ok,
+                "tool catalog",
+                format!(
+                    "{} tools ({source}), default {}",
+                    catalog.tools.len(),
+                    catalog.default_tool
+                ),
+            );
+            for tool in &catalog.tools {
+                if tool.keys_satisfied(&|key| config.agent_keys.contains_key(key)) {
+                    report.line(Level::Ok, &tool.name, "key present");
+                } else {
+                    report.line(
+                        Level::Warn,
+                        &tool.name,
+                        format!("no key; set {} to launch it", tool.keys_description()),
+                    );
+                }
+            }
+        }
+        Err(e) => report.line(Level::Fail, "tool catalog", format!("{e:#}")),
+    }
+
+    match Store::open(&config).await {
+        Ok(store) => {
+            report.line(
+                Level::Ok,
+                "data directory",
+                config.data_dir.display().to_string(),
+            );
+            match store.applied_migrations().await {
+                Ok(n) => report.line(
+                    Level::Ok,
+                    "database",
+                    format!(
+                        "{} ({n} of {} migrations applied)",
+                        config.database_url,
+                        MIGRATOR.iter().count()
+                    ),
+                ),
+                Err(e) => report.line(Level::Fail, "database", format!("{e:#}")),
+            }
+            match store.key_source() {
+                KeySource::Environment => {
+                    report.line(Level::Ok, "secret key", "from CODECOURIER_SECRET_KEY")
+                }
+                KeySource::Generated(path) => report.line(
+                    Level::Ok,
+                    "secret key",
+                    format!(
+                        "generated into {}; back it up: stored secrets need it",
+                        path.display()
+                    ),
+                ),
+                KeySource::File(path) => key_file_check(&mut report, path),
+            }
+            store.close().await;
+        }
+        Err(e) => report.line(Level::Fail, "database", format!("{e:#}")),
+    }
+
+    match std::process::Command::new("git").arg("--version").output() {
+        Ok(out) if out.status.success() => report.line(
+            Level::Ok,
+            "git",
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ),
+        _ => report.line(Level::Fail, "git", "not found on PATH; install git"),
+    }
+
+    match config.sandbox_provider {
+        ProviderKind::Local => report.line(Level::Ok, "sandbox provider", "local (this machine)"),
+        ProviderKind::E2b => report.line(
+            Level::Ok,
+            "sandbox provider",
+            format!("e2b at {} (key set)", config.e2b.api_url),
+        ),
+    }
+
+    match (&config.github.token, &config.github.app) {
+        (_, Some(app)) => report.line(Level::Ok, "GitHub", format!("App {} at {}", app.app_id, config.github.api_url)),
+        (Some(_), None) => report.line(
+            Level::Warn,
+            "GitHub",
+            "a personal access token reaches every repository its owner can; a GitHub App (GITHUB_APP_ID) scopes each launch to one repository",
+        ),
+        (None, None) => report.line(
+            Level::Warn,
+            "GitHub",
+            "no GITHUB_TOKEN or GitHub App: only local repositories can be launched",
+        ),
+    }
+
+    match &config.discord.token {
+        Some(_) => report.line(Level::Ok, "Discord", "token set"),
+        None => report.line(
+            Level::Warn,
+            "Discord",
+            "DISCORD_TOKEN is not set: `serve` needs it",
+        ),
+    }
+
+    if report.failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn key_file_check(report: &mut Report, path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                report.line(
+                    Level::Warn,
+                    "secret key",
+                    format!(
+                        "{} is readable by others (mode {mode:o}); run chmod 600 on it",
+                        path.display()
+                    ),
+                );
+                return;
+            }
+        }
+    }
+    report.line(Level::Ok, "secret key", format!("{}", path.display()));
+}

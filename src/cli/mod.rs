@@ -1,0 +1,153 @@
+//! The terminal front end: clap arguments, dispatch, and the one place that turns errors into what
+//! the user sees and the exit code (2 for invalid input, 1 for anything else that failed).
+
+mod doctor;
+mod launch;
+mod sandboxes;
+mod tools;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::catalog::{Catalog, ValidationErrors};
+use crate::config::{Config, ConfigError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "codecourier",
+    version,
+    about = "Launch AI coding agents (Claude Code, OpenCode, Codex, Pi) into isolated sandboxes, from Discord or the terminal",
+    after_help = "Configuration comes from the environment and a .env file in the working directory; see .env.example."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Discord bot (needs DISCORD_TOKEN)
+    Serve,
+    /// Launch one sandbox from the terminal
+    Launch(launch::LaunchArgs),
+    /// Scan a repository for issues (an issue session; not in this build yet)
+    Scan,
+    /// Inspect sandbox records
+    #[command(subcommand)]
+    Sandboxes(sandboxes::SandboxesCommand),
+    /// Show the tool catalog: tools, models, defaults, required keys
+    Tools {
+        /// Print the catalog as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration and this machine, and say what to fix
+    Doctor,
+}
+
+/// What went wrong, sorted by who can fix it.
+#[derive(Debug)]
+pub enum CliError {
+    /// The input or configuration is wrong: exit 2.
+    Invalid(String),
+    /// Something failed while working: exit 1.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Failed(e)
+    }
+}
+
+impl From<crate::store::StoreError> for CliError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::NotFound(_) | StoreError::Ambiguous(..) => CliError::Invalid(e.to_string()),
+            other => CliError::Failed(other.into()),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::Invalid(e.to_string())
+    }
+}
+
+/// Launch-request errors in the terminal's words: fields become the flags that set them.
+pub(crate) fn invalid_request(errors: &ValidationErrors) -> CliError {
+    let mut text = String::from("invalid launch request:");
+    for e in &errors.0 {
+        text.push_str(&format!(
+            "\n  --{}: {}",
+            e.field.replace('_', "-"),
+            e.message
+        ));
+    }
+    CliError::Invalid(text)
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = Config::from_env();
+    if let Ok(config) = &config {
+        init_logging(&config.log_filter);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return report(CliError::Failed(e.into())),
+    };
+    match runtime.block_on(run(cli, config)) {
+        Ok(code) => code,
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: CliError) -> ExitCode {
+    match e {
+        CliError::Invalid(message) => {
+            eprintln!("error: {}", message.trim_end());
+            ExitCode::from(2)
+        }
+        CliError::Failed(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("codecourier=info,warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, CliError> {
+    // doctor reports configuration problems itself; every other command needs a valid configuration.
+    if let Command::Doctor = cli.command {
+        return Ok(doctor::run(config).await);
+    }
+    let config = config?;
+    let catalog = Catalog::load(config.catalog_path.as_deref())?;
+    match cli.command {
+        Command::Tools { json } => tools::run(&catalog, json),
+        Command::Launch(args) => launch::run(&catalog, args),
+        Command::Sandboxes(command) => sandboxes::run(&config, command).await,
+        Command::Serve => {
+            config.require_discord()?;
+            Err(CliError::Failed(anyhow::anyhow!(
+                "the Discord bot is not part of this build yet; use `codecourier launch` from the terminal"
+            )))
+        }
+        Command::Scan => Err(CliError::Failed(anyhow::anyhow!(
+            "issue sessions are not part of this build yet"
+        ))),
+        Command::Doctor => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,173 @@
+//! `codecourier sandboxes list|show`: the records, as tables or JSON.
+
+use std::process::ExitCode;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+
+use super::CliError;
+use crate::config::Config;
+use crate::pipeline::{PhaseOutcome, SandboxStatus};
+use crate::store::{SandboxFilter, SandboxRecord, Store};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SandboxesCommand {
+    /// List sandboxes, newest first
+    List {
+        /// Only sandboxes in this status (creating, provisioning, setting_up, running, completed, failed, timed_out, stopped)
+        #[arg(long)]
+        status: Option<SandboxStatus>,
+        /// How many to show
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one sandbox: its request, phases and result
+    Show {
+        /// The sandbox id, or a unique prefix of it (at least 4 characters)
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(config: &Config, command: SandboxesCommand) -> Result<ExitCode, CliError> {
+    let store = Store::open(config).await?;
+    match command {
+        SandboxesCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let records = store
+                .list_sandboxes(&SandboxFilter { status, limit })
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&records).expect("records serialise")
+                );
+            } else if records.is_empty() {
+                println!("No sandboxes yet. Start one with: codecourier launch --repo OWNER/NAME --prompt \"...\"");
+            } else {
+                print_list(&records);
+            }
+        }
+        SandboxesCommand::Show { id, json } => {
+            let record = store.find_sandbox(&id).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&record).expect("record serialises")
+                );
+            } else {
+                print_record(&record);
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first `max` characters, with an ellipsis when cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((i, _)) => format!("{}…", &text[..i]),
+    }
+}
+
+fn print_list(records: &[SandboxRecord]) {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "ID",
+            "Status",
+            "Tool",
+            "Model",
+            "Repo",
+            "Created (UTC)",
+            "Prompt",
+        ]);
+    for r in records {
+        table.add_row([
+            r.id.short(),
+            r.status.to_string(),
+            r.request.tool.clone(),
+            r.request.model.clone(),
+            r.request.repo.to_string(),
+            r.created_at.format("%Y-%m-%d %H:%M").to_string(),
+            truncate(r.request.prompt.lines().next().unwrap_or_default(), 40),
+        ]);
+    }
+    println!("{table}");
+}
+
+fn print_record(r: &SandboxRecord) {
+    let req = &r.request;
+    println!("Sandbox {} — {}", r.id, r.status);
+    println!(
+        "  repo        {} (base: {})",
+        req.repo,
+        req.base_branch.as_deref().unwrap_or("default branch")
+    );
+    if let Some(branch) = &r.branch {
+        println!("  branch      {branch}");
+    }
+    println!(
+        "  tool        {} · {} · effort {}",
+        req.tool, req.model, req.effort
+    );
+    println!(
+        "  resources   {} MB · {} CPUs · timeout {}",
+        req.resources.memory_mb,
+        req.resources.cpus,
+        humantime::format_duration(std::time::Duration::from_millis(req.resources.timeout_ms))
+    );
+    println!("  template    {}", req.template);
+    if !r.env_names.is_empty() {
+        println!("  env         {}", r.env_names.join(", "));
+    }
+    println!(
+        "  launched    by {} at {}",
+        r.launched_by,
+        r.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    println!(
+        "  prompt      {}",
+        truncate(&req.prompt.replace('\n', " "), 100)
+    );
+    if !r.phases.is_empty() {
+        println!("Phases:");
+        for p in &r.phases {
+            let mark = match p.outcome {
+                PhaseOutcome::Running => "…",
+                PhaseOutcome::Ok => "✓",
+                PhaseOutcome::Failed => "✗",
+                PhaseOutcome::Skipped => "-",
+            };
+            let took = p
+                .duration_ms()
+                .map(|ms| format!(" {:.1}s", ms as f64 / 1000.0))
+                .unwrap_or_default();
+            let detail = p
+                .detail
+                .as_deref()
+                .map(|d| format!(" — {d}"))
+                .unwrap_or_default();
+            println!("  {mark} {}{took}{detail}", p.phase);
+        }
+    }
+    if let Some(text) = &r.result_text {
+        println!("Result: {}", truncate(text, 500));
+    }
+    if let Some(error) = &r.error {
+        let phase = r
+            .failed_phase
+            .map(|p| format!(" in {p}"))
+            .unwrap_or_default();
+        println!("Failed{phase}: {error}");
+    }
+}

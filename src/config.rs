@@ -1,0 +1,548 @@
+//! Configuration: `.env` (dotenvy) and the environment, read once into `Config`.
+//!
+//! Every problem is collected and reported together, by variable name, with what to do. Secret values
+//! are held as `Secret` and never appear in an error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::ids::DiscordId;
+use crate::secret::Secret;
+
+/// The agent API keys CodeCourier reads from its own environment (projects can add their own later).
+pub const AGENT_KEY_VARS: [&str; 4] = [
+    "ANTHROPIC_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "OPENAI_API_KEY",
+    "OPENROUTER_API_KEY",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Local,
+    E2b,
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProviderKind::Local => "local",
+            ProviderKind::E2b => "e2b",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscordConfig {
+    pub token: Option<Secret>,
+    pub guild_id: Option<DiscordId>,
+    pub api_base: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct E2bConfig {
+    pub api_key: Option<Secret>,
+    pub api_url: String,
+    pub domain: String,
+    pub sandbox_url: Option<String>,
+}
+
+/// A GitHub App's private key: the PEM itself, or the path of a PEM file.
+#[derive(Debug, Clone)]
+pub enum AppKey {
+    Pem(Secret),
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct GithubApp {
+    pub app_id: u64,
+    pub private_key: AppKey,
+}
+
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    pub token: Option<Secret>,
+    pub app: Option<GithubApp>,
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub discord: DiscordConfig,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub secret_key: Option<Secret>,
+    pub sandbox_provider: ProviderKind,
+    pub e2b: E2bConfig,
+    pub github: GithubConfig,
+    /// Present agent keys by variable name (only those that are set).
+    pub agent_keys: BTreeMap<String, Secret>,
+    /// Discord role names or ids allowed to launch; empty means everyone in the guild.
+    pub allowed_roles: Vec<String>,
+    pub max_running_per_user: u32,
+    pub catalog_path: Option<PathBuf>,
+    pub tools_dir: Option<PathBuf>,
+    pub allow_local_repos: bool,
+    pub log_filter: String,
+}
+
+/// One bad or missing variable, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub var: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{n} configuration problem{} (set these in .env or the environment; .env.example describes each):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {}: {}", p.var, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads `.env` from the working directory (values already in the environment win), then reads
+    /// the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let dotenv_problem = match dotenvy::dotenv() {
+            Ok(_) => None,
+            Err(e) if e.not_found() => None,
+            Err(e) => Some(ConfigProblem {
+                var: ".env".into(),
+                message: format!("cannot be read: {e}; fix the line or remove the file"),
+            }),
+        };
+        let result = Self::from_lookup(|name| std::env::var(name).ok());
+        match (result, dotenv_problem) {
+            (Ok(config), None) => Ok(config),
+            (Ok(_), Some(p)) => Err(ConfigError { problems: vec![p] }),
+            (Err(mut e), Some(p)) => {
+                e.problems.insert(0, p);
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Reads every variable through `lookup`. Empty values count as unset, so a copied
+    /// `.env.example` with blank lines behaves like no file.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+
+        let discord = DiscordConfig {
+            token: r.secret("DISCORD_TOKEN"),
+            guild_id: r.parsed(
+                "DISCORD_GUILD_ID",
+                "is not a Discord id (a number); in Discord enable Developer Mode, right-click the server and Copy Server ID",
+            ),
+            api_base: r.url("DISCORD_API_BASE", "https://discord.com"),
+        };
+        let data_dir = PathBuf::from(
+            r.text("CODECOURIER_DATA_DIR")
+                .unwrap_or_else(|| "./data".into()),
+        );
+        let database_url = match r.text("DATABASE_URL") {
+            Some(url) if url.starts_with("sqlite:") => url,
+            Some(_) => {
+                r.problem(
+                    "DATABASE_URL",
+                    "must be a SQLite URL such as sqlite://data/codecourier.db (only SQLite is supported)",
+                );
+                String::new()
+            }
+            None => format!("sqlite://{}", data_dir.join("codecourier.db").display()),
+        };
+        let secret_key = r.secret("CODECOURIER_SECRET_KEY");
+        if let Some(key) = &secret_key {
+            if let Err(why) = crate::secret::SecretKey::from_hex(key.expose()) {
+                r.problem(
+                    "CODECOURIER_SECRET_KEY",
+                    &format!("{why}; generate one with `openssl rand -hex 32`, or unset it to have one generated into the data directory"),
+                );
+            }
+        }
+
+        let e2b = E2bConfig {
+            api_key: r.secret("E2B_API_KEY"),
+            api_url: r.url("E2B_API_URL", "https://api.e2b.app"),
+            domain: r.text("E2B_DOMAIN").unwrap_or_else(|| "e2b.app".into()),
+            sandbox_url: r.optional_url("E2B_SANDBOX_URL"),
+        };
+        let sandbox_provider = match r.text("SANDBOX_PROVIDER").as_deref() {
+            None if e2b.api_key.is_some() => ProviderKind::E2b,
+            None | Some("local") => ProviderKind::Local,
+            Some("e2b") => {
+                if e2b.api_key.is_none() {
+                    r.problem(
+                        "E2B_API_KEY",
+                        "is required when SANDBOX_PROVIDER=e2b; create a key in the E2B dashboard, or set SANDBOX_PROVIDER=local",
+                    );
+                }
+                ProviderKind::E2b
+            }
+            Some(other) => {
+                r.problem(
+                    "SANDBOX_PROVIDER",
+                    &format!("\"{other}\" is not a provider; choose local or e2b"),
+                );
+                ProviderKind::Local
+            }
+        };
+
+        let github = GithubConfig {
+            token: r.secret("GITHUB_TOKEN"),
+            app: r.github_app(),
+            api_url: r.url("GITHUB_API_URL", "https://api.github.com"),
+        };
+
+        let agent_keys = AGENT_KEY_VARS
+            .iter()
+            .filter_map(|name| r.secret(name).map(|s| (name.to_string(), s)))
+            .collect();
+
+        let allowed_roles = r
+            .text("CODECOURIER_ALLOWED_ROLES")
+            .map(|s| {
+                s.split(',')
+                    .map(|role| role.trim().to_string())
+                    .filter(|role| !role.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let max_running_per_user = match r.text("CODECOURIER_MAX_RUNNING_PER_USER") {
+            None => 3,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    r.problem(
+                        "CODECOURIER_MAX_RUNNING_PER_USER",
+                        &format!("\"{s}\" is not a whole number of at least 1"),
+                    );
+                    3
+                }
+            },
+        };
+        let catalog_path = r.existing_path("CODECOURIER_CATALOG", false);
+        let tools_dir = r.existing_path("CODECOURIER_TOOLS_DIR", true);
+        let allow_local_repos = r.flag("CODECOURIER_ALLOW_LOCAL_REPOS");
+        let log_filter = r
+            .text("RUST_LOG")
+            .unwrap_or_else(|| "codecourier=info,warn".into());
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
+                problems: r.problems,
+            });
+        }
+        Ok(Config {
+            discord,
+            data_dir,
+            database_url,
+            secret_key,
+            sandbox_provider,
+            e2b,
+            github,
+            agent_keys,
+            allowed_roles,
+            max_running_per_user,
+            catalog_path,
+            tools_dir,
+            allow_local_repos,
+            log_filter,
+        })
+    }
+
+    /// What `serve` needs on top of the base configuration.
+    pub fn require_discord(&self) -> Result<&Secret, ConfigError> {
+        self.discord.token.as_ref().ok_or_else(|| ConfigError {
+            problems: vec![ConfigProblem {
+                var: "DISCORD_TOKEN".into(),
+                message: "is required by `serve`; create a bot in the Discord developer portal (README: Discord setup) and copy its token".into(),
+            }],
+        })
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, var: &str, message: &str) {
+        self.problems.push(ConfigProblem {
+            var: var.into(),
+            message: message.into(),
+        });
+    }
+
+    fn text(&mut self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn secret(&mut self, var: &str) -> Option<Secret> {
+        self.text(var).map(Secret::new)
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, var: &str, hint: &str) -> Option<T> {
+        let raw = self.text(var)?;
+        match raw.parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.problem(var, &format!("\"{raw}\" {hint}"));
+                None
+            }
+        }
+    }
+
+    fn optional_url(&mut self, var: &str) -> Option<String> {
+        let raw = self.text(var)?;
+        match url::Url::parse(&raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
+                Some(raw.trim_end_matches('/').to_string())
+            }
+            _ => {
+                self.problem(
+                    var,
+                    &format!("\"{raw}\" is not an http(s) URL such as https://example.com"),
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, var: &str, default: &str) -> String {
+        self.optional_url(var)
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    fn flag(&mut self, var: &str) -> bool {
+        match self.text(var).map(|s| s.to_ascii_lowercase()).as_deref() {
+            None | Some("false" | "0" | "no" | "off") => false,
+            Some("true" | "1" | "yes" | "on") => true,
+            Some(other) => {
+                self.problem(var, &format!("\"{other}\" is not true or false"));
+                false
+            }
+        }
+    }
+
+    fn existing_path(&mut self, var: &str, dir: bool) -> Option<PathBuf> {
+        let path = PathBuf::from(self.text(var)?);
+        let ok = if dir { path.is_dir() } else { path.is_file() };
+        if !ok {
+            let kind = if dir { "directory" } else { "file" };
+            self.problem(
+                var,
+                &format!(
+                    "{} is not an existing {kind}; fix the path or unset it",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        Some(path)
+    }
+
+    fn github_app(&mut self) -> Option<GithubApp> {
+        let id = self.parsed::<u64>(
+            "GITHUB_APP_ID",
+            "is not a GitHub App id (a number, shown on the App's settings page)",
+        );
+        let key = self.text("GITHUB_APP_PRIVATE_KEY").map(|k| {
+            if k.contains("-----BEGIN") {
+                AppKey::Pem(Secret::new(k))
+            } else {
+                AppKey::Path(PathBuf::from(k))
+            }
+        });
+        match (id, key) {
+            (None, None) => None,
+            (Some(_), None) => {
+                self.problem("GITHUB_APP_PRIVATE_KEY", "is required with GITHUB_APP_ID: the App's private key (PEM text or the path of the .pem file)");
+                None
+            }
+            (None, Some(_)) => {
+                if self.text("GITHUB_APP_ID").is_none() {
+                    self.problem("GITHUB_APP_ID", "is required with GITHUB_APP_PRIVATE_KEY");
+                }
+                None
+            }
+            (Some(_), Some(AppKey::Path(path))) if !path.is_file() => {
+                self.problem(
+                    "GITHUB_APP_PRIVATE_KEY",
+                    &format!(
+                        "{} is neither PEM text nor an existing file",
+                        path.display()
+                    ),
+                );
+                None
+            }
+            (Some(app_id), Some(private_key)) => Some(GithubApp {
+                app_id,
+                private_key,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::{BTreeSet, HashMap};
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| env.get(name).cloned())
+    }
+
+    /// Names in `.env.example`: `NAME=` lines, commented out or not, each preceded by a comment.
+    fn example_vars() -> BTreeSet<String> {
+        let text = include_str!("../.env.example");
+        let mut names = BTreeSet::new();
+        let mut previous = "";
+        for line in text.lines() {
+            let assignment = line.trim_start_matches('#').trim();
+            if let Some((name, _)) = assignment.split_once('=') {
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                {
+                    assert!(
+                        previous.starts_with("# ") && previous.len() > 10,
+                        ".env.example: {name} needs a one-sentence comment on the line above it"
+                    );
+                    names.insert(name.to_string());
+                }
+            }
+            previous = line;
+        }
+        names
+    }
+
+    #[test]
+    fn env_example_lists_exactly_the_variables_config_reads() {
+        let asked = RefCell::new(BTreeSet::new());
+        let _ = Config::from_lookup(|name| {
+            asked.borrow_mut().insert(name.to_string());
+            None
+        });
+        let asked = asked.into_inner();
+        let documented = example_vars();
+        let undocumented: Vec<_> = asked.difference(&documented).collect();
+        let unread: Vec<_> = documented.difference(&asked).collect();
+        assert!(
+            undocumented.is_empty(),
+            "read but not in .env.example: {undocumented:?}"
+        );
+        assert!(
+            unread.is_empty(),
+            "in .env.example but never read: {unread:?}"
+        );
+    }
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let c = config_from(&[]).unwrap();
+        assert_eq!(c.sandbox_provider, ProviderKind::Local);
+        assert_eq!(c.discord.api_base, "https://discord.com");
+        assert_eq!(c.github.api_url, "https://api.github.com");
+        assert_eq!(c.e2b.api_url, "https://api.e2b.app");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_url, "sqlite://./data/codecourier.db");
+        assert_eq!(c.max_running_per_user, 3);
+        assert!(!c.allow_local_repos);
+        assert!(c.require_discord().is_err());
+    }
+
+    #[test]
+    fn e2b_is_chosen_when_its_key_is_set() {
+        let c = config_from(&[("E2B_API_KEY", "e2b_x")]).unwrap();
+        assert_eq!(c.sandbox_provider, ProviderKind::E2b);
+        let c = config_from(&[("E2B_API_KEY", "e2b_x"), ("SANDBOX_PROVIDER", "local")]).unwrap();
+        assert_eq!(c.sandbox_provider, ProviderKind::Local);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_by_name_without_secret_values() {
+        let err = config_from(&[
+            ("DISCORD_GUILD_ID", "my-server"),
+            ("SANDBOX_PROVIDER", "e2b"),
+            ("CODECOURIER_MAX_RUNNING_PER_USER", "0"),
+            ("CODECOURIER_ALLOW_LOCAL_REPOS", "maybe"),
+            ("DISCORD_API_BASE", "not a url"),
+            ("CODECOURIER_SECRET_KEY", "hunter2-secret"),
+            ("CODECOURIER_TOOLS_DIR", "/definitely/not/here"),
+        ])
+        .unwrap_err();
+        let vars: Vec<&str> = err.problems.iter().map(|p| p.var.as_str()).collect();
+        for expected in [
+            "DISCORD_GUILD_ID",
+            "E2B_API_KEY",
+            "CODECOURIER_MAX_RUNNING_PER_USER",
+            "CODECOURIER_ALLOW_LOCAL_REPOS",
+            "DISCORD_API_BASE",
+            "CODECOURIER_SECRET_KEY",
+            "CODECOURIER_TOOLS_DIR",
+        ] {
+            assert!(vars.contains(&expected), "{expected} missing from {vars:?}");
+        }
+        let text = err.to_string();
+        assert!(text.starts_with("7 configuration problems"));
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn discord_ids_and_roles_parse() {
+        let c = config_from(&[
+            ("DISCORD_GUILD_ID", "18446744073709551615"),
+            ("CODECOURIER_ALLOWED_ROLES", "devs, 123 ,,"),
+            ("CODECOURIER_ALLOW_LOCAL_REPOS", "TRUE"),
+        ])
+        .unwrap();
+        assert_eq!(c.discord.guild_id, Some(DiscordId(u64::MAX)));
+        assert_eq!(c.allowed_roles, vec!["devs", "123"]);
+        assert!(c.allow_local_repos);
+    }
+
+    #[test]
+    fn github_app_needs_both_halves() {
+        let err = config_from(&[("GITHUB_APP_ID", "42")]).unwrap_err();
+        assert_eq!(err.problems[0].var, "GITHUB_APP_PRIVATE_KEY");
+        let c = config_from(&[
+            ("GITHUB_APP_ID", "42"),
+            (
+                "GITHUB_APP_PRIVATE_KEY",
+                "-----BEGIN RSA PRIVATE KEY-----\nabc",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.github.app.unwrap().app_id, 42);
+    }
+}

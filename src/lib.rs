@@ -1,0 +1,12 @@
+//! CodeCourier: launch AI coding agents into isolated sandboxes from Discord or the terminal.
+//!
+//! The core (`catalog`, `pipeline`, `store`) speaks only its own types; front ends (`cli`, later
+//! `discord`) translate to and from them.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod ids;
+pub mod pipeline;
+pub mod secret;
+pub mod store;

@@ -1,0 +1,121 @@
+//! SQLite through sqlx: the one place that holds SQL. Records for sandboxes, their phases and
+//! events, and secrets encrypted at rest.
+
+mod sandboxes;
+mod secrets;
+
+pub use sandboxes::{
+    DiscordOrigin, EventRecord, NewSandbox, PhaseRecord, SandboxFilter, SandboxRecord,
+};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::config::Config;
+use crate::ids::SandboxId;
+use crate::pipeline::IllegalTransition;
+use crate::secret::{KeySource, SecretKey};
+
+/// Errors a caller branches on; everything else is `Other`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no sandbox matches \"{0}\"; `codecourier sandboxes list` shows the ids")]
+    NotFound(String),
+    #[error("\"{0}\" matches {1} sandboxes; give more characters of the id")]
+    Ambiguous(String, usize),
+    #[error("sandbox {id}: {source}")]
+    IllegalTransition {
+        id: SandboxId,
+        source: IllegalTransition,
+    },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Other(e.into())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    key: SecretKey,
+    key_source: KeySource,
+}
+
+impl Store {
+    /// Creates the data directory, the secret key and the database as needed, and migrates it.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {} (CODECOURIER_DATA_DIR)",
+                config.data_dir.display()
+            )
+        })?;
+        let (key, key_source) =
+            SecretKey::load_or_create(config.secret_key.as_ref(), &config.data_dir)?;
+        Self::open_with_key(&config.database_url, key, key_source).await
+    }
+
+    pub async fn open_with_key(
+        database_url: &str,
+        key: SecretKey,
+        key_source: KeySource,
+    ) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(database_url)
+            .with_context(|| format!("DATABASE_URL {database_url} is not a SQLite URL"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(parent) = options.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the database directory {}", parent.display())
+                })?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the database {database_url}"))?;
+        MIGRATOR.run(&pool).await.with_context(|| {
+            format!(
+                "cannot migrate the database {database_url}; if a newer CodeCourier created it, run that version or point DATABASE_URL at a new file"
+            )
+        })?;
+        Ok(Self {
+            pool,
+            key,
+            key_source,
+        })
+    }
+
+    pub fn key_source(&self) -> &KeySource {
+        &self.key_source
+    }
+
+    /// How many migrations the database has applied (for `doctor`).
+    pub async fn applied_migrations(&self) -> Result<i64> {
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,484 @@
+//! Sandbox records, their phase timings and their event log.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, Row};
+
+use super::{Result, Store, StoreError};
+use crate::catalog::LaunchRequest;
+use crate::ids::{DiscordId, SandboxId};
+use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
+use crate::secret::Secret;
+
+/// Where a launch came from in Discord.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DiscordOrigin {
+    pub user_id: DiscordId,
+    pub guild_id: Option<DiscordId>,
+    pub channel_id: DiscordId,
+}
+
+pub struct NewSandbox<'a> {
+    pub request: &'a LaunchRequest,
+    /// A display name for messages and listings ("alice", or the terminal user).
+    pub launched_by: &'a str,
+    pub discord: Option<DiscordOrigin>,
+    pub project_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiscordRefs {
+    pub user_id: Option<DiscordId>,
+    pub guild_id: Option<DiscordId>,
+    pub channel_id: Option<DiscordId>,
+    pub thread_id: Option<DiscordId>,
+    pub status_message_id: Option<DiscordId>,
+    pub result_message_id: Option<DiscordId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRecord {
+    pub phase: Phase,
+    pub outcome: PhaseOutcome,
+    pub detail: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl PhaseRecord {
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.ended_at
+            .map(|end| (end - self.started_at).num_milliseconds())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub payload: serde_json::Value,
+}
+
+/// A sandbox as stored: the launch request it was made from, where it stands, and its result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxRecord {
+    pub id: SandboxId,
+    pub status: SandboxStatus,
+    pub request: LaunchRequest,
+    /// Names of the `--env` variables; their values are encrypted in the secrets table.
+    pub env_names: Vec<String>,
+    pub branch: Option<String>,
+    pub provider: Option<String>,
+    pub provider_sandbox_id: Option<String>,
+    pub launched_by: String,
+    pub discord: DiscordRefs,
+    pub project_id: Option<i64>,
+    pub issue_session_id: Option<String>,
+    pub workflow_run_id: Option<String>,
+    pub workflow_step: Option<String>,
+    pub work_chain_id: Option<String>,
+    pub current_phase: Option<Phase>,
+    pub failed_phase: Option<Phase>,
+    pub error: Option<String>,
+    pub result_text: Option<String>,
+    pub session_id: Option<String>,
+    pub cost_usd: Option<f64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub num_turns: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub commits: Vec<String>,
+    pub pushed: Option<bool>,
+    pub pr_url: Option<String>,
+    pub compare_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub phases: Vec<PhaseRecord>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SandboxFilter {
+    pub status: Option<SandboxStatus>,
+    pub limit: u32,
+}
+
+const ENV_SECRET: &str = "env";
+
+fn env_scope(id: SandboxId) -> String {
+    format!("sandbox:{id}")
+}
+
+fn text_id(id: Option<DiscordId>) -> Option<String> {
+    id.map(|id| id.to_string())
+}
+
+fn parse_id(row: &SqliteRow, column: &str) -> Result<Option<DiscordId>> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| {
+        t.parse()
+            .with_context(|| format!("column {column} holds \"{t}\", not a Discord id"))
+    })
+    .transpose()
+    .map_err(StoreError::Other)
+}
+
+fn parse_phase(text: Option<String>) -> Result<Option<Phase>> {
+    text.map(|t| {
+        t.parse::<Phase>()
+            .map_err(|e| StoreError::Other(anyhow::anyhow!(e)))
+    })
+    .transpose()
+}
+
+impl Store {
+    /// Records a new sandbox in `creating`, with its env values encrypted, in one transaction.
+    pub async fn insert_sandbox(&self, new: &NewSandbox<'_>) -> Result<SandboxId> {
+        let id = SandboxId::new();
+        let request = new.request;
+        let now = Utc::now();
+        let env_names: Vec<&str> = request.env.iter().map(|(n, _)| n.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sandboxes (id, project_id, status, tool, model, repo, base_branch, prompt,
+                config_json, env_names_json, launched_by, discord_user_id, discord_guild_id,
+                discord_channel_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+        )
+        .bind(id.to_string())
+        .bind(new.project_id)
+        .bind(SandboxStatus::Creating.as_str())
+        .bind(&request.tool)
+        .bind(&request.model)
+        .bind(request.repo.to_string())
+        .bind(&request.base_branch)
+        .bind(&request.prompt)
+        .bind(serde_json::to_string(request).context("serialising the launch request")?)
+        .bind(serde_json::to_string(&env_names).context("serialising env names")?)
+        .bind(new.launched_by)
+        .bind(text_id(new.discord.map(|d| d.user_id)))
+        .bind(text_id(new.discord.and_then(|d| d.guild_id)))
+        .bind(text_id(new.discord.map(|d| d.channel_id)))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if !request.env.is_empty() {
+            let values: BTreeMap<&str, &str> = request
+                .env
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.expose()))
+                .collect();
+            let json = Secret::new(serde_json::to_string(&values).context("serialising env")?);
+            self.write_secret(&mut tx, &env_scope(id), ENV_SECRET, &json)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The `--env` values of a sandbox, decrypted, in name order.
+    pub async fn sandbox_env(&self, id: SandboxId) -> Result<Vec<(String, Secret)>> {
+        let Some(json) = self.get_secret(&env_scope(id), ENV_SECRET).await? else {
+            return Ok(Vec::new());
+        };
+        let values: BTreeMap<String, String> =
+            serde_json::from_str(json.expose()).context("stored env is not a JSON object")?;
+        Ok(values
+            .into_iter()
+            .map(|(n, v)| (n, Secret::new(v)))
+            .collect())
+    }
+
+    pub async fn get_sandbox(&self, id: SandboxId) -> Result<Option<SandboxRecord>> {
+        let row = sqlx::query("SELECT * FROM sandboxes WHERE id = ?1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(self.record_from_row(&row).await?)),
+        }
+    }
+
+    /// Finds a sandbox by its full id or a unique prefix of it (at least four characters).
+    pub async fn find_sandbox(&self, id_or_prefix: &str) -> Result<SandboxRecord> {
+        let wanted = id_or_prefix.trim().to_ascii_lowercase();
+        if let Ok(id) = wanted.parse::<SandboxId>() {
+            return self
+                .get_sandbox(id)
+                .await?
+                .ok_or(StoreError::NotFound(wanted));
+        }
+        if wanted.len() < 4 || !wanted.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(StoreError::NotFound(wanted));
+        }
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sandboxes WHERE substr(id, 1, length(?1)) = ?1 LIMIT 10",
+        )
+        .bind(&wanted)
+        .fetch_all(&self.pool)
+        .await?;
+        match ids.as_slice() {
+            [] => Err(StoreError::NotFound(wanted)),
+            [one] => {
+                let id = one.parse().context("stored sandbox id is not a UUID")?;
+                self.get_sandbox(id)
+                    .await?
+                    .ok_or(StoreError::NotFound(wanted))
+            }
+            many => Err(StoreError::Ambiguous(wanted, many.len())),
+        }
+    }
+
+    /// Newest first.
+    pub async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<SandboxRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM sandboxes WHERE (?1 IS NULL OR status = ?1)
+             ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+        )
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.push(self.record_from_row(row).await?);
+        }
+        Ok(records)
+    }
+
+    /// Moves a sandbox to `to` if the state machine allows it from its current status. The update is a
+    /// compare-and-set on the status, so two writers can never both win.
+    pub async fn transition(&self, id: SandboxId, to: SandboxStatus) -> Result<()> {
+        loop {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT status FROM sandboxes WHERE id = ?1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let current: SandboxStatus = current
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?
+                .parse()
+                .map_err(|e: String| StoreError::Other(anyhow::anyhow!(e)))?;
+            current
+                .check_transition(to)
+                .map_err(|source| StoreError::IllegalTransition { id, source })?;
+            let now = Utc::now();
+            let finished_at = to.is_terminal().then_some(now);
+            let updated = sqlx::query(
+                "UPDATE sandboxes SET status = ?1, updated_at = ?2, finished_at = COALESCE(?3, finished_at)
+                 WHERE id = ?4 AND status = ?5",
+            )
+            .bind(to.as_str())
+            .bind(now)
+            .bind(finished_at)
+            .bind(id.to_string())
+            .bind(current.as_str())
+            .execute(&self.pool)
+            .await?;
+            if updated.rows_affected() == 1 {
+                return Ok(());
+            }
+            // Someone else moved it between our read and write: judge again from the new status.
+        }
+    }
+
+    /// Marks a phase as started and makes it the sandbox's current phase.
+    pub async fn start_phase(&self, id: SandboxId, phase: Phase) -> Result<()> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sandbox_phases (sandbox_id, phase, outcome, started_at) VALUES (?1, ?2, 'running', ?3)
+             ON CONFLICT (sandbox_id, phase) DO UPDATE SET
+                outcome = 'running', detail = NULL, started_at = excluded.started_at, ended_at = NULL",
+        )
+        .bind(id.to_string())
+        .bind(phase.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE sandboxes SET current_phase = ?1, updated_at = ?2 WHERE id = ?3")
+            .bind(phase.as_str())
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records how a started phase ended; a failed phase is also remembered on the sandbox.
+    pub async fn end_phase(
+        &self,
+        id: SandboxId,
+        phase: Phase,
+        outcome: PhaseOutcome,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE sandbox_phases SET outcome = ?1, detail = ?2, ended_at = ?3
+             WHERE sandbox_id = ?4 AND phase = ?5",
+        )
+        .bind(outcome.as_str())
+        .bind(detail)
+        .bind(now)
+        .bind(id.to_string())
+        .bind(phase.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "sandbox {id}: phase {phase} ended without having started"
+            )));
+        }
+        if outcome == PhaseOutcome::Failed {
+            sqlx::query("UPDATE sandboxes SET failed_phase = ?1, updated_at = ?2 WHERE id = ?3")
+                .bind(phase.as_str())
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn phases(&self, id: SandboxId) -> Result<Vec<PhaseRecord>> {
+        let rows = sqlx::query(
+            "SELECT phase, outcome, detail, started_at, ended_at FROM sandbox_phases
+             WHERE sandbox_id = ?1 ORDER BY started_at, rowid",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PhaseRecord {
+                    phase: parse_phase(row.try_get("phase")?)?.expect("NOT NULL column"),
+                    outcome: row
+                        .try_get::<String, _>("outcome")?
+                        .parse()
+                        .map_err(|e: String| StoreError::Other(anyhow::anyhow!(e)))?,
+                    detail: row.try_get("detail")?,
+                    started_at: row.try_get("started_at")?,
+                    ended_at: row.try_get("ended_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends to the sandbox's event log; returns the event's sequence number (1, 2, …).
+    pub async fn append_event(
+        &self,
+        id: SandboxId,
+        kind: &str,
+        payload: &serde_json::Value,
+    ) -> Result<i64> {
+        let seq = sqlx::query_scalar(
+            "INSERT INTO sandbox_events (sandbox_id, seq, at, kind, payload_json)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM sandbox_events WHERE sandbox_id = ?1), ?2, ?3, ?4)
+             RETURNING seq",
+        )
+        .bind(id.to_string())
+        .bind(Utc::now())
+        .bind(kind)
+        .bind(payload.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(seq)
+    }
+
+    /// Events after `after_seq` (0 for all), in order.
+    pub async fn events(&self, id: SandboxId, after_seq: i64) -> Result<Vec<EventRecord>> {
+        #[derive(FromRow)]
+        struct Row {
+            seq: i64,
+            at: DateTime<Utc>,
+            kind: String,
+            payload_json: String,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT seq, at, kind, payload_json FROM sandbox_events
+             WHERE sandbox_id = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .bind(after_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EventRecord {
+                seq: r.seq,
+                at: r.at,
+                kind: r.kind,
+                // An unparseable payload is kept as a string rather than lost.
+                payload: serde_json::from_str(&r.payload_json)
+                    .unwrap_or(serde_json::Value::String(r.payload_json)),
+            })
+            .collect())
+    }
+
+    async fn record_from_row(&self, row: &SqliteRow) -> Result<SandboxRecord> {
+        let id_text: String = row.try_get("id")?;
+        let id: SandboxId = id_text
+            .parse()
+            .with_context(|| format!("stored sandbox id {id_text} is not a UUID"))?;
+        let config: String = row.try_get("config_json")?;
+        let request: LaunchRequest = serde_json::from_str(&config)
+            .with_context(|| format!("sandbox {id}: stored launch request cannot be read"))?;
+        let status: String = row.try_get("status")?;
+        let env_names: String = row.try_get("env_names_json")?;
+        let commits: String = row.try_get("commits_json")?;
+        let pushed: Option<i64> = row.try_get("pushed")?;
+        Ok(SandboxRecord {
+            id,
+            status: status
+                .parse()
+                .map_err(|e: String| StoreError::Other(anyhow::anyhow!(e)))?,
+            request,
+            env_names: serde_json::from_str(&env_names).context("env_names_json")?,
+            branch: row.try_get("branch")?,
+            provider: row.try_get("provider")?,
+            provider_sandbox_id: row.try_get("provider_sandbox_id")?,
+            launched_by: row.try_get("launched_by")?,
+            discord: DiscordRefs {
+                user_id: parse_id(row, "discord_user_id")?,
+                guild_id: parse_id(row, "discord_guild_id")?,
+                channel_id: parse_id(row, "discord_channel_id")?,
+                thread_id: parse_id(row, "discord_thread_id")?,
+                status_message_id: parse_id(row, "discord_status_message_id")?,
+                result_message_id: parse_id(row, "discord_result_message_id")?,
+            },
+            project_id: row.try_get("project_id")?,
+            issue_session_id: row.try_get("issue_session_id")?,
+            workflow_run_id: row.try_get("workflow_run_id")?,
+            workflow_step: row.try_get("workflow_step")?,
+            work_chain_id: row.try_get("work_chain_id")?,
+            current_phase: parse_phase(row.try_get("current_phase")?)?,
+            failed_phase: parse_phase(row.try_get("failed_phase")?)?,
+            error: row.try_get("error")?,
+            result_text: row.try_get("result_text")?,
+            session_id: row.try_get("session_id")?,
+            cost_usd: row.try_get("cost_usd")?,
+            input_tokens: row.try_get("input_tokens")?,
+            output_tokens: row.try_get("output_tokens")?,
+            num_turns: row.try_get("num_turns")?,
+            duration_ms: row.try_get("duration_ms")?,
+            commits: serde_json::from_str(&commits).context("commits_json")?,
+            pushed: pushed.map(|p| p != 0),
+            pr_url: row.try_get("pr_url")?,
+            compare_url: row.try_get("compare_url")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            finished_at: row.try_get("finished_at")?,
+            phases: self.phases(id).await?,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! Secrets at rest: sealed with the store's key, bound to their scope and name.
+
+use chrono::Utc;
+use sqlx::SqliteConnection;
+
+use super::{Result, Store};
+use crate::secret::Secret;
+
+impl Store {
+    /// Stores (or replaces) a secret. `scope` says whose it is: `global`, `project:<id>`, `sandbox:<id>`.
+    pub async fn put_secret(&self, scope: &str, name: &str, value: &Secret) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        self.write_secret(&mut conn, scope, name, value).await
+    }
+
+    /// `put_secret` on a given connection, so it can join the caller's transaction.
+    pub(super) async fn write_secret(
+        &self,
+        conn: &mut SqliteConnection,
+        scope: &str,
+        name: &str,
+        value: &Secret,
+    ) -> Result<()> {
+        let (nonce, sealed) = self
+            .key
+            .seal(&format!("{scope}/{name}"), value.expose().as_bytes());
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO secrets (scope, name, nonce, ciphertext, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (scope, name) DO UPDATE SET
+                nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+        )
+        .bind(scope)
+        .bind(name)
+        .bind(nonce)
+        .bind(sealed)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_secret(&self, scope: &str, name: &str) -> Result<Option<Secret>> {
+        let row: Option<(Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT nonce, ciphertext FROM secrets WHERE scope = ?1 AND name = ?2")
+                .bind(scope)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((nonce, sealed)) = row else {
+            return Ok(None);
+        };
+        let plain = self.key.open(&format!("{scope}/{name}"), &nonce, &sealed)?;
+        let text = String::from_utf8(plain)
+            .map_err(|_| anyhow::anyhow!("stored secret {scope}/{name} is not UTF-8"))?;
+        Ok(Some(Secret::new(text)))
+    }
+}
