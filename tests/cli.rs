@@ -1,0 +1,364 @@
+//! The built binary, run as a user would: a fresh directory, no configuration but what the test sets.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `codecourier` in an empty working directory with a clean environment (no stray .env, no keys).
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("codecourier").unwrap();
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    fn sandboxes_json(&self) -> serde_json::Value {
+        let out = self
+            .cmd()
+            .args(["sandboxes", "list", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = Sandbox::new().cmd().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for command in ["serve", "launch", "scan", "sandboxes", "tools", "doctor"] {
+        assert!(
+            help.contains(&format!("  {command} ")),
+            "{command} missing from:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn tools_json_lists_four_tools_with_claude_code_default() {
+    let out = Sandbox::new()
+        .cmd()
+        .args(["tools", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let catalog: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tools = catalog["tools"].as_array().unwrap();
+    let ids: Vec<&str> = tools.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["claude-code", "opencode", "codex", "pi"]);
+    let defaults: Vec<&str> = tools
+        .iter()
+        .filter(|t| t["default"] == true)
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(defaults, ["Claude Code"]);
+    assert_eq!(catalog["default_tool"], "claude-code");
+    assert_eq!(tools[0]["default_model"], "claude-sonnet-4-6");
+    assert_eq!(catalog["limits"]["memory_mb"]["max"], 8192);
+}
+
+#[test]
+fn tools_table_marks_the_default() {
+    Sandbox::new()
+        .cmd()
+        .arg("tools")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("claude-code (default)"))
+        .stdout(predicate::str::contains("256–8192 MB"));
+}
+
+#[test]
+fn invalid_launch_exits_2_names_the_range_and_records_nothing() {
+    let s = Sandbox::new();
+    s.cmd()
+        .args([
+            "launch",
+            "--repo",
+            "acme/widgets",
+            "--prompt",
+            "Add a README",
+            "--memory-mb",
+            "100",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--memory-mb: 100 is outside the allowed range 256–8192 MB",
+        ));
+    assert_eq!(s.sandboxes_json(), serde_json::json!([]));
+}
+
+#[test]
+fn every_invalid_flag_is_reported_at_once() {
+    Sandbox::new()
+        .cmd()
+        .args([
+            "launch",
+            "--repo",
+            "acme",
+            "--prompt",
+            " ",
+            "--tool",
+            "opencode",
+            "--effort",
+            "high",
+            "--cpus",
+            "0",
+            "--timeout",
+            "59s",
+            "--template",
+            "Bad Name",
+            "--env",
+            "NOPE",
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("--prompt: is empty")
+                .and(predicate::str::contains("--repo: \"acme\""))
+                .and(predicate::str::contains(
+                    "--effort: \"high\" is not available for OpenCode",
+                ))
+                .and(predicate::str::contains(
+                    "--cpus: 0 is outside the allowed range 1–8",
+                ))
+                .and(predicate::str::contains("--timeout: \"59s\""))
+                .and(predicate::str::contains("--template: \"Bad Name\""))
+                .and(predicate::str::contains("--env: \"NOPE\" is not KEY=VALUE")),
+        );
+}
+
+#[test]
+fn dry_run_shows_the_resolved_request_with_defaults() {
+    let s = Sandbox::new();
+    let prompt_file = s.dir.path().join("prompt.md");
+    std::fs::write(&prompt_file, "-- starts with dashes\nand has two lines").unwrap();
+    let out = s
+        .cmd()
+        .args([
+            "launch",
+            "--repo",
+            "https://github.com/acme/widgets.git",
+            "--tool",
+            "codex",
+            "--effort",
+            "low",
+        ])
+        .arg("--prompt-file")
+        .arg(&prompt_file)
+        .args([
+            "--timeout",
+            "90s",
+            "--env",
+            "TOKEN=sk-do-not-print",
+            "--dry-run",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains("sk-do-not-print"));
+    let request: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        request["repo"],
+        serde_json::json!({"kind": "github", "owner": "acme", "name": "widgets"})
+    );
+    assert_eq!(request["model"], "gpt-5.4");
+    assert_eq!(request["effort"], "low");
+    assert_eq!(request["resources"]["timeout_ms"], 90_000);
+    assert_eq!(request["env_names"], serde_json::json!(["TOKEN"]));
+    assert_eq!(
+        request["prompt"],
+        "-- starts with dashes\nand has two lines"
+    );
+}
+
+#[test]
+fn a_prompt_starting_with_a_dash_is_a_prompt() {
+    Sandbox::new()
+        .cmd()
+        .args([
+            "launch",
+            "--repo",
+            "acme/widgets",
+            "--prompt",
+            "--help me",
+            "--dry-run",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--help me"));
+}
+
+#[test]
+fn configuration_problems_are_named_and_exit_2() {
+    Sandbox::new()
+        .cmd()
+        .env("SANDBOX_PROVIDER", "docker")
+        .env("DISCORD_GUILD_ID", "my server")
+        .args(["sandboxes", "list"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("2 configuration problems")
+                .and(predicate::str::contains(
+                    "SANDBOX_PROVIDER: \"docker\" is not a provider; choose local or e2b",
+                ))
+                .and(predicate::str::contains("DISCORD_GUILD_ID")),
+        );
+}
+
+#[test]
+fn a_dotenv_file_is_read() {
+    let s = Sandbox::new();
+    std::fs::write(
+        s.dir.path().join(".env"),
+        "CODECOURIER_DATA_DIR=elsewhere\n",
+    )
+    .unwrap();
+    s.cmd().args(["sandboxes", "list"]).assert().success();
+    assert!(s.dir.path().join("elsewhere/codecourier.db").exists());
+}
+
+#[test]
+fn the_first_command_creates_the_data_directory_and_database() {
+    let s = Sandbox::new();
+    s.cmd()
+        .args(["sandboxes", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("No sandboxes yet"));
+    assert!(s.dir.path().join("data/codecourier.db").exists());
+    assert!(s.dir.path().join("data/secret.key").exists());
+}
+
+#[test]
+fn show_names_an_unknown_sandbox() {
+    Sandbox::new()
+        .cmd()
+        .args(["sandboxes", "show", "deadbeef"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no sandbox matches \"deadbeef\""));
+}
+
+#[test]
+fn doctor_reports_missing_keys_without_failing_and_bad_config_with_failing() {
+    let s = Sandbox::new();
+    s.cmd()
+        .env("ANTHROPIC_API_KEY", "sk-ant-planted")
+        .arg("doctor")
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("✓ Claude Code: key present")
+                .and(predicate::str::contains(
+                    "! Codex: no key; set OPENAI_API_KEY",
+                ))
+                .and(predicate::str::is_match("[0-9]+ of [0-9]+ migrations applied").unwrap())
+                .and(predicate::str::contains("sk-ant-planted").not()),
+        );
+    s.cmd()
+        .env("CODECOURIER_SECRET_KEY", "short-and-secret")
+        .arg("doctor")
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("✗ CODECOURIER_SECRET_KEY")
+                .and(predicate::str::contains("short-and-secret").not()),
+        );
+}
+
+#[tokio::test]
+async fn list_and_show_read_the_records() {
+    use codecourier::catalog::{Catalog, LaunchInput};
+    use codecourier::config::Config;
+    use codecourier::pipeline::{Phase, PhaseOutcome};
+    use codecourier::store::{NewSandbox, Store};
+
+    let s = Sandbox::new();
+    let data_dir = s.dir.path().join("data").display().to_string();
+    let config =
+        Config::from_lookup(|name| (name == "CODECOURIER_DATA_DIR").then(|| data_dir.clone()))
+            .unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let request = LaunchInput {
+        prompt: Some("Fix the flaky test\nin ci.yml".into()),
+        repo: Some("acme/widgets".into()),
+        tool: Some("pi".into()),
+        ..Default::default()
+    }
+    .validate(&Catalog::built_in(), false)
+    .unwrap();
+    let id = store
+        .insert_sandbox(&NewSandbox {
+            request: &request,
+            launched_by: "alice",
+            discord: None,
+            project_id: None,
+        })
+        .await
+        .unwrap();
+    store.start_phase(id, Phase::Provision).await.unwrap();
+    store
+        .end_phase(
+            id,
+            Phase::Provision,
+            PhaseOutcome::Failed,
+            Some("no capacity"),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    s.cmd()
+        .args(["sandboxes", "list"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(id.short())
+                .and(predicate::str::contains("Fix the flaky test")),
+        );
+    s.cmd()
+        .args(["sandboxes", "show", &id.short()])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(format!("Sandbox {id} — creating"))
+                .and(predicate::str::contains("by alice"))
+                .and(predicate::str::contains("✗ provision"))
+                .and(predicate::str::contains("no capacity")),
+        );
+    let out = s
+        .cmd()
+        .args(["sandboxes", "show", &id.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["id"], id.to_string());
+    assert_eq!(record["request"]["tool"], "pi");
+    assert_eq!(record["failed_phase"], "provision");
+}

@@ -1,0 +1,320 @@
+//! The store against real SQLite files: records, the status state machine, phases, events, secrets.
+
+use codecourier::catalog::{Catalog, LaunchInput, LaunchRequest};
+use codecourier::ids::DiscordId;
+use codecourier::pipeline::{Phase, PhaseOutcome, SandboxStatus};
+use codecourier::secret::{KeySource, Secret, SecretKey};
+use codecourier::store::{DiscordOrigin, NewSandbox, SandboxFilter, Store, StoreError};
+
+struct TestStore {
+    store: Store,
+    dir: tempfile::TempDir,
+}
+
+async fn store() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let store = Store::open_with_key(&url, SecretKey::generate(), KeySource::Environment)
+        .await
+        .unwrap();
+    TestStore { store, dir }
+}
+
+fn request(env: &[&str]) -> LaunchRequest {
+    LaunchInput {
+        prompt: Some("Add a README".into()),
+        repo: Some("acme/widgets".into()),
+        env: env.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+    .validate(&Catalog::built_in(), false)
+    .unwrap()
+}
+
+fn new_sandbox(request: &LaunchRequest) -> NewSandbox<'_> {
+    NewSandbox {
+        request,
+        launched_by: "alice",
+        discord: None,
+        project_id: None,
+    }
+}
+
+#[tokio::test]
+async fn a_new_sandbox_is_creating_and_reads_back_whole() {
+    let t = store().await;
+    let req = request(&[]);
+    let id = t
+        .store
+        .insert_sandbox(&NewSandbox {
+            discord: Some(DiscordOrigin {
+                user_id: DiscordId(u64::MAX),
+                guild_id: Some(DiscordId(1 << 63)),
+                channel_id: DiscordId(1),
+            }),
+            ..new_sandbox(&req)
+        })
+        .await
+        .unwrap();
+    let record = t.store.get_sandbox(id).await.unwrap().unwrap();
+    assert_eq!(record.status, SandboxStatus::Creating);
+    assert_eq!(record.request.prompt, "Add a README");
+    assert_eq!(record.request.model, "claude-sonnet-4-6");
+    assert_eq!(record.launched_by, "alice");
+    assert_eq!(record.discord.user_id, Some(DiscordId(u64::MAX)));
+    assert_eq!(record.discord.guild_id, Some(DiscordId(1 << 63)));
+    assert_eq!(record.finished_at, None);
+}
+
+#[tokio::test]
+async fn statuses_only_move_forward() {
+    let t = store().await;
+    let req = request(&[]);
+    let id = t.store.insert_sandbox(&new_sandbox(&req)).await.unwrap();
+    let err = t
+        .store
+        .transition(id, SandboxStatus::Running)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition { .. }), "{err}");
+    assert!(err
+        .to_string()
+        .contains("cannot go from creating to running"));
+
+    for next in [
+        SandboxStatus::Provisioning,
+        SandboxStatus::SettingUp,
+        SandboxStatus::Running,
+        SandboxStatus::Completed,
+    ] {
+        t.store.transition(id, next).await.unwrap();
+    }
+    let err = t
+        .store
+        .transition(id, SandboxStatus::Failed)
+        .await
+        .unwrap_err();
+    assert!(err
+        .to_string()
+        .contains("cannot go from completed to failed"));
+    let record = t.store.get_sandbox(id).await.unwrap().unwrap();
+    assert_eq!(
+        record.status,
+        SandboxStatus::Completed,
+        "an illegal transition changes nothing"
+    );
+    assert!(record.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn concurrent_terminal_transitions_have_one_winner() {
+    let t = store().await;
+    let req = request(&[]);
+    let id = t.store.insert_sandbox(&new_sandbox(&req)).await.unwrap();
+    t.store
+        .transition(id, SandboxStatus::Provisioning)
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        t.store.transition(id, SandboxStatus::Stopped),
+        t.store.transition(id, SandboxStatus::TimedOut),
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one wins: {a:?} {b:?}");
+}
+
+#[tokio::test]
+async fn phases_record_timing_and_the_failed_phase() {
+    let t = store().await;
+    let req = request(&[]);
+    let id = t.store.insert_sandbox(&new_sandbox(&req)).await.unwrap();
+    t.store.start_phase(id, Phase::Provision).await.unwrap();
+    t.store
+        .end_phase(
+            id,
+            Phase::Provision,
+            PhaseOutcome::Ok,
+            Some("memory limit enforced"),
+        )
+        .await
+        .unwrap();
+    t.store.start_phase(id, Phase::Clone).await.unwrap();
+    t.store
+        .end_phase(
+            id,
+            Phase::Clone,
+            PhaseOutcome::Failed,
+            Some("repository not found"),
+        )
+        .await
+        .unwrap();
+    let err = t
+        .store
+        .end_phase(id, Phase::Agent, PhaseOutcome::Ok, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("without having started"));
+
+    let record = t.store.get_sandbox(id).await.unwrap().unwrap();
+    let phases: Vec<_> = record.phases.iter().map(|p| (p.phase, p.outcome)).collect();
+    assert_eq!(
+        phases,
+        [
+            (Phase::Provision, PhaseOutcome::Ok),
+            (Phase::Clone, PhaseOutcome::Failed)
+        ]
+    );
+    assert!(record.phases.iter().all(|p| p.duration_ms().unwrap() >= 0));
+    assert_eq!(record.current_phase, Some(Phase::Clone));
+    assert_eq!(record.failed_phase, Some(Phase::Clone));
+}
+
+#[tokio::test]
+async fn events_are_numbered_in_order_and_kept_even_when_odd() {
+    let t = store().await;
+    let req = request(&[]);
+    let id = t.store.insert_sandbox(&new_sandbox(&req)).await.unwrap();
+    let other = t.store.insert_sandbox(&new_sandbox(&req)).await.unwrap();
+    for i in 0..3 {
+        let seq = t
+            .store
+            .append_event(id, "agent.text", &serde_json::json!({ "n": i }))
+            .await
+            .unwrap();
+        assert_eq!(seq, i + 1);
+    }
+    assert_eq!(
+        t.store
+            .append_event(other, "agent.text", &serde_json::json!({}))
+            .await
+            .unwrap(),
+        1
+    );
+    let later = t.store.events(id, 1).await.unwrap();
+    assert_eq!(later.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(later[1].payload["n"], 2);
+}
+
+#[tokio::test]
+async fn env_values_are_encrypted_at_rest() {
+    let t = store().await;
+    let req = request(&["API_TOKEN=sk-planted-secret-123", "MODE=fast"]);
+    let id = t.store.insert_sandbox(&new_sandbox(&req)).await.unwrap();
+    let env = t.store.sandbox_env(id).await.unwrap();
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.expose())).collect();
+    assert_eq!(
+        env,
+        [("API_TOKEN", "sk-planted-secret-123"), ("MODE", "fast")]
+    );
+    let record = t.store.get_sandbox(id).await.unwrap().unwrap();
+    assert_eq!(record.env_names, ["API_TOKEN", "MODE"]);
+    assert!(!serde_json::to_string(&record).unwrap().contains("planted"));
+
+    t.store.close().await;
+    for file in std::fs::read_dir(t.dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(7).any(|w| w == b"planted"),
+            "plaintext secret on disk"
+        );
+    }
+}
+
+#[tokio::test]
+async fn secrets_replace_and_a_wrong_key_is_an_error_not_garbage() {
+    let t = store().await;
+    t.store
+        .put_secret("project:1", "OPENAI_API_KEY", &Secret::new("one"))
+        .await
+        .unwrap();
+    t.store
+        .put_secret("project:1", "OPENAI_API_KEY", &Secret::new("two"))
+        .await
+        .unwrap();
+    let value = t
+        .store
+        .get_secret("project:1", "OPENAI_API_KEY")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(value.expose(), "two");
+    assert!(t
+        .store
+        .get_secret("project:2", "OPENAI_API_KEY")
+        .await
+        .unwrap()
+        .is_none());
+    t.store.close().await;
+
+    let url = format!("sqlite://{}/test.db", t.dir.path().display());
+    let other_key = Store::open_with_key(&url, SecretKey::generate(), KeySource::Environment)
+        .await
+        .unwrap();
+    let err = other_key
+        .get_secret("project:1", "OPENAI_API_KEY")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("secret key differs"), "{err}");
+}
+
+#[tokio::test]
+async fn sandboxes_are_found_by_unique_prefix_and_listed_newest_first() {
+    let t = store().await;
+    let req = request(&[]);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(t.store.insert_sandbox(&new_sandbox(&req)).await.unwrap());
+    }
+    let found = t.store.find_sandbox(&ids[0].short()).await.unwrap();
+    assert_eq!(found.id, ids[0]);
+    assert_eq!(
+        t.store
+            .find_sandbox(&ids[1].to_string().to_uppercase())
+            .await
+            .unwrap()
+            .id,
+        ids[1]
+    );
+    assert!(matches!(
+        t.store.find_sandbox("zzzz").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        t.store.find_sandbox("ab").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    t.store
+        .transition(ids[2], SandboxStatus::Stopped)
+        .await
+        .unwrap();
+    let all = t
+        .store
+        .list_sandboxes(&SandboxFilter {
+            status: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[2], ids[1], ids[0]]
+    );
+    let stopped = t
+        .store
+        .list_sandboxes(&SandboxFilter {
+            status: Some(SandboxStatus::Stopped),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stopped.len(), 1);
+    let two = t
+        .store
+        .list_sandboxes(&SandboxFilter {
+            status: None,
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(two.len(), 2);
+}
