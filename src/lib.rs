@@ -3,10 +3,12 @@
 //! The core (`catalog`, `pipeline`, `store`) speaks only its own types; front ends (`cli`, later
 //! `discord`) translate to and from them.
 
+pub mod agent;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod ids;
 pub mod pipeline;
+pub mod redact;
 pub mod secret;
 pub mod store;
