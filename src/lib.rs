@@ -10,5 +10,6 @@ pub mod config;
 pub mod ids;
 pub mod pipeline;
 pub mod redact;
+pub mod sandbox;
 pub mod secret;
 pub mod store;

@@ -1,0 +1,252 @@
+//! Sandbox providers: where agents run. `local` (namespaces on this machine, no account needed) and,
+//! later, `e2b` (cloud micro-VMs). The launch sequence sees only this trait.
+
+mod cgroup;
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::catalog::{Resources, TemplateRef};
+use crate::secret::Secret;
+
+/// The home directory inside every sandbox; the project is cloned into `project/` below it.
+pub const HOME: &str = "/home/user";
+pub const PROJECT_DIR: &str = "/home/user/project";
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub template: TemplateRef,
+    pub resources: Resources,
+    /// Variables every command in the sandbox sees.
+    pub env: Vec<(String, Secret)>,
+    /// Labels for finding the sandbox again (recovery after a restart).
+    pub metadata: BTreeMap<String, String>,
+    /// Host directories to show inside (local provider only; a cloud provider refuses them).
+    pub mounts: Vec<Mount>,
+    /// Executables to make available from the host (local provider only; templates carry their own).
+    pub host_tools: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// A created sandbox, as the provider knows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxHandle {
+    pub provider_id: String,
+    /// Which limits are actually enforced here, in words, for the provision phase to report.
+    pub limits_report: String,
+}
+
+/// One command to run inside a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct Exec {
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    /// Extra variables for this command only (never stored in the sandbox).
+    pub env: Vec<(String, Secret)>,
+    /// Written to the command's stdin, which is then closed. Without it stdin is empty: several
+    /// agent CLIs block reading an open stdin.
+    pub stdin: Option<Vec<u8>>,
+}
+
+impl Exec {
+    /// `bash -lc SCRIPT` in the project directory.
+    pub fn script(script: impl Into<String>) -> Self {
+        Self {
+            argv: vec!["bash".into(), "-c".into(), script.into()],
+            cwd: Some(PROJECT_DIR.into()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// How a command ended: its exit code, or `None` when it was killed by a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    /// The kernel killed a process of this command for exceeding the sandbox's memory limit.
+    pub oom_killed: bool,
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    pub provider_id: String,
+    pub metadata: BTreeMap<String, String>,
+    pub alive: bool,
+}
+
+/// Errors a caller branches on.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("sandbox {0} does not exist (it may have been stopped or timed out)")]
+    NotFound(String),
+    #[error("the sandbox's time limit ran out")]
+    Expired,
+    #[error("the sandbox was stopped")]
+    Killed,
+    #[error("the provider has no capacity for another sandbox: {0}")]
+    QuotaExceeded(String),
+    #[error("the provider did not answer in time: {0}")]
+    Transient(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+#[async_trait]
+pub trait SandboxProvider: Send + Sync {
+    /// "local" or "e2b", for records and messages.
+    fn name(&self) -> &'static str;
+
+    /// Creates a sandbox whose life ends after `timeout` unless extended.
+    async fn create(&self, spec: &SandboxSpec, timeout: Duration) -> Result<SandboxHandle, SandboxError>;
+
+    /// Runs a command, sending its output as it comes, and returns how it ended.
+    async fn run(
+        &self,
+        sandbox: &SandboxHandle,
+        exec: &Exec,
+        output: mpsc::Sender<Output>,
+    ) -> Result<ExitStatus, SandboxError>;
+
+    /// Writes a file inside the sandbox (parents created), with the given mode.
+    async fn write_file(
+        &self,
+        sandbox: &SandboxHandle,
+        path: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), SandboxError>;
+
+    /// Ends the sandbox and everything running in it. Works from another process too.
+    async fn kill(&self, provider_id: &str) -> Result<(), SandboxError>;
+
+    /// Moves the end of the sandbox's life to `timeout` from now.
+    async fn set_timeout(&self, sandbox: &SandboxHandle, timeout: Duration) -> Result<(), SandboxError>;
+
+    /// Sandboxes whose metadata contains every given pair.
+    async fn list(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<SandboxInfo>, SandboxError>;
+}
+
+/// A command's whole output, for short commands (git, setup steps).
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command and collects its output.
+pub async fn run_captured(
+    provider: &dyn SandboxProvider,
+    sandbox: &SandboxHandle,
+    exec: &Exec,
+) -> Result<Captured, SandboxError> {
+    let (tx, mut rx) = mpsc::channel(64);
+    let collect = async {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(chunk) = rx.recv().await {
+            match chunk {
+                Output::Stdout(b) => out.extend(b),
+                Output::Stderr(b) => err.extend(b),
+            }
+        }
+        (out, err)
+    };
+    let (status, (out, err)) = tokio::join!(provider.run(sandbox, exec, tx), collect);
+    Ok(Captured {
+        status: status?,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    })
+}
+
+/// Splits a byte stream into lines without limit on the number of lines but with a cap on one
+/// line's length: past `max` bytes the line is handed out cut, and the rest of it skipped.
+#[derive(Debug)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    max: usize,
+    skipping: bool,
+}
+
+impl LineSplitter {
+    pub fn new(max: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            max,
+            skipping: false,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for part in bytes.split_inclusive(|b| *b == b'\n') {
+            let complete = part.ends_with(b"\n");
+            let body = if complete { &part[..part.len() - 1] } else { part };
+            if !self.skipping {
+                let room = self.max.saturating_sub(self.buf.len());
+                self.buf.extend_from_slice(&body[..body.len().min(room)]);
+                if body.len() > room {
+                    lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned());
+                    self.skipping = true;
+                }
+            }
+            if complete {
+                if self.skipping {
+                    self.skipping = false;
+                } else {
+                    lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned());
+                }
+            }
+        }
+        lines
+    }
+
+    /// What is left when the stream ends without a final newline.
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.buf);
+        (!rest.is_empty() && !self.skipping).then(|| String::from_utf8_lossy(&rest).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_chunks_and_long_lines_are_capped() {
+        let mut s = LineSplitter::new(10);
+        assert_eq!(s.push(b"ab"), Vec::<String>::new());
+        assert_eq!(s.push(b"c\nde\n\nf"), ["abc", "de", ""]);
+        assert_eq!(s.push(b"0123456789abcdef"), ["f012345678"]);
+        assert_eq!(s.push(b"more\nok\n"), ["ok"]);
+        assert_eq!(s.push(b"tail"), Vec::<String>::new());
+        assert_eq!(s.finish().as_deref(), Some("tail"));
+    }
+}
