@@ -49,22 +49,34 @@ pub fn create(name: &str, memory_mb: u32, cpus: u32) -> Enforced {
         let parent = Path::new(ROOT).join("codecourier");
         let setup = (|| {
             // Controllers must be enabled on every level above the cgroup that uses them.
-            let _ = write(&Path::new(ROOT).join("cgroup.subtree_control"), "+memory +cpu");
-            std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            let _ = write(
+                &Path::new(ROOT).join("cgroup.subtree_control"),
+                "+memory +cpu",
+            );
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             let _ = write(&parent.join("cgroup.subtree_control"), "+memory +cpu");
             let dir = parent.join(name);
-            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             Ok::<_, String>(dir)
         })();
         return match setup {
-            Err(e) => Enforced { cgroup: Cgroup::default(), memory: Err(e.clone()), cpu_quota: Err(e) },
+            Err(e) => Enforced {
+                cgroup: Cgroup::default(),
+                memory: Err(e.clone()),
+                cpu_quota: Err(e),
+            },
             Ok(dir) => {
                 let memory = write(&dir.join("memory.max"), &memory_bytes.to_string()).map(|_| {
                     let _ = write(&dir.join("memory.swap.max"), "0");
                 });
                 let cpu_quota = write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"));
                 Enforced {
-                    cgroup: Cgroup { oom_file: Some(dir.join("memory.events")), dirs: vec![dir] },
+                    cgroup: Cgroup {
+                        oom_file: Some(dir.join("memory.events")),
+                        dirs: vec![dir],
+                    },
                     memory,
                     cpu_quota,
                 }
@@ -79,10 +91,18 @@ pub fn create(name: &str, memory_mb: u32, cpus: u32) -> Enforced {
         let dir = memory_root.join("codecourier").join(name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))
-            .and_then(|_| write(&dir.join("memory.limit_in_bytes"), &memory_bytes.to_string()))
+            .and_then(|_| {
+                write(
+                    &dir.join("memory.limit_in_bytes"),
+                    &memory_bytes.to_string(),
+                )
+            })
             .map(|_| {
                 // Without swap accounting this file is absent; the memory limit still holds.
-                let _ = write(&dir.join("memory.memsw.limit_in_bytes"), &memory_bytes.to_string());
+                let _ = write(
+                    &dir.join("memory.memsw.limit_in_bytes"),
+                    &memory_bytes.to_string(),
+                );
                 cgroup.oom_file = Some(dir.join("memory.oom_control"));
                 cgroup.dirs.push(dir);
             })
@@ -100,7 +120,11 @@ pub fn create(name: &str, memory_mb: u32, cpus: u32) -> Enforced {
     } else {
         Err("this machine has no cgroup cpu controller that CodeCourier can use".into())
     };
-    Enforced { cgroup, memory, cpu_quota }
+    Enforced {
+        cgroup,
+        memory,
+        cpu_quota,
+    }
 }
 
 impl Cgroup {
@@ -108,7 +132,9 @@ impl Cgroup {
     pub fn procs_files(&self) -> Vec<CString> {
         self.dirs
             .iter()
-            .filter_map(|d| CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes()).ok())
+            .filter_map(|d| {
+                CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes()).ok()
+            })
             .collect()
     }
 
@@ -118,7 +144,10 @@ impl Cgroup {
         std::fs::read_to_string(file)
             .ok()
             .and_then(|text| {
-                text.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+                text.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
             })
             .unwrap_or(0)
     }
@@ -131,7 +160,10 @@ impl Cgroup {
         for _ in 0..50 {
             let mut any = false;
             for dir in &self.dirs {
-                for pid in std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines() {
+                for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                {
                     if let Ok(pid) = pid.trim().parse::<i32>() {
                         any = true;
                         // SAFETY: sending a signal has no memory effects on this process.

@@ -30,7 +30,9 @@ const HOST_TOOLS_DIR: &str = "/run/codecourier/bin";
 const SANDBOX_PATH: &str =
     "/run/codecourier/tools:/run/codecourier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Host directories shown read-only in every sandbox.
-const SYSTEM_DIRS: [&str; 8] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt"];
+const SYSTEM_DIRS: [&str; 8] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt",
+];
 
 /// What survives on disk so another process (`sandboxes stop`, recovery) can find and kill it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,7 +129,13 @@ impl LocalProvider {
     fn bwrap_args(&self, id: &str, live: &Live, exec: &Exec) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-        push(&["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-uts", "--unshare-ipc"]);
+        push(&[
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-uts",
+            "--unshare-ipc",
+        ]);
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             push(&["--cap-drop", "ALL"]);
@@ -145,15 +153,28 @@ impl LocalProvider {
         }
         let home = live.dir.join("home");
         let tmp = live.dir.join("tmp");
-        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp"]);
-        push(&["--bind", &home.to_string_lossy(), HOME, "--bind", &tmp.to_string_lossy(), "/tmp"]);
+        push(&[
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
+        ]);
+        push(&[
+            "--bind",
+            &home.to_string_lossy(),
+            HOME,
+            "--bind",
+            &tmp.to_string_lossy(),
+            "/tmp",
+        ]);
         if let Some(tools) = &self.tools_dir {
             push(&["--ro-bind", &tools.to_string_lossy(), TOOLS_MOUNT]);
         }
         push(&["--dir", HOST_TOOLS_DIR]);
         for tool in &live.host_tools {
             if let Some(root) = &tool.install_root {
-                push(&["--ro-bind", &root.to_string_lossy(), &root.to_string_lossy()]);
+                push(&[
+                    "--ro-bind",
+                    &root.to_string_lossy(),
+                    &root.to_string_lossy(),
+                ]);
             }
             let link = format!("{HOST_TOOLS_DIR}/{}", tool.name);
             push(&["--symlink", &tool.target.to_string_lossy(), &link]);
@@ -193,7 +214,13 @@ impl LocalProvider {
             .map(|r| live.dir.join("home").join(r))
             .or_else(|| relative("/tmp").map(|r| live.dir.join("tmp").join(r)));
         match mapped {
-            Some(p) if !guest.components().any(|c| c == std::path::Component::ParentDir) => Ok(p),
+            Some(p)
+                if !guest
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir) =>
+            {
+                Ok(p)
+            }
             _ => Err(SandboxError::Unsupported(format!(
                 "cannot write {}: local sandboxes accept files under {HOME} or /tmp",
                 guest.display()
@@ -233,7 +260,9 @@ impl LocalProvider {
 }
 
 fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -254,11 +283,18 @@ impl SandboxProvider for LocalProvider {
         "local"
     }
 
-    async fn create(&self, spec: &SandboxSpec, timeout: Duration) -> Result<SandboxHandle, SandboxError> {
+    async fn create(
+        &self,
+        spec: &SandboxSpec,
+        timeout: Duration,
+    ) -> Result<SandboxHandle, SandboxError> {
         check_bwrap().map_err(SandboxError::Unsupported)?;
         for m in &spec.mounts {
             if !m.host.exists() {
-                return Err(SandboxError::Unsupported(format!("{} does not exist", m.host.display())));
+                return Err(SandboxError::Unsupported(format!(
+                    "{} does not exist",
+                    m.host.display()
+                )));
             }
         }
         let host_tools = spec
@@ -278,7 +314,9 @@ impl SandboxProvider for LocalProvider {
         }
         let resources = spec.resources;
         let enforced = cgroup::create(&id, resources.memory_mb, resources.cpus);
-        let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let available = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let cpus = resources.cpus as usize;
 
         let mut report = Vec::new();
@@ -293,7 +331,9 @@ impl SandboxProvider for LocalProvider {
         };
         report.push(match &enforced.cpu_quota {
             Ok(()) => format!("{cpus} CPUs enforced (cgroup quota; {affinity})"),
-            Err(why) if cpus < available => format!("{cpus} CPUs by {affinity} only; no quota ({why})"),
+            Err(why) if cpus < available => {
+                format!("{cpus} CPUs by {affinity} only; no quota ({why})")
+            }
             Err(why) => format!("{cpus} CPUs NOT enforced ({why}; {affinity})"),
         });
         report.push(format!(
@@ -322,7 +362,10 @@ impl SandboxProvider for LocalProvider {
             owner_pid: std::process::id(),
             deadline_unix_ms: unix_ms(SystemTime::now() + timeout),
         })?;
-        self.live.lock().expect("lock").insert(id.clone(), live.clone());
+        self.live
+            .lock()
+            .expect("lock")
+            .insert(id.clone(), live.clone());
 
         // The watchdog: sleeps until the deadline (which set_timeout may move) and then kills.
         let watched = Arc::downgrade(&live);
@@ -367,7 +410,11 @@ impl SandboxProvider for LocalProvider {
         let mut command = tokio::process::Command::new("bwrap");
         command
             .args(&args)
-            .stdin(if exec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if exec.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -394,7 +441,8 @@ impl SandboxProvider for LocalProvider {
                 let _ = stdin.shutdown().await;
             }
         };
-        let pump = |mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>, wrap: fn(Vec<u8>) -> Output| {
+        let pump = |mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    wrap: fn(Vec<u8>) -> Output| {
             let output = output.clone();
             async move {
                 let mut buf = vec![0u8; 64 * 1024];
@@ -411,8 +459,14 @@ impl SandboxProvider for LocalProvider {
                 }
             }
         };
-        let stdout = pump(Box::new(child.stdout.take().expect("piped")), Output::Stdout);
-        let stderr = pump(Box::new(child.stderr.take().expect("piped")), Output::Stderr);
+        let stdout = pump(
+            Box::new(child.stdout.take().expect("piped")),
+            Output::Stdout,
+        );
+        let stderr = pump(
+            Box::new(child.stderr.take().expect("piped")),
+            Output::Stderr,
+        );
         drop(output);
         let (_, _, _, status) = tokio::join!(feed, stdout, stderr, child.wait());
         live.children.lock().expect("lock").retain(|p| *p != pid);
@@ -421,7 +475,9 @@ impl SandboxProvider for LocalProvider {
         if live.expired.load(Ordering::SeqCst) {
             return Err(SandboxError::Expired);
         }
-        if live.killed.load(Ordering::SeqCst) || self.root.join(&sandbox.provider_id).join("killed").exists() {
+        if live.killed.load(Ordering::SeqCst)
+            || self.root.join(&sandbox.provider_id).join("killed").exists()
+        {
             return Err(SandboxError::Killed);
         }
         Ok(ExitStatus {
@@ -486,7 +542,11 @@ impl SandboxProvider for LocalProvider {
         Ok(())
     }
 
-    async fn set_timeout(&self, sandbox: &SandboxHandle, timeout: Duration) -> Result<(), SandboxError> {
+    async fn set_timeout(
+        &self,
+        sandbox: &SandboxHandle,
+        timeout: Duration,
+    ) -> Result<(), SandboxError> {
         let live = self.live(&sandbox.provider_id)?;
         live.deadline.send_replace(Instant::now() + timeout);
         if let Some(mut state) = self.read_state(&sandbox.provider_id) {
@@ -496,7 +556,10 @@ impl SandboxProvider for LocalProvider {
         Ok(())
     }
 
-    async fn list(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<SandboxInfo>, SandboxError> {
+    async fn list(
+        &self,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Vec<SandboxInfo>, SandboxError> {
         let mut found = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.root) else {
             return Ok(found);
@@ -504,8 +567,13 @@ impl SandboxProvider for LocalProvider {
         let now = unix_ms(SystemTime::now());
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
-            let Some(state) = self.read_state(&id) else { continue };
-            if !metadata.iter().all(|(k, v)| state.metadata.get(k) == Some(v)) {
+            let Some(state) = self.read_state(&id) else {
+                continue;
+            };
+            if !metadata
+                .iter()
+                .all(|(k, v)| state.metadata.get(k) == Some(v))
+            {
                 continue;
             }
             let alive = !entry.path().join("killed").exists()
@@ -523,10 +591,16 @@ impl SandboxProvider for LocalProvider {
 
 /// Kills bwrap processes of this sandbox found through /proc (their command line names its home).
 fn kill_marked_processes(provider_id: &str) {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
     for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&cmdline);
         if text.starts_with("bwrap\0") && text.contains(&format!("/{provider_id}/home")) {
             // SAFETY: sending a signal has no memory effects on this process.

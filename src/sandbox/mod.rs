@@ -124,7 +124,11 @@ pub trait SandboxProvider: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Creates a sandbox whose life ends after `timeout` unless extended.
-    async fn create(&self, spec: &SandboxSpec, timeout: Duration) -> Result<SandboxHandle, SandboxError>;
+    async fn create(
+        &self,
+        spec: &SandboxSpec,
+        timeout: Duration,
+    ) -> Result<SandboxHandle, SandboxError>;
 
     /// Runs a command, sending its output as it comes, and returns how it ended.
     async fn run(
@@ -147,10 +151,17 @@ pub trait SandboxProvider: Send + Sync {
     async fn kill(&self, provider_id: &str) -> Result<(), SandboxError>;
 
     /// Moves the end of the sandbox's life to `timeout` from now.
-    async fn set_timeout(&self, sandbox: &SandboxHandle, timeout: Duration) -> Result<(), SandboxError>;
+    async fn set_timeout(
+        &self,
+        sandbox: &SandboxHandle,
+        timeout: Duration,
+    ) -> Result<(), SandboxError>;
 
     /// Sandboxes whose metadata contains every given pair.
-    async fn list(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<SandboxInfo>, SandboxError>;
+    async fn list(
+        &self,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Vec<SandboxInfo>, SandboxError>;
 }
 
 /// A command's whole output, for short commands (git, setup steps).
@@ -208,12 +219,17 @@ impl LineSplitter {
         let mut lines = Vec::new();
         for part in bytes.split_inclusive(|b| *b == b'\n') {
             let complete = part.ends_with(b"\n");
-            let body = if complete { &part[..part.len() - 1] } else { part };
+            let body = if complete {
+                &part[..part.len() - 1]
+            } else {
+                part
+            };
             if !self.skipping {
                 let room = self.max.saturating_sub(self.buf.len());
                 self.buf.extend_from_slice(&body[..body.len().min(room)]);
                 if body.len() > room {
-                    lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned());
+                    lines
+                        .push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned());
                     self.skipping = true;
                 }
             }
@@ -221,7 +237,8 @@ impl LineSplitter {
                 if self.skipping {
                     self.skipping = false;
                 } else {
-                    lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned());
+                    lines
+                        .push(String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned());
                 }
             }
         }

@@ -1,0 +1,287 @@
+//! The local provider for real: bubblewrap namespaces, cgroup limits where the machine has them,
+//! the watchdog timeout, and kill from a second provider (as `sandboxes stop` does from another process).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use codecourier::catalog::{build_custom_tag, Resources};
+use codecourier::sandbox::local::LocalProvider;
+use codecourier::sandbox::{
+    run_captured, Exec, SandboxError, SandboxHandle, SandboxProvider, SandboxSpec,
+};
+use codecourier::secret::Secret;
+
+fn spec(memory_mb: u32) -> SandboxSpec {
+    SandboxSpec {
+        template: build_custom_tag("base").unwrap(),
+        resources: Resources {
+            memory_mb,
+            cpus: 1,
+            timeout_ms: 60_000,
+        },
+        env: vec![("PROJECT_VAR".into(), Secret::new("from-spec"))],
+        metadata: BTreeMap::from([("sandbox_id".into(), "test".into())]),
+        mounts: Vec::new(),
+        host_tools: Vec::new(),
+    }
+}
+
+fn sh(script: &str) -> Exec {
+    Exec {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+/// Processes anywhere on this machine that carry the sandbox's marker in their environment.
+fn processes_of(sandbox: &SandboxHandle) -> Vec<String> {
+    let marker = format!("CODECOURIER_SANDBOX_ID={}", sandbox.provider_id);
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn commands_run_isolated_with_their_own_home_and_tmp() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let out = run_captured(
+        &provider,
+        &sb,
+        &sh("echo $HOME $PROJECT_VAR $EXTRA; hostname; ls /proc | grep -c '^[0-9]'; touch /usr/x 2>/dev/null || echo usr-ro; echo hi > ~/f && cat ~/f; ls /root 2>/dev/null | head -1; exit 3"),
+    )
+    .await
+    .unwrap();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(out.status.code, Some(3), "{out:?}");
+    assert_eq!(lines[0], "/home/user from-spec");
+    assert_eq!(lines[1], "codecourier");
+    let visible_processes: usize = lines[2].parse().unwrap();
+    assert!(
+        visible_processes <= 5,
+        "pid namespace shows {visible_processes} processes"
+    );
+    assert_eq!(lines[3], "usr-ro");
+    assert_eq!(lines[4], "hi");
+    assert_eq!(lines.len(), 5, "the host's /root is not visible: {lines:?}");
+    assert!(data
+        .path()
+        .join("sandboxes")
+        .join(&sb.provider_id)
+        .join("home/f")
+        .exists());
+
+    // stdin is delivered and closed; per-command env does not leak into the next command.
+    let exec = Exec {
+        stdin: Some(b"-prompt on stdin".to_vec()),
+        env: vec![("EXTRA".into(), Secret::new("once"))],
+        ..sh("cat; echo; echo $EXTRA")
+    };
+    let out = run_captured(&provider, &sb, &exec).await.unwrap();
+    assert_eq!(out.stdout, "-prompt on stdin\nonce\n");
+    let out = run_captured(&provider, &sb, &sh("echo \"[$EXTRA]\""))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "[]\n");
+
+    provider
+        .write_file(&sb, "/home/user/.config/x.json", b"{}", 0o600)
+        .await
+        .unwrap();
+    let out = run_captured(&provider, &sb, &sh("stat -c %a ~/.config/x.json"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.trim(), "600");
+    assert!(provider
+        .write_file(&sb, "/etc/passwd", b"x", 0o644)
+        .await
+        .is_err());
+    assert!(provider
+        .write_file(&sb, "/home/user/../../etc/x", b"x", 0o644)
+        .await
+        .is_err());
+    provider.kill(&sb.provider_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_timeout_kills_the_whole_process_tree() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(
+        sb.limits_report.contains("timeout 2s enforced"),
+        "{}",
+        sb.limits_report
+    );
+    let started = Instant::now();
+    let result = run_captured(
+        &provider,
+        &sb,
+        &sh("sleep 300 & sleep 301 & (sleep 302 &) ; wait"),
+    )
+    .await;
+    assert!(matches!(result, Err(SandboxError::Expired)), "{result:?}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(
+        processes_of(&sb).is_empty(),
+        "left behind: {:?}",
+        processes_of(&sb)
+    );
+    assert!(matches!(
+        run_captured(&provider, &sb, &sh("true")).await,
+        Err(SandboxError::Expired)
+    ));
+}
+
+#[tokio::test]
+async fn set_timeout_extends_the_life() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(1))
+        .await
+        .unwrap();
+    provider
+        .set_timeout(&sb, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let out = run_captured(&provider, &sb, &sh("sleep 2; echo survived"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "survived\n");
+    provider.kill(&sb.provider_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn another_process_can_stop_a_sandbox_and_list_finds_it() {
+    let data = tempfile::tempdir().unwrap();
+    let owner = LocalProvider::new(data.path(), None);
+    let sb = owner
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let stopper = LocalProvider::new(data.path(), None);
+    let listed = stopper
+        .list(&BTreeMap::from([(
+            "sandbox_id".to_string(),
+            "test".to_string(),
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].alive);
+
+    let running = tokio::spawn({
+        let sb = sb.clone();
+        async move { run_captured(&owner, &sb, &sh("echo started; sleep 300")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stopper.kill(&sb.provider_id).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(result, Err(SandboxError::Killed)), "{result:?}");
+    assert!(processes_of(&sb).is_empty());
+    assert!(!stopper.list(&BTreeMap::new()).await.unwrap()[0].alive);
+}
+
+#[tokio::test]
+async fn memory_limit_is_enforced_or_reported_as_not_enforced() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(&spec(256), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let out = run_captured(
+        &provider,
+        &sb,
+        &sh("python3 -c 'x = bytearray(600 * 1024 * 1024); print(len(x))'"),
+    )
+    .await
+    .unwrap();
+    if sb.limits_report.contains("memory 256 MB enforced") {
+        assert!(
+            !out.status.success(),
+            "allocation past the limit survived: {out:?}"
+        );
+        assert!(out.status.oom_killed, "{out:?}");
+    } else {
+        assert!(
+            sb.limits_report.contains("memory 256 MB NOT enforced"),
+            "{}",
+            sb.limits_report
+        );
+        assert!(out.status.success());
+    }
+    provider.kill(&sb.provider_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn tools_dir_comes_first_on_path_and_missing_tools_are_named() {
+    let data = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let script = tools.path().join("fake-agent");
+    std::fs::write(&script, "#!/bin/sh\necho fake agent ran\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let provider = LocalProvider::new(data.path(), Some(tools.path().to_path_buf()));
+    let sb = provider
+        .create(
+            &SandboxSpec {
+                host_tools: vec!["fake-agent".into(), "git".into()],
+                ..spec(512)
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let out = run_captured(
+        &provider,
+        &sb,
+        &sh("fake-agent; git --version | cut -c1-11"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stdout, "fake agent ran\ngit version\n");
+    provider.kill(&sb.provider_id).await.unwrap();
+
+    let err = provider
+        .create(
+            &SandboxSpec {
+                host_tools: vec!["no-such-agent-cli".into()],
+                ..spec(512)
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no-such-agent-cli is not installed"),
+        "{err}"
+    );
+}
