@@ -377,7 +377,11 @@ impl SandboxProvider for LocalProvider {
                         if *deadline_rx.borrow() <= Instant::now() {
                             if let Some(live) = watched.upgrade() {
                                 tracing::info!(sandbox = %live.dir.display(), "sandbox timed out");
-                                LocalProvider::terminate(&live, true);
+                                let _ = tokio::task::spawn_blocking(move || {
+                                    LocalProvider::terminate(&live, true);
+                                    live.cgroup.remove();
+                                })
+                                .await;
                             }
                             return;
                         }
