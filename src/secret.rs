@@ -94,9 +94,21 @@ impl SecretKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                write_private_file(&path, hex::encode(key.0).as_bytes())
-                    .with_context(|| format!("cannot create the key file {}", path.display()))?;
-                Ok((key, KeySource::Generated(path)))
+                // Written whole under a private name, then linked into place: a command started at
+                // the same moment either wins the link or reads the winner's complete key.
+                let staging = data_dir.join(format!(".{KEY_FILE_NAME}.{}", std::process::id()));
+                write_private_file(&staging, hex::encode(key.0).as_bytes())
+                    .with_context(|| format!("cannot create the key file {}", staging.display()))?;
+                let linked = std::fs::hard_link(&staging, &path);
+                let _ = std::fs::remove_file(&staging);
+                match linked {
+                    Ok(()) => Ok((key, KeySource::Generated(path))),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(None, data_dir)
+                    }
+                    Err(e) => Err(e)
+                        .with_context(|| format!("cannot create the key file {}", path.display())),
+                }
             }
             Err(e) => {
                 Err(e).with_context(|| format!("cannot read the key file {}", path.display()))
@@ -144,7 +156,7 @@ impl SecretKey {
 
 fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -4,8 +4,15 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use tokio_util::sync::CancellationToken;
+
+use super::progress::TerminalProgress;
 use super::{invalid_request, CliError};
 use crate::catalog::{Catalog, LaunchInput, LaunchRequest};
+use crate::config::Config;
+use crate::pipeline::{recover, LaunchError, LaunchOrigin, Launcher, NoProgress, SandboxStatus};
+use crate::sandbox::provider_for;
+use crate::store::{SandboxRecord, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct LaunchArgs {
@@ -53,7 +60,11 @@ pub struct LaunchArgs {
     dry_run: bool,
 }
 
-pub fn run(catalog: &Catalog, args: LaunchArgs) -> Result<ExitCode, CliError> {
+pub async fn run(
+    config: &Config,
+    catalog: &Catalog,
+    args: LaunchArgs,
+) -> Result<ExitCode, CliError> {
     let prompt = match (&args.prompt, &args.prompt_file) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(path)) => Some(read_prompt_file(path)?),
@@ -81,9 +92,128 @@ pub fn run(catalog: &Catalog, args: LaunchArgs) -> Result<ExitCode, CliError> {
         print_request(catalog, &request, args.json);
         return Ok(ExitCode::SUCCESS);
     }
-    Err(CliError::Failed(anyhow::anyhow!(
-        "the launch sequence is not part of this build yet; add --dry-run to check a request"
-    )))
+
+    let provider = provider_for(config).map_err(CliError::Invalid)?;
+    let store = Store::open(config).await?;
+    recover(&store, provider.as_ref()).await?;
+    let launcher = Launcher::new(config, store, provider, catalog.clone());
+    let origin = LaunchOrigin {
+        launched_by: std::env::var("USER").unwrap_or_else(|_| "terminal".into()),
+        discord: None,
+    };
+    let prepared = launcher
+        .prepare(request, &origin)
+        .await
+        .map_err(|e| match e {
+            LaunchError::Invalid(message) => CliError::Invalid(message),
+            LaunchError::Store(e) => e.into(),
+        })?;
+
+    // Ctrl-C stops the sandbox and records it as stopped, instead of leaving it running.
+    let stop = CancellationToken::new();
+    let on_interrupt = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping the sandbox…");
+            on_interrupt.cancel();
+        }
+    });
+    let record = if args.json {
+        launcher.run(prepared, &NoProgress, stop).await?
+    } else {
+        eprintln!("Launching sandbox {}", prepared.id);
+        launcher
+            .run(prepared, &TerminalProgress::new(), stop)
+            .await?
+    };
+    if args.json {
+        println!("{}", launch_json(&record));
+    } else {
+        print_result(&record);
+    }
+    launcher.store().clone().close().await;
+    Ok(if record.status == SandboxStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The final record as `launch --json` prints it: one flat object.
+pub fn launch_json(r: &SandboxRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "status": r.status,
+        "tool": r.request.tool,
+        "model": r.request.model,
+        "repo": r.request.repo.to_string(),
+        "branch": r.branch,
+        "base_branch": r.base_branch,
+        "result": r.result_text,
+        "cost_usd": r.cost_usd,
+        "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens,
+        "num_turns": r.num_turns,
+        "duration_ms": r.duration_ms,
+        "commits": r.commits,
+        "pushed": r.pushed,
+        "phases": r.phases,
+        "failed_phase": r.failed_phase,
+        "error": r.error,
+    })
+}
+
+fn print_result(r: &SandboxRecord) {
+    println!();
+    println!("Sandbox {} — {}", r.id, r.status);
+    if let Some(text) = &r.result_text {
+        let summary = text.trim();
+        if !summary.is_empty() {
+            println!("  result    {}", summary.replace('\n', "\n            "));
+        }
+    }
+    let mut usage = Vec::new();
+    if let Some(cost) = r.cost_usd {
+        usage.push(format!("${cost:.4}"));
+    }
+    if let (Some(i), Some(o)) = (r.input_tokens, r.output_tokens) {
+        usage.push(format!("{i} in / {o} out tokens"));
+    }
+    if let Some(turns) = r.num_turns {
+        usage.push(format!("{turns} turns"));
+    }
+    if let Some(ms) = r.duration_ms {
+        usage.push(format!("{:.1}s", ms as f64 / 1000.0));
+    }
+    if !usage.is_empty() {
+        println!("  usage     {}", usage.join(" · "));
+    }
+    if let Some(branch) = &r.branch {
+        println!(
+            "  branch    {branch} (from {})",
+            r.base_branch.as_deref().unwrap_or("?")
+        );
+    }
+    if !r.commits.is_empty() {
+        let pushed = if r.pushed == Some(true) {
+            "pushed"
+        } else {
+            "not pushed"
+        };
+        println!("  commits   {} {pushed}", r.commits.len());
+        for c in &r.commits {
+            println!("            {} {}", &c.sha[..c.sha.len().min(8)], c.subject);
+        }
+    } else if r.status == SandboxStatus::Completed {
+        println!("  commits   none: the agent changed nothing");
+    }
+    if let Some(error) = &r.error {
+        let phase = r
+            .failed_phase
+            .map(|p| format!(" in {p}"))
+            .unwrap_or_default();
+        println!("  error{phase}: {error}");
+    }
 }
 
 fn read_prompt_file(path: &PathBuf) -> Result<String, CliError> {

@@ -3,6 +3,7 @@
 
 mod doctor;
 mod launch;
+mod progress;
 mod sandboxes;
 mod tools;
 
@@ -137,7 +138,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
     let catalog = Catalog::load(config.catalog_path.as_deref())?;
     match cli.command {
         Command::Tools { json } => tools::run(&catalog, json),
-        Command::Launch(args) => launch::run(&catalog, args),
+        Command::Launch(args) => launch::run(&config, &catalog, args).await,
         Command::Sandboxes(command) => sandboxes::run(&config, command).await,
         Command::Serve => {
             config.require_discord()?;

@@ -6,8 +6,9 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 
 use super::CliError;
 use crate::config::Config;
-use crate::pipeline::{PhaseOutcome, SandboxStatus};
-use crate::store::{SandboxFilter, SandboxRecord, Store};
+use crate::pipeline::{recover, PhaseOutcome, SandboxStatus};
+use crate::sandbox::{provider_for, SandboxError};
+use crate::store::{EventRecord, Finish, SandboxFilter, SandboxRecord, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SandboxesCommand {
@@ -29,10 +30,27 @@ pub enum SandboxesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Stop a sandbox (also one launched from another terminal) and record it as stopped
+    Stop {
+        /// The sandbox id, or a unique prefix of it
+        id: String,
+    },
+    /// Print a sandbox's event log: phases, agent activity, status changes
+    Logs {
+        /// The sandbox id, or a unique prefix of it
+        id: String,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(config: &Config, command: SandboxesCommand) -> Result<ExitCode, CliError> {
     let store = Store::open(config).await?;
+    // Records a crashed CodeCourier left behind get their final status before anyone reads them.
+    if let Ok(provider) = provider_for(config) {
+        recover(&store, provider.as_ref()).await?;
+    }
     match command {
         SandboxesCommand::List {
             status,
@@ -62,6 +80,51 @@ pub async fn run(config: &Config, command: SandboxesCommand) -> Result<ExitCode,
                 );
             } else {
                 print_record(&record);
+            }
+        }
+        SandboxesCommand::Stop { id } => {
+            let record = store.find_sandbox(&id).await?;
+            if record.status.is_terminal() {
+                println!("Sandbox {} already ended: {}", record.id, record.status);
+            } else {
+                if let Some(provider_id) = &record.provider_sandbox_id {
+                    let provider = provider_for(config).map_err(CliError::Invalid)?;
+                    match provider.kill(provider_id).await {
+                        Ok(()) | Err(SandboxError::NotFound(_)) => {}
+                        Err(e) => {
+                            return Err(CliError::Failed(anyhow::anyhow!(
+                                "could not stop the sandbox: {e}"
+                            )))
+                        }
+                    }
+                }
+                let by = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+                let finish = Finish {
+                    failed_phase: record.current_phase,
+                    error: Some(format!("stopped by {by} from the terminal")),
+                    ..Default::default()
+                };
+                let status = store
+                    .finish(record.id, SandboxStatus::Stopped, &finish)
+                    .await?;
+                println!("Sandbox {} {status}", record.id);
+            }
+        }
+        SandboxesCommand::Logs { id, json } => {
+            let record = store.find_sandbox(&id).await?;
+            for event in store.events(record.id, 0).await? {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&event).expect("event serialises")
+                    );
+                } else {
+                    println!(
+                        "{} {}",
+                        event.at.format("%H:%M:%S%.3f"),
+                        describe_event(&event)
+                    );
+                }
             }
         }
     }
@@ -169,5 +232,40 @@ fn print_record(r: &SandboxRecord) {
             .map(|p| format!(" in {p}"))
             .unwrap_or_default();
         println!("Failed{phase}: {error}");
+    }
+}
+
+/// One event as a line of the log.
+fn describe_event(event: &EventRecord) -> String {
+    let p = &event.payload;
+    let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
+    match event.kind.as_str() {
+        "phase_started" => format!("▶ {}", text("phase")),
+        "phase_finished" => format!(
+            "{} {} {}",
+            if text("outcome") == "ok" {
+                "✓"
+            } else {
+                "✗"
+            },
+            text("phase"),
+            text("detail")
+        ),
+        "status" => format!("status → {}", text("status")),
+        kind => match serde_json::from_value::<crate::agent::AgentEvent>(p["event"].clone()) {
+            Ok(crate::agent::AgentEvent::Unparsed { line }) => {
+                format!("(unparsed) {}", truncate(&line, 200))
+            }
+            Ok(crate::agent::AgentEvent::Text { text }) => {
+                format!("agent: {}", text.replace('\n', "\n       "))
+            }
+            Ok(crate::agent::AgentEvent::Result(r)) => format!(
+                "result: {} — {}",
+                if r.success { "success" } else { "failure" },
+                truncate(&r.text, 300)
+            ),
+            Ok(other) => crate::cli::progress::activity(&other).unwrap_or_else(|| kind.to_string()),
+            Err(_) => format!("{kind} {p}"),
+        },
     }
 }

@@ -1,5 +1,14 @@
-//! The launch sequence: its phases and the sandbox status state machine.
+//! The launch sequence: its phases, the sandbox status state machine, and the events it emits.
 
+mod events;
+mod launcher;
+mod naming;
+mod prompt;
+mod recovery;
 mod status;
 
+pub use events::{Fanout, NoProgress, ProgressEvent, ProgressSink};
+pub use launcher::{LaunchError, LaunchOrigin, Launcher, Prepared};
+pub use naming::{branch_name, slug};
+pub use recovery::recover;
 pub use status::{IllegalTransition, Phase, PhaseOutcome, SandboxStatus};

@@ -267,3 +267,18 @@ mod tests {
         assert_eq!(s.finish().as_deref(), Some("tail"));
     }
 }
+
+/// The provider the configuration names.
+pub fn provider_for(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn SandboxProvider>, String> {
+    match config.sandbox_provider {
+        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(local::LocalProvider::new(
+            &config.data_dir,
+            config.tools_dir.clone(),
+        ))),
+        crate::config::ProviderKind::E2b => Err(
+            "E2B sandboxes are not part of this build yet; set SANDBOX_PROVIDER=local to use this machine".into(),
+        ),
+    }
+}

@@ -1,11 +1,14 @@
 //! SQLite through sqlx: the one place that holds SQL. Records for sandboxes, their phases and
 //! events, and secrets encrypted at rest.
 
+mod projects;
 mod sandboxes;
 mod secrets;
 
+pub use projects::{NamedText, Project};
 pub use sandboxes::{
-    DiscordOrigin, EventRecord, NewSandbox, PhaseRecord, SandboxFilter, SandboxRecord,
+    Commit, DiscordOrigin, EventRecord, Finish, NewSandbox, PhaseRecord, SandboxFilter,
+    SandboxRecord,
 };
 
 use std::str::FromStr;
@@ -86,11 +89,15 @@ impl Store {
                 })?;
             }
         }
+        let options_for_lock = options.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the database {database_url}"))?;
+        // Two commands started together on a new database would both try to apply the first
+        // migration; a file lock beside the database makes the second wait and find it done.
+        let _guard = MigrationLock::acquire(options_for_lock.get_filename()).await?;
         MIGRATOR.run(&pool).await.with_context(|| {
             format!(
                 "cannot migrate the database {database_url}; if a newer CodeCourier created it, run that version or point DATABASE_URL at a new file"
@@ -117,5 +124,44 @@ impl Store {
 
     pub async fn close(self) {
         self.pool.close().await;
+    }
+}
+
+/// An exclusive `flock` on `<database>.lock`, released when dropped.
+struct MigrationLock(std::fs::File);
+
+impl MigrationLock {
+    async fn acquire(database: &std::path::Path) -> anyhow::Result<Self> {
+        let mut path = database.as_os_str().to_owned();
+        path.push(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot open the lock file {}",
+                    std::path::Path::new(&path).display()
+                )
+            })?;
+        tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(anyhow::Error::from(std::io::Error::last_os_error())
+                    .context("cannot lock the database for migration"));
+            }
+            Ok(Self(file))
+        })
+        .await?
+    }
+}
+
+impl Drop for MigrationLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: unlocking a descriptor we own.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }

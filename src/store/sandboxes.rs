@@ -9,6 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 
 use super::{Result, Store, StoreError};
+use crate::agent::AgentResult;
 use crate::catalog::LaunchRequest;
 use crate::ids::{DiscordId, SandboxId};
 use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
@@ -56,6 +57,24 @@ impl PhaseRecord {
     }
 }
 
+/// A commit on the feature branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Commit {
+    pub sha: String,
+    pub subject: String,
+}
+
+/// Everything the finish phase records, with the final status.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    pub failed_phase: Option<Phase>,
+    pub error: Option<String>,
+    pub result: Option<AgentResult>,
+    pub duration_ms: Option<i64>,
+    pub commits: Vec<Commit>,
+    pub pushed: Option<bool>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {
     pub seq: i64,
@@ -72,6 +91,8 @@ pub struct SandboxRecord {
     pub request: LaunchRequest,
     /// Names of the `--env` variables; their values are encrypted in the secrets table.
     pub env_names: Vec<String>,
+    /// The branch the work started from: as asked, or the repository's default once cloned.
+    pub base_branch: Option<String>,
     pub branch: Option<String>,
     pub provider: Option<String>,
     pub provider_sandbox_id: Option<String>,
@@ -92,7 +113,7 @@ pub struct SandboxRecord {
     pub output_tokens: Option<i64>,
     pub num_turns: Option<i64>,
     pub duration_ms: Option<i64>,
-    pub commits: Vec<String>,
+    pub commits: Vec<Commit>,
     pub pushed: Option<bool>,
     pub pr_url: Option<String>,
     pub compare_url: Option<String>,
@@ -288,6 +309,119 @@ impl Store {
         }
     }
 
+    /// Which provider runs the sandbox, and its id there (for stop, logs and recovery).
+    pub async fn set_provider(
+        &self,
+        id: SandboxId,
+        provider: &str,
+        provider_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sandboxes SET provider = ?1, provider_sandbox_id = ?2, updated_at = ?3 WHERE id = ?4",
+        )
+        .bind(provider)
+        .bind(provider_id)
+        .bind(Utc::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The base branch actually used (the default branch when none was asked for) and the new branch.
+    pub async fn set_branches(&self, id: SandboxId, base_branch: &str, branch: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE sandboxes SET base_branch = ?1, branch = ?2, updated_at = ?3 WHERE id = ?4",
+        )
+        .bind(base_branch)
+        .bind(branch)
+        .bind(Utc::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a phase that ran before the record existed (validate, record) with its real times.
+    pub async fn record_phase(
+        &self,
+        id: SandboxId,
+        phase: Phase,
+        started_at: DateTime<Utc>,
+        ended_at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sandbox_phases (sandbox_id, phase, outcome, detail, started_at, ended_at)
+             VALUES (?1, ?2, 'ok', ?3, ?4, ?5)",
+        )
+        .bind(id.to_string())
+        .bind(phase.as_str())
+        .bind(detail)
+        .bind(started_at)
+        .bind(ended_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves the sandbox to its terminal `status` with the result. When someone else ended it first
+    /// (a stop from another terminal), that status stays and the result is still recorded.
+    /// Returns the status the record ends with.
+    pub async fn finish(
+        &self,
+        id: SandboxId,
+        status: SandboxStatus,
+        finish: &Finish,
+    ) -> Result<SandboxStatus> {
+        let final_status = match self.transition(id, status).await {
+            Ok(()) => status,
+            Err(StoreError::IllegalTransition { source, .. }) if source.from.is_terminal() => {
+                source.from
+            }
+            Err(e) => return Err(e),
+        };
+        let r = finish.result.as_ref();
+        sqlx::query(
+            "UPDATE sandboxes SET
+                failed_phase = COALESCE(?1, failed_phase), error = COALESCE(?2, error),
+                result_text = ?3, session_id = ?4, cost_usd = ?5, input_tokens = ?6, output_tokens = ?7,
+                num_turns = ?8, duration_ms = ?9, commits_json = ?10, pushed = ?11, updated_at = ?12
+             WHERE id = ?13",
+        )
+        .bind(finish.failed_phase.map(|p| p.as_str()))
+        .bind(&finish.error)
+        .bind(r.map(|r| r.text.as_str()))
+        .bind(r.and_then(|r| r.session_id.as_deref()))
+        .bind(r.and_then(|r| r.cost_usd))
+        .bind(r.and_then(|r| r.input_tokens).map(|n| n as i64))
+        .bind(r.and_then(|r| r.output_tokens).map(|n| n as i64))
+        .bind(r.and_then(|r| r.num_turns).map(i64::from))
+        .bind(finish.duration_ms)
+        .bind(serde_json::to_string(&finish.commits).context("serialising commits")?)
+        .bind(finish.pushed)
+        .bind(Utc::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(final_status)
+    }
+
+    /// Sandboxes not yet in a terminal status (for recovery after a restart).
+    pub async fn unfinished_sandboxes(&self) -> Result<Vec<SandboxRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM sandboxes WHERE status IN ('creating', 'provisioning', 'setting_up', 'running')
+             ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            records.push(self.record_from_row(row).await?);
+        }
+        Ok(records)
+    }
+
     /// Marks a phase as started and makes it the sandbox's current phase.
     pub async fn start_phase(&self, id: SandboxId, phase: Phase) -> Result<()> {
         let now = Utc::now();
@@ -444,6 +578,7 @@ impl Store {
                 .map_err(|e: String| StoreError::Other(anyhow::anyhow!(e)))?,
             request,
             env_names: serde_json::from_str(&env_names).context("env_names_json")?,
+            base_branch: row.try_get("base_branch")?,
             branch: row.try_get("branch")?,
             provider: row.try_get("provider")?,
             provider_sandbox_id: row.try_get("provider_sandbox_id")?,

@@ -14,7 +14,7 @@ VALUES ('7f1e2d3c-4b5a-4678-9abc-def012345678', 1, 'completed', 'claude-code', '
         'main', 'codecourier/7f1e2d3c-add-readme', 'Add a README',
         '{"prompt":"Add a README","repo":{"kind":"github","owner":"acme","name":"widgets"},"base_branch":"main","tool":"claude-code","model":"claude-sonnet-4-6","effort":"none","resources":{"memory_mb":1024,"cpus":2,"timeout_ms":900000},"template":"codecourier-claude-code","checker_template_id":null,"designer_cli_id":null,"optimizer_cli_id":null,"checker_cli_id":null}',
         '["ANTHROPIC_BASE_URL"]', 'alice', '18446744073709551615', '1234567890123456789', 'finish',
-        'Added README.md', 0.0123, '["0123456789abcdef0123456789abcdef01234567"]', 1,
+        'Added README.md', 0.0123, '[{"sha":"0123456789abcdef0123456789abcdef01234567","subject":"Add README.md"}]', 1,
         '2026-01-01T00:00:00Z', '2026-01-01T00:05:00Z', '2026-01-01T00:05:00Z');
 
 INSERT INTO sandbox_phases (sandbox_id, phase, outcome, detail, started_at, ended_at)

@@ -1,0 +1,140 @@
+//! The live terminal display of a launch: a line per phase (spinner, then ✓ or ✗ with its duration),
+//! a rolling line of agent activity, all on standard error. Without a terminal, plain lines.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::agent::AgentEvent;
+use crate::ids::SandboxId;
+use crate::pipeline::{Phase, PhaseOutcome, ProgressEvent, ProgressSink};
+
+pub struct TerminalProgress {
+    multi: MultiProgress,
+    live: bool,
+    bars: Mutex<HashMap<Phase, ProgressBar>>,
+}
+
+impl TerminalProgress {
+    pub fn new() -> Self {
+        let live = std::io::stderr().is_terminal();
+        let target = if live {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Self {
+            multi: MultiProgress::with_draw_target(target),
+            live,
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn line(&self, text: String) {
+        if self.live {
+            let _ = self.multi.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// One line of what the agent is doing.
+pub fn activity(event: &AgentEvent) -> Option<String> {
+    let first_line = |t: &str| {
+        crate::cli::sandboxes::truncate(t.lines().find(|l| !l.trim().is_empty()).unwrap_or(""), 100)
+    };
+    match event {
+        AgentEvent::Started { model, .. } => Some(format!(
+            "started{}",
+            model
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        )),
+        AgentEvent::Text { text } => Some(format!("💬 {}", first_line(text))),
+        AgentEvent::ToolUse { name, summary } => {
+            Some(format!("🔧 {name}: {}", first_line(summary)))
+        }
+        AgentEvent::ToolResult { ok: false, summary } => {
+            Some(format!("✗ tool failed: {}", first_line(summary)))
+        }
+        AgentEvent::ToolResult { ok: true, .. } => None,
+        AgentEvent::ApiError { error, message } => {
+            Some(format!("API error ({error}): {}", first_line(message)))
+        }
+        AgentEvent::Retry {
+            attempt,
+            max_retries,
+            error,
+        } => Some(format!(
+            "retrying the API ({attempt}{}): {error}",
+            max_retries.map(|m| format!(" of {m}")).unwrap_or_default()
+        )),
+        AgentEvent::Result(_) | AgentEvent::Unparsed { .. } => None,
+    }
+}
+
+impl ProgressSink for TerminalProgress {
+    fn emit(&self, _: SandboxId, event: &ProgressEvent) {
+        let mut bars = self.bars.lock().expect("lock");
+        match event {
+            ProgressEvent::PhaseStarted { phase } => {
+                if self.live {
+                    let bar = self.multi.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:<13} {elapsed:>4} {msg}")
+                            .expect("template"),
+                    );
+                    bar.set_prefix(phase.to_string());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bars.insert(*phase, bar);
+                } else {
+                    eprintln!("… {phase}");
+                }
+            }
+            ProgressEvent::PhaseFinished {
+                phase,
+                outcome,
+                detail,
+                duration_ms,
+            } => {
+                let mark = match outcome {
+                    PhaseOutcome::Ok => "✓",
+                    PhaseOutcome::Failed => "✗",
+                    PhaseOutcome::Skipped => "-",
+                    PhaseOutcome::Running => "…",
+                };
+                let text = format!(
+                    "{mark} {:<13} {:>5} {}",
+                    phase.to_string(),
+                    seconds(*duration_ms),
+                    detail.as_deref().unwrap_or("")
+                );
+                match bars.remove(phase) {
+                    Some(bar) => {
+                        bar.set_style(ProgressStyle::with_template("{msg}").expect("template"));
+                        bar.finish_with_message(text);
+                    }
+                    None => self.line(text),
+                }
+            }
+            ProgressEvent::Status { .. } => {}
+            ProgressEvent::Agent { event } => {
+                if let Some(text) = activity(event) {
+                    match bars.get(&Phase::Agent) {
+                        Some(bar) => bar.set_message(text),
+                        None => eprintln!("  {text}"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Progress events: what the launch sequence tells its front ends (terminal display, Discord thread).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Phase, PhaseOutcome, SandboxStatus};
+use crate::agent::AgentEvent;
+use crate::ids::SandboxId;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProgressEvent {
+    PhaseStarted {
+        phase: Phase,
+    },
+    PhaseFinished {
+        phase: Phase,
+        outcome: PhaseOutcome,
+        detail: Option<String>,
+        duration_ms: i64,
+    },
+    Status {
+        status: SandboxStatus,
+    },
+    /// Already redacted.
+    Agent {
+        event: AgentEvent,
+    },
+}
+
+/// A front end's view of a launch. Called inline by the launcher: keep it quick (queue, don't post).
+pub trait ProgressSink: Send + Sync {
+    fn emit(&self, sandbox: SandboxId, event: &ProgressEvent);
+}
+
+/// For callers that only want the final record.
+pub struct NoProgress;
+
+impl ProgressSink for NoProgress {
+    fn emit(&self, _: SandboxId, _: &ProgressEvent) {}
+}
+
+/// Sends every event to several sinks (a Discord thread and the log, say).
+pub struct Fanout(pub Vec<Arc<dyn ProgressSink>>);
+
+impl ProgressSink for Fanout {
+    fn emit(&self, sandbox: SandboxId, event: &ProgressEvent) {
+        for sink in &self.0 {
+            sink.emit(sandbox, event);
+        }
+    }
+}

@@ -1,0 +1,1027 @@
+//! The launch sequence (DESIGN.md section 4): validate → record → provision → clone → branch →
+//! credentials → environment → system prompt → tool setup → agent → finish. Every phase is
+//! persisted and emitted; every run ends in a terminal status, with the sandbox cleaned up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{ProgressEvent, ProgressSink};
+use super::naming::{branch_name, commit_message};
+use super::prompt::{learnings_section, system_prompt};
+use super::{Phase, PhaseOutcome, SandboxStatus};
+use crate::agent::{
+    self, AgentContext, AgentEvent, AgentResult, LEARNINGS_FILE, SYSTEM_PROMPT_FILE,
+};
+use crate::catalog::{Catalog, LaunchRequest, RepoRef, Tool};
+use crate::config::Config;
+use crate::ids::SandboxId;
+use crate::redact::Redactor;
+use crate::sandbox::{
+    run_captured, Exec, LineSplitter, Mount, Output, SandboxError, SandboxHandle, SandboxProvider,
+    SandboxSpec, PROJECT_DIR,
+};
+use crate::secret::Secret;
+use crate::store::{
+    Commit, DiscordOrigin, Finish, NewSandbox, Project, SandboxRecord, Store, StoreError,
+};
+
+/// Where a local repository appears inside the sandbox.
+const ORIGIN_MOUNT: &str = "/srv/origin";
+/// Our git commands carry the token in this variable; the agent's environment never does.
+const TOKEN_VAR: &str = "CODECOURIER_GIT_TOKEN";
+const CREDENTIAL_HELPER: &str = "!f() { test -n \"$CODECOURIER_GIT_TOKEN\" || exit 0; echo username=x-access-token; echo \"password=$CODECOURIER_GIT_TOKEN\"; }; f";
+/// How much of a failing command's output an error shows.
+const ERROR_TAIL: usize = 1500;
+/// Past the sandbox's own timeout, how long before the launcher stops waiting for the provider.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(15);
+
+/// Who launched, for the record and the messages.
+#[derive(Debug, Clone)]
+pub struct LaunchOrigin {
+    pub launched_by: String,
+    pub discord: Option<DiscordOrigin>,
+}
+
+/// Problems found before anything is recorded: the person launching can fix them.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A launch that passed validation and has its record.
+pub struct Prepared {
+    pub id: SandboxId,
+    request: LaunchRequest,
+    project: Project,
+    redactor: Redactor,
+    keys: Vec<(String, Secret)>,
+}
+
+pub struct Launcher {
+    store: Store,
+    provider: Arc<dyn SandboxProvider>,
+    catalog: Catalog,
+    agent_keys: BTreeMap<String, Secret>,
+    github_token: Option<Secret>,
+    redactor: Redactor,
+}
+
+/// A phase's detail line: `Err` when the phase failed but the run goes on.
+type Detail = Result<String, String>;
+
+/// Why a run ended early.
+#[derive(Debug)]
+enum Ending {
+    Failed { phase: Phase, error: String },
+    TimedOut { phase: Phase },
+    Stopped { phase: Phase },
+}
+
+impl Ending {
+    fn from_sandbox(phase: Phase, e: SandboxError) -> Self {
+        match e {
+            SandboxError::Expired => Ending::TimedOut { phase },
+            SandboxError::Killed => Ending::Stopped { phase },
+            other => Ending::Failed {
+                phase,
+                error: other.to_string(),
+            },
+        }
+    }
+}
+
+/// What the sequence produced when it reached the agent.
+struct AgentRun {
+    result: AgentResult,
+    failure: Option<String>,
+}
+
+/// Per-run state shared by the phases.
+struct Run<'a> {
+    id: SandboxId,
+    request: &'a LaunchRequest,
+    tool: &'a Tool,
+    project: &'a Project,
+    redactor: &'a Redactor,
+    keys: &'a [(String, Secret)],
+    sink: &'a dyn ProgressSink,
+    handle: Option<SandboxHandle>,
+    base_branch: String,
+    base_sha: String,
+    branch: String,
+    agent: Option<AgentRun>,
+    commits: Vec<Commit>,
+    pushed: Option<bool>,
+}
+
+impl Launcher {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        provider: Arc<dyn SandboxProvider>,
+        catalog: Catalog,
+    ) -> Self {
+        let mut redactor = Redactor::default();
+        let config_secrets = config
+            .agent_keys
+            .values()
+            .chain(config.github.token.iter())
+            .chain(config.discord.token.iter())
+            .chain(config.e2b.api_key.iter())
+            .chain(config.secret_key.iter());
+        for secret in config_secrets {
+            redactor.add(secret.expose());
+        }
+        Self {
+            store,
+            provider,
+            catalog,
+            agent_keys: config.agent_keys.clone(),
+            github_token: config.github.token.clone(),
+            redactor,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn provider(&self) -> &Arc<dyn SandboxProvider> {
+        &self.provider
+    }
+
+    /// The validate and record phases. Nothing is recorded when validation fails.
+    pub async fn prepare(
+        &self,
+        request: LaunchRequest,
+        origin: &LaunchOrigin,
+    ) -> Result<Prepared, LaunchError> {
+        let validate_started = Utc::now();
+        let tool = self.catalog.tool(&request.tool).ok_or_else(|| {
+            LaunchError::Invalid(format!("tool {} is not in the catalog", request.tool))
+        })?;
+        agent::supported(tool).map_err(LaunchError::Invalid)?;
+
+        let mut keys: Vec<(String, Secret)> = Vec::new();
+        for name in tool.required_keys.iter().flatten() {
+            let value = request
+                .env
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| self.agent_keys.get(name).cloned());
+            if let Some(value) = value {
+                if !keys.iter().any(|(n, _)| n == name) {
+                    keys.push((name.clone(), value));
+                }
+            }
+        }
+        if !tool.keys_satisfied(&|k| keys.iter().any(|(n, _)| n == k)) {
+            return Err(LaunchError::Invalid(format!(
+                "{} needs {}: set it in .env or the environment, or pass it with --env",
+                tool.name,
+                tool.keys_description()
+            )));
+        }
+        match &request.repo {
+            RepoRef::Local { .. } if self.provider.name() != "local" => {
+                return Err(LaunchError::Invalid(format!(
+                    "a local repository cannot be reached from {} sandboxes; push it to GitHub or use SANDBOX_PROVIDER=local",
+                    self.provider.name()
+                )))
+            }
+            RepoRef::Github { owner, name } if self.github_token.is_none() => {
+                return Err(LaunchError::Invalid(format!(
+                    "GITHUB_TOKEN is needed to clone and push {owner}/{name}; set it in .env or the environment"
+                )))
+            }
+            _ => {}
+        }
+        let validate_ended = Utc::now();
+
+        let project = self
+            .store
+            .project_for_repo(&request.repo.to_string())
+            .await?;
+        let id = self
+            .store
+            .insert_sandbox(&NewSandbox {
+                request: &request,
+                launched_by: &origin.launched_by,
+                discord: origin.discord,
+                project_id: Some(project.id),
+            })
+            .await?;
+        let recorded = Utc::now();
+        let key_names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+        self.store
+            .record_phase(
+                id,
+                Phase::Validate,
+                validate_started,
+                validate_ended,
+                Some(&format!("keys: {}", key_names.join(", "))),
+            )
+            .await?;
+        self.store
+            .record_phase(
+                id,
+                Phase::Record,
+                validate_ended,
+                recorded,
+                Some(&format!("sandbox {}", id.short())),
+            )
+            .await?;
+
+        let mut redactor = self.redactor.clone();
+        for (_, value) in &keys {
+            redactor.add(value.expose());
+        }
+        for (name, value) in &request.env {
+            if looks_secret(name, value.expose()) {
+                redactor.add(value.expose());
+            }
+        }
+        Ok(Prepared {
+            id,
+            request,
+            project,
+            redactor,
+            keys,
+        })
+    }
+
+    /// Runs a prepared launch to its end. The record always reaches a terminal status, and the
+    /// sandbox is always killed afterwards.
+    pub async fn run(
+        &self,
+        prepared: Prepared,
+        sink: &dyn ProgressSink,
+        stop: CancellationToken,
+    ) -> anyhow::Result<SandboxRecord> {
+        let started = std::time::Instant::now();
+        let Prepared {
+            id,
+            request,
+            project,
+            redactor,
+            keys,
+        } = prepared;
+        let tool = self
+            .catalog
+            .tool(&request.tool)
+            .expect("checked in prepare");
+        for phase in [Phase::Validate, Phase::Record] {
+            sink.emit(
+                id,
+                &ProgressEvent::PhaseFinished {
+                    phase,
+                    outcome: PhaseOutcome::Ok,
+                    detail: None,
+                    duration_ms: 0,
+                },
+            );
+        }
+        let mut run = Run {
+            id,
+            request: &request,
+            tool,
+            project: &project,
+            redactor: &redactor,
+            keys: &keys,
+            sink,
+            handle: None,
+            base_branch: String::new(),
+            base_sha: String::new(),
+            branch: String::new(),
+            agent: None,
+            commits: Vec::new(),
+            pushed: None,
+        };
+        let timeout = Duration::from_millis(request.resources.timeout_ms);
+        let outcome = tokio::select! {
+            outcome = self.sequence(&mut run) => outcome,
+            _ = stop.cancelled() => Err(Ending::Stopped { phase: self.current_phase(id).await }),
+            _ = tokio::time::sleep(timeout + TIMEOUT_GRACE) => Err(Ending::TimedOut { phase: self.current_phase(id).await }),
+        };
+        // The sequence may have been cut off mid-phase: its phase record still says running.
+        let provider_id = self
+            .store
+            .get_sandbox(id)
+            .await?
+            .and_then(|r| r.provider_sandbox_id);
+        if let Some(provider_id) = &provider_id {
+            if let Err(e) = self.provider.kill(provider_id).await {
+                if !matches!(e, SandboxError::NotFound(_)) {
+                    tracing::warn!(sandbox = %id, error = %e, "could not clean up the sandbox");
+                }
+            }
+        }
+
+        let mut finish = Finish {
+            duration_ms: Some(started.elapsed().as_millis() as i64),
+            commits: run.commits.clone(),
+            pushed: run.pushed,
+            result: run.agent.as_ref().map(|a| AgentResult {
+                text: redactor.redact(&a.result.text),
+                ..a.result.clone()
+            }),
+            ..Default::default()
+        };
+        let status = match &outcome {
+            Ok(()) => match run.agent.as_ref().and_then(|a| a.failure.clone()) {
+                None => SandboxStatus::Completed,
+                Some(error) => {
+                    finish.failed_phase = Some(Phase::Agent);
+                    finish.error = Some(redactor.redact(&error));
+                    SandboxStatus::Failed
+                }
+            },
+            Err(ending) => {
+                let (phase, status, message) = match ending {
+                    Ending::Failed { phase, error } => {
+                        (*phase, SandboxStatus::Failed, redactor.redact(error))
+                    }
+                    Ending::TimedOut { phase } => (
+                        *phase,
+                        SandboxStatus::TimedOut,
+                        format!(
+                            "the sandbox's time limit of {} ran out during {phase}",
+                            humantime::format_duration(timeout)
+                        ),
+                    ),
+                    Ending::Stopped { phase } => (
+                        *phase,
+                        SandboxStatus::Stopped,
+                        format!("stopped during {phase}"),
+                    ),
+                };
+                self.close_open_phase(&run, phase, &message).await;
+                finish.failed_phase = Some(phase);
+                finish.error = Some(message);
+                status
+            }
+        };
+        let final_status = self.store.finish(id, status, &finish).await?;
+        let event = ProgressEvent::Status {
+            status: final_status,
+        };
+        self.persist(id, &event).await;
+        sink.emit(id, &event);
+        self.store
+            .get_sandbox(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("sandbox {id} disappeared from the database"))
+    }
+
+    async fn current_phase(&self, id: SandboxId) -> Phase {
+        self.store
+            .get_sandbox(id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.current_phase)
+            .unwrap_or(Phase::Provision)
+    }
+
+    /// Marks the phase the run ended in as failed, if its record still says running.
+    async fn close_open_phase(&self, run: &Run<'_>, phase: Phase, message: &str) {
+        let open = self
+            .store
+            .phases(run.id)
+            .await
+            .map(|phases| {
+                phases
+                    .iter()
+                    .any(|p| p.phase == phase && p.outcome == PhaseOutcome::Running)
+            })
+            .unwrap_or(false);
+        if open {
+            let _ = self
+                .store
+                .end_phase(run.id, phase, PhaseOutcome::Failed, Some(message))
+                .await;
+            let event = ProgressEvent::PhaseFinished {
+                phase,
+                outcome: PhaseOutcome::Failed,
+                detail: Some(message.to_string()),
+                duration_ms: 0,
+            };
+            self.persist(run.id, &event).await;
+            run.sink.emit(run.id, &event);
+        }
+    }
+
+    async fn persist(&self, id: SandboxId, event: &ProgressEvent) {
+        let kind = match event {
+            ProgressEvent::PhaseStarted { .. } => "phase_started".to_string(),
+            ProgressEvent::PhaseFinished { .. } => "phase_finished".to_string(),
+            ProgressEvent::Status { .. } => "status".to_string(),
+            ProgressEvent::Agent { event } => format!(
+                "agent.{}",
+                serde_json::to_value(event)
+                    .ok()
+                    .and_then(|v| v["kind"].as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
+        };
+        let payload = serde_json::to_value(event).unwrap_or_default();
+        if let Err(e) = self.store.append_event(id, &kind, &payload).await {
+            tracing::warn!(sandbox = %id, error = %e, "could not record an event");
+        }
+    }
+
+    async fn set_status(
+        &self,
+        run: &Run<'_>,
+        status: SandboxStatus,
+        phase: Phase,
+    ) -> Result<(), Ending> {
+        match self.store.transition(run.id, status).await {
+            Ok(()) => {
+                let event = ProgressEvent::Status { status };
+                self.persist(run.id, &event).await;
+                run.sink.emit(run.id, &event);
+                Ok(())
+            }
+            // Ended from elsewhere (`sandboxes stop`): stop here.
+            Err(StoreError::IllegalTransition { source, .. }) if source.from.is_terminal() => {
+                Err(Ending::Stopped { phase })
+            }
+            Err(e) => Err(Ending::Failed {
+                phase,
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// Runs one phase: records its start, its end and outcome, and emits both. The work returns its
+    /// value and a detail line; a detail given as `Err` marks the phase failed without ending the run.
+    async fn phase<T>(
+        &self,
+        run: &Run<'_>,
+        phase: Phase,
+        work: impl std::future::Future<Output = Result<(T, Detail), Ending>>,
+    ) -> Result<T, Ending> {
+        let started = std::time::Instant::now();
+        self.store
+            .start_phase(run.id, phase)
+            .await
+            .map_err(|e| Ending::Failed {
+                phase,
+                error: e.to_string(),
+            })?;
+        let event = ProgressEvent::PhaseStarted { phase };
+        self.persist(run.id, &event).await;
+        run.sink.emit(run.id, &event);
+        let result = work.await;
+        let (outcome, detail) = match &result {
+            Ok((_, Ok(detail))) => (PhaseOutcome::Ok, run.redactor.redact(detail)),
+            Ok((_, Err(detail))) => (PhaseOutcome::Failed, run.redactor.redact(detail)),
+            Err(Ending::Failed { error, .. }) => (PhaseOutcome::Failed, run.redactor.redact(error)),
+            Err(Ending::TimedOut { .. }) => (PhaseOutcome::Failed, "timed out".into()),
+            Err(Ending::Stopped { .. }) => (PhaseOutcome::Failed, "stopped".into()),
+        };
+        let _ = self
+            .store
+            .end_phase(run.id, phase, outcome, Some(&detail))
+            .await;
+        let event = ProgressEvent::PhaseFinished {
+            phase,
+            outcome,
+            detail: Some(detail),
+            duration_ms: started.elapsed().as_millis() as i64,
+        };
+        self.persist(run.id, &event).await;
+        run.sink.emit(run.id, &event);
+        result.map(|(value, _)| value)
+    }
+
+    /// Runs a command in the sandbox; a non-zero exit is a phase failure showing the output's tail.
+    async fn sh(
+        &self,
+        run: &Run<'_>,
+        phase: Phase,
+        what: &str,
+        exec: Exec,
+    ) -> Result<String, Ending> {
+        let handle = run.handle.as_ref().expect("provisioned");
+        let out = run_captured(self.provider.as_ref(), handle, &exec)
+            .await
+            .map_err(|e| Ending::from_sandbox(phase, e))?;
+        if !out.status.success() {
+            let detail = format!("{}{}", out.stderr, out.stdout);
+            return Err(Ending::Failed {
+                phase,
+                error: format!("{what} failed: {}", tail(detail.trim(), ERROR_TAIL)),
+            });
+        }
+        Ok(out.stdout.trim().to_string())
+    }
+
+    fn git(&self, script: String, token: Option<&Secret>) -> Exec {
+        let mut exec = Exec::script(script);
+        exec.env
+            .push(("GIT_TERMINAL_PROMPT".into(), Secret::new("0")));
+        if let Some(token) = token {
+            exec.env.push((TOKEN_VAR.into(), token.clone()));
+        }
+        exec
+    }
+
+    async fn sequence(&self, run: &mut Run<'_>) -> Result<(), Ending> {
+        let request = run.request;
+        let id = run.id;
+
+        self.set_status(run, SandboxStatus::Provisioning, Phase::Provision)
+            .await?;
+        let mounts = match &request.repo {
+            RepoRef::Local { path } => vec![Mount {
+                host: path.clone(),
+                guest: ORIGIN_MOUNT.into(),
+                writable: true,
+            }],
+            RepoRef::Github { .. } => Vec::new(),
+        };
+        let spec = SandboxSpec {
+            template: request.template.clone(),
+            resources: request.resources,
+            env: Vec::new(),
+            metadata: BTreeMap::from([("codecourier_sandbox_id".to_string(), id.to_string())]),
+            mounts,
+            host_tools: vec![run.tool.command.clone()],
+        };
+        let timeout = Duration::from_millis(request.resources.timeout_ms);
+        let handle = self
+            .phase(run, Phase::Provision, async {
+                let handle = self
+                    .provider
+                    .create(&spec, timeout)
+                    .await
+                    .map_err(|e| Ending::from_sandbox(Phase::Provision, e))?;
+                self.store
+                    .set_provider(id, self.provider.name(), &handle.provider_id)
+                    .await
+                    .map_err(|e| Ending::Failed {
+                        phase: Phase::Provision,
+                        error: e.to_string(),
+                    })?;
+                let detail = format!(
+                    "{} sandbox {}: {}",
+                    self.provider.name(),
+                    handle.provider_id,
+                    handle.limits_report
+                );
+                Ok((handle, Ok(detail)))
+            })
+            .await?;
+        run.handle = Some(handle);
+        self.set_status(run, SandboxStatus::SettingUp, Phase::Clone)
+            .await?;
+
+        let token = self.github_token.clone();
+        let (url, needs_token) = match &request.repo {
+            RepoRef::Local { .. } => (format!("file://{ORIGIN_MOUNT}"), false),
+            RepoRef::Github { owner, name } => {
+                (format!("https://github.com/{owner}/{name}.git"), true)
+            }
+        };
+        let clone_token = if needs_token { token.as_ref() } else { None };
+        let (base_branch, base_sha) = self
+            .phase(run, Phase::Clone, async {
+                let branch_arg = request
+                    .base_branch
+                    .as_deref()
+                    .map(|b| format!("--branch {} ", shell_quote(b)))
+                    .unwrap_or_default();
+                let script = format!(
+                    "git -c credential.helper={helper} clone --quiet {branch_arg}{url} {PROJECT_DIR} && cd {PROJECT_DIR} && git rev-parse --abbrev-ref HEAD && git rev-parse HEAD",
+                    helper = shell_quote(CREDENTIAL_HELPER),
+                    url = shell_quote(&url),
+                );
+                let mut exec = self.git(script, clone_token);
+                exec.cwd = Some(crate::sandbox::HOME.into());
+                let out = self.sh(run, Phase::Clone, "git clone", exec).await?;
+                let mut lines = out.lines();
+                let base = lines.next().unwrap_or_default().to_string();
+                let sha = lines.next().unwrap_or_default().to_string();
+                if base == "HEAD" || sha.is_empty() {
+                    return Err(Ending::Failed {
+                        phase: Phase::Clone,
+                        error: format!("{} has no commits to start from; commit something first", request.repo),
+                    });
+                }
+                let detail = format!("{} at {base} ({})", request.repo, &sha[..sha.len().min(8)]);
+                Ok(((base, sha), Ok(detail)))
+            })
+            .await?;
+        run.base_branch = base_branch;
+        run.base_sha = base_sha;
+
+        let branch = branch_name(id, &request.prompt);
+        self.phase(run, Phase::Branch, async {
+            self.sh(
+                run,
+                Phase::Branch,
+                "creating the branch",
+                self.git(
+                    format!("git checkout --quiet -b {}", shell_quote(&branch)),
+                    None,
+                ),
+            )
+            .await?;
+            self.store
+                .set_branches(id, &run.base_branch, &branch)
+                .await
+                .map_err(|e| Ending::Failed {
+                    phase: Phase::Branch,
+                    error: e.to_string(),
+                })?;
+            Ok(((), Ok(format!("{} from {}", branch, run.base_branch))))
+        })
+        .await?;
+        run.branch = branch;
+
+        self.phase(run, Phase::Credentials, async {
+            // The helper reads the token from a variable only our own git commands carry: it is never
+            // written to disk, into the repository, or into the agent's environment.
+            let gitconfig = format!(
+                "[user]\n\tname = CodeCourier\n\temail = codecourier@users.noreply.github.com\n[safe]\n\tdirectory = *\n[credential]\n\thelper = {}\n",
+                CREDENTIAL_HELPER.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            let handle = run.handle.as_ref().expect("provisioned");
+            self.provider
+                .write_file(handle, "/home/user/.gitconfig", gitconfig.as_bytes(), 0o644)
+                .await
+                .map_err(|e| Ending::from_sandbox(Phase::Credentials, e))?;
+            let detail = if needs_token {
+                "git credential helper installed; the token stays out of the sandbox's files and the agent's environment"
+            } else {
+                "local repository: no token needed"
+            };
+            Ok(((), Ok(detail.to_string())))
+        })
+        .await?;
+
+        let env_names: Vec<String> = request.env.iter().map(|(n, _)| n.clone()).collect();
+        self.phase(run, Phase::Environment, async {
+            let detail = if env_names.is_empty() {
+                "no extra variables".to_string()
+            } else {
+                format!(
+                    "{} variable{}: {}",
+                    env_names.len(),
+                    if env_names.len() == 1 { "" } else { "s" },
+                    env_names.join(", ")
+                )
+            };
+            Ok(((), Ok(detail)))
+        })
+        .await?;
+
+        let reads_memory = run.tool.capabilities.claude_md;
+        self.phase(run, Phase::SystemPrompt, async {
+            let text = system_prompt(&run.branch, &run.base_branch, run.project, !reads_memory);
+            let handle = run.handle.as_ref().expect("provisioned");
+            self.provider
+                .write_file(handle, SYSTEM_PROMPT_FILE, text.as_bytes(), 0o644)
+                .await
+                .map_err(|e| Ending::from_sandbox(Phase::SystemPrompt, e))?;
+            Ok(((), Ok(format!("{} bytes", text.len()))))
+        })
+        .await?;
+
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let memory = if reads_memory {
+            learnings_section(run.project)
+        } else {
+            String::new()
+        };
+        let plan = self
+            .phase(run, Phase::ToolSetup, async {
+                let plan = agent::plan(AgentContext {
+                    tool: run.tool,
+                    model: &request.model,
+                    effort: request.effort,
+                    session_id: &session_id,
+                    keys: run.keys.to_vec(),
+                    memory: &memory,
+                    skills: run.project.skills(),
+                    commands: run.project.commands(),
+                })
+                .map_err(|error| Ending::Failed {
+                    phase: Phase::ToolSetup,
+                    error,
+                })?;
+                let handle = run.handle.as_ref().expect("provisioned");
+                for file in &plan.files {
+                    self.provider
+                        .write_file(handle, &file.path, &file.contents, 0o644)
+                        .await
+                        .map_err(|e| Ending::from_sandbox(Phase::ToolSetup, e))?;
+                }
+                let keys: Vec<&str> = run.keys.iter().map(|(n, _)| n.as_str()).collect();
+                let detail = format!(
+                    "{} · {} · effort {} · {} setup file{} · key {}",
+                    run.tool.name,
+                    request.model,
+                    request.effort,
+                    plan.files.len(),
+                    if plan.files.len() == 1 { "" } else { "s" },
+                    keys.join(", ")
+                );
+                Ok((plan, Ok(detail)))
+            })
+            .await?;
+
+        self.set_status(run, SandboxStatus::Running, Phase::Agent)
+            .await?;
+        let agent_run = self
+            .phase(run, Phase::Agent, async {
+                let agent_run = self.run_agent(run, plan).await?;
+                // The agent's own failure marks the phase, but the run goes on to save its work.
+                let detail = match &agent_run.failure {
+                    Some(failure) => Err(failure.clone()),
+                    None => {
+                        let r = &agent_run.result;
+                        Ok(format!(
+                            "{} turns · {} · {} in / {} out tokens",
+                            r.num_turns.unwrap_or(0),
+                            r.cost_usd
+                                .map(|c| format!("${c:.4}"))
+                                .unwrap_or_else(|| "cost not reported".into()),
+                            r.input_tokens.unwrap_or(0),
+                            r.output_tokens.unwrap_or(0)
+                        ))
+                    }
+                };
+                Ok((agent_run, detail))
+            })
+            .await?;
+        run.agent = Some(agent_run);
+
+        let push_token = if needs_token { token.as_ref() } else { None };
+        let (commits, pushed) = self
+            .phase(run, Phase::Finish, async {
+                let status = self
+                    .sh(
+                        run,
+                        Phase::Finish,
+                        "git status",
+                        self.git("git status --porcelain".into(), None),
+                    )
+                    .await?;
+                if !status.is_empty() {
+                    let message = commit_message(id, &request.prompt);
+                    self.sh(
+                        run,
+                        Phase::Finish,
+                        "committing the agent's changes",
+                        self.git(
+                            format!(
+                                "git add -A && git commit --quiet -m {}",
+                                shell_quote(&message)
+                            ),
+                            None,
+                        ),
+                    )
+                    .await?;
+                }
+                let log = self
+                    .sh(
+                        run,
+                        Phase::Finish,
+                        "listing commits",
+                        self.git(
+                            format!(
+                                "git log --reverse --format='%H%x09%s' {}..HEAD",
+                                run.base_sha
+                            ),
+                            None,
+                        ),
+                    )
+                    .await?;
+                let commits: Vec<Commit> = log
+                    .lines()
+                    .filter_map(|l| l.split_once('\t'))
+                    .map(|(sha, subject)| Commit {
+                        sha: sha.to_string(),
+                        subject: run.redactor.redact(subject),
+                    })
+                    .collect();
+                let pushed = if commits.is_empty() {
+                    None
+                } else {
+                    self.sh(
+                        run,
+                        Phase::Finish,
+                        "git push",
+                        self.git(
+                            format!("git push --quiet origin {}", shell_quote(&run.branch)),
+                            push_token,
+                        ),
+                    )
+                    .await?;
+                    Some(true)
+                };
+                let learned = self.save_learnings(run).await;
+                let mut detail = match commits.len() {
+                    0 => "no changes to push".to_string(),
+                    n => format!(
+                        "{n} commit{} pushed to {}",
+                        if n == 1 { "" } else { "s" },
+                        run.branch
+                    ),
+                };
+                if learned > 0 {
+                    detail.push_str(&format!(
+                        "; {learned} new learning{}",
+                        if learned == 1 { "" } else { "s" }
+                    ));
+                }
+                Ok(((commits, pushed), Ok(detail)))
+            })
+            .await?;
+        run.commits = commits;
+        run.pushed = pushed;
+        Ok(())
+    }
+
+    /// Reads what the agent wrote to the learnings file and stores it on the project.
+    async fn save_learnings(&self, run: &Run<'_>) -> usize {
+        let exec = Exec {
+            cwd: Some(crate::sandbox::HOME.into()),
+            ..Exec::script(format!("cat {LEARNINGS_FILE} 2>/dev/null || true"))
+        };
+        let Some(handle) = run.handle.as_ref() else {
+            return 0;
+        };
+        let Ok(out) = run_captured(self.provider.as_ref(), handle, &exec).await else {
+            return 0;
+        };
+        let text = run.redactor.redact(&out.stdout);
+        if text.trim().is_empty() {
+            return 0;
+        }
+        self.store
+            .add_learnings(run.project.id, &text)
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Runs the agent CLI, streaming its events into the record and the sink.
+    async fn run_agent(&self, run: &Run<'_>, plan: agent::AgentPlan) -> Result<AgentRun, Ending> {
+        let handle = run.handle.as_ref().expect("provisioned");
+        let mut env = plan.env;
+        env.extend(run.request.env.iter().cloned());
+        let exec = Exec {
+            argv: plan.argv,
+            cwd: Some(PROJECT_DIR.into()),
+            env,
+            stdin: Some(run.request.prompt.as_bytes().to_vec()),
+        };
+        let (tx, mut rx) = mpsc::channel::<Output>(256);
+        let mut parser = plan.parser;
+        let consume = async {
+            let mut lines = LineSplitter::new(32 * 1024 * 1024);
+            let mut stderr = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                match chunk {
+                    Output::Stdout(bytes) => {
+                        for line in lines.push(&bytes) {
+                            for event in parser.line(&line) {
+                                self.agent_event(run, event).await;
+                            }
+                        }
+                    }
+                    Output::Stderr(bytes) => {
+                        stderr.extend(bytes);
+                        if stderr.len() > 64 * 1024 {
+                            stderr.drain(..stderr.len() - 16 * 1024);
+                        }
+                    }
+                }
+            }
+            if let Some(line) = lines.finish() {
+                for event in parser.line(&line) {
+                    self.agent_event(run, event).await;
+                }
+            }
+            String::from_utf8_lossy(&stderr).into_owned()
+        };
+        let (status, stderr) = tokio::join!(self.provider.run(handle, &exec, tx), consume);
+        let status = status.map_err(|e| Ending::from_sandbox(Phase::Agent, e))?;
+        let result = parser.finish(status.code);
+        let failure = if status.oom_killed {
+            Some(format!(
+                "{} was killed for using more than the sandbox's {} MB of memory; launch again with more --memory-mb",
+                run.tool.name, run.request.resources.memory_mb
+            ))
+        } else if !result.success {
+            let mut message = format!("{} failed: {}", run.tool.name, result.text.trim());
+            if matches!(result.api_error_status, Some(401 | 403)) {
+                message.push_str(&format!(
+                    " — invalid API key: the model API refused it; check {}",
+                    run.tool.keys_description()
+                ));
+            }
+            if !stderr.trim().is_empty() {
+                message.push_str(&format!("; stderr: {}", tail(stderr.trim(), ERROR_TAIL)));
+            }
+            Some(message)
+        } else {
+            None
+        };
+        Ok(AgentRun { result, failure })
+    }
+
+    async fn agent_event(&self, run: &Run<'_>, event: AgentEvent) {
+        let event = redact_event(run.redactor, event);
+        let progress = ProgressEvent::Agent { event };
+        self.persist(run.id, &progress).await;
+        run.sink.emit(run.id, &progress);
+    }
+}
+
+fn redact_event(redactor: &Redactor, event: AgentEvent) -> AgentEvent {
+    let value = serde_json::to_value(&event).unwrap_or_default();
+    serde_json::from_value(redactor.redact_json(&value)).unwrap_or(event)
+}
+
+/// Whether an `--env` value should be hidden from output: its name says it is a credential, or
+/// the value looks like a token. Plain settings ("fast", a URL) stay readable.
+fn looks_secret(name: &str, value: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    let secret_name = [
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "AUTH",
+        "CREDENTIAL",
+        "PRIVATE",
+        "COOKIE",
+        "SESSION",
+    ]
+    .iter()
+    .any(|word| name.contains(word));
+    let plain_url =
+        (value.starts_with("http://") || value.starts_with("https://")) && !value.contains('@');
+    let token_like = value.len() >= 12
+        && !value.chars().any(char::is_whitespace)
+        && value.chars().any(|c| c.is_ascii_alphabetic())
+        && value.chars().any(|c| c.is_ascii_digit())
+        && !plain_url;
+    secret_name || token_like
+}
+
+/// The last `max` bytes of `text`, at a character boundary.
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}
+
+/// Quotes a string for a POSIX shell.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn env_values_are_hidden_when_they_look_secret() {
+        assert!(looks_secret("GITHUB_TOKEN", "abc"));
+        assert!(looks_secret("PLANTED", "plantedvalue-9f8e7d"));
+        assert!(looks_secret("DB", "postgres://user:pw@db/x1"));
+        assert!(!looks_secret("MODE", "garbage"));
+        assert!(!looks_secret("ANTHROPIC_BASE_URL", "http://127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn tails_keep_the_end() {
+        assert_eq!(tail("abcdef", 3), "…def");
+        assert_eq!(tail("abc", 3), "abc");
+    }
+}

@@ -1,0 +1,49 @@
+//! The system prompt every agent gets, and the memory compiled for tools that read one.
+
+use crate::agent::LEARNINGS_FILE;
+use crate::store::Project;
+
+pub fn system_prompt(
+    branch: &str,
+    base_branch: &str,
+    project: &Project,
+    include_learnings: bool,
+) -> String {
+    let mut text = format!(
+        "You are running unattended in a CodeCourier sandbox, launched by a teammate from chat. \
+Nobody can answer questions during the run: make reasonable decisions and say what you assumed.
+
+- The repository is at /home/user/project, on the branch `{branch}` created from `{base_branch}`.
+- Commit your work with clear messages. Do not push and do not switch branches: CodeCourier pushes \
+this branch when you finish.
+- Never print secrets, tokens, or the contents of credential or .env files.
+- End with a short summary of what you changed and what is left to do.
+- When you learn something about this repository that would help the next run (how to build or \
+test it, a trap you hit), append it as short bullet lines to {LEARNINGS_FILE}.
+"
+    );
+    if let Some(project_prompt) = project
+        .system_prompt
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
+        text.push_str("\nInstructions from the team for this repository:\n");
+        text.push_str(project_prompt.trim());
+        text.push('\n');
+    }
+    if include_learnings {
+        text.push_str(&learnings_section(project));
+    }
+    text
+}
+
+/// What earlier runs learned, as a section for a prompt or a memory file ("" when nothing yet).
+pub fn learnings_section(project: &Project) -> String {
+    if project.learnings.trim().is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nWhat earlier runs learned about this repository:\n{}\n",
+        project.learnings.trim()
+    )
+}

@@ -1,0 +1,155 @@
+//! Shared test world: a temporary data directory, a bare repository on disk, and the built binary
+//! with a clean environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use assert_cmd::Command;
+
+pub const API_KEY: &str = "sk-ant-test-key-0123456789";
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub origin: PathBuf,
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = StdCommand::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl World {
+    /// A data directory and a bare repository `origin.git` whose `main` has one commit.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = dir.path().join("origin.git");
+        git(
+            dir.path(),
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                "origin.git",
+            ],
+        );
+        let work = dir.path().join("seed");
+        git(
+            dir.path(),
+            &["clone", "--quiet", origin.to_str().unwrap(), "seed"],
+        );
+        std::fs::write(work.join("README.md"), "# Widgets\n").unwrap();
+        git(&work, &["add", "README.md"]);
+        git(&work, &["commit", "--quiet", "-m", "Initial commit"]);
+        git(&work, &["push", "--quiet", "origin", "HEAD:main"]);
+        Self { dir, origin }
+    }
+
+    /// `codecourier` with only the variables a test gives it, the fake agents first on the
+    /// sandbox PATH, and an Anthropic key.
+    pub fn std_cmd(&self) -> StdCommand {
+        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("codecourier"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("CODECOURIER_DATA_DIR", self.dir.path().join("data"))
+            .env("CODECOURIER_TOOLS_DIR", fixtures_bin())
+            .env("ANTHROPIC_API_KEY", API_KEY)
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    pub fn cmd(&self) -> Command {
+        Command::from_std(self.std_cmd())
+    }
+
+    /// `codecourier launch --json --repo <origin>` plus the given arguments.
+    pub fn launch_std(&self, args: &[&str]) -> StdCommand {
+        let mut cmd = self.std_cmd();
+        cmd.args(["launch", "--json", "--repo"])
+            .arg(&self.origin)
+            .args(args);
+        cmd
+    }
+
+    pub fn launch(&self, args: &[&str]) -> Command {
+        Command::from_std(self.launch_std(args))
+    }
+
+    /// A file's contents on a branch of the origin repository.
+    pub fn file_on_branch(&self, branch: &str, path: &str) -> String {
+        git(&self.origin, &["show", &format!("{branch}:{path}")])
+    }
+
+    pub fn branches(&self) -> Vec<String> {
+        git(&self.origin, &["branch", "--format=%(refname:short)"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A catalog like the built-in one but with a timeout minimum of one second, for timeout tests.
+    pub fn short_timeout_catalog(&self) -> PathBuf {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/catalog/catalog.toml"),
+        )
+        .unwrap()
+        .replace("timeout_ms = { min = 60000,", "timeout_ms = { min = 1000,");
+        let path = self.dir.path().join("catalog.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+pub fn fixtures_bin() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin")
+}
+
+/// Runs a launch and returns (exit code, the `--json` record, stderr).
+pub fn run_json(mut cmd: impl std::borrow::BorrowMut<Command>) -> (i32, serde_json::Value, String) {
+    let out = cmd.borrow_mut().output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let record = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("stdout is not one JSON object ({e}):\n{stdout}\nstderr:\n{stderr}")
+    });
+    (out.status.code().unwrap_or(-1), record, stderr)
+}
+
+/// Processes on this machine belonging to a sandbox: its bwrap (named by its home directory on
+/// the command line) or anything inside it (marked in the environment).
+pub fn processes_of(provider_id: &str) -> Vec<String> {
+    let marker = format!("CODECOURIER_SANDBOX_ID={provider_id}");
+    let home = format!("/{provider_id}/home");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?)
+                .replace('\0', " ");
+            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let inside = environ.split(|b| *b == 0).any(|kv| kv == marker.as_bytes());
+            (inside || cmdline.contains(&home)).then_some(cmdline)
+        })
+        .collect()
+}
