@@ -2,6 +2,8 @@
 //! with a clean environment.
 #![allow(dead_code)]
 
+pub mod fake_anthropic;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
@@ -152,4 +154,51 @@ pub fn processes_of(provider_id: &str) -> Vec<String> {
             (inside || cmdline.contains(&home)).then_some(cmdline)
         })
         .collect()
+}
+
+/// The pinned Claude Code release the end-to-end tests run.
+pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
+
+/// The directory holding the real `claude` executable, installed from npm into a cache under the
+/// target directory on first use (CODECOURIER_TEST_CLAUDE_BIN points at an existing install instead).
+/// Fails, never skips, when it cannot be installed.
+pub fn claude_code_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CODECOURIER_TEST_CLAUDE_BIN") {
+        return PathBuf::from(dir);
+    }
+    let root =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("claude-code-{CLAUDE_CODE_VERSION}"));
+    let bin = root.join("node_modules/.bin");
+    std::fs::create_dir_all(&root).unwrap();
+    let lock = std::fs::File::create(root.join(".install.lock")).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; concurrent tests wait for one install.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    let works = |bin: &Path| {
+        StdCommand::new(bin.join("claude"))
+            .arg("--version")
+            .output()
+            .map(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout).contains(CLAUDE_CODE_VERSION)
+            })
+            .unwrap_or(false)
+    };
+    if !works(&bin) {
+        let status = StdCommand::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+            .arg(&root)
+            .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"))
+            .status()
+            .unwrap_or_else(|e| panic!("npm is needed to install Claude Code for the end-to-end tests ({e}); .ci/run installs Node.js and npm"));
+        assert!(
+            status.success(),
+            "npm install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION} failed"
+        );
+        assert!(
+            works(&bin),
+            "claude --version does not report {CLAUDE_CODE_VERSION} after installing"
+        );
+    }
+    bin
 }

@@ -1,0 +1,115 @@
+//! A fake Anthropic Messages API on loopback, speaking the streaming (SSE) wire format the real
+//! Claude Code CLI reads (reference/agents/AGENTS.md, appendix A). Scenario: the first request gets
+//! a `Bash` tool call that creates a file; a request carrying the tool's result gets the final text.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const FINAL_TEXT: &str = "Done. Created hello.txt containing \"hello\".";
+pub const SHELL_COMMAND: &str = "echo hello > hello.txt && cat hello.txt";
+
+pub enum Mode {
+    /// Tool call, then the final answer (optionally with extra text in it).
+    Works { extra_text: String },
+    /// 401 with Anthropic's error body.
+    Unauthorized,
+    /// Accepts the request and never answers.
+    Silent,
+}
+
+struct Scenario {
+    extra_text: String,
+}
+
+fn sse(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect()
+}
+
+fn has_tool_result(body: &Value) -> bool {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_array())
+        .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+}
+
+impl Respond for Scenario {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let model = body["model"].as_str().unwrap_or("claude-sonnet-4-6");
+        let offers_bash = body["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["name"] == "Bash"));
+        let (block_start, delta, stop) = if has_tool_result(&body) || !offers_bash {
+            let text = format!("{FINAL_TEXT}{}", self.extra_text);
+            (
+                json!({"type": "text", "text": ""}),
+                json!({"type": "text_delta", "text": text}),
+                "end_turn",
+            )
+        } else {
+            let input = json!({"command": SHELL_COMMAND, "description": "Create hello.txt"});
+            (
+                json!({"type": "tool_use", "id": "toolu_fake_1", "name": "Bash", "input": {}}),
+                json!({"type": "input_json_delta", "partial_json": input.to_string()}),
+                "tool_use",
+            )
+        };
+        let usage = json!({"input_tokens": 100, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
+        let events = [
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": block_start}),
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 20}}),
+            json!({"type": "message_stop"}),
+        ];
+        ResponseTemplate::new(200).set_body_raw(sse(&events), "text/event-stream")
+    }
+}
+
+pub async fn start(mode: Mode) -> MockServer {
+    let server = MockServer::start().await;
+    let messages = Mock::given(method("POST")).and(path("/v1/messages"));
+    match mode {
+        Mode::Works { extra_text } => messages.respond_with(Scenario { extra_text }),
+        Mode::Unauthorized => messages.respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
+        )),
+        Mode::Silent => messages.respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3600))),
+    }
+    .mount(&server)
+    .await;
+    server
+}
+
+/// The text of the first user message of each request the CLI sent (the prompt).
+pub async fn prompts_received(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter_map(|body| {
+            let content = &body["messages"][0]["content"];
+            match content {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(blocks) => Some(
+                    blocks
+                        .iter()
+                        .filter_map(|b| b["text"].as_str())
+                        .collect::<Vec<_>>()
+                        .join(""),
+                ),
+                _ => None,
+            }
+        })
+        .collect()
+}
