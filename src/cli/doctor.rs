@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, ProviderKind};
+use crate::sandbox::local;
 use crate::secret::KeySource;
 use crate::store::{Store, MIGRATOR};
 
@@ -128,7 +129,50 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
     }
 
     match config.sandbox_provider {
-        ProviderKind::Local => report.line(Level::Ok, "sandbox provider", "local (this machine)"),
+        ProviderKind::Local => {
+            report.line(Level::Ok, "sandbox provider", "local (this machine)");
+            match local::check_bwrap() {
+                Ok(version) => report.line(
+                    Level::Ok,
+                    "isolation",
+                    format!("{version}: mount, pid, uts and ipc namespaces"),
+                ),
+                Err(why) => report.line(Level::Fail, "isolation", why),
+            }
+            let (memory, cpu) = local::limits_available();
+            for (what, result) in [("memory limit", memory), ("CPU quota", cpu)] {
+                match result {
+                    Ok(()) => report.line(Level::Ok, what, "enforced through cgroups"),
+                    Err(why) => report.line(
+                        Level::Warn,
+                        what,
+                        format!("not enforced: {why}; sandboxes still get the timeout"),
+                    ),
+                }
+            }
+            if let Ok(catalog) = Catalog::load(config.catalog_path.as_deref()) {
+                for tool in &catalog.tools {
+                    match local::locate_tool(config.tools_dir.as_deref(), &tool.command) {
+                        Some(
+                            local::ToolLocation::ToolsDir(p) | local::ToolLocation::HostPath(p),
+                        ) => report.line(
+                            Level::Ok,
+                            &format!("{} CLI", tool.name),
+                            p.display().to_string(),
+                        ),
+                        None => report.line(
+                            Level::Warn,
+                            &format!("{} CLI", tool.name),
+                            format!(
+                                "`{}` is not on PATH or in CODECOURIER_TOOLS_DIR; {}",
+                                tool.command,
+                                install_hint(&tool.id)
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
         ProviderKind::E2b => report.line(
             Level::Ok,
             "sandbox provider",
@@ -186,4 +230,14 @@ fn key_file_check(report: &mut Report, path: &std::path::Path) {
         }
     }
     report.line(Level::Ok, "secret key", format!("{}", path.display()));
+}
+
+fn install_hint(tool: &str) -> &'static str {
+    match tool {
+        "claude-code" => "install it with `npm install -g @anthropic-ai/claude-code`",
+        "opencode" => "install it with `npm install -g opencode-ai`",
+        "codex" => "install it with `npm install -g @openai/codex`",
+        "pi" => "install it with `npm install -g @mariozechner/pi-coding-agent`",
+        _ => "install it or put it in CODECOURIER_TOOLS_DIR",
+    }
 }

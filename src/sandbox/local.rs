@@ -93,19 +93,14 @@ impl LocalProvider {
 
     /// Finds `name` in the tools directory or on the host PATH.
     fn resolve_tool(&self, name: &str) -> Result<Option<HostTool>, SandboxError> {
-        if let Some(dir) = &self.tools_dir {
-            if dir.join(name).is_file() {
-                return Ok(None);
+        let found = match locate_tool(self.tools_dir.as_deref(), name) {
+            Some(ToolLocation::ToolsDir(_)) => return Ok(None),
+            Some(ToolLocation::HostPath(found)) => found,
+            None => {
+                return Err(SandboxError::Unsupported(format!(
+                    "{name} is not installed on this machine: install it (see `codecourier doctor`) or put it in CODECOURIER_TOOLS_DIR"
+                )))
             }
-        }
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let found = std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file());
-        let Some(found) = found else {
-            return Err(SandboxError::Unsupported(format!(
-                "{name} is not installed on this machine: install it (see `codecourier doctor`) or put it in CODECOURIER_TOOLS_DIR"
-            )));
         };
         let target = found
             .canonicalize()
@@ -267,6 +262,32 @@ fn unix_ms(at: SystemTime) -> u64 {
 
 fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Where an agent executable was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolLocation {
+    ToolsDir(PathBuf),
+    HostPath(PathBuf),
+}
+
+/// Looks for an executable in `CODECOURIER_TOOLS_DIR` first, then on this process's PATH.
+pub fn locate_tool(tools_dir: Option<&Path>, name: &str) -> Option<ToolLocation> {
+    if let Some(path) = tools_dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+        return Some(ToolLocation::ToolsDir(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .map(ToolLocation::HostPath)
+}
+
+/// Which resource limits a sandbox on this machine would get, found by creating a probe cgroup.
+pub fn limits_available() -> (Result<(), String>, Result<(), String>) {
+    let probe = cgroup::create(&format!("doctor-{}", std::process::id()), 256, 1);
+    probe.cgroup.remove();
+    (probe.memory, probe.cpu_quota)
 }
 
 /// Whether bubblewrap can be run here; the error says how to install it.

@@ -1,0 +1,273 @@
+//! Figures for the README: `cargo run --release --example bench`.
+//!
+//! 1. Stream parsing: Claude Code stream-json through our parser against plain
+//!    `serde_json::Value` parsing of the same lines (throughput and ratio).
+//! 2. Launch overhead: from the start of a launch to the agent process starting, against a bare
+//!    `git clone` of the same repository plus an empty sandbox start (ratio).
+//!
+//! Needs bubblewrap and git, like the local sandbox itself.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use codecourier::agent::claude::StreamParser;
+use codecourier::catalog::{Catalog, LaunchInput};
+use codecourier::config::Config;
+use codecourier::ids::SandboxId;
+use codecourier::pipeline::{LaunchOrigin, Launcher, ProgressEvent, ProgressSink};
+use codecourier::sandbox::local::LocalProvider;
+use codecourier::sandbox::{run_captured, Exec, SandboxProvider, SandboxSpec};
+use codecourier::store::Store;
+use tokio_util::sync::CancellationToken;
+
+const RUNS: usize = 7;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn stream_lines() -> Vec<String> {
+    let recorded = include_str!("../tests/data/claude/success.jsonl");
+    let big_result = serde_json::json!({
+        "type": "user",
+        "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "is_error": false,
+            "content": "x".repeat(200_000)}]},
+        "session_id": "s"
+    })
+    .to_string();
+    let mut lines = Vec::new();
+    for _ in 0..2_000 {
+        lines.extend(recorded.lines().map(str::to_string));
+    }
+    for _ in 0..50 {
+        lines.push(big_result.clone());
+    }
+    lines
+}
+
+fn bench_parsing() {
+    let lines = stream_lines();
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let mut ours = Vec::new();
+    let mut plain = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let mut parser = StreamParser::new();
+        let mut events = 0usize;
+        for line in &lines {
+            events += parser.line(line).len();
+        }
+        std::hint::black_box(events);
+        ours.push(started.elapsed());
+
+        let started = Instant::now();
+        let mut values = 0usize;
+        for line in &lines {
+            if serde_json::from_str::<serde_json::Value>(line).is_ok() {
+                values += 1;
+            }
+        }
+        std::hint::black_box(values);
+        plain.push(started.elapsed());
+    }
+    let (ours, plain) = (median(ours), median(plain));
+    let mb = bytes as f64 / 1_000_000.0;
+    println!("stream-json parsing ({} lines, {mb:.1} MB):", lines.len());
+    println!(
+        "  codecourier parser    {:>8.1} MB/s",
+        mb / ours.as_secs_f64()
+    );
+    println!(
+        "  serde_json::Value     {:>8.1} MB/s",
+        mb / plain.as_secs_f64()
+    );
+    println!(
+        "  ratio (ours / Value)  {:>8.2}x",
+        plain.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "b")
+        .env("GIT_AUTHOR_EMAIL", "b@example.com")
+        .env("GIT_COMMITTER_NAME", "b")
+        .env("GIT_COMMITTER_EMAIL", "b@example.com")
+        .status()
+        .expect("git");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A bare repository with 500 files over 5 commits.
+fn make_repo(root: &Path) -> std::path::PathBuf {
+    let origin = root.join("origin.git");
+    git(
+        root,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            "origin.git",
+        ],
+    );
+    git(root, &["init", "--quiet", "--initial-branch=main", "seed"]);
+    let seed = root.join("seed");
+    for commit in 0..5 {
+        for file in 0..100 {
+            let dir = seed.join(format!("src/mod{commit}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join(format!("f{file}.rs")),
+                format!("// file {file}\n{}", "fn x() {}\n".repeat(50)),
+            )
+            .unwrap();
+        }
+        git(&seed, &["add", "."]);
+        git(
+            &seed,
+            &["commit", "--quiet", "-m", &format!("commit {commit}")],
+        );
+    }
+    git(
+        &seed,
+        &["push", "--quiet", origin.to_str().unwrap(), "HEAD:main"],
+    );
+    origin
+}
+
+/// Notes when the agent's first output arrives: its process has started.
+struct FirstAgentEvent(Mutex<Option<Instant>>);
+
+impl ProgressSink for FirstAgentEvent {
+    fn emit(&self, _: SandboxId, event: &ProgressEvent) {
+        if matches!(event, ProgressEvent::Agent { .. }) {
+            self.0.lock().unwrap().get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+async fn bench_launch() {
+    let root = tempfile::tempdir().unwrap();
+    let origin = make_repo(root.path());
+    let data = root.path().join("data");
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin");
+    let vars = [
+        ("CODECOURIER_DATA_DIR", data.to_str().unwrap().to_string()),
+        ("CODECOURIER_TOOLS_DIR", tools.to_str().unwrap().to_string()),
+        ("ANTHROPIC_API_KEY", "sk-ant-bench-0000000000".to_string()),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let provider: Arc<dyn SandboxProvider> = Arc::new(LocalProvider::new(
+        &config.data_dir,
+        config.tools_dir.clone(),
+    ));
+    let catalog = Catalog::built_in();
+    let launcher = Launcher::new(&config, store, provider.clone(), catalog.clone());
+    let origin_text = origin.to_str().unwrap().to_string();
+
+    let mut launches = Vec::new();
+    for _ in 0..RUNS {
+        let request = LaunchInput {
+            prompt: Some("Benchmark".into()),
+            repo: Some(origin_text.clone()),
+            env: vec!["FAKE_CLAUDE=create".into()],
+            ..Default::default()
+        }
+        .validate(&catalog, true)
+        .unwrap();
+        let sink = FirstAgentEvent(Mutex::new(None));
+        let started = Instant::now();
+        let prepared = launcher
+            .prepare(
+                request,
+                &LaunchOrigin {
+                    launched_by: "bench".into(),
+                    discord: None,
+                },
+            )
+            .await
+            .unwrap();
+        let record = launcher
+            .run(prepared, &sink, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(record.status.as_str(), "completed", "{:?}", record.error);
+        launches.push(sink.0.lock().unwrap().expect("agent started") - started);
+    }
+
+    let spec = SandboxSpec {
+        template: codecourier::catalog::build_custom_tag("base").unwrap(),
+        resources: codecourier::catalog::Resources {
+            memory_mb: 1024,
+            cpus: 2,
+            timeout_ms: 60_000,
+        },
+        env: Vec::new(),
+        metadata: Default::default(),
+        mounts: Vec::new(),
+        host_tools: Vec::new(),
+    };
+    let mut baselines = Vec::new();
+    for i in 0..RUNS {
+        let target = root.path().join(format!("clone-{i}"));
+        let started = Instant::now();
+        git(
+            root.path(),
+            &[
+                "clone",
+                "--quiet",
+                &format!("file://{origin_text}"),
+                target.to_str().unwrap(),
+            ],
+        );
+        let sandbox = provider
+            .create(&spec, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let out = run_captured(
+            provider.as_ref(),
+            &sandbox,
+            &Exec {
+                argv: vec!["true".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(out.status.success());
+        baselines.push(started.elapsed());
+        provider.kill(&sandbox.provider_id).await.unwrap();
+    }
+    let (launch, baseline) = (median(launches), median(baselines));
+    println!("launch overhead (500-file repository, median of {RUNS}):");
+    println!(
+        "  launch → agent process started     {:>7.1} ms",
+        launch.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  git clone + empty sandbox start    {:>7.1} ms",
+        baseline.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  ratio                              {:>7.2}x",
+        launch.as_secs_f64() / baseline.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    bench_parsing();
+    bench_launch().await;
+}
