@@ -106,15 +106,22 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         .starts_with("local-"));
     assert!(processes_of(full["provider_sandbox_id"].as_str().unwrap()).is_empty());
     let (_, second, _) =
-        run_json(world.launch(&["--prompt", "Again", "--env", "FAKE_CLAUDE=commit"]));
-    let second_id = second["id"].as_str().unwrap();
+        run_json(world.launch(&["--prompt", "Again", "--env", "FAKE_CLAUDE=recall"]));
     assert_ne!(second["branch"], r["branch"]);
-    let out = world
-        .cmd()
-        .args(["sandboxes", "logs", second_id])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("tool_setup Claude Code"));
+    assert!(
+        second["result"]
+            .as_str()
+            .unwrap()
+            .contains("run the tests with make test"),
+        "{second:#}"
+    );
+    assert!(
+        second["phases"][8]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 setup file"),
+        "{second:#}"
+    );
 }
 
 #[test]
@@ -450,4 +457,28 @@ fn ctrl_c_stops_the_sandbox_and_records_stopped() {
         .unwrap()
         .to_string();
     assert!(processes_of(&provider_id).is_empty());
+}
+
+#[test]
+fn a_launch_killed_outright_is_ended_by_the_next_command() {
+    let world = World::new();
+    let mut child = world
+        .launch_std(&["--prompt", "Hang", "--env", "FAKE_CLAUDE=hang"])
+        .spawn()
+        .unwrap();
+    let running = wait_for_status(&world, "running");
+    child.kill().unwrap(); // SIGKILL: no chance to clean up or record anything
+    child.wait().unwrap();
+    let id = running["id"].as_str().unwrap();
+    let r = record(&world, id);
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["failed_phase"], "agent");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("CodeCourier stopped while this sandbox was running (in agent)"),
+        "{r:#}"
+    );
+    assert!(processes_of(r["provider_sandbox_id"].as_str().unwrap()).is_empty());
 }

@@ -105,15 +105,7 @@ impl LocalProvider {
         let target = found
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", found.display()))?;
-        let visible = SYSTEM_DIRS.iter().any(|d| target.starts_with(d));
-        // An npm install needs its whole package tree; anything else needs its own directory.
-        let install_root = (!visible).then(|| {
-            let text = target.to_string_lossy();
-            match text.find("/node_modules/") {
-                Some(i) => PathBuf::from(&text[..i]),
-                None => target.parent().unwrap_or(Path::new("/")).to_path_buf(),
-            }
-        });
+        let install_root = install_root(&target);
         Ok(Some(HostTool {
             name: name.to_string(),
             target,
@@ -264,6 +256,47 @@ fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Which limits hold, in words: the provision phase shows this, so it never claims a limit that a
+/// cgroup could not set.
+fn limits_report(
+    memory_mb: u32,
+    memory: &Result<(), String>,
+    cpus: usize,
+    available: usize,
+    cpu_quota: &Result<(), String>,
+    timeout: Duration,
+) -> String {
+    let memory = match memory {
+        Ok(()) => format!("memory {memory_mb} MB enforced (cgroup)"),
+        Err(why) => format!("memory {memory_mb} MB NOT enforced ({why})"),
+    };
+    let affinity = if cpus < available {
+        format!("affinity to {cpus} of {available} CPUs")
+    } else {
+        format!("all {available} CPUs of this machine")
+    };
+    let cpu = match cpu_quota {
+        Ok(()) => format!("{cpus} CPUs enforced (cgroup quota; {affinity})"),
+        Err(why) if cpus < available => format!("{cpus} CPUs by {affinity} only; no quota ({why})"),
+        Err(why) => format!("{cpus} CPUs NOT enforced ({why}; {affinity})"),
+    };
+    let timeout = humantime::format_duration(Duration::from_secs(timeout.as_secs()));
+    format!("{memory}; {cpu}; timeout {timeout} enforced")
+}
+
+/// What must be mounted for a host executable to run inside: nothing under the system directories
+/// (already visible); a whole npm install for a package's binary; else the executable's directory.
+fn install_root(target: &Path) -> Option<PathBuf> {
+    if SYSTEM_DIRS.iter().any(|d| target.starts_with(d)) {
+        return None;
+    }
+    let text = target.to_string_lossy();
+    Some(match text.find("/node_modules/") {
+        Some(i) => PathBuf::from(&text[..i]),
+        None => target.parent().unwrap_or(Path::new("/")).to_path_buf(),
+    })
+}
+
 /// Where an agent executable was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolLocation {
@@ -340,27 +373,14 @@ impl SandboxProvider for LocalProvider {
             .unwrap_or(1);
         let cpus = resources.cpus as usize;
 
-        let mut report = Vec::new();
-        report.push(match &enforced.memory {
-            Ok(()) => format!("memory {} MB enforced (cgroup)", resources.memory_mb),
-            Err(why) => format!("memory {} MB NOT enforced ({why})", resources.memory_mb),
-        });
-        let affinity = if cpus < available {
-            format!("affinity to {cpus} of {available} CPUs")
-        } else {
-            format!("all {available} CPUs of this machine")
-        };
-        report.push(match &enforced.cpu_quota {
-            Ok(()) => format!("{cpus} CPUs enforced (cgroup quota; {affinity})"),
-            Err(why) if cpus < available => {
-                format!("{cpus} CPUs by {affinity} only; no quota ({why})")
-            }
-            Err(why) => format!("{cpus} CPUs NOT enforced ({why}; {affinity})"),
-        });
-        report.push(format!(
-            "timeout {} enforced",
-            humantime::format_duration(Duration::from_secs(timeout.as_secs()))
-        ));
+        let report = limits_report(
+            resources.memory_mb,
+            &enforced.memory,
+            cpus,
+            available,
+            &enforced.cpu_quota,
+            timeout,
+        );
 
         let deadline = Instant::now() + timeout;
         let (deadline_tx, mut deadline_rx) = watch::channel(deadline);
@@ -414,7 +434,7 @@ impl SandboxProvider for LocalProvider {
 
         Ok(SandboxHandle {
             provider_id: id,
-            limits_report: report.join("; "),
+            limits_report: report,
         })
     }
 
@@ -631,5 +651,54 @@ fn kill_marked_processes(provider_id: &str) {
             // SAFETY: sending a signal has no memory effects on this process.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_limits_that_do_not_hold() {
+        let none = Err("no cgroup memory controller".to_string());
+        let report = limits_report(
+            1024,
+            &none,
+            2,
+            2,
+            &Err("no cpu controller".into()),
+            Duration::from_secs(900),
+        );
+        assert_eq!(
+            report,
+            "memory 1024 MB NOT enforced (no cgroup memory controller); 2 CPUs NOT enforced (no cpu controller; all 2 CPUs of this machine); timeout 15m enforced"
+        );
+        let report = limits_report(
+            512,
+            &Ok(()),
+            1,
+            4,
+            &Err("no cpu controller".into()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            report,
+            "memory 512 MB enforced (cgroup); 1 CPUs by affinity to 1 of 4 CPUs only; no quota (no cpu controller); timeout 1m enforced"
+        );
+    }
+
+    #[test]
+    fn npm_installs_are_mounted_whole() {
+        assert_eq!(install_root(Path::new("/usr/local/bin/git")), None);
+        assert_eq!(
+            install_root(Path::new(
+                "/srv/tools/claude/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+            )),
+            Some(PathBuf::from("/srv/tools/claude"))
+        );
+        assert_eq!(
+            install_root(Path::new("/home/u/bin/tool")),
+            Some(PathBuf::from("/home/u/bin"))
+        );
     }
 }
