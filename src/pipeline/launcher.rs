@@ -59,6 +59,8 @@ pub enum LaunchError {
 /// A launch that passed validation and has its record.
 pub struct Prepared {
     pub id: SandboxId,
+    /// The validate and record phases, shown when the run starts: (phase, detail, duration in ms).
+    early_phases: [(Phase, String, i64); 2],
     request: LaunchRequest,
     project: Project,
     redactor: Redactor,
@@ -222,24 +224,33 @@ impl Launcher {
             .await?;
         let recorded = Utc::now();
         let key_names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
-        self.store
-            .record_phase(
-                id,
+        let early_phases = [
+            (
                 Phase::Validate,
+                format!(
+                    "{} · {} · key {}",
+                    tool.name,
+                    request.model,
+                    key_names.join(", ")
+                ),
                 validate_started,
                 validate_ended,
-                Some(&format!("keys: {}", key_names.join(", "))),
-            )
-            .await?;
-        self.store
-            .record_phase(
-                id,
+            ),
+            (
                 Phase::Record,
+                format!("sandbox {} of project {}", id.short(), project.name),
                 validate_ended,
                 recorded,
-                Some(&format!("sandbox {}", id.short())),
-            )
-            .await?;
+            ),
+        ];
+        for (phase, detail, started, ended) in &early_phases {
+            self.store
+                .record_phase(id, *phase, *started, *ended, Some(detail))
+                .await?;
+        }
+        let early_phases = early_phases.map(|(phase, detail, started, ended)| {
+            (phase, detail, (ended - started).num_milliseconds())
+        });
 
         let mut redactor = self.redactor.clone();
         for (_, value) in &keys {
@@ -252,6 +263,7 @@ impl Launcher {
         }
         Ok(Prepared {
             id,
+            early_phases,
             request,
             project,
             redactor,
@@ -270,6 +282,7 @@ impl Launcher {
         let started = std::time::Instant::now();
         let Prepared {
             id,
+            early_phases,
             request,
             project,
             redactor,
@@ -279,16 +292,15 @@ impl Launcher {
             .catalog
             .tool(&request.tool)
             .expect("checked in prepare");
-        for phase in [Phase::Validate, Phase::Record] {
-            sink.emit(
-                id,
-                &ProgressEvent::PhaseFinished {
-                    phase,
-                    outcome: PhaseOutcome::Ok,
-                    detail: None,
-                    duration_ms: 0,
-                },
-            );
+        for (phase, detail, duration_ms) in early_phases {
+            let event = ProgressEvent::PhaseFinished {
+                phase,
+                outcome: PhaseOutcome::Ok,
+                detail: Some(detail),
+                duration_ms,
+            };
+            self.persist(id, &event).await;
+            sink.emit(id, &event);
         }
         let mut run = Run {
             id,
@@ -394,17 +406,12 @@ impl Launcher {
 
     /// Marks the phase the run ended in as failed, if its record still says running.
     async fn close_open_phase(&self, run: &Run<'_>, phase: Phase, message: &str) {
-        let open = self
-            .store
-            .phases(run.id)
-            .await
-            .map(|phases| {
-                phases
-                    .iter()
-                    .any(|p| p.phase == phase && p.outcome == PhaseOutcome::Running)
-            })
-            .unwrap_or(false);
-        if open {
+        let open = self.store.phases(run.id).await.ok().and_then(|phases| {
+            phases
+                .into_iter()
+                .find(|p| p.phase == phase && p.outcome == PhaseOutcome::Running)
+        });
+        if let Some(open) = open {
             let _ = self
                 .store
                 .end_phase(run.id, phase, PhaseOutcome::Failed, Some(message))
@@ -413,7 +420,7 @@ impl Launcher {
                 phase,
                 outcome: PhaseOutcome::Failed,
                 detail: Some(message.to_string()),
-                duration_ms: 0,
+                duration_ms: (Utc::now() - open.started_at).num_milliseconds(),
             };
             self.persist(run.id, &event).await;
             run.sink.emit(run.id, &event);
