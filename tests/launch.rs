@@ -482,3 +482,20 @@ fn a_launch_killed_outright_is_ended_by_the_next_command() {
     );
     assert!(processes_of(r["provider_sandbox_id"].as_str().unwrap()).is_empty());
 }
+
+#[test]
+fn a_cli_that_is_not_installed_fails_tool_setup_with_what_to_do() {
+    let world = World::new();
+    let empty_tools = world.dir.path().join("no-tools");
+    std::fs::create_dir(&empty_tools).unwrap();
+    let mut cmd = world.launch(&["--prompt", "Do it"]);
+    cmd.env("CODECOURIER_TOOLS_DIR", &empty_tools);
+    let (code, r, _) = run_json(cmd);
+    assert_eq!(code, 1);
+    assert_eq!(r["failed_phase"], "tool_setup");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("Claude Code's `claude` is not available in the sandbox"),
+        "{error}"
+    );
+}

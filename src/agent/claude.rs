@@ -6,8 +6,55 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{clip, AgentEvent, AgentResult, MAX_KEPT_LINE};
+use super::{
+    clip, file_name, AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile,
+    MAX_KEPT_LINE, SYSTEM_PROMPT_FILE,
+};
 use crate::catalog::Effort;
+use crate::secret::Secret;
+
+/// Claude Code's command line, environment and files: user-level memory, skills and commands go
+/// under `~/.claude`, outside the repository, so they are never committed.
+pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
+    let mut env: Vec<(String, Secret)> = ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(*v)))
+        .collect();
+    env.push((
+        "CLAUDE_CONFIG_DIR".into(),
+        Secret::new("/home/user/.claude"),
+    ));
+    env.extend(ctx.keys.iter().cloned());
+    let mut files = Vec::new();
+    if !ctx.memory.trim().is_empty() {
+        files.push(SetupFile::new("/home/user/.claude/CLAUDE.md", ctx.memory));
+    }
+    for skill in &ctx.skills {
+        files.push(SetupFile::new(
+            format!(
+                "/home/user/.claude/skills/{}/SKILL.md",
+                file_name(&skill.name)
+            ),
+            skill.text.as_str(),
+        ));
+    }
+    for command in &ctx.commands {
+        files.push(SetupFile::new(
+            format!(
+                "/home/user/.claude/commands/{}.md",
+                file_name(&command.name)
+            ),
+            command.text.as_str(),
+        ));
+    }
+    AgentPlan {
+        argv: command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, ctx.session_id),
+        env,
+        files,
+        install_if_missing: None,
+        parser: Box::new(StreamParser::new()),
+    }
+}
 
 /// The unattended command line. The prompt goes on stdin (no quoting, no leading-dash or length
 /// problems); the system prompt is appended from a file.
@@ -119,9 +166,10 @@ impl StreamParser {
     pub fn new() -> Self {
         Self::default()
     }
+}
 
-    /// One line of output. Never fails: what cannot be read comes back as `Unparsed`.
-    pub fn line(&mut self, line: &str) -> Vec<AgentEvent> {
+impl AgentStream for StreamParser {
+    fn line(&mut self, line: &str) -> Vec<AgentEvent> {
         let trimmed = line.trim();
         if trimmed.is_empty() {
             return Vec::new();
@@ -132,6 +180,12 @@ impl StreamParser {
         }
     }
 
+    fn finish(self: Box<Self>, exit_code: Option<i32>) -> AgentResult {
+        self.finish_run(exit_code)
+    }
+}
+
+impl StreamParser {
     fn event(&mut self, line: Line, raw: &str) -> Vec<AgentEvent> {
         if let Some(id) = &line.session_id {
             self.session_id = Some(id.clone());
@@ -234,9 +288,7 @@ impl StreamParser {
         }
     }
 
-    /// The run's outcome once the process has exited. A run that printed no result event failed,
-    /// whatever its exit code.
-    pub fn finish(self, exit_code: Option<i32>) -> AgentResult {
+    fn finish_run(self, exit_code: Option<i32>) -> AgentResult {
         match self.result {
             Some(result) => result,
             None => AgentResult {
@@ -322,7 +374,7 @@ mod tests {
     use super::*;
 
     fn parse_all(stream: &str) -> (Vec<AgentEvent>, AgentResult) {
-        let mut parser = StreamParser::new();
+        let mut parser = Box::new(StreamParser::new());
         let events = stream.lines().flat_map(|l| parser.line(l)).collect();
         (events, parser.finish(Some(0)))
     }
@@ -408,7 +460,7 @@ mod tests {
 
     #[test]
     fn garbage_never_breaks_the_parser() {
-        let mut parser = StreamParser::new();
+        let mut parser = Box::new(StreamParser::new());
         let huge = format!("{{\"type\":\"assistant\",\"message\":{{\"content\":[{{\"type\":\"text\",\"text\":\"{}\"}}]}}}}", "x".repeat(5_000_000));
         let long_garbage = "y".repeat(3_000_000);
         let inputs = [

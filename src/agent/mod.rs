@@ -79,13 +79,34 @@ pub struct AgentContext<'a> {
     pub tool: &'a Tool,
     pub model: &'a str,
     pub effort: Effort,
+    /// A fresh UUID for CLIs that accept a session id; others report their own.
     pub session_id: &'a str,
     /// The keys the tool reads, by variable name.
     pub keys: Vec<(String, Secret)>,
-    /// Compiled learnings and project instructions, for tools that read a memory file.
+    /// The launch's own variables (`--env`, project variables): base-URL overrides live here.
+    pub env: &'a [(String, Secret)],
+    /// The system prompt's text (also written to `SYSTEM_PROMPT_FILE`).
+    pub system_prompt: &'a str,
+    /// Compiled learnings, for tools that read a memory file ("" when none).
     pub memory: &'a str,
     pub skills: Vec<NamedText>,
     pub commands: Vec<NamedText>,
+}
+
+impl AgentContext<'_> {
+    /// A variable from the launch's environment (for base-URL overrides).
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.expose())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A key's value, from the keys the tool was given.
+    pub fn key(&self, name: &str) -> Option<&Secret> {
+        self.keys.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
 }
 
 /// A file the tool-setup phase writes into the sandbox.
@@ -93,6 +114,26 @@ pub struct AgentContext<'a> {
 pub struct SetupFile {
     pub path: String,
     pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+impl SetupFile {
+    pub fn new(path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        Self {
+            path: path.into(),
+            contents: contents.into(),
+            mode: 0o644,
+        }
+    }
+
+    /// A file only its owner may read (keys, auth files).
+    pub fn private(path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+        Self {
+            path: path.into(),
+            contents: contents.into(),
+            mode: 0o600,
+        }
+    }
 }
 
 /// Everything needed to run one agent: its command line, environment, files and output parser.
@@ -100,26 +141,19 @@ pub struct AgentPlan {
     pub argv: Vec<String>,
     pub env: Vec<(String, Secret)>,
     pub files: Vec<SetupFile>,
-    pub parser: OutputParser,
+    /// An npm package that provides the CLI, installed into the sandbox when it lacks the command.
+    pub install_if_missing: Option<&'static str>,
+    pub parser: Box<dyn AgentStream>,
 }
 
-/// The output parser of whichever CLI runs.
-pub enum OutputParser {
-    Claude(claude::StreamParser),
-}
+/// A CLI's output stream, read line by line.
+pub trait AgentStream: Send {
+    /// One line of standard output. Never fails: what cannot be read comes back as `Unparsed`.
+    fn line(&mut self, line: &str) -> Vec<AgentEvent>;
 
-impl OutputParser {
-    pub fn line(&mut self, line: &str) -> Vec<AgentEvent> {
-        match self {
-            OutputParser::Claude(p) => p.line(line),
-        }
-    }
-
-    pub fn finish(self, exit_code: Option<i32>) -> AgentResult {
-        match self {
-            OutputParser::Claude(p) => p.finish(exit_code),
-        }
-    }
+    /// The run's outcome once the process has exited (`None`: killed by a signal). A run that
+    /// reported no result failed, whatever its exit code.
+    fn finish(self: Box<Self>, exit_code: Option<i32>) -> AgentResult;
 }
 
 /// Whether this build can run the tool; the error is for the user.
@@ -133,53 +167,17 @@ pub fn supported(tool: &Tool) -> Result<(), String> {
     }
 }
 
+/// The plan for the tool's CLI.
 pub fn plan(ctx: AgentContext<'_>) -> Result<AgentPlan, String> {
     supported(ctx.tool)?;
-    let mut env: Vec<(String, Secret)> = claude::ENV
-        .iter()
-        .map(|(k, v)| (k.to_string(), Secret::new(*v)))
-        .collect();
-    env.push((
-        "CLAUDE_CONFIG_DIR".into(),
-        Secret::new("/home/user/.claude"),
-    ));
-    env.extend(ctx.keys);
-    let mut files = Vec::new();
-    if !ctx.memory.trim().is_empty() {
-        // User-level memory: read by Claude Code, outside the repository, so never committed.
-        files.push(SetupFile {
-            path: "/home/user/.claude/CLAUDE.md".into(),
-            contents: ctx.memory.as_bytes().to_vec(),
-        });
+    match ctx.tool.id.as_str() {
+        "claude-code" => Ok(claude::plan(ctx)),
+        other => Err(format!("no adapter for {other}")),
     }
-    for skill in &ctx.skills {
-        files.push(SetupFile {
-            path: format!(
-                "/home/user/.claude/skills/{}/SKILL.md",
-                file_name(&skill.name)
-            ),
-            contents: skill.text.as_bytes().to_vec(),
-        });
-    }
-    for command in &ctx.commands {
-        files.push(SetupFile {
-            path: format!(
-                "/home/user/.claude/commands/{}.md",
-                file_name(&command.name)
-            ),
-            contents: command.text.as_bytes().to_vec(),
-        });
-    }
-    Ok(AgentPlan {
-        argv: claude::command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, ctx.session_id),
-        env,
-        files,
-        parser: OutputParser::Claude(claude::StreamParser::new()),
-    })
 }
 
 /// A name safe to use as one path component.
-fn file_name(name: &str) -> String {
+pub fn file_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {

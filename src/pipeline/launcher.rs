@@ -695,14 +695,14 @@ impl Launcher {
         .await?;
 
         let reads_memory = run.tool.capabilities.claude_md;
+        let prompt_text = system_prompt(&run.branch, &run.base_branch, run.project, !reads_memory);
         self.phase(run, Phase::SystemPrompt, async {
-            let text = system_prompt(&run.branch, &run.base_branch, run.project, !reads_memory);
             let handle = run.handle.as_ref().expect("provisioned");
             self.provider
-                .write_file(handle, SYSTEM_PROMPT_FILE, text.as_bytes(), 0o644)
+                .write_file(handle, SYSTEM_PROMPT_FILE, prompt_text.as_bytes(), 0o644)
                 .await
                 .map_err(|e| Ending::from_sandbox(Phase::SystemPrompt, e))?;
-            Ok(((), Ok(format!("{} bytes", text.len()))))
+            Ok(((), Ok(format!("{} bytes", prompt_text.len()))))
         })
         .await?;
 
@@ -720,6 +720,8 @@ impl Launcher {
                     effort: request.effort,
                     session_id: &session_id,
                     keys: run.keys.to_vec(),
+                    env: &request.env,
+                    system_prompt: &prompt_text,
                     memory: &memory,
                     skills: run.project.skills(),
                     commands: run.project.commands(),
@@ -728,22 +730,26 @@ impl Launcher {
                     phase: Phase::ToolSetup,
                     error,
                 })?;
+                let installed = self.ensure_cli(run, &plan).await?;
                 let handle = run.handle.as_ref().expect("provisioned");
                 for file in &plan.files {
                     self.provider
-                        .write_file(handle, &file.path, &file.contents, 0o644)
+                        .write_file(handle, &file.path, &file.contents, file.mode)
                         .await
                         .map_err(|e| Ending::from_sandbox(Phase::ToolSetup, e))?;
                 }
                 let keys: Vec<&str> = run.keys.iter().map(|(n, _)| n.as_str()).collect();
                 let detail = format!(
-                    "{} · {} · effort {} · {} setup file{} · key {}",
+                    "{} · {} · effort {} · {} setup file{} · key {}{}",
                     run.tool.name,
                     request.model,
                     request.effort,
                     plan.files.len(),
                     if plan.files.len() == 1 { "" } else { "s" },
-                    keys.join(", ")
+                    keys.join(", "),
+                    installed
+                        .map(|p| format!(" · installed {p} from npm"))
+                        .unwrap_or_default()
                 );
                 Ok((plan, Ok(detail)))
             })
@@ -860,6 +866,49 @@ impl Launcher {
         run.commits = commits;
         run.pushed = pushed;
         Ok(())
+    }
+
+    /// Makes sure the tool's command exists in the sandbox, installing it from npm where the plan
+    /// names a package. Returns the package it installed.
+    async fn ensure_cli(
+        &self,
+        run: &Run<'_>,
+        plan: &agent::AgentPlan,
+    ) -> Result<Option<&'static str>, Ending> {
+        let command = shell_quote(&run.tool.command);
+        let mut check = Exec::script(format!("command -v {command} >/dev/null"));
+        check.cwd = Some(crate::sandbox::HOME.into());
+        let handle = run.handle.as_ref().expect("provisioned");
+        let found = run_captured(self.provider.as_ref(), handle, &check)
+            .await
+            .map_err(|e| Ending::from_sandbox(Phase::ToolSetup, e))?
+            .status
+            .success();
+        if found {
+            return Ok(None);
+        }
+        let Some(package) = plan.install_if_missing else {
+            return Err(Ending::Failed {
+                phase: Phase::ToolSetup,
+                error: format!(
+                    "{}'s `{}` is not available in the sandbox: install it on this machine or put it in CODECOURIER_TOOLS_DIR (`codecourier doctor` shows how)",
+                    run.tool.name, run.tool.command
+                ),
+            });
+        };
+        let mut install = Exec::script(format!(
+            "npm install --global --prefix /home/user/.local --no-audit --no-fund --loglevel=error {}",
+            shell_quote(package)
+        ));
+        install.cwd = Some(crate::sandbox::HOME.into());
+        self.sh(
+            run,
+            Phase::ToolSetup,
+            &format!("installing {package}"),
+            install,
+        )
+        .await?;
+        Ok(Some(package))
     }
 
     /// Reads what the agent wrote to the learnings file and stores it on the project.

@@ -27,8 +27,8 @@ use crate::secret::Secret;
 /// Inside the sandbox: `CODECOURIER_TOOLS_DIR` is mounted here, and host tools are linked into `bin`.
 const TOOLS_MOUNT: &str = "/run/codecourier/tools";
 const HOST_TOOLS_DIR: &str = "/run/codecourier/bin";
-const SANDBOX_PATH: &str =
-    "/run/codecourier/tools:/run/codecourier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// `~/.local/bin` last: where the tool-setup phase installs a CLI the sandbox lacks.
+const SANDBOX_PATH: &str = "/run/codecourier/tools:/run/codecourier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/home/user/.local/bin";
 /// Host directories shown read-only in every sandbox.
 const SYSTEM_DIRS: [&str; 8] = [
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt",
@@ -91,16 +91,12 @@ impl LocalProvider {
             .ok_or_else(|| SandboxError::NotFound(id.to_string()))
     }
 
-    /// Finds `name` in the tools directory or on the host PATH.
+    /// Finds `name` on the host PATH, to be linked into the sandbox. `None` when the tools directory
+    /// has it or it is nowhere (the tool-setup phase then installs it or says what to do).
     fn resolve_tool(&self, name: &str) -> Result<Option<HostTool>, SandboxError> {
         let found = match locate_tool(self.tools_dir.as_deref(), name) {
-            Some(ToolLocation::ToolsDir(_)) => return Ok(None),
             Some(ToolLocation::HostPath(found)) => found,
-            None => {
-                return Err(SandboxError::Unsupported(format!(
-                    "{name} is not installed on this machine: install it (see `codecourier doctor`) or put it in CODECOURIER_TOOLS_DIR"
-                )))
-            }
+            Some(ToolLocation::ToolsDir(_)) | None => return Ok(None),
         };
         let target = found
             .canonicalize()
