@@ -159,46 +159,48 @@ pub fn processes_of(provider_id: &str) -> Vec<String> {
 /// The pinned Claude Code release the end-to-end tests run.
 pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
 
-/// The directory holding the real `claude` executable, installed from npm into a cache under the
-/// target directory on first use (CODECOURIER_TEST_CLAUDE_BIN points at an existing install instead).
-/// Fails, never skips, when it cannot be installed.
+/// The directory holding the real `claude` executable (CODECOURIER_TEST_CLAUDE_BIN overrides).
 pub fn claude_code_bin() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CODECOURIER_TEST_CLAUDE_BIN") {
+    npm_cli_bin(
+        "CODECOURIER_TEST_CLAUDE_BIN",
+        "@anthropic-ai/claude-code",
+        CLAUDE_CODE_VERSION,
+        "claude",
+    )
+}
+
+/// The `node_modules/.bin` directory of a pinned npm package, installed on first use into a cache
+/// under the target directory, one install at a time. `override_var` may name an existing bin
+/// directory instead. Fails, never skips, when the CLI cannot be installed.
+pub fn npm_cli_bin(override_var: &str, package: &str, version: &str, command: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(override_var) {
         return PathBuf::from(dir);
     }
-    let root =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("claude-code-{CLAUDE_CODE_VERSION}"));
+    let slug: String = package
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("npm-{slug}-{version}"));
     let bin = root.join("node_modules/.bin");
     std::fs::create_dir_all(&root).unwrap();
     let lock = std::fs::File::create(root.join(".install.lock")).unwrap();
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a descriptor we own; concurrent tests wait for one install.
     unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
-    let works = |bin: &Path| {
-        StdCommand::new(bin.join("claude"))
-            .arg("--version")
-            .output()
-            .map(|o| {
-                o.status.success()
-                    && String::from_utf8_lossy(&o.stdout).contains(CLAUDE_CODE_VERSION)
-            })
-            .unwrap_or(false)
-    };
-    if !works(&bin) {
+    let marker = root.join(".installed");
+    if !(marker.exists() && bin.join(command).exists()) {
         let status = StdCommand::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
             .arg(&root)
-            .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"))
+            .arg(format!("{package}@{version}"))
             .status()
-            .unwrap_or_else(|e| panic!("npm is needed to install Claude Code for the end-to-end tests ({e}); .ci/run installs Node.js and npm"));
+            .unwrap_or_else(|e| panic!("npm is needed to install {package} for the end-to-end tests ({e}); scripts/test installs Node.js and npm"));
+        assert!(status.success(), "npm install {package}@{version} failed");
         assert!(
-            status.success(),
-            "npm install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION} failed"
+            bin.join(command).exists(),
+            "{package}@{version} did not provide `{command}`"
         );
-        assert!(
-            works(&bin),
-            "claude --version does not report {CLAUDE_CODE_VERSION} after installing"
-        );
+        std::fs::write(&marker, version).unwrap();
     }
     bin
 }
