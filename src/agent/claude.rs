@@ -306,7 +306,7 @@ impl StreamParser {
     }
 }
 
-fn unparsed(line: &str) -> AgentEvent {
+pub(super) fn unparsed(line: &str) -> AgentEvent {
     AgentEvent::Unparsed {
         line: clip(line, MAX_KEPT_LINE),
     }
@@ -323,7 +323,7 @@ fn blocks_of(message: &RawValue) -> Vec<Block<'_>> {
 }
 
 /// A one-line description of a tool call's input: the field a person would want to see.
-fn tool_input_summary(input: &RawValue) -> String {
+pub(super) fn tool_input_summary(input: &RawValue) -> String {
     let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(input.get()) else {
         return String::new();
     };
@@ -345,7 +345,7 @@ fn tool_input_summary(input: &RawValue) -> String {
 }
 
 /// Tool results carry a string or a list of `{type: "text", text}` blocks.
-fn first_line_of_content(content: &RawValue) -> String {
+pub(super) fn first_line_of_content(content: &RawValue) -> String {
     match serde_json::from_str::<serde_json::Value>(content.get()) {
         Ok(serde_json::Value::String(s)) => one_line(&s),
         Ok(serde_json::Value::Array(items)) => items
@@ -357,7 +357,7 @@ fn first_line_of_content(content: &RawValue) -> String {
     }
 }
 
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     let first = text
         .lines()
         .find(|l| !l.trim().is_empty())

@@ -2,6 +2,8 @@
 //! its output stream to `AgentEvent`s.
 
 pub mod claude;
+pub mod opencode;
+pub mod pi;
 
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +162,7 @@ pub trait AgentStream: Send {
 pub fn supported(tool: &Tool) -> Result<(), String> {
     match tool.id.as_str() {
         "claude-code" => Ok(()),
+        "opencode" | "pi" => Ok(()),
         _ => Err(format!(
             "{} launches are not part of this build yet; use --tool claude-code",
             tool.name
@@ -172,6 +175,8 @@ pub fn plan(ctx: AgentContext<'_>) -> Result<AgentPlan, String> {
     supported(ctx.tool)?;
     match ctx.tool.id.as_str() {
         "claude-code" => Ok(claude::plan(ctx)),
+        "opencode" => Ok(opencode::plan(ctx)),
+        "pi" => Ok(pi::plan(ctx)),
         other => Err(format!("no adapter for {other}")),
     }
 }

@@ -1,0 +1,615 @@
+//! Pi: `pi -p --mode json`, prompt on stdin.
+//! Stream format: reference/agents/AGENTS.md section 4.4.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+use super::claude::{first_line_of_content, tool_input_summary, unparsed};
+use super::{
+    clip, AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile,
+    SYSTEM_PROMPT_FILE,
+};
+use crate::catalog::Effort;
+use crate::secret::Secret;
+
+/// The npm release the adapter was written against; installed when the sandbox lacks `pi`.
+pub const PACKAGE: &str = "@mariozechner/pi-coding-agent@0.73.1";
+
+/// Pi's config directory (its default under HOME, made explicit).
+pub const AGENT_DIR: &str = "/home/user/.pi/agent";
+
+/// Environment for an unattended run: no update check or install telemetry at start-up.
+pub const ENV: [(&str, &str); 3] = [
+    ("PI_CODING_AGENT_DIR", AGENT_DIR),
+    ("PI_OFFLINE", "1"),
+    ("PI_TELEMETRY", "0"),
+];
+
+/// How much of the agent's last message a failure quotes.
+const LAST_MESSAGE: usize = 2000;
+
+/// Pi's command line, environment and files. The key stays in the environment.
+pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
+    let mut env: Vec<(String, Secret)> = ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), Secret::new(*v)))
+        .collect();
+    env.extend(ctx.keys.iter().cloned());
+    let mut files = Vec::new();
+    // The global AGENTS.md is read whatever the project has (its own AGENTS.md, or a CLAUDE.md,
+    // which Pi reads only when there is no AGENTS.md), and it is outside the repository.
+    if !ctx.memory.trim().is_empty() {
+        files.push(SetupFile::new(format!("{AGENT_DIR}/AGENTS.md"), ctx.memory));
+    }
+    if let Some(models) = models_json(&ctx) {
+        files.push(SetupFile::new(
+            format!("{AGENT_DIR}/models.json"),
+            serde_json::to_vec_pretty(&models).expect("a JSON value serializes"),
+        ));
+    }
+    AgentPlan {
+        argv: command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE),
+        env,
+        files,
+        install_if_missing: Some(PACKAGE),
+        parser: Box::new(StreamParser::new(ctx.model)),
+    }
+}
+
+/// The unattended command line. Pi has no `--` and would take a prompt starting with a dash for
+/// an option, so the prompt goes on stdin (closed after it). Pi has no permission prompts at all.
+/// `--append-system-prompt` reads the file when the path exists.
+pub fn command_line(model: &str, effort: Effort, system_prompt_file: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["pi", "-p", "--mode", "json", "--model", model]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // Pi's levels are off|minimal|low|medium|high|xhigh; "none" means Pi's own default.
+    if effort != Effort::None {
+        args.extend(["--thinking".into(), effort.as_str().into()]);
+    }
+    args.extend(["--append-system-prompt".into(), system_prompt_file.into()]);
+    args
+}
+
+/// `models.json` overriding the base URL of Pi's built-in providers (their models and key
+/// variables stay), from the launch's variables; `None` when none is set. OPENROUTER_BASE_URL and
+/// OPENAI_BASE_URL end in the API version (`https://openrouter.ai/api/v1`), ANTHROPIC_BASE_URL is
+/// a host root as Claude Code takes it: the same forms Pi's own defaults have.
+pub fn models_json(ctx: &AgentContext<'_>) -> Option<Value> {
+    let providers: Map<String, Value> = [
+        ("openrouter", "OPENROUTER_BASE_URL"),
+        ("openai", "OPENAI_BASE_URL"),
+        ("anthropic", "ANTHROPIC_BASE_URL"),
+    ]
+    .into_iter()
+    .filter_map(|(provider, name)| {
+        ctx.env_var(name).map(|url| {
+            (
+                provider.to_string(),
+                json!({ "baseUrl": url.trim_end_matches('/') }),
+            )
+        })
+    })
+    .collect();
+    (!providers.is_empty()).then(|| json!({ "providers": providers }))
+}
+
+/// Only the fields we use. `message` stays raw: it is read only on `message_end`, and
+/// `message_update` lines repeat the whole partial message each time.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    id: Option<String>,
+    #[serde(borrow)]
+    message: Option<&'a RawValue>,
+    #[serde(rename = "toolName")]
+    tool_name: Option<String>,
+    #[serde(borrow)]
+    args: Option<&'a RawValue>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+    attempt: Option<u32>,
+    #[serde(rename = "maxAttempts")]
+    max_attempts: Option<u32>,
+    #[serde(rename = "errorMessage")]
+    error_message: Option<String>,
+    success: Option<bool>,
+    #[serde(rename = "finalError")]
+    final_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    usage: Option<Usage>,
+    #[serde(rename = "stopReason", borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(rename = "errorMessage")]
+    error_message: Option<String>,
+}
+
+/// Pi splits the prompt into fresh input and cache; we report whole prompts, as for the other CLIs.
+#[derive(Deserialize)]
+struct Usage {
+    input: Option<u64>,
+    output: Option<u64>,
+    #[serde(rename = "cacheRead")]
+    cache_read: Option<u64>,
+    #[serde(rename = "cacheWrite")]
+    cache_write: Option<u64>,
+    cost: Option<Cost>,
+}
+
+#[derive(Deserialize)]
+struct Cost {
+    total: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    text: Option<String>,
+}
+
+/// How the last model call ended.
+#[derive(Debug)]
+enum Last {
+    Answered(String),
+    Failed(String),
+}
+
+/// Turns `--mode json` lines into `AgentEvent`s. Pi exits 0 even when the model API failed, so
+/// the outcome is read from the last assistant message (and a failed retry sequence).
+#[derive(Debug, Default)]
+pub struct StreamParser {
+    model: String,
+    session_id: Option<String>,
+    calls: u32,
+    answers: u32,
+    cost_usd: f64,
+    input_tokens: u64,
+    output_tokens: u64,
+    last: Option<Last>,
+}
+
+impl StreamParser {
+    pub fn new(model: &str) -> Self {
+        Self {
+            model: model.to_string(),
+            ..Self::default()
+        }
+    }
+
+    fn event(&mut self, line: Line, raw: &str) -> Vec<AgentEvent> {
+        match line.kind.as_ref() {
+            "session" => {
+                self.session_id = line.id.clone();
+                vec![AgentEvent::Started {
+                    session_id: line.id,
+                    model: Some(self.model.clone()),
+                }]
+            }
+            "message_end" => match line
+                .message
+                .map(|m| serde_json::from_str::<Message>(m.get()))
+            {
+                Some(Ok(message)) => self.message_end(message),
+                _ => vec![unparsed(raw)],
+            },
+            "tool_execution_start" => vec![AgentEvent::ToolUse {
+                name: line.tool_name.unwrap_or_else(|| "tool".into()),
+                summary: line.args.map(tool_input_summary).unwrap_or_default(),
+            }],
+            "tool_execution_end" => vec![AgentEvent::ToolResult {
+                ok: !line.is_error.unwrap_or(false),
+                summary: line.result.map(result_summary).unwrap_or_default(),
+            }],
+            "auto_retry_start" => vec![AgentEvent::Retry {
+                attempt: line.attempt.unwrap_or(0),
+                max_retries: line.max_attempts,
+                error: line.error_message.unwrap_or_else(|| "unknown".into()),
+            }],
+            "auto_retry_end" => {
+                if line.success == Some(false) {
+                    if let Some(error) = line.final_error {
+                        self.last = Some(Last::Failed(error));
+                    }
+                }
+                Vec::new()
+            }
+            // Known and carried by the events above (message_update repeats the partial message
+            // on every token): nothing to show or keep.
+            "agent_start"
+            | "agent_end"
+            | "turn_start"
+            | "turn_end"
+            | "message_start"
+            | "message_update"
+            | "tool_execution_update"
+            | "queue_update" => Vec::new(),
+            _ => vec![unparsed(raw)],
+        }
+    }
+
+    fn message_end(&mut self, message: Message) -> Vec<AgentEvent> {
+        if message.role.as_deref() != Some("assistant") {
+            return Vec::new();
+        }
+        self.calls += 1;
+        if let Some(usage) = &message.usage {
+            self.input_tokens += usage.input.unwrap_or(0)
+                + usage.cache_read.unwrap_or(0)
+                + usage.cache_write.unwrap_or(0);
+            self.output_tokens += usage.output.unwrap_or(0);
+            self.cost_usd += usage.cost.as_ref().and_then(|c| c.total).unwrap_or(0.0);
+        }
+        let stop = message.stop_reason.as_deref().unwrap_or("stop");
+        if matches!(stop, "error" | "aborted") {
+            let error = message
+                .error_message
+                .unwrap_or_else(|| format!("the model call ended with {stop}"));
+            self.last = Some(Last::Failed(error.clone()));
+            return vec![AgentEvent::ApiError {
+                error: stop.to_string(),
+                message: error,
+            }];
+        }
+        self.answers += 1;
+        let texts: Vec<String> = message
+            .content
+            .and_then(|c| serde_json::from_str::<Vec<Block>>(c.get()).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| b.kind == "text")
+            .filter_map(|b| b.text)
+            .filter(|t| !t.trim().is_empty())
+            .collect();
+        self.last = Some(Last::Answered(texts.join("\n\n")));
+        texts
+            .into_iter()
+            .map(|text| AgentEvent::Text { text })
+            .collect()
+    }
+
+    fn finish_run(self, exit_code: Option<i32>) -> AgentResult {
+        let ran = self.calls > 0;
+        let (success, text, api_error_status) = match (self.last, exit_code) {
+            (Some(Last::Answered(text)), Some(0)) => (true, text, None),
+            (Some(Last::Failed(error)), _) => {
+                let status = http_status(&error);
+                (false, error, status)
+            }
+            (last, code) => {
+                let end = match code {
+                    Some(code) => format!("Pi exited with code {code} without a result"),
+                    None => "Pi was killed before it finished".into(),
+                };
+                let text = match last {
+                    Some(Last::Answered(text)) if !text.is_empty() => {
+                        format!("{end}; last message: {}", clip(&text, LAST_MESSAGE))
+                    }
+                    _ => end,
+                };
+                (false, text, None)
+            }
+        };
+        AgentResult {
+            success,
+            text,
+            cost_usd: ran.then_some(self.cost_usd),
+            input_tokens: ran.then_some(self.input_tokens),
+            output_tokens: ran.then_some(self.output_tokens),
+            num_turns: ran.then_some(self.answers),
+            duration_ms: None,
+            session_id: self.session_id,
+            api_error_status,
+        }
+    }
+}
+
+impl AgentStream for StreamParser {
+    fn line(&mut self, line: &str) -> Vec<AgentEvent> {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return Vec::new();
+        }
+        match serde_json::from_str::<Line>(trimmed) {
+            Ok(parsed) => self.event(parsed, trimmed),
+            Err(_) => vec![unparsed(trimmed)],
+        }
+    }
+
+    fn finish(self: Box<Self>, exit_code: Option<i32>) -> AgentResult {
+        self.finish_run(exit_code)
+    }
+}
+
+/// A tool's result is `{content: [{type: "text", text}], details?}`.
+fn result_summary(result: &RawValue) -> String {
+    #[derive(Deserialize)]
+    struct ToolResult<'a> {
+        #[serde(borrow)]
+        content: Option<&'a RawValue>,
+    }
+    serde_json::from_str::<ToolResult>(result.get())
+        .ok()
+        .and_then(|r| r.content)
+        .map(first_line_of_content)
+        .unwrap_or_default()
+}
+
+/// Pi's provider errors start with the HTTP status ("401 User not found.", "429 {...}").
+fn http_status(error: &str) -> Option<u16> {
+    let code = error.split_whitespace().next()?;
+    let status: u16 = code.parse().ok()?;
+    (code.len() == 3 && (400..600).contains(&status)).then_some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::MAX_KEPT_LINE;
+    use crate::catalog::Catalog;
+
+    fn parse_all(stream: &str, exit_code: i32) -> (Vec<AgentEvent>, AgentResult) {
+        let mut parser = Box::new(StreamParser::new("openrouter/google/gemini-2.5-pro"));
+        let events = stream.lines().flat_map(|l| parser.line(l)).collect();
+        (events, parser.finish(Some(exit_code)))
+    }
+
+    fn context<'a>(catalog: &'a Catalog, env: &'a [(String, Secret)]) -> AgentContext<'a> {
+        AgentContext {
+            tool: catalog.tool("pi").unwrap(),
+            model: "openrouter/google/gemini-2.5-pro",
+            effort: Effort::High,
+            session_id: "unused",
+            keys: vec![("OPENROUTER_API_KEY".into(), Secret::new("sk-or-secret"))],
+            env,
+            system_prompt: "be careful",
+            memory: "",
+            skills: Vec::new(),
+            commands: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn command_line_matches_the_cli() {
+        assert_eq!(
+            command_line("openrouter/google/gemini-2.5-pro", Effort::Medium, "/home/user/.codecourier/system-prompt.md").join(" "),
+            "pi -p --mode json --model openrouter/google/gemini-2.5-pro --thinking medium --append-system-prompt /home/user/.codecourier/system-prompt.md"
+        );
+        let none = command_line("m", Effort::None, "f");
+        assert!(!none.contains(&"--thinking".to_string()));
+    }
+
+    #[test]
+    fn plan_keeps_the_key_in_the_environment_and_overrides_base_urls() {
+        let catalog = Catalog::built_in();
+        let env = [(
+            "OPENROUTER_BASE_URL".to_string(),
+            Secret::new("http://127.0.0.1:9/api/v1/"),
+        )];
+        let plan = plan(context(&catalog, &env));
+        assert_eq!(
+            plan.install_if_missing,
+            Some("@mariozechner/pi-coding-agent@0.73.1")
+        );
+        assert_eq!(plan.argv[plan.argv.len() - 1], SYSTEM_PROMPT_FILE);
+        assert_eq!(plan.files.len(), 1);
+        assert_eq!(plan.files[0].path, "/home/user/.pi/agent/models.json");
+        let models: Value = serde_json::from_slice(&plan.files[0].contents).unwrap();
+        assert_eq!(
+            models,
+            json!({"providers": {"openrouter": {"baseUrl": "http://127.0.0.1:9/api/v1"}}})
+        );
+        let env: Vec<(&str, &str)> = plan
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
+        assert!(env.contains(&("OPENROUTER_API_KEY", "sk-or-secret")));
+        assert!(env.contains(&("PI_CODING_AGENT_DIR", "/home/user/.pi/agent")));
+    }
+
+    #[test]
+    fn memory_goes_to_the_global_agents_file() {
+        let catalog = Catalog::built_in();
+        let mut ctx = context(&catalog, &[]);
+        ctx.memory = "- run make test\n";
+        let plan = plan(ctx);
+        assert_eq!(plan.files.len(), 1);
+        assert_eq!(plan.files[0].path, "/home/user/.pi/agent/AGENTS.md");
+        assert_eq!(plan.files[0].contents, b"- run make test\n");
+    }
+
+    #[test]
+    fn recorded_success_stream() {
+        let (events, result) = parse_all(include_str!("../../tests/data/pi/success.jsonl"), 0);
+        assert_eq!(
+            events,
+            [
+                AgentEvent::Started {
+                    session_id: Some("01a2160a-6828-7360-a302-95dd56ed07cf".into()),
+                    model: Some("openrouter/google/gemini-2.5-pro".into())
+                },
+                AgentEvent::Text {
+                    text: "I will create the file.".into()
+                },
+                AgentEvent::ToolUse {
+                    name: "bash".into(),
+                    summary: "echo hello > hello.txt && cat hello.txt".into()
+                },
+                AgentEvent::ToolResult {
+                    ok: true,
+                    summary: "hello".into()
+                },
+                AgentEvent::Text {
+                    text: "Done. Created hello.txt containing \"hello\".".into()
+                },
+            ]
+        );
+        assert!(result.success);
+        assert_eq!(result.text, "Done. Created hello.txt containing \"hello\".");
+        assert!((result.cost_usd.unwrap() - 0.00894).abs() < 1e-12);
+        // Per call: 1200 fresh + 800 cached prompt tokens, 42 output tokens.
+        assert_eq!(
+            (result.input_tokens, result.output_tokens),
+            (Some(4000), Some(84))
+        );
+        assert_eq!(result.num_turns, Some(2));
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("01a2160a-6828-7360-a302-95dd56ed07cf")
+        );
+    }
+
+    #[test]
+    fn recorded_401_fails_although_pi_exits_0() {
+        let (events, result) = parse_all(include_str!("../../tests/data/pi/unauthorized.jsonl"), 0);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(matches!(&events[0], AgentEvent::ApiError { error, message }
+            if error == "error" && message.starts_with("401 {")));
+        assert!(!result.success);
+        assert!(result.text.contains("invalid x-api-key"), "{}", result.text);
+        assert_eq!(result.api_error_status, Some(401));
+        assert_eq!(result.cost_usd, Some(0.0));
+        assert_eq!(result.num_turns, Some(0));
+    }
+
+    #[test]
+    fn retries_are_shown_and_the_final_error_wins() {
+        let (events, result) = parse_all(
+            include_str!("../../tests/data/pi/server_error_retries.jsonl"),
+            0,
+        );
+        let retries: Vec<(u32, Option<u32>)> = events
+            .iter()
+            .filter_map(|e| match e {
+                AgentEvent::Retry {
+                    attempt,
+                    max_retries,
+                    error,
+                } => {
+                    assert_eq!(error, "500 Internal Server Error");
+                    Some((*attempt, *max_retries))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(retries, [(1, Some(3)), (2, Some(3)), (3, Some(3))]);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, AgentEvent::ApiError { .. }))
+                .count(),
+            4
+        );
+        assert!(!result.success);
+        assert_eq!(result.text, "500 Internal Server Error");
+        assert_eq!(result.api_error_status, Some(500));
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("01a2167a-00f0-7539-a846-ec7c8ee22398")
+        );
+    }
+
+    #[test]
+    fn statuses_are_read_only_from_a_leading_code() {
+        assert_eq!(http_status("401 User not found."), Some(401));
+        assert_eq!(http_status("403 {\"error\":1}"), Some(403));
+        assert_eq!(http_status("Connection error."), None);
+        assert_eq!(http_status("200 fine"), None);
+        assert_eq!(http_status("4010 odd"), None);
+        assert_eq!(http_status(""), None);
+    }
+
+    #[test]
+    fn an_answer_needs_a_clean_exit() {
+        let (_, result) = parse_all(include_str!("../../tests/data/pi/success.jsonl"), 1);
+        assert!(!result.success);
+        assert!(
+            result
+                .text
+                .starts_with("Pi exited with code 1 without a result; last message: Done."),
+            "{}",
+            result.text
+        );
+        let result = Box::new(StreamParser::new("m")).finish(Some(1));
+        assert_eq!(result.text, "Pi exited with code 1 without a result");
+        assert_eq!(result.cost_usd, None);
+        let result = Box::new(StreamParser::new("m")).finish(None);
+        assert_eq!(result.text, "Pi was killed before it finished");
+    }
+
+    #[test]
+    fn garbage_never_breaks_the_parser() {
+        let mut parser = Box::new(StreamParser::new("m"));
+        let huge = format!(
+            "{{\"type\":\"message_end\",\"message\":{{\"role\":\"assistant\",\"content\":[{{\"type\":\"text\",\"text\":\"{}\"}}],\"stopReason\":\"stop\"}}}}",
+            "x".repeat(5_000_000)
+        );
+        let huge_update = format!(
+            "{{\"type\":\"message_update\",\"message\":{{\"content\":[{{\"type\":\"text\",\"text\":\"{}\"}}]}}}}",
+            "z".repeat(5_000_000)
+        );
+        let long_garbage = "y".repeat(3_000_000);
+        let inputs = [
+            "",
+            "   ",
+            "not json at all",
+            "{\"type\":",
+            "[1,2,3]",
+            "{\"no_type\":true}",
+            "{\"type\":\"compaction_start\"}",
+            "{\"type\":\"message_end\",\"message\":\"a string\"}",
+            "{\"type\":\"message_end\",\"message\":{\"role\":\"assistant\",\"content\":\"plain\",\"usage\":{\"cost\":{}}}}",
+            "{\"type\":\"message_end\",\"message\":{\"role\":\"toolResult\"}}",
+            "{\"type\":\"tool_execution_end\",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"line1\\nline2\"}]},\"isError\":true}",
+            "{\"type\":\"tool_execution_start\",\"args\":[1]}",
+            "{\"type\":\"auto_retry_end\",\"success\":false}",
+            "\u{0}\u{1}binary",
+            huge.as_str(),
+            huge_update.as_str(),
+            long_garbage.as_str(),
+        ];
+        let mut events = Vec::new();
+        for input in inputs {
+            events.extend(parser.line(input));
+        }
+        assert!(events.iter().any(
+            |e| matches!(e, AgentEvent::ToolResult { ok: false, summary } if summary == "line1…")
+        ));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::ToolUse { name, summary } if name == "tool" && summary.is_empty())));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::Text { text } if text.len() == 5_000_000)));
+        for e in &events {
+            if let AgentEvent::Unparsed { line } = e {
+                assert!(line.len() <= MAX_KEPT_LINE + 40);
+            }
+        }
+        let result = parser.finish(Some(1));
+        assert!(!result.success);
+        assert!(
+            result
+                .text
+                .starts_with("Pi exited with code 1 without a result; last message: xxx"),
+            "{}",
+            result.text
+        );
+        assert!(result.text.len() < 3000);
+    }
+}
