@@ -2,7 +2,9 @@
 //! with a clean environment.
 #![allow(dead_code)]
 
+pub mod agent_cli;
 pub mod fake_anthropic;
+pub mod fake_openai_chat;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
