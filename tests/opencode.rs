@@ -157,3 +157,30 @@ fn the_command_line_passes_the_clis_own_checks() {
     );
     assert!(run.took < Duration::from_secs(30), "took {:?}", run.took);
 }
+
+/// The agent may write the learnings file outside the project (`--auto` answers OpenCode's
+/// external-directory rule), and the next run's system prompt carries what it wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn learnings_of_one_run_reach_the_next() {
+    let world = World::new();
+    let learning = "- run make check before committing";
+    let first = fake::start(Mode::Learns(learning.into())).await;
+    let args = ["--prompt", "Create hello.txt", "--model", MODEL];
+    let (code, r, _) = agent_cli::run(launch(&world, &first, &args)).await;
+    assert_eq!(code, 0, "{r:#}");
+    let finish = r["phases"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        finish["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 new learning"),
+        "{finish}"
+    );
+
+    let second = fake::start(Mode::Works).await;
+    let (code, r, _) = agent_cli::run(launch(&world, &second, &args)).await;
+    assert_eq!(code, 0, "{r:#}");
+    let requests = fake::requests(&second).await;
+    let system = fake::text_of(&requests[0], "system");
+    assert!(system.contains(learning), "{system}");
+}

@@ -170,3 +170,31 @@ fn the_command_line_passes_the_clis_own_checks() {
     );
     assert!(run.took < Duration::from_secs(30), "took {:?}", run.took);
 }
+
+/// What one run appends to the learnings file reaches the next run's model through Pi's global
+/// AGENTS.md (the catalog says Pi reads a memory file, so the system prompt leaves it out).
+#[tokio::test(flavor = "multi_thread")]
+async fn learnings_of_one_run_reach_the_next() {
+    let world = World::new();
+    let learning = "- run make check before committing";
+    let first = fake::start(Mode::Learns(learning.into())).await;
+    let (code, r, _) =
+        agent_cli::run(launch(&world, &first, &["--prompt", "Create hello.txt"])).await;
+    assert_eq!(code, 0, "{r:#}");
+    let finish = r["phases"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        finish["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 new learning"),
+        "{finish}"
+    );
+
+    let second = fake::start(Mode::Works).await;
+    let (code, r, _) =
+        agent_cli::run(launch(&world, &second, &["--prompt", "Create hello.txt"])).await;
+    assert_eq!(code, 0, "{r:#}");
+    let requests = fake::requests(&second).await;
+    let developer = fake::text_of(&requests[0], "developer");
+    assert!(developer.contains(learning), "{developer}");
+}

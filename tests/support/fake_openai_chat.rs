@@ -3,6 +3,7 @@
 //! `<base>/chat/completions` for `openrouter/...` models. Scenario: the first request gets a `bash`
 //! tool call that creates a file; a request carrying the tool's result gets the final text.
 
+use codecourier::agent::LEARNINGS_FILE;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -23,6 +24,10 @@ pub const UNAUTHORIZED_MESSAGE: &str = "User not found.";
 pub enum Mode {
     /// Tool call, then the final answer.
     Works,
+    /// As `Works`, but the command also appends this line to the learnings file outside the
+    /// project, as the system prompt asks agents to, and reads it back with `cat` (a command
+    /// whose path arguments OpenCode checks against the project directory).
+    Learns(String),
     /// 401 with OpenRouter's error body.
     Unauthorized,
 }
@@ -32,7 +37,9 @@ pub fn base_url(server: &MockServer) -> String {
     format!("{}/api/v1", server.uri())
 }
 
-struct Scenario;
+struct Scenario {
+    command: String,
+}
 
 fn has_tool_result(body: &Value) -> bool {
     body["messages"]
@@ -68,7 +75,7 @@ impl Respond for Scenario {
         let model = body["model"].as_str().unwrap_or("google/gemini-2.5-pro");
         let choice = |delta: Value, finish: Option<&str>| json!([{"index": 0, "delta": delta, "finish_reason": finish}]);
         let (deltas, finish) = if offers_bash(&body) && !has_tool_result(&body) {
-            let arguments = json!({ "command": SHELL_COMMAND }).to_string();
+            let arguments = json!({ "command": self.command }).to_string();
             (
                 vec![
                     json!({"role": "assistant", "content": "", "tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function", "function": {"name": "bash", "arguments": ""}}]}),
@@ -108,7 +115,14 @@ pub async fn start(mode: Mode) -> MockServer {
     let server = MockServer::start().await;
     let completions = Mock::given(method("POST")).and(path("/api/v1/chat/completions"));
     match mode {
-        Mode::Works => completions.respond_with(Scenario),
+        Mode::Works => completions.respond_with(Scenario {
+            command: SHELL_COMMAND.into(),
+        }),
+        Mode::Learns(line) => completions.respond_with(Scenario {
+            command: format!(
+                "echo '{line}' >> {LEARNINGS_FILE} && cat {LEARNINGS_FILE} && {SHELL_COMMAND}"
+            ),
+        }),
         Mode::Unauthorized => completions.respond_with(
             ResponseTemplate::new(401)
                 .set_body_json(json!({"error": {"message": UNAUTHORIZED_MESSAGE, "code": 401}})),
