@@ -235,7 +235,8 @@ fn a_hanging_agent_times_out_and_nothing_is_left_running() {
         "--env",
         "FAKE_CLAUDE=hang",
     ]);
-    cmd.env("CODECOURIER_CATALOG", &catalog);
+    cmd.env("CODECOURIER_CATALOG", &catalog)
+        .env("CODECOURIER_AGENT_IDLE_NOTICE", "1s");
     let (code, r, _) = run_json(&mut cmd);
     let took = started.elapsed();
     assert_eq!(code, 1);
@@ -258,6 +259,15 @@ fn a_hanging_agent_times_out_and_nothing_is_left_running() {
         "{:?}",
         processes_of(&provider_id)
     );
+    // While it hung, the progress said so.
+    world
+        .cmd()
+        .args(["sandboxes", "logs", r["id"].as_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "note: no output from Claude Code for 1s; the sandbox's timeout of 3s still ends the run",
+        ));
 }
 
 #[test]

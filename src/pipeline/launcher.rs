@@ -74,6 +74,7 @@ pub struct Launcher {
     agent_keys: BTreeMap<String, Secret>,
     github_token: Option<Secret>,
     redactor: Redactor,
+    idle_notice: Duration,
 }
 
 /// A phase's detail line: `Err` when the phase failed but the run goes on.
@@ -149,6 +150,7 @@ impl Launcher {
             agent_keys: config.agent_keys.clone(),
             github_token: config.github.token.clone(),
             redactor,
+            idle_notice: config.agent_idle_notice,
         }
     }
 
@@ -432,6 +434,7 @@ impl Launcher {
             ProgressEvent::PhaseStarted { .. } => "phase_started".to_string(),
             ProgressEvent::PhaseFinished { .. } => "phase_finished".to_string(),
             ProgressEvent::Status { .. } => "status".to_string(),
+            ProgressEvent::Note { .. } => "note".to_string(),
             ProgressEvent::Agent { event } => format!(
                 "agent.{}",
                 serde_json::to_value(event)
@@ -949,7 +952,31 @@ impl Launcher {
         let consume = async {
             let mut lines = LineSplitter::new(32 * 1024 * 1024);
             let mut stderr = Vec::new();
-            while let Some(chunk) = rx.recv().await {
+            // A CLI that prints nothing may be retrying for ever (OpenCode does): say so, once per
+            // idle period; the sandbox timeout still ends the run.
+            let mut quiet_since = tokio::time::Instant::now();
+            let mut notices = 0u32;
+            loop {
+                let deadline = quiet_since + self.idle_notice * (notices + 1);
+                let chunk = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(chunk)) => {
+                        quiet_since = tokio::time::Instant::now();
+                        notices = 0;
+                        chunk
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        notices += 1;
+                        self.note(run, format!(
+                            "no output from {} for {}; the sandbox's timeout of {} still ends the run",
+                            run.tool.name,
+                            humantime::format_duration(self.idle_notice * notices),
+                            humantime::format_duration(Duration::from_millis(run.request.resources.timeout_ms)),
+                        ))
+                        .await;
+                        continue;
+                    }
+                };
                 match chunk {
                     Output::Stdout(bytes) => {
                         for line in lines.push(&bytes) {
@@ -997,6 +1024,12 @@ impl Launcher {
             None
         };
         Ok(AgentRun { result, failure })
+    }
+
+    async fn note(&self, run: &Run<'_>, message: String) {
+        let event = ProgressEvent::Note { message };
+        self.persist(run.id, &event).await;
+        run.sink.emit(run.id, &event);
     }
 
     async fn agent_event(&self, run: &Run<'_>, event: AgentEvent) {
