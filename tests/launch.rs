@@ -80,6 +80,7 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         [
             "validate",
             "record",
+            "prepare",
             "provision",
             "clone",
             "branch",
@@ -92,7 +93,7 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         ]
     );
     assert!(phases.iter().all(|p| p.1 == "ok"), "{phases:?}");
-    let provision = &r["phases"][2]["detail"];
+    let provision = &r["phases"][3]["detail"];
     assert!(
         provision.as_str().unwrap().contains("timeout 15m enforced"),
         "{provision}"
@@ -116,7 +117,7 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         "{second:#}"
     );
     assert!(
-        second["phases"][8]["detail"]
+        second["phases"][9]["detail"]
             .as_str()
             .unwrap()
             .contains("1 setup file"),
@@ -187,8 +188,8 @@ fn an_invalid_key_fails_the_agent_phase_with_a_clear_message() {
         error.contains("invalid API key") && error.contains("ANTHROPIC_API_KEY"),
         "{error}"
     );
-    assert_eq!(r["phases"][9]["outcome"], "failed");
-    assert_eq!(r["phases"][10]["phase"], "finish");
+    assert_eq!(r["phases"][10]["outcome"], "failed");
+    assert_eq!(r["phases"][11]["phase"], "finish");
 }
 
 #[test]
@@ -368,7 +369,7 @@ fn a_memory_hog_is_killed_and_the_run_says_so_where_limits_hold() {
         "--env",
         "FAKE_CLAUDE=memory",
     ]));
-    let provision = r["phases"][2]["detail"].as_str().unwrap().to_string();
+    let provision = r["phases"][3]["detail"].as_str().unwrap().to_string();
     if provision.contains("memory 256 MB enforced") {
         assert_eq!(code, 1, "{r:#}");
         assert!(

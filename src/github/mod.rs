@@ -212,6 +212,7 @@ fn with_token(config: &GithubConfig, token: &Secret) -> Result<Octocrab> {
 enum Method {
     Get,
     Post,
+    Delete,
 }
 
 /// One API call with the retry policy: 5xx and transport errors back off and retry; a secondary
@@ -229,6 +230,7 @@ async fn call(
         let response = match method {
             Method::Get => client._get(path).await,
             Method::Post => client._post(path, body).await,
+            Method::Delete => client._delete(path, body).await,
         };
         let response = match response {
             Ok(r) => r,
@@ -416,6 +418,21 @@ impl RepoClient {
             status: 422,
             message: format!("{branch} and four numbered variants already exist"),
         })
+    }
+
+    /// Removes a branch (one this launch created and left without commits).
+    pub async fn delete_branch(&self, branch: &str) -> Result<()> {
+        let answer = call(
+            &self.client,
+            Method::Delete,
+            &self.path(&format!("/git/refs/heads/{branch}")),
+            None,
+        )
+        .await?;
+        match answer.status {
+            204 | 404 | 422 => Ok(()),
+            status => Err(refused("the branch removal", status, &answer.body)),
+        }
     }
 
     /// What `head` has that `base` lacks.
