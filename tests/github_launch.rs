@@ -63,8 +63,10 @@ async fn github(world: &World) -> MockServer {
 
 async fn launch(world: &World, api: &MockServer, args: &[&str]) -> (i32, Value, String) {
     let mut cmd = world.std_cmd();
+    // Every crate's most detailed logs, to prove none of them carries the token.
     cmd.env("GITHUB_API_URL", api.uri())
         .env("GITHUB_TOKEN", TOKEN)
+        .env("RUST_LOG", "trace")
         .args(["launch", "--json", "--repo", "acme/widgets"])
         .args(args);
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
