@@ -976,10 +976,10 @@ impl Launcher {
             .set_branches(run.id, &base, &branch)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        // A clone URL on this machine (a mirror, or a test's bare repository) is mounted like a
-        // local repository, so clone and push reach it.
+        // A clone URL on this machine (a mirror, or a test's bare repository) is mounted into a
+        // local sandbox like a local repository; another provider gets the URL as it is.
         let (clone_url, mounts) = match repo.clone_url.strip_prefix("file://") {
-            Some(path) => (
+            Some(path) if self.provider.name() == "local" => (
                 format!("file://{ORIGIN_MOUNT}"),
                 vec![Mount {
                     host: path.into(),
@@ -987,7 +987,7 @@ impl Launcher {
                     writable: true,
                 }],
             ),
-            None => (repo.clone_url.clone(), Vec::new()),
+            _ => (repo.clone_url.clone(), Vec::new()),
         };
         let detail = format!(
             "{} · base {base} ({}) · branch {branch} created",

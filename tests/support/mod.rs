@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fake_anthropic;
+pub mod fake_e2b;
+pub mod openapi;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
