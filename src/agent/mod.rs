@@ -2,6 +2,7 @@
 //! its output stream to `AgentEvent`s.
 
 pub mod claude;
+pub mod codex;
 
 use serde::{Deserialize, Serialize};
 
@@ -159,7 +160,7 @@ pub trait AgentStream: Send {
 /// Whether this build can run the tool; the error is for the user.
 pub fn supported(tool: &Tool) -> Result<(), String> {
     match tool.id.as_str() {
-        "claude-code" => Ok(()),
+        "claude-code" | "codex" => Ok(()),
         _ => Err(format!(
             "{} launches are not part of this build yet; use --tool claude-code",
             tool.name
@@ -172,6 +173,7 @@ pub fn plan(ctx: AgentContext<'_>) -> Result<AgentPlan, String> {
     supported(ctx.tool)?;
     match ctx.tool.id.as_str() {
         "claude-code" => Ok(claude::plan(ctx)),
+        "codex" => Ok(codex::plan(ctx)),
         other => Err(format!("no adapter for {other}")),
     }
 }
