@@ -85,15 +85,21 @@ pub fn command_line(model: &str, effort: Effort, system_prompt: &str) -> Vec<Str
     args
 }
 
-/// `$CODEX_HOME/config.toml`: every run goes through our own provider entry, the only way to set a
+/// `$CODEX_HOME/config.toml`. Every run goes through our own provider entry, the only way to set a
 /// base URL, the key variable and a retry limit (the built-in `openai` provider cannot be
-/// changed). HTTPS only: the websocket transport first retries for seconds against any endpoint
-/// that does not speak it.
+/// changed); HTTPS only, since the websocket transport first retries for seconds against any
+/// endpoint that does not speak it. Commands run in plain (not login) shells: a login shell
+/// resets PATH from /etc/profile and loses the sandbox's tool directories and `~/.local/bin`. The
+/// key stays out of the commands' environment.
 pub fn config_toml(base_url: &str) -> String {
     format!(
         "# Written by CodeCourier for one unattended run in a throwaway sandbox.\n\
 model_provider = \"{PROVIDER}\"\n\
+allow_login_shell = false\n\
 check_for_update_on_startup = false\n\
+\n\
+[shell_environment_policy]\n\
+exclude = [\"{KEY_VAR}\"]\n\
 \n\
 [analytics]\n\
 enabled = false\n\
@@ -447,15 +453,13 @@ fn changes_summary(item: &Item) -> String {
 
 /// Codex shows commands as `/bin/bash -lc '<command>'`; the command is what a person wants to see.
 fn unwrap_shell(command: &str) -> &str {
-    let inner = ["/bin/bash -lc ", "bash -lc ", "/bin/sh -c ", "sh -c "]
-        .iter()
-        .find_map(|p| command.strip_prefix(p));
-    match inner {
-        Some(rest) if rest.len() >= 2 && rest.starts_with('\'') && rest.ends_with('\'') => {
-            &rest[1..rest.len() - 1]
-        }
-        Some(rest) => rest,
-        None => command,
+    let mut parts = command.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(shell), Some("-c" | "-lc"), Some(rest)) if shell.ends_with("sh") => rest
+            .strip_prefix('\'')
+            .and_then(|r| r.strip_suffix('\''))
+            .unwrap_or(rest),
+        _ => command,
     }
 }
 
@@ -575,6 +579,11 @@ mod tests {
         assert_eq!(provider["wire_api"].as_str(), Some("responses"));
         assert_eq!(provider["supports_websockets"].as_bool(), Some(false));
         assert_eq!(provider["stream_max_retries"].as_integer(), Some(2));
+        assert_eq!(config["allow_login_shell"].as_bool(), Some(false));
+        assert_eq!(
+            config["shell_environment_policy"]["exclude"][0].as_str(),
+            Some("CODEX_API_KEY")
+        );
         let odd: toml::Table = toml::from_str(&config_toml("http://h/\"x\\y")).unwrap();
         assert_eq!(
             odd["model_providers"]["codecourier"]["base_url"].as_str(),
@@ -814,6 +823,8 @@ mod tests {
             None
         );
         assert_eq!(unwrap_shell("/bin/bash -lc 'ls -la'"), "ls -la");
+        assert_eq!(unwrap_shell("/bin/bash -c 'ls\n'"), "ls\n");
+        assert_eq!(unwrap_shell("ls -c x"), "ls -c x");
         assert_eq!(unwrap_shell("ls"), "ls");
     }
 
