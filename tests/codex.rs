@@ -12,7 +12,7 @@ use codecourier::agent::{codex, AgentContext};
 use codecourier::catalog::{Catalog, Effort};
 use codecourier::secret::Secret;
 use support::fake_openai_responses::{self as fake, Mode, FINAL_TEXT};
-use support::{npm_cli_bin, World};
+use support::{npm_cli_bin, processes_of, World};
 
 const CODEX_VERSION: &str = "0.169.0";
 const OPENAI_KEY: &str = "sk-test-openai-0123456789";
@@ -122,6 +122,13 @@ async fn codex_creates_a_file_that_lands_on_the_feature_branch() {
     assert_eq!(
         sent[0].headers.get("session-id").unwrap().to_str().unwrap(),
         session
+    );
+    // Nothing Codex started (its daemon included) outlives the run.
+    let provider = record["provider_sandbox_id"].as_str().unwrap();
+    assert!(
+        processes_of(provider).is_empty(),
+        "{:?}",
+        processes_of(provider)
     );
 }
 

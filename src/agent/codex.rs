@@ -58,9 +58,9 @@ pub fn command_line(model: &str, effort: Effort, system_prompt: &str) -> Vec<Str
         "codex",
         "exec",
         "--json",
-        // The sandbox is the isolation; Codex's own bwrap sandbox cannot nest in it.
+        // Our sandbox is the isolation; Codex's own (bwrap) sandbox and approvals stay off.
         "--dangerously-bypass-approvals-and-sandbox",
-        // The project is a git repository, but Codex would also ask for it to be trusted.
+        // Otherwise Codex refuses a directory it does not see as a trusted git repository.
         "--skip-git-repo-check",
         "-C",
         PROJECT_DIR,
@@ -351,7 +351,6 @@ impl StreamParser {
                 Some(code) => format!("Codex exited with code {code} without a result{last}"),
                 None => format!("Codex was killed before it finished{last}"),
             },
-            api_error_status: None,
             session_id: self.session_id,
             ..Default::default()
         }

@@ -160,7 +160,8 @@ pub trait AgentStream: Send {
 /// Whether this build can run the tool; the error is for the user.
 pub fn supported(tool: &Tool) -> Result<(), String> {
     match tool.id.as_str() {
-        "claude-code" | "codex" => Ok(()),
+        "claude-code" => Ok(()),
+        "codex" => Ok(()),
         _ => Err(format!(
             "{} launches are not part of this build yet; use --tool claude-code",
             tool.name
