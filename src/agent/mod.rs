@@ -2,6 +2,7 @@
 //! its output stream to `AgentEvent`s.
 
 pub mod claude;
+pub mod codex;
 
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +161,7 @@ pub trait AgentStream: Send {
 pub fn supported(tool: &Tool) -> Result<(), String> {
     match tool.id.as_str() {
         "claude-code" => Ok(()),
+        "codex" => Ok(()),
         _ => Err(format!(
             "{} launches are not part of this build yet; use --tool claude-code",
             tool.name
@@ -172,6 +174,7 @@ pub fn plan(ctx: AgentContext<'_>) -> Result<AgentPlan, String> {
     supported(ctx.tool)?;
     match ctx.tool.id.as_str() {
         "claude-code" => Ok(claude::plan(ctx)),
+        "codex" => Ok(codex::plan(ctx)),
         other => Err(format!("no adapter for {other}")),
     }
 }

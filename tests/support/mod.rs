@@ -4,6 +4,7 @@
 
 pub mod fake_anthropic;
 pub mod fake_e2b;
+pub mod fake_openai_responses;
 pub mod openapi;
 
 use std::path::{Path, PathBuf};
