@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use codecourier::agent::claude::StreamParser;
+use codecourier::agent::AgentStream;
 use codecourier::catalog::{Catalog, LaunchInput};
 use codecourier::config::Config;
 use codecourier::ids::SandboxId;

@@ -86,6 +86,8 @@ pub struct Config {
     pub catalog_path: Option<PathBuf>,
     pub tools_dir: Option<PathBuf>,
     pub allow_local_repos: bool,
+    /// After this long without output from an agent, its progress says so.
+    pub agent_idle_notice: std::time::Duration,
     pub log_filter: String,
 }
 
@@ -244,6 +246,19 @@ impl Config {
         let catalog_path = r.existing_path("CODECOURIER_CATALOG", false);
         let tools_dir = r.existing_path("CODECOURIER_TOOLS_DIR", true);
         let allow_local_repos = r.flag("CODECOURIER_ALLOW_LOCAL_REPOS");
+        let agent_idle_notice = match r.text("CODECOURIER_AGENT_IDLE_NOTICE") {
+            None => std::time::Duration::from_secs(300),
+            Some(text) => match humantime::parse_duration(&text) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+                _ => {
+                    r.problem(
+                        "CODECOURIER_AGENT_IDLE_NOTICE",
+                        &format!("\"{text}\" is not a duration of at least 1s, such as 5m"),
+                    );
+                    std::time::Duration::from_secs(300)
+                }
+            },
+        };
         let log_filter = r
             .text("RUST_LOG")
             .unwrap_or_else(|| "codecourier=info,warn".into());
@@ -267,6 +282,7 @@ impl Config {
             catalog_path,
             tools_dir,
             allow_local_repos,
+            agent_idle_notice,
             log_filter,
         })
     }

@@ -80,6 +80,7 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         [
             "validate",
             "record",
+            "prepare",
             "provision",
             "clone",
             "branch",
@@ -92,7 +93,7 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         ]
     );
     assert!(phases.iter().all(|p| p.1 == "ok"), "{phases:?}");
-    let provision = &r["phases"][2]["detail"];
+    let provision = &r["phases"][3]["detail"];
     assert!(
         provision.as_str().unwrap().contains("timeout 15m enforced"),
         "{provision}"
@@ -116,7 +117,7 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         "{second:#}"
     );
     assert!(
-        second["phases"][8]["detail"]
+        second["phases"][9]["detail"]
             .as_str()
             .unwrap()
             .contains("1 setup file"),
@@ -187,8 +188,8 @@ fn an_invalid_key_fails_the_agent_phase_with_a_clear_message() {
         error.contains("invalid API key") && error.contains("ANTHROPIC_API_KEY"),
         "{error}"
     );
-    assert_eq!(r["phases"][9]["outcome"], "failed");
-    assert_eq!(r["phases"][10]["phase"], "finish");
+    assert_eq!(r["phases"][10]["outcome"], "failed");
+    assert_eq!(r["phases"][11]["phase"], "finish");
 }
 
 #[test]
@@ -235,7 +236,8 @@ fn a_hanging_agent_times_out_and_nothing_is_left_running() {
         "--env",
         "FAKE_CLAUDE=hang",
     ]);
-    cmd.env("CODECOURIER_CATALOG", &catalog);
+    cmd.env("CODECOURIER_CATALOG", &catalog)
+        .env("CODECOURIER_AGENT_IDLE_NOTICE", "1s");
     let (code, r, _) = run_json(&mut cmd);
     let took = started.elapsed();
     assert_eq!(code, 1);
@@ -258,6 +260,15 @@ fn a_hanging_agent_times_out_and_nothing_is_left_running() {
         "{:?}",
         processes_of(&provider_id)
     );
+    // While it hung, the progress said so.
+    world
+        .cmd()
+        .args(["sandboxes", "logs", r["id"].as_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "note: no output from Claude Code for 1s; the sandbox's timeout of 3s still ends the run",
+        ));
 }
 
 #[test]
@@ -358,7 +369,7 @@ fn a_memory_hog_is_killed_and_the_run_says_so_where_limits_hold() {
         "--env",
         "FAKE_CLAUDE=memory",
     ]));
-    let provision = r["phases"][2]["detail"].as_str().unwrap().to_string();
+    let provision = r["phases"][3]["detail"].as_str().unwrap().to_string();
     if provision.contains("memory 256 MB enforced") {
         assert_eq!(code, 1, "{r:#}");
         assert!(

@@ -2,6 +2,7 @@
 //! its output stream to `AgentEvent`s.
 
 pub mod claude;
+pub mod codex;
 pub mod opencode;
 pub mod pi;
 
@@ -162,6 +163,7 @@ pub trait AgentStream: Send {
 pub fn supported(tool: &Tool) -> Result<(), String> {
     match tool.id.as_str() {
         "claude-code" => Ok(()),
+        "codex" => Ok(()),
         "opencode" | "pi" => Ok(()),
         _ => Err(format!(
             "{} launches are not part of this build yet; use --tool claude-code",
@@ -175,6 +177,7 @@ pub fn plan(ctx: AgentContext<'_>) -> Result<AgentPlan, String> {
     supported(ctx.tool)?;
     match ctx.tool.id.as_str() {
         "claude-code" => Ok(claude::plan(ctx)),
+        "codex" => Ok(codex::plan(ctx)),
         "opencode" => Ok(opencode::plan(ctx)),
         "pi" => Ok(pi::plan(ctx)),
         other => Err(format!("no adapter for {other}")),

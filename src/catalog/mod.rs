@@ -5,7 +5,7 @@ mod request;
 mod template;
 
 pub use request::{
-    Effort, FieldError, LaunchInput, LaunchRequest, RepoRef, Resources, ValidationErrors,
+    Effort, FieldError, LaunchInput, LaunchRequest, PrPolicy, RepoRef, Resources, ValidationErrors,
 };
 pub use template::{build_custom_tag, TemplateRef};
 

@@ -32,6 +32,8 @@ pub struct LaunchInput {
     pub designer_cli_id: Option<String>,
     pub optimizer_cli_id: Option<String>,
     pub checker_cli_id: Option<String>,
+    /// `draft` (default), `ready` or `none`.
+    pub pr: Option<String>,
 }
 
 /// A validated launch, with every default filled in.
@@ -53,6 +55,32 @@ pub struct LaunchRequest {
     pub designer_cli_id: Option<String>,
     pub optimizer_cli_id: Option<String>,
     pub checker_cli_id: Option<String>,
+    /// What to open on GitHub when the run pushed commits.
+    #[serde(default)]
+    pub pr: PrPolicy,
+}
+
+/// What a launch against GitHub opens when it pushed commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrPolicy {
+    /// A draft pull request: reviewers see it, nobody merges it by accident.
+    #[default]
+    Draft,
+    /// A pull request ready for review.
+    Ready,
+    /// No pull request: the compare link only.
+    None,
+}
+
+impl PrPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrPolicy::Draft => "draft",
+            PrPolicy::Ready => "ready",
+            PrPolicy::None => "none",
+        }
+    }
 }
 
 impl LaunchRequest {
@@ -323,6 +351,19 @@ impl LaunchInput {
                 .map_err(|why| err("checker_template_id", format!("\"{t}\" {why}")))
                 .ok(),
         };
+        let pr = match self.pr.as_deref().map(str::trim) {
+            None | Some("") => Some(PrPolicy::Draft),
+            Some(text) => match [PrPolicy::Draft, PrPolicy::Ready, PrPolicy::None]
+                .into_iter()
+                .find(|p| p.as_str().eq_ignore_ascii_case(text))
+            {
+                Some(p) => Some(p),
+                None => {
+                    err("pr", format!("\"{text}\" is not a pull request policy; choose draft (default), ready or none"));
+                    None
+                }
+            },
+        };
         let mut step_tool =
             |field: &'static str, value: &Option<String>| match value.as_deref().map(str::trim) {
                 None | Some("") => None,
@@ -382,6 +423,7 @@ impl LaunchInput {
             designer_cli_id,
             optimizer_cli_id,
             checker_cli_id,
+            pr: pr.expect("checked"),
         })
     }
 }
@@ -815,6 +857,40 @@ mod tests {
         );
         assert!(
             msg.contains("\"my template\"") && msg.contains("[namespace/]alias[:tag]"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn pull_request_policy_defaults_to_draft() {
+        assert_eq!(check(input()).unwrap().pr, PrPolicy::Draft);
+        assert_eq!(
+            check(LaunchInput {
+                pr: Some("READY".into()),
+                ..input()
+            })
+            .unwrap()
+            .pr,
+            PrPolicy::Ready
+        );
+        assert_eq!(
+            check(LaunchInput {
+                pr: Some("none".into()),
+                ..input()
+            })
+            .unwrap()
+            .pr,
+            PrPolicy::None
+        );
+        let msg = error_for(
+            LaunchInput {
+                pr: Some("auto".into()),
+                ..input()
+            },
+            "pr",
+        );
+        assert!(
+            msg.contains("choose draft (default), ready or none"),
             "{msg}"
         );
     }

@@ -49,6 +49,9 @@ pub struct LaunchArgs {
     /// Branch to start from; defaults to the repository's default branch
     #[arg(long)]
     base_branch: Option<String>,
+    /// For GitHub repositories: open a draft pull request (default), a ready one, or none (compare link only)
+    #[arg(long, value_name = "draft|ready|none")]
+    pr: Option<String>,
     /// An environment variable for the sandbox (repeatable)
     #[arg(long, value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -82,6 +85,7 @@ pub async fn run(
         timeout: args.timeout,
         template: args.template,
         env: args.env,
+        pr: args.pr,
         ..Default::default()
     };
     // The terminal user owns this machine, so local repositories are always allowed here.
@@ -157,6 +161,8 @@ pub fn launch_json(r: &SandboxRecord) -> serde_json::Value {
         "duration_ms": r.duration_ms,
         "commits": r.commits,
         "pushed": r.pushed,
+        "pr_url": r.pr_url,
+        "compare_url": r.compare_url,
         "phases": r.phases,
         "failed_phase": r.failed_phase,
         "error": r.error,

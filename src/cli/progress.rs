@@ -127,6 +127,10 @@ impl ProgressSink for TerminalProgress {
                 }
             }
             ProgressEvent::Status { .. } => {}
+            ProgressEvent::Note { message } => match bars.get(&Phase::Agent) {
+                Some(bar) => bar.set_message(format!("⏳ {message}")),
+                None => eprintln!("  {message}"),
+            },
             ProgressEvent::Agent { event } => {
                 if let Some(text) = activity(event) {
                     match bars.get(&Phase::Agent) {

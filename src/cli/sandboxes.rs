@@ -252,6 +252,7 @@ fn describe_event(event: &EventRecord) -> String {
             text("detail")
         ),
         "status" => format!("status → {}", text("status")),
+        "note" => format!("note: {}", text("message")),
         kind => match serde_json::from_value::<crate::agent::AgentEvent>(p["event"].clone()) {
             Ok(crate::agent::AgentEvent::Unparsed { line }) => {
                 format!("(unparsed) {}", truncate(&line, 200))

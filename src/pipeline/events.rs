@@ -27,6 +27,10 @@ pub enum ProgressEvent {
     Agent {
         event: AgentEvent,
     },
+    /// Something the person watching should know that is neither a phase nor an agent event.
+    Note {
+        message: String,
+    },
 }
 
 /// A front end's view of a launch. Called inline by the launcher: keep it quick (queue, don't post).

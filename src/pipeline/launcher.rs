@@ -11,14 +11,18 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{ProgressEvent, ProgressSink};
-use super::naming::{branch_name, commit_message};
+use super::naming::{
+    branch_name, commit_message, pull_request_body, pull_request_title, PullRequestFacts,
+};
 use super::prompt::{learnings_section, system_prompt};
 use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::agent::{
     self, AgentContext, AgentEvent, AgentResult, LEARNINGS_FILE, SYSTEM_PROMPT_FILE,
 };
-use crate::catalog::{Catalog, LaunchRequest, RepoRef, Tool};
+use crate::catalog::{Catalog, LaunchRequest, PrPolicy, RepoRef, Tool};
 use crate::config::Config;
+use crate::config::GithubConfig;
+use crate::github::{self, GithubError, RepoClient};
 use crate::ids::SandboxId;
 use crate::redact::Redactor;
 use crate::sandbox::{
@@ -61,6 +65,7 @@ pub struct Prepared {
     pub id: SandboxId,
     /// The validate and record phases, shown when the run starts: (phase, detail, duration in ms).
     early_phases: [(Phase, String, i64); 2],
+    launched_by: String,
     request: LaunchRequest,
     project: Project,
     redactor: Redactor,
@@ -72,8 +77,9 @@ pub struct Launcher {
     provider: Arc<dyn SandboxProvider>,
     catalog: Catalog,
     agent_keys: BTreeMap<String, Secret>,
-    github_token: Option<Secret>,
+    github: GithubConfig,
     redactor: Redactor,
+    idle_notice: Duration,
 }
 
 /// A phase's detail line: `Err` when the phase failed but the run goes on.
@@ -100,6 +106,29 @@ impl Ending {
     }
 }
 
+/// The repository as git sees it, found by the prepare phase.
+#[derive(Default)]
+struct Origin {
+    clone_url: String,
+    mounts: Vec<Mount>,
+    token: Option<Secret>,
+    github: Option<RepoClient>,
+    /// The branch was created on GitHub by the prepare phase (and is removed again if unused).
+    branch_created: bool,
+    /// Resolved through the API (GitHub only): the base branch and the feature branch reserved.
+    base_branch: Option<String>,
+    branch: Option<String>,
+}
+
+/// What the finish phase published on GitHub.
+#[derive(Default)]
+struct Links {
+    pr_url: Option<String>,
+    compare_url: Option<String>,
+    /// A sentence for the finish phase's detail.
+    note: Option<String>,
+}
+
 /// What the sequence produced when it reached the agent.
 struct AgentRun {
     result: AgentResult,
@@ -112,13 +141,18 @@ struct Run<'a> {
     request: &'a LaunchRequest,
     tool: &'a Tool,
     project: &'a Project,
-    redactor: &'a Redactor,
+    redactor: Redactor,
     keys: &'a [(String, Secret)],
     sink: &'a dyn ProgressSink,
     handle: Option<SandboxHandle>,
     base_branch: String,
     base_sha: String,
     branch: String,
+    /// Where git clones from and pushes to, with the token (None for local repositories).
+    origin: Origin,
+    links: Links,
+    started: std::time::Instant,
+    launched_by: &'a str,
     agent: Option<AgentRun>,
     commits: Vec<Commit>,
     pushed: Option<bool>,
@@ -147,8 +181,9 @@ impl Launcher {
             provider,
             catalog,
             agent_keys: config.agent_keys.clone(),
-            github_token: config.github.token.clone(),
+            github: config.github.clone(),
             redactor,
+            idle_notice: config.agent_idle_notice,
         }
     }
 
@@ -200,9 +235,9 @@ impl Launcher {
                     self.provider.name()
                 )))
             }
-            RepoRef::Github { owner, name } if self.github_token.is_none() => {
+            RepoRef::Github { owner, name } if self.github.token.is_none() && self.github.app.is_none() => {
                 return Err(LaunchError::Invalid(format!(
-                    "GITHUB_TOKEN is needed to clone and push {owner}/{name}; set it in .env or the environment"
+                    "GITHUB_TOKEN (or a GitHub App: GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY) is needed to clone and push {owner}/{name}; set it in .env or the environment"
                 )))
             }
             _ => {}
@@ -264,6 +299,7 @@ impl Launcher {
         Ok(Prepared {
             id,
             early_phases,
+            launched_by: origin.launched_by.clone(),
             request,
             project,
             redactor,
@@ -283,6 +319,7 @@ impl Launcher {
         let Prepared {
             id,
             early_phases,
+            launched_by,
             request,
             project,
             redactor,
@@ -307,13 +344,17 @@ impl Launcher {
             request: &request,
             tool,
             project: &project,
-            redactor: &redactor,
+            redactor: redactor.clone(),
             keys: &keys,
             sink,
             handle: None,
             base_branch: String::new(),
             base_sha: String::new(),
             branch: String::new(),
+            origin: Origin::default(),
+            links: Links::default(),
+            started,
+            launched_by: &launched_by,
             agent: None,
             commits: Vec::new(),
             pushed: None,
@@ -342,6 +383,8 @@ impl Launcher {
             duration_ms: Some(started.elapsed().as_millis() as i64),
             commits: run.commits.clone(),
             pushed: run.pushed,
+            pr_url: run.links.pr_url.clone(),
+            compare_url: run.links.compare_url.clone(),
             result: run.agent.as_ref().map(|a| AgentResult {
                 text: redactor.redact(&a.result.text),
                 ..a.result.clone()
@@ -432,6 +475,7 @@ impl Launcher {
             ProgressEvent::PhaseStarted { .. } => "phase_started".to_string(),
             ProgressEvent::PhaseFinished { .. } => "phase_finished".to_string(),
             ProgressEvent::Status { .. } => "status".to_string(),
+            ProgressEvent::Note { .. } => "note".to_string(),
             ProgressEvent::Agent { event } => format!(
                 "agent.{}",
                 serde_json::to_value(event)
@@ -548,16 +592,19 @@ impl Launcher {
         let request = run.request;
         let id = run.id;
 
+        run.origin = self
+            .phase(run, Phase::Prepare, self.prepare_origin(run))
+            .await?;
+        if let Some(token) = &run.origin.token {
+            run.redactor.add(token.expose());
+        }
+        if let (Some(base), Some(branch)) = (&run.origin.base_branch, &run.origin.branch) {
+            run.base_branch = base.clone();
+            run.branch = branch.clone();
+        }
         self.set_status(run, SandboxStatus::Provisioning, Phase::Provision)
             .await?;
-        let mounts = match &request.repo {
-            RepoRef::Local { path } => vec![Mount {
-                host: path.clone(),
-                guest: ORIGIN_MOUNT.into(),
-                writable: true,
-            }],
-            RepoRef::Github { .. } => Vec::new(),
-        };
+        let mounts = run.origin.mounts.clone();
         let spec = SandboxSpec {
             template: request.template.clone(),
             resources: request.resources,
@@ -594,18 +641,17 @@ impl Launcher {
         self.set_status(run, SandboxStatus::SettingUp, Phase::Clone)
             .await?;
 
-        let token = self.github_token.clone();
-        let (url, needs_token) = match &request.repo {
-            RepoRef::Local { .. } => (format!("file://{ORIGIN_MOUNT}"), false),
-            RepoRef::Github { owner, name } => {
-                (format!("https://github.com/{owner}/{name}.git"), true)
-            }
+        let url = run.origin.clone_url.clone();
+        let needs_token = run.origin.token.is_some();
+        let clone_token = run.origin.token.clone();
+        // GitHub: the prepare phase resolved the base branch; local: as asked, else the default.
+        let base_to_clone = match &run.origin.github {
+            Some(_) => Some(run.base_branch.clone()),
+            None => request.base_branch.clone(),
         };
-        let clone_token = if needs_token { token.as_ref() } else { None };
         let (base_branch, base_sha) = self
             .phase(run, Phase::Clone, async {
-                let branch_arg = request
-                    .base_branch
+                let branch_arg = base_to_clone
                     .as_deref()
                     .map(|b| format!("--branch {} ", shell_quote(b)))
                     .unwrap_or_default();
@@ -614,7 +660,7 @@ impl Launcher {
                     helper = shell_quote(CREDENTIAL_HELPER),
                     url = shell_quote(&url),
                 );
-                let mut exec = self.git(script, clone_token);
+                let mut exec = self.git(script, clone_token.as_ref());
                 exec.cwd = Some(crate::sandbox::HOME.into());
                 let out = self.sh(run, Phase::Clone, "git clone", exec).await?;
                 let mut lines = out.lines();
@@ -633,7 +679,12 @@ impl Launcher {
         run.base_branch = base_branch;
         run.base_sha = base_sha;
 
-        let branch = branch_name(id, &request.prompt);
+        // On GitHub the prepare phase reserved the name; a local repository gets it here.
+        let branch = if run.branch.is_empty() {
+            branch_name(id, &request.prompt)
+        } else {
+            run.branch.clone()
+        };
         self.phase(run, Phase::Branch, async {
             self.sh(
                 run,
@@ -781,8 +832,8 @@ impl Launcher {
             .await?;
         run.agent = Some(agent_run);
 
-        let push_token = if needs_token { token.as_ref() } else { None };
-        let (commits, pushed) = self
+        let push_token = run.origin.token.clone();
+        let (commits, pushed, links) = self
             .phase(run, Phase::Finish, async {
                 let status = self
                     .sh(
@@ -839,7 +890,7 @@ impl Launcher {
                         "git push",
                         self.git(
                             format!("git push --quiet origin {}", shell_quote(&run.branch)),
-                            push_token,
+                            push_token.as_ref(),
                         ),
                     )
                     .await?;
@@ -854,18 +905,184 @@ impl Launcher {
                         run.branch
                     ),
                 };
+                let links = self.publish(run, &commits).await;
+                if let Some(note) = &links.note {
+                    detail.push_str(&format!("; {note}"));
+                }
                 if learned > 0 {
                     detail.push_str(&format!(
                         "; {learned} new learning{}",
                         if learned == 1 { "" } else { "s" }
                     ));
                 }
-                Ok(((commits, pushed), Ok(detail)))
+                Ok(((commits, pushed, links), Ok(detail)))
             })
             .await?;
         run.commits = commits;
         run.pushed = pushed;
+        run.links = links;
         Ok(())
+    }
+
+    /// The prepare phase: where git will clone from. A GitHub repository is checked through the API
+    /// (it exists, the token can push, the base branch exists) and the feature branch is created
+    /// there, all before a sandbox is paid for.
+    async fn prepare_origin(&self, run: &Run<'_>) -> Result<(Origin, Detail), Ending> {
+        let request = run.request;
+        let fail = |error: String| Ending::Failed {
+            phase: Phase::Prepare,
+            error,
+        };
+        let (owner, name) = match &request.repo {
+            RepoRef::Local { path } => {
+                let origin = Origin {
+                    clone_url: format!("file://{ORIGIN_MOUNT}"),
+                    mounts: vec![Mount {
+                        host: path.clone(),
+                        guest: ORIGIN_MOUNT.into(),
+                        writable: true,
+                    }],
+                    ..Default::default()
+                };
+                return Ok((origin, Ok(format!("local repository {}", path.display()))));
+            }
+            RepoRef::Github { owner, name } => (owner, name),
+        };
+        let github = github::connect(&self.github, owner, name)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let repo = github.repository().await.map_err(|e| fail(e.to_string()))?;
+        if repo.can_push == Some(false) {
+            return Err(fail(
+                GithubError::CannotPush {
+                    repo: repo.full_name.clone(),
+                }
+                .to_string(),
+            ));
+        }
+        let base = request
+            .base_branch
+            .clone()
+            .unwrap_or_else(|| repo.default_branch.clone());
+        let base_sha = github
+            .branch_head(&base)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let branch = github
+            .create_branch(&branch_name(run.id, &request.prompt), &base_sha)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        self.store
+            .set_branches(run.id, &base, &branch)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        // A clone URL on this machine (a mirror, or a test's bare repository) is mounted into a
+        // local sandbox like a local repository; another provider gets the URL as it is.
+        let (clone_url, mounts) = match repo.clone_url.strip_prefix("file://") {
+            Some(path) if self.provider.name() == "local" => (
+                format!("file://{ORIGIN_MOUNT}"),
+                vec![Mount {
+                    host: path.into(),
+                    guest: ORIGIN_MOUNT.into(),
+                    writable: true,
+                }],
+            ),
+            _ => (repo.clone_url.clone(), Vec::new()),
+        };
+        let detail = format!(
+            "{} · base {base} ({}) · branch {branch} created",
+            repo.full_name,
+            &base_sha[..base_sha.len().min(8)]
+        );
+        let origin = Origin {
+            clone_url,
+            mounts,
+            token: Some(github.git_token.clone()),
+            github: Some(github),
+            branch_created: true,
+            base_branch: Some(base),
+            branch: Some(branch),
+        };
+        Ok((origin, Ok(detail)))
+    }
+
+    /// After the push: the compare link and, per the launch's policy, a pull request (an open one
+    /// for the branch is reused). A branch the run left empty is removed again.
+    async fn publish(&self, run: &Run<'_>, commits: &[Commit]) -> Links {
+        let Some(github) = &run.origin.github else {
+            return Links::default();
+        };
+        if commits.is_empty() {
+            if run.origin.branch_created {
+                if let Err(e) = github.delete_branch(&run.branch).await {
+                    return Links {
+                        note: Some(format!("the unused branch could not be removed: {e}")),
+                        ..Default::default()
+                    };
+                }
+            }
+            return Links {
+                note: Some("the unused branch was removed from GitHub".into()),
+                ..Default::default()
+            };
+        }
+        let mut links = Links::default();
+        let mut notes = Vec::new();
+        match github.compare(&run.base_branch, &run.branch).await {
+            Ok(c) => {
+                notes.push(format!(
+                    "{} file{} changed, +{} −{}",
+                    c.files_changed,
+                    if c.files_changed == 1 { "" } else { "s" },
+                    c.additions,
+                    c.deletions
+                ));
+                links.compare_url = Some(c.html_url);
+            }
+            Err(e) => notes.push(format!("no compare link: {e}")),
+        }
+        let policy = run.request.pr;
+        if policy != PrPolicy::None {
+            let agent = run.agent.as_ref().map(|a| &a.result);
+            let body = pull_request_body(&PullRequestFacts {
+                prompt: &run.request.prompt,
+                summary: agent
+                    .map(|r| run.redactor.redact(&r.text))
+                    .unwrap_or_default()
+                    .as_str(),
+                launched_by: run.launched_by,
+                sandbox: run.id,
+                cost_usd: agent.and_then(|r| r.cost_usd),
+                duration: run.started.elapsed(),
+            });
+            let title = pull_request_title(&run.request.prompt);
+            match github
+                .open_pull_request(
+                    &run.branch,
+                    &run.base_branch,
+                    &title,
+                    &body,
+                    policy == PrPolicy::Draft,
+                )
+                .await
+            {
+                Ok(pr) => {
+                    notes.insert(
+                        0,
+                        format!(
+                            "{}{} pull request #{}",
+                            if pr.reused { "reused " } else { "" },
+                            policy.as_str(),
+                            pr.number
+                        ),
+                    );
+                    links.pr_url = Some(pr.html_url);
+                }
+                Err(e) => notes.insert(0, format!("pull request not opened: {e}")),
+            }
+        }
+        links.note = Some(notes.join(" · "));
+        links
     }
 
     /// Makes sure the tool's command exists in the sandbox, installing it from npm where the plan
@@ -949,7 +1166,31 @@ impl Launcher {
         let consume = async {
             let mut lines = LineSplitter::new(32 * 1024 * 1024);
             let mut stderr = Vec::new();
-            while let Some(chunk) = rx.recv().await {
+            // A CLI that prints nothing may be retrying for ever (OpenCode does): say so, once per
+            // idle period; the sandbox timeout still ends the run.
+            let mut quiet_since = tokio::time::Instant::now();
+            let mut notices = 0u32;
+            loop {
+                let deadline = quiet_since + self.idle_notice * (notices + 1);
+                let chunk = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(chunk)) => {
+                        quiet_since = tokio::time::Instant::now();
+                        notices = 0;
+                        chunk
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        notices += 1;
+                        self.note(run, format!(
+                            "no output from {} for {}; the sandbox's timeout of {} still ends the run",
+                            run.tool.name,
+                            humantime::format_duration(self.idle_notice * notices),
+                            humantime::format_duration(Duration::from_millis(run.request.resources.timeout_ms)),
+                        ))
+                        .await;
+                        continue;
+                    }
+                };
                 match chunk {
                     Output::Stdout(bytes) => {
                         for line in lines.push(&bytes) {
@@ -999,8 +1240,14 @@ impl Launcher {
         Ok(AgentRun { result, failure })
     }
 
+    async fn note(&self, run: &Run<'_>, message: String) {
+        let event = ProgressEvent::Note { message };
+        self.persist(run.id, &event).await;
+        run.sink.emit(run.id, &event);
+    }
+
     async fn agent_event(&self, run: &Run<'_>, event: AgentEvent) {
-        let event = redact_event(run.redactor, event);
+        let event = redact_event(&run.redactor, event);
         let progress = ProgressEvent::Agent { event };
         self.persist(run.id, &progress).await;
         run.sink.emit(run.id, &progress);

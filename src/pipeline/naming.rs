@@ -1,4 +1,6 @@
-//! Names the launch sequence gives things: feature branches and commit messages.
+//! Names and texts the launch sequence gives things: feature branches, commit messages, pull requests.
+
+use std::time::Duration;
 
 use crate::ids::SandboxId;
 
@@ -53,6 +55,66 @@ pub fn commit_message(id: SandboxId, prompt: &str) -> String {
     format!("CodeCourier: {subject}\n\nChanges left uncommitted by the agent in sandbox {id}.")
 }
 
+/// A pull request's title: the prompt's first line, cut to what GitHub lists readably.
+pub fn pull_request_title(prompt: &str) -> String {
+    let first = prompt
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("CodeCourier changes")
+        .trim();
+    if first.chars().count() <= 72 {
+        first.to_string()
+    } else {
+        format!("{}…", first.chars().take(71).collect::<String>())
+    }
+}
+
+/// What a pull request's body is made from.
+pub struct PullRequestFacts<'a> {
+    pub prompt: &'a str,
+    /// The agent's final answer, already redacted.
+    pub summary: &'a str,
+    pub launched_by: &'a str,
+    pub sandbox: SandboxId,
+    pub cost_usd: Option<f64>,
+    pub duration: Duration,
+}
+
+/// The body: the task, the agent's summary, and who launched it with what. Never a chat link: the
+/// repository may be more public than the channel.
+pub fn pull_request_body(f: &PullRequestFacts<'_>) -> String {
+    let quote = |text: &str, max: usize| {
+        let cut: String = text.chars().take(max).collect();
+        let more = if text.chars().count() > max {
+            "\n…"
+        } else {
+            ""
+        };
+        cut.lines()
+            .map(|l| format!("> {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + more
+    };
+    let summary = if f.summary.trim().is_empty() {
+        "(the agent gave no summary)"
+    } else {
+        f.summary.trim()
+    };
+    let cost = f
+        .cost_usd
+        .map(|c| format!("${c:.4}"))
+        .unwrap_or_else(|| "not reported".into());
+    format!(
+        "## Task\n\n{}\n\n## Summary\n\n{}\n\n---\nLaunched by {} via CodeCourier · sandbox `{}` · cost {cost} · duration {}\n",
+        quote(f.prompt.trim(), 3000),
+        summary.chars().take(6000).collect::<String>(),
+        f.launched_by,
+        f.sandbox,
+        humantime::format_duration(Duration::from_secs(f.duration.as_secs())),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +145,33 @@ mod tests {
             branch_name(id, "???"),
             format!("codecourier/{}", id.short())
         );
+    }
+
+    #[test]
+    fn pull_requests_say_who_launched_what_without_a_chat_link() {
+        let id = SandboxId::new();
+        assert_eq!(
+            pull_request_title("Fix the login bug\nDetails"),
+            "Fix the login bug"
+        );
+        assert_eq!(pull_request_title(&"x".repeat(100)).chars().count(), 72);
+        let body = pull_request_body(&PullRequestFacts {
+            prompt: "Fix the login bug\nIt fails on Safari",
+            summary: "Fixed the cookie flag.",
+            launched_by: "alice",
+            sandbox: id,
+            cost_usd: Some(0.1234),
+            duration: Duration::from_secs(75),
+        });
+        assert!(
+            body.contains("> Fix the login bug\n> It fails on Safari"),
+            "{body}"
+        );
+        assert!(body.contains("## Summary\n\nFixed the cookie flag."));
+        assert!(body.contains(&format!(
+            "Launched by alice via CodeCourier · sandbox `{id}` · cost $0.1234 · duration 1m 15s"
+        )));
+        assert!(!body.contains("discord.com"));
     }
 
     #[test]

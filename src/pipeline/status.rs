@@ -116,6 +116,8 @@ impl FromStr for SandboxStatus {
 pub enum Phase {
     Validate,
     Record,
+    /// Check the repository and create the feature branch where it lives, before paying for a sandbox.
+    Prepare,
     Provision,
     Clone,
     Branch,
@@ -128,9 +130,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 11] = [
+    pub const ALL: [Phase; 12] = [
         Phase::Validate,
         Phase::Record,
+        Phase::Prepare,
         Phase::Provision,
         Phase::Clone,
         Phase::Branch,
@@ -146,6 +149,7 @@ impl Phase {
         match self {
             Phase::Validate => "validate",
             Phase::Record => "record",
+            Phase::Prepare => "prepare",
             Phase::Provision => "provision",
             Phase::Clone => "clone",
             Phase::Branch => "branch",

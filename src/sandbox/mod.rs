@@ -2,6 +2,7 @@
 //! later, `e2b` (cloud micro-VMs). The launch sequence sees only this trait.
 
 mod cgroup;
+pub mod e2b;
 pub mod local;
 
 use std::collections::BTreeMap;
@@ -277,8 +278,8 @@ pub fn provider_for(
             &config.data_dir,
             config.tools_dir.clone(),
         ))),
-        crate::config::ProviderKind::E2b => Err(
-            "E2B sandboxes are not part of this build yet; set SANDBOX_PROVIDER=local to use this machine".into(),
-        ),
+        crate::config::ProviderKind::E2b => {
+            Ok(std::sync::Arc::new(e2b::E2bProvider::new(&config.e2b)?))
+        }
     }
 }

@@ -73,6 +73,8 @@ pub struct Finish {
     pub duration_ms: Option<i64>,
     pub commits: Vec<Commit>,
     pub pushed: Option<bool>,
+    pub pr_url: Option<String>,
+    pub compare_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -386,7 +388,8 @@ impl Store {
             "UPDATE sandboxes SET
                 failed_phase = COALESCE(?1, failed_phase), error = COALESCE(?2, error),
                 result_text = ?3, session_id = ?4, cost_usd = ?5, input_tokens = ?6, output_tokens = ?7,
-                num_turns = ?8, duration_ms = ?9, commits_json = ?10, pushed = ?11, updated_at = ?12
+                num_turns = ?8, duration_ms = ?9, commits_json = ?10, pushed = ?11, updated_at = ?12,
+                pr_url = COALESCE(?14, pr_url), compare_url = COALESCE(?15, compare_url)
              WHERE id = ?13",
         )
         .bind(finish.failed_phase.map(|p| p.as_str()))
@@ -402,6 +405,8 @@ impl Store {
         .bind(finish.pushed)
         .bind(Utc::now())
         .bind(id.to_string())
+        .bind(&finish.pr_url)
+        .bind(&finish.compare_url)
         .execute(&self.pool)
         .await?;
         Ok(final_status)

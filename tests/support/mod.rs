@@ -4,7 +4,10 @@
 
 pub mod agent_cli;
 pub mod fake_anthropic;
+pub mod fake_e2b;
 pub mod fake_openai_chat;
+pub mod fake_openai_responses;
+pub mod openapi;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;

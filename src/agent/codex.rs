@@ -1,0 +1,895 @@
+//! Codex CLI: `codex exec --json`, prompt on stdin.
+//! Stream format and quirks: reference/agents/AGENTS.md section 2.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{
+    clip, AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile, MAX_KEPT_LINE,
+};
+use crate::catalog::Effort;
+use crate::sandbox::PROJECT_DIR;
+use crate::secret::Secret;
+
+/// The release whose command line and stream this adapter was checked against.
+pub const PACKAGE: &str = "@openai/codex@0.169.0";
+/// Must exist before Codex starts; kept out of TMPDIR, where Codex refuses to create the helper
+/// binaries (`apply_patch` aliases) it puts on the commands' PATH.
+pub const CODEX_HOME: &str = "/home/user/.codex";
+/// The key variable our provider reads. Codex ignores OPENAI_API_KEY; CODEX_API_KEY is the one
+/// `codex exec` itself documents, so a run without our config would still authenticate.
+pub const KEY_VAR: &str = "CODEX_API_KEY";
+/// Where the model API lives unless the launch overrides OPENAI_BASE_URL.
+pub const OPENAI_API: &str = "https://api.openai.com/v1";
+/// Our provider's id in config.toml.
+const PROVIDER: &str = "codecourier";
+/// Attempts after a failed request or stream: a rejected key then fails in about a second
+/// instead of Codex's default five reconnects.
+const MAX_RETRIES: u32 = 2;
+
+/// Codex's command line, environment and its config file. The key travels only in the
+/// environment; the config file names the variable, never the value.
+pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
+    let mut env = vec![("CODEX_HOME".to_string(), Secret::new(CODEX_HOME))];
+    if let Some(key) = ctx.key("OPENAI_API_KEY") {
+        env.push((KEY_VAR.into(), key.clone()));
+    }
+    let base_url = ctx.env_var("OPENAI_BASE_URL").unwrap_or(OPENAI_API);
+    AgentPlan {
+        argv: command_line(ctx.model, ctx.effort, ctx.system_prompt),
+        env,
+        files: vec![SetupFile::new(
+            format!("{CODEX_HOME}/config.toml"),
+            config_toml(base_url),
+        )],
+        install_if_missing: Some(PACKAGE),
+        parser: Box::new(StreamParser::new()),
+    }
+}
+
+/// The unattended command line. The prompt goes on stdin (`-`), which the launcher closes: Codex
+/// reads stdin to its end whenever it is not a terminal. `-c` values are TOML; a value that does
+/// not parse is silently taken as a literal string, so the system prompt is encoded exactly.
+pub fn command_line(model: &str, effort: Effort, system_prompt: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "codex",
+        "exec",
+        "--json",
+        // Our sandbox is the isolation; Codex's own (bwrap) sandbox and approvals stay off.
+        "--dangerously-bypass-approvals-and-sandbox",
+        // Otherwise Codex refuses a directory it does not see as a trusted git repository.
+        "--skip-git-repo-check",
+        "-C",
+        PROJECT_DIR,
+        "-m",
+        model,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Effort::None leaves the model's own default reasoning level.
+    if effort != Effort::None {
+        args.extend([
+            "-c".into(),
+            format!("model_reasoning_effort={}", toml_string(effort.as_str())),
+        ]);
+    }
+    args.extend([
+        "-c".into(),
+        format!("developer_instructions={}", toml_string(system_prompt)),
+        "-".into(),
+    ]);
+    args
+}
+
+/// `$CODEX_HOME/config.toml`. Every run goes through our own provider entry, the only way to set a
+/// base URL, the key variable and a retry limit (the built-in `openai` provider cannot be
+/// changed); HTTPS only, since the websocket transport first retries for seconds against any
+/// endpoint that does not speak it. Commands run in plain (not login) shells: a login shell
+/// resets PATH from /etc/profile and loses the sandbox's tool directories and `~/.local/bin`. The
+/// key stays out of the commands' environment.
+pub fn config_toml(base_url: &str) -> String {
+    format!(
+        "# Written by CodeCourier for one unattended run in a throwaway sandbox.\n\
+model_provider = \"{PROVIDER}\"\n\
+allow_login_shell = false\n\
+check_for_update_on_startup = false\n\
+\n\
+[shell_environment_policy]\n\
+exclude = [\"{KEY_VAR}\"]\n\
+\n\
+[analytics]\n\
+enabled = false\n\
+\n\
+[feedback]\n\
+enabled = false\n\
+\n\
+[model_providers.{PROVIDER}]\n\
+name = \"OpenAI\"\n\
+base_url = {base_url}\n\
+env_key = \"{KEY_VAR}\"\n\
+wire_api = \"responses\"\n\
+supports_websockets = false\n\
+request_max_retries = {MAX_RETRIES}\n\
+stream_max_retries = {MAX_RETRIES}\n",
+        base_url = toml_string(base_url.trim_end_matches('/')),
+    )
+}
+
+/// `text` as a TOML basic string, quotes included.
+pub fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Other control characters are not allowed raw (and NUL cannot be in an argument).
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Only the fields we use; everything else in a line is skipped without being built.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    thread_id: Option<String>,
+    message: Option<String>,
+    error: Option<ErrorBody>,
+    usage: Option<Usage>,
+    #[serde(borrow)]
+    item: Option<Item<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    /// Includes the cached part (`cached_input_tokens`), as in the OpenAI API.
+    input_tokens: Option<u64>,
+    /// Includes the reasoning part (`reasoning_output_tokens`).
+    output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Item<'a> {
+    id: Option<String>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    text: Option<String>,
+    message: Option<String>,
+    command: Option<String>,
+    aggregated_output: Option<String>,
+    exit_code: Option<i64>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    changes: Option<Vec<Change>>,
+    server: Option<String>,
+    tool: Option<String>,
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
+    error: Option<ErrorBody>,
+    query: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    path: Option<String>,
+    kind: Option<String>,
+}
+
+/// Turns `exec --json` lines into `AgentEvent`s and remembers what the final result needs.
+#[derive(Debug, Default)]
+pub struct StreamParser {
+    result: Option<AgentResult>,
+    session_id: Option<String>,
+    last_text: Option<String>,
+    last_error: Option<String>,
+    turns: u32,
+    /// Items whose start was reported, so a completion without a start still shows the call.
+    started: HashSet<String>,
+}
+
+impl StreamParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl AgentStream for StreamParser {
+    fn line(&mut self, line: &str) -> Vec<AgentEvent> {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return Vec::new();
+        }
+        match serde_json::from_str::<Line>(trimmed) {
+            Ok(parsed) => self.event(parsed, trimmed),
+            Err(_) => vec![unparsed(trimmed)],
+        }
+    }
+
+    fn finish(self: Box<Self>, exit_code: Option<i32>) -> AgentResult {
+        self.finish_run(exit_code)
+    }
+}
+
+impl StreamParser {
+    fn event(&mut self, line: Line, raw: &str) -> Vec<AgentEvent> {
+        match line.kind.as_ref() {
+            "thread.started" => {
+                self.session_id = line.thread_id.clone();
+                vec![AgentEvent::Started {
+                    session_id: line.thread_id,
+                    model: None,
+                }]
+            }
+            "turn.started" => {
+                self.turns += 1;
+                vec![unparsed(raw)]
+            }
+            // Also sent for notices the run recovers from ("Reconnecting... 2/5 (…)").
+            "error" => {
+                let message = line.message.unwrap_or_default();
+                if let Some(retry) = retry_of(&message) {
+                    return vec![retry];
+                }
+                if !message.trim().is_empty() {
+                    self.last_error = Some(message.clone());
+                }
+                vec![AgentEvent::ApiError {
+                    error: http_status(&message)
+                        .map(|s| format!("HTTP {s}"))
+                        .unwrap_or_else(|| "error".into()),
+                    message,
+                }]
+            }
+            "turn.completed" => {
+                let usage = line.usage;
+                self.finish_turn(AgentResult {
+                    success: true,
+                    text: self.last_text.clone().unwrap_or_default(),
+                    input_tokens: usage.as_ref().and_then(|u| u.input_tokens),
+                    output_tokens: usage.as_ref().and_then(|u| u.output_tokens),
+                    ..Default::default()
+                })
+            }
+            "turn.failed" => {
+                let text = line
+                    .error
+                    .and_then(|e| e.message)
+                    .or_else(|| self.last_error.clone())
+                    .unwrap_or_else(|| "Codex reported a failed turn without a message".into());
+                self.finish_turn(AgentResult {
+                    success: false,
+                    api_error_status: http_status(&text),
+                    text,
+                    ..Default::default()
+                })
+            }
+            "item.started" | "item.updated" | "item.completed" => match line.item {
+                Some(item) => self.item(&line.kind, item, raw),
+                None => vec![unparsed(raw)],
+            },
+            _ => vec![unparsed(raw)],
+        }
+    }
+
+    fn item(&mut self, phase: &str, item: Item, raw: &str) -> Vec<AgentEvent> {
+        let completed = phase == "item.completed";
+        match item.kind.as_ref() {
+            "agent_message" if completed => {
+                let text = item.text.unwrap_or_default();
+                self.last_text = Some(text.clone());
+                vec![AgentEvent::Text { text }]
+            }
+            "command_execution" | "file_change" | "mcp_tool_call" | "web_search" => {
+                let id = item.id.clone().unwrap_or_default();
+                let mut events = Vec::new();
+                if phase == "item.started" || (completed && !self.started.contains(&id)) {
+                    self.started.insert(id);
+                    events.push(tool_use(&item));
+                }
+                if completed {
+                    events.push(tool_result(&item));
+                }
+                if events.is_empty() {
+                    events.push(unparsed(raw));
+                }
+                events
+            }
+            // A warning the run goes on after ("Model metadata for `x` not found…"): kept for the
+            // log, and for the message if the run then ends without a result.
+            "error" => {
+                if let Some(message) = item.message.filter(|m| !m.trim().is_empty()) {
+                    self.last_error = Some(message);
+                }
+                vec![unparsed(raw)]
+            }
+            // Reasoning summaries, to-do lists, partial messages: not shown.
+            _ => vec![unparsed(raw)],
+        }
+    }
+
+    fn finish_turn(&mut self, result: AgentResult) -> Vec<AgentEvent> {
+        let result = AgentResult {
+            session_id: self.session_id.clone(),
+            num_turns: Some(self.turns.max(1)),
+            // Codex reports tokens only, never a price.
+            cost_usd: None,
+            ..result
+        };
+        self.result = Some(result.clone());
+        vec![AgentEvent::Result(result)]
+    }
+
+    fn finish_run(self, exit_code: Option<i32>) -> AgentResult {
+        if let Some(result) = self.result {
+            return result;
+        }
+        let last = self
+            .last_error
+            .map(|e| format!("; last error: {e}"))
+            .or(self.last_text.map(|t| format!("; last message: {t}")))
+            .unwrap_or_default();
+        AgentResult {
+            success: false,
+            text: match exit_code {
+                Some(code) => format!("Codex exited with code {code} without a result{last}"),
+                None => format!("Codex was killed before it finished{last}"),
+            },
+            session_id: self.session_id,
+            ..Default::default()
+        }
+    }
+}
+
+fn unparsed(line: &str) -> AgentEvent {
+    AgentEvent::Unparsed {
+        line: clip(line, MAX_KEPT_LINE),
+    }
+}
+
+fn tool_use(item: &Item) -> AgentEvent {
+    let (name, summary) = match item.kind.as_ref() {
+        "command_execution" => (
+            "shell".to_string(),
+            one_line(unwrap_shell(item.command.as_deref().unwrap_or_default())),
+        ),
+        "file_change" => ("edit".to_string(), changes_summary(item)),
+        "mcp_tool_call" => (
+            format!(
+                "{}/{}",
+                item.server.as_deref().unwrap_or("mcp"),
+                item.tool.as_deref().unwrap_or("tool")
+            ),
+            item.arguments
+                .map(|a| one_line(a.get()))
+                .unwrap_or_default(),
+        ),
+        _ => (
+            "web_search".to_string(),
+            one_line(item.query.as_deref().unwrap_or_default()),
+        ),
+    };
+    AgentEvent::ToolUse { name, summary }
+}
+
+fn tool_result(item: &Item) -> AgentEvent {
+    let status_ok = item.status.as_deref() == Some("completed");
+    match item.kind.as_ref() {
+        "command_execution" => {
+            let ok = status_ok && item.exit_code == Some(0);
+            let output = one_line(item.aggregated_output.as_deref().unwrap_or_default());
+            let summary = match (ok, item.exit_code) {
+                (false, Some(code)) if output.is_empty() => format!("exit code {code}"),
+                (false, Some(code)) => format!("exit code {code}: {output}"),
+                (false, None) => format!(
+                    "{}{}",
+                    item.status.as_deref().unwrap_or("failed"),
+                    if output.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {output}")
+                    }
+                ),
+                (true, _) => output,
+            };
+            AgentEvent::ToolResult { ok, summary }
+        }
+        "file_change" => AgentEvent::ToolResult {
+            ok: status_ok,
+            summary: changes_summary(item),
+        },
+        "mcp_tool_call" => match item.error.as_ref().and_then(|e| e.message.as_deref()) {
+            Some(error) => AgentEvent::ToolResult {
+                ok: false,
+                summary: one_line(error),
+            },
+            None => AgentEvent::ToolResult {
+                ok: status_ok,
+                summary: item.status.as_deref().unwrap_or_default().to_string(),
+            },
+        },
+        _ => AgentEvent::ToolResult {
+            ok: true,
+            summary: one_line(item.query.as_deref().unwrap_or_default()),
+        },
+    }
+}
+
+/// "add notes.md, update src/lib.rs", with paths relative to the project.
+fn changes_summary(item: &Item) -> String {
+    let prefix = format!("{PROJECT_DIR}/");
+    let changes: Vec<String> = item
+        .changes
+        .iter()
+        .flatten()
+        .map(|c| {
+            let path = c.path.as_deref().unwrap_or("?");
+            format!(
+                "{} {}",
+                c.kind.as_deref().unwrap_or("change"),
+                path.strip_prefix(&prefix).unwrap_or(path)
+            )
+        })
+        .collect();
+    one_line(&changes.join(", "))
+}
+
+/// Codex shows commands as `/bin/bash -lc '<command>'`; the command is what a person wants to see.
+fn unwrap_shell(command: &str) -> &str {
+    let mut parts = command.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(shell), Some("-c" | "-lc"), Some(rest)) if shell.ends_with("sh") => rest
+            .strip_prefix('\'')
+            .and_then(|r| r.strip_suffix('\''))
+            .unwrap_or(rest),
+        _ => command,
+    }
+}
+
+/// "Reconnecting... 2/5 (why)" or "Reconnecting... waiting for network (why)" as a retry.
+fn retry_of(message: &str) -> Option<AgentEvent> {
+    let rest = message.strip_prefix("Reconnecting...")?.trim_start();
+    let (counter, reason) = match rest.split_once(' ') {
+        Some((counter, reason)) if counter.contains('/') => (Some(counter), reason),
+        _ => (None, rest),
+    };
+    let (attempt, max_retries) = counter
+        .and_then(|c| c.split_once('/'))
+        .map(|(a, m)| (a.parse().ok(), m.parse().ok()))
+        .unwrap_or((None, None));
+    let reason = reason.trim();
+    let reason = reason
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or(reason);
+    Some(AgentEvent::Retry {
+        attempt: attempt.unwrap_or(0),
+        max_retries,
+        error: reason.to_string(),
+    })
+}
+
+/// The HTTP status in a Codex error ("unexpected status 401 Unauthorized: …").
+fn http_status(message: &str) -> Option<u16> {
+    let (_, after) = message.split_once("status ")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    if digits.len() != 3 {
+        return None;
+    }
+    digits.parse().ok().filter(|s| (100..600).contains(s))
+}
+
+fn one_line(text: &str) -> String {
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let mut out: String = first.trim().chars().take(120).collect();
+    if first.trim().chars().count() > 120 || text.trim().lines().count() > 1 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(stream: &str) -> (Vec<AgentEvent>, AgentResult) {
+        let mut parser = Box::new(StreamParser::new());
+        let events = stream.lines().flat_map(|l| parser.line(l)).collect();
+        (events, parser.finish(Some(0)))
+    }
+
+    fn shown(events: &[AgentEvent]) -> Vec<&AgentEvent> {
+        events
+            .iter()
+            .filter(|e| !matches!(e, AgentEvent::Unparsed { .. }))
+            .collect()
+    }
+
+    #[test]
+    fn command_line_matches_the_cli() {
+        let args = command_line("gpt-5.4", Effort::High, "Be terse.");
+        assert_eq!(
+            args,
+            [
+                "codex",
+                "exec",
+                "--json",
+                "--dangerously-bypass-approvals-and-sandbox",
+                "--skip-git-repo-check",
+                "-C",
+                "/home/user/project",
+                "-m",
+                "gpt-5.4",
+                "-c",
+                "model_reasoning_effort=\"high\"",
+                "-c",
+                "developer_instructions=\"Be terse.\"",
+                "-"
+            ]
+        );
+        let none = command_line("m", Effort::None, "x");
+        assert!(!none.iter().any(|a| a.contains("model_reasoning_effort")));
+        let low = command_line("m", Effort::Low, "x");
+        assert!(low.contains(&"model_reasoning_effort=\"low\"".to_string()));
+    }
+
+    #[test]
+    fn toml_strings_survive_quotes_backslashes_and_control_characters() {
+        let nasty = "Say \"hi\".\nPaths: C:\\dir\\ and \\n literally.\r\n\ttab\u{0}nul\u{1b}[0m \u{7f} ünïcödé ✓ '''\"\"\" `ticks` $vars #not-a-comment";
+        let encoded = toml_string(nasty);
+        assert!(!encoded.contains('\n') && !encoded.contains('\u{0}'));
+        let table: toml::Table = toml::from_str(&format!("v = {encoded}")).unwrap();
+        assert_eq!(table["v"].as_str(), Some(nasty));
+        let args = command_line("m", Effort::None, nasty);
+        let arg = args.iter().find(|a| a.starts_with("developer_")).unwrap();
+        let value = arg.strip_prefix("developer_instructions=").unwrap();
+        let table: toml::Table = toml::from_str(&format!("v = {value}")).unwrap();
+        assert_eq!(table["v"].as_str(), Some(nasty));
+        assert_eq!(toml_string(""), "\"\"");
+    }
+
+    #[test]
+    fn config_names_the_key_variable_and_never_holds_a_key() {
+        let text = config_toml("http://127.0.0.1:9/v1/");
+        let config: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(config["model_provider"].as_str(), Some("codecourier"));
+        let provider = &config["model_providers"]["codecourier"];
+        assert_eq!(provider["base_url"].as_str(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(provider["env_key"].as_str(), Some("CODEX_API_KEY"));
+        assert_eq!(provider["wire_api"].as_str(), Some("responses"));
+        assert_eq!(provider["supports_websockets"].as_bool(), Some(false));
+        assert_eq!(provider["stream_max_retries"].as_integer(), Some(2));
+        assert_eq!(config["allow_login_shell"].as_bool(), Some(false));
+        assert_eq!(
+            config["shell_environment_policy"]["exclude"][0].as_str(),
+            Some("CODEX_API_KEY")
+        );
+        let odd: toml::Table = toml::from_str(&config_toml("http://h/\"x\\y")).unwrap();
+        assert_eq!(
+            odd["model_providers"]["codecourier"]["base_url"].as_str(),
+            Some("http://h/\"x\\y")
+        );
+    }
+
+    #[test]
+    fn plan_sets_the_key_home_and_base_url() {
+        let catalog = crate::catalog::Catalog::built_in();
+        let tool = catalog.tool("codex").unwrap();
+        let env = [(
+            "OPENAI_BASE_URL".to_string(),
+            Secret::new("http://127.0.0.1:4242/v1"),
+        )];
+        let plan = plan(AgentContext {
+            tool,
+            model: "gpt-5.4",
+            effort: Effort::Medium,
+            session_id: "unused",
+            keys: vec![("OPENAI_API_KEY".into(), Secret::new("sk-test-abc"))],
+            env: &env,
+            system_prompt: "Be terse.",
+            memory: "",
+            skills: Vec::new(),
+            commands: Vec::new(),
+        });
+        let env: Vec<(&str, &str)> = plan
+            .env
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.expose()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("CODEX_HOME", "/home/user/.codex"),
+                ("CODEX_API_KEY", "sk-test-abc")
+            ]
+        );
+        assert_eq!(plan.files.len(), 1);
+        assert_eq!(plan.files[0].path, "/home/user/.codex/config.toml");
+        let config = String::from_utf8(plan.files[0].contents.clone()).unwrap();
+        assert!(config.contains("base_url = \"http://127.0.0.1:4242/v1\""));
+        assert!(!config.contains("sk-test-abc"));
+        assert_eq!(plan.install_if_missing, Some("@openai/codex@0.169.0"));
+        assert!(plan
+            .argv
+            .contains(&"model_reasoning_effort=\"medium\"".to_string()));
+    }
+
+    #[test]
+    fn without_an_override_the_provider_is_openai() {
+        let config: toml::Table = toml::from_str(&config_toml(OPENAI_API)).unwrap();
+        assert_eq!(
+            config["model_providers"]["codecourier"]["base_url"].as_str(),
+            Some("https://api.openai.com/v1")
+        );
+    }
+
+    #[test]
+    fn recorded_success_stream() {
+        let (events, result) = parse_all(include_str!("../../tests/data/codex/success.jsonl"));
+        let session = "01a215f6-ebdf-7893-9563-a195febf6784";
+        assert_eq!(
+            shown(&events),
+            [
+                &AgentEvent::Started {
+                    session_id: Some(session.into()),
+                    model: None
+                },
+                &AgentEvent::ToolUse {
+                    name: "shell".into(),
+                    summary: "echo hello > hello.txt && cat hello.txt".into()
+                },
+                &AgentEvent::ToolResult {
+                    ok: true,
+                    summary: "hello".into()
+                },
+                &AgentEvent::Text {
+                    text: "Done. Created hello.txt containing \"hello\".".into()
+                },
+                &AgentEvent::Result(result.clone()),
+            ]
+        );
+        assert!(result.success);
+        assert_eq!(result.text, "Done. Created hello.txt containing \"hello\".");
+        assert_eq!(
+            (result.input_tokens, result.output_tokens),
+            (Some(3000), Some(120))
+        );
+        assert_eq!(result.cost_usd, None);
+        assert_eq!(result.num_turns, Some(1));
+        assert_eq!(result.session_id.as_deref(), Some(session));
+        assert_eq!(result.api_error_status, None);
+    }
+
+    #[test]
+    fn recorded_file_change_stream() {
+        let (events, result) = parse_all(include_str!("../../tests/data/codex/file_change.jsonl"));
+        let shown = shown(&events);
+        assert_eq!(
+            shown[3],
+            &AgentEvent::ToolUse {
+                name: "edit".into(),
+                summary: "add notes.md".into()
+            }
+        );
+        assert_eq!(
+            shown[4],
+            &AgentEvent::ToolResult {
+                ok: true,
+                summary: "add notes.md".into()
+            }
+        );
+        assert!(result.success);
+        assert_eq!(
+            (result.input_tokens, result.output_tokens),
+            (Some(4500), Some(180))
+        );
+    }
+
+    #[test]
+    fn a_failed_command_is_a_failed_tool_result() {
+        let (events, result) =
+            parse_all(include_str!("../../tests/data/codex/command_failed.jsonl"));
+        assert!(events.contains(&AgentEvent::ToolResult {
+            ok: false,
+            summary: "exit code 1: cat: missing.txt: No such file or directory".into()
+        }));
+        assert!(result.success);
+    }
+
+    #[test]
+    fn an_unknown_model_warning_is_logged_not_shown() {
+        let (events, result) =
+            parse_all(include_str!("../../tests/data/codex/unknown_model.jsonl"));
+        assert!(
+            matches!(&events[1], AgentEvent::Unparsed { line } if line.contains("Model metadata for `gpt-5.4` not found"))
+        );
+        assert!(result.success);
+        assert_eq!(
+            (result.input_tokens, result.output_tokens),
+            (Some(2000), Some(100))
+        );
+    }
+
+    #[test]
+    fn a_rejected_key_fails_with_its_status() {
+        for stream in [
+            include_str!("../../tests/data/codex/unauthorized.jsonl"),
+            include_str!("../../tests/data/codex/unauthorized_retried.jsonl"),
+        ] {
+            let (events, result) = parse_all(stream);
+            assert!(!result.success);
+            assert_eq!(result.api_error_status, Some(401));
+            assert!(
+                result
+                    .text
+                    .starts_with("unexpected status 401 Unauthorized: Incorrect API key provided"),
+                "{}",
+                result.text
+            );
+            assert!(result.session_id.is_some());
+            assert!(events
+                .iter()
+                .any(|e| matches!(e, AgentEvent::ApiError { error, .. } if error == "HTTP 401")));
+        }
+        let (events, _) = parse_all(include_str!(
+            "../../tests/data/codex/unauthorized_retried.jsonl"
+        ));
+        assert!(events.contains(&AgentEvent::Retry {
+            attempt: 2,
+            max_retries: Some(2),
+            error: "unexpected status 401 Unauthorized: Incorrect API key provided: sk-bogus., url: http://127.0.0.1:18080/v1/responses".into()
+        }));
+    }
+
+    #[test]
+    fn reconnect_notices_are_retries_and_a_cut_off_run_fails() {
+        let mut parser = Box::new(StreamParser::new());
+        let events: Vec<AgentEvent> = include_str!("../../tests/data/codex/offline.jsonl")
+            .lines()
+            .flat_map(|l| parser.line(l))
+            .collect();
+        let retries: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match e {
+                AgentEvent::Retry {
+                    attempt,
+                    max_retries: Some(5),
+                    ..
+                } => Some(*attempt),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(retries, [2, 3, 4, 5]);
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::ApiError { .. })));
+        let waiting = parser.line(r#"{"type":"error","message":"Reconnecting... waiting for network (Connection failed: error sending request)"}"#);
+        assert_eq!(
+            waiting,
+            [AgentEvent::Retry {
+                attempt: 0,
+                max_retries: None,
+                error: "waiting for network (Connection failed: error sending request)".into()
+            }]
+        );
+        let result = parser.finish(None);
+        assert!(!result.success);
+        assert!(
+            result.text.starts_with(
+                "Codex was killed before it finished; last error: Falling back from WebSockets"
+            ),
+            "{}",
+            result.text
+        );
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("01a215f0-f801-7062-90da-e2844165396b")
+        );
+    }
+
+    #[test]
+    fn statuses_are_read_from_messages() {
+        assert_eq!(
+            http_status("unexpected status 403 Forbidden: no"),
+            Some(403)
+        );
+        assert_eq!(
+            http_status("unexpected status 429 Too Many Requests"),
+            Some(429)
+        );
+        assert_eq!(http_status("status 4011"), None);
+        assert_eq!(
+            http_status("Missing environment variable: `CODEX_API_KEY`."),
+            None
+        );
+        assert_eq!(unwrap_shell("/bin/bash -lc 'ls -la'"), "ls -la");
+        assert_eq!(unwrap_shell("/bin/bash -c 'ls\n'"), "ls\n");
+        assert_eq!(unwrap_shell("ls -c x"), "ls -c x");
+        assert_eq!(unwrap_shell("ls"), "ls");
+    }
+
+    #[test]
+    fn garbage_never_breaks_the_parser() {
+        let mut parser = Box::new(StreamParser::new());
+        let huge = format!(
+            "{{\"type\":\"item.completed\",\"item\":{{\"id\":\"item_9\",\"type\":\"agent_message\",\"text\":\"{}\"}}}}",
+            "x".repeat(5_000_000)
+        );
+        let huge_output = format!(
+            "{{\"type\":\"item.completed\",\"item\":{{\"id\":\"item_8\",\"type\":\"command_execution\",\"command\":\"yes\",\"aggregated_output\":\"{}\",\"exit_code\":0,\"status\":\"completed\"}}}}",
+            "y\\n".repeat(2_000_000)
+        );
+        let long_garbage = "z".repeat(3_000_000);
+        let inputs = [
+            "",
+            "   ",
+            "not json at all",
+            "{\"type\":",
+            "[1,2,3]",
+            "{\"no_type\":true}",
+            "{\"type\":\"thread.started\"}",
+            "{\"type\":\"item.started\"}",
+            "{\"type\":\"item.completed\",\"item\":\"a string\"}",
+            "{\"type\":\"item.completed\",\"item\":{\"type\":\"command_execution\",\"exit_code\":\"NaN\"}}",
+            "{\"type\":\"item.completed\",\"item\":{\"type\":\"file_change\",\"changes\":[{}],\"status\":\"failed\"}}",
+            "{\"type\":\"item.updated\",\"item\":{\"id\":\"t\",\"type\":\"todo_list\",\"items\":[]}}",
+            "{\"type\":\"error\"}",
+            "{\"type\":\"turn.failed\",\"error\":null}",
+            "{\"type\":\"some.future.event\",\"x\":1}",
+            "\u{0}\u{1}binary",
+            huge.as_str(),
+            huge_output.as_str(),
+            long_garbage.as_str(),
+        ];
+        let mut events = Vec::new();
+        for input in inputs {
+            events.extend(parser.line(input));
+        }
+        assert!(events.contains(&AgentEvent::ToolResult {
+            ok: false,
+            summary: "change ?".into()
+        }));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::Text { text } if text.len() == 5_000_000)));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::ToolResult { ok: true, summary } if summary == "y…")));
+        for e in &events {
+            if let AgentEvent::Unparsed { line } = e {
+                assert!(line.len() <= MAX_KEPT_LINE + 40);
+            }
+        }
+        // A turn.failed without a message still ends the run as failed.
+        let result = parser.finish(Some(1));
+        assert!(!result.success);
+        assert_eq!(
+            result.text,
+            "Codex reported a failed turn without a message"
+        );
+
+        let silent = Box::new(StreamParser::new());
+        let result = silent.finish(Some(1));
+        assert!(!result.success);
+        assert_eq!(result.text, "Codex exited with code 1 without a result");
+    }
+}

@@ -1,0 +1,458 @@
+//! The E2B provider against a fake control plane and envd on loopback (tests/support/fake_e2b.rs),
+//! with every control-plane request body validated against E2B's published OpenAPI spec.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use codecourier::catalog::{build_custom_tag, Resources};
+use codecourier::config::E2bConfig;
+use codecourier::sandbox::e2b::E2bProvider;
+use codecourier::sandbox::{run_captured, Exec, SandboxError, SandboxProvider, SandboxSpec};
+use codecourier::secret::Secret;
+use serde_json::{json, Value};
+use support::fake_e2b::{self, Running, API_KEY};
+use support::openapi::Spec;
+use support::{fixtures_bin, git, World};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn provider(fake: &Running) -> E2bProvider {
+    E2bProvider::new(&E2bConfig {
+        api_key: Some(Secret::new(API_KEY)),
+        api_url: fake.url.clone(),
+        domain: "e2b.app".into(),
+        sandbox_url: Some(fake.url.clone()),
+    })
+    .unwrap()
+}
+
+fn spec(cpus: u32, memory_mb: u32, template: &str) -> SandboxSpec {
+    SandboxSpec {
+        template: build_custom_tag(template).unwrap(),
+        resources: Resources {
+            memory_mb,
+            cpus,
+            timeout_ms: 60_000,
+        },
+        env: vec![("FROM_SPEC".into(), Secret::new("yes"))],
+        metadata: BTreeMap::from([("codecourier_sandbox_id".into(), "test".into())]),
+        mounts: Vec::new(),
+        host_tools: Vec::new(),
+    }
+}
+
+fn sh(script: &str) -> Exec {
+    Exec {
+        argv: vec!["bash".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+/// Every control-plane body the client sent conforms to its schema in the spec.
+fn assert_requests_follow_the_spec(fake: &Running) {
+    let spec = Spec::e2b();
+    let requests = fake.fake.requests.lock().unwrap().clone();
+    assert!(!requests.is_empty());
+    for (verb, route, body) in requests {
+        if body.is_null() {
+            continue;
+        }
+        let schema = spec.request_schema(&verb, &route);
+        let violations = spec.violations(&schema, &body, &format!("{verb} {route}"));
+        assert!(violations.is_empty(), "{violations:#?}\n{body:#}");
+    }
+}
+
+#[test]
+fn the_spec_check_catches_a_mistyped_field() {
+    let spec = Spec::e2b();
+    let schema = spec.request_schema("POST", "/sandboxes");
+    assert!(spec
+        .violations(&schema, &json!({"templateID": "base", "timeout": 60}), "")
+        .is_empty());
+    let wrong = spec.violations(
+        &schema,
+        &json!({"templateId": "base", "timeout": "60", "metadata": {"a": 1}}),
+        "",
+    );
+    assert_eq!(wrong.len(), 4, "{wrong:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_run_with_stdin_env_and_exit_codes_and_files_arrive() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = fake_e2b::start(data.path().to_path_buf(), fixtures_bin(), Vec::new()).await;
+    fake.fake.switches.envd_not_ready.store(3, Ordering::SeqCst);
+    let e2b = provider(&fake);
+    let sandbox = e2b
+        .create(
+            &spec(2, 1024, "codecourier-claude-code"),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(
+        sandbox.limits_report.contains("2 CPUs / 1024 MB as asked"),
+        "{}",
+        sandbox.limits_report
+    );
+
+    let exec = Exec {
+        stdin: Some(b"-a prompt on stdin".to_vec()),
+        env: vec![("PER_COMMAND".into(), Secret::new("here"))],
+        ..sh("cat; echo; echo $FROM_SPEC $PER_COMMAND; echo oops >&2; exit 7")
+    };
+    let out = run_captured(&e2b, &sandbox, &exec).await.unwrap();
+    assert_eq!(out.status.code, Some(7));
+    assert_eq!(out.stdout, "-a prompt on stdin\nyes here\n");
+    assert_eq!(out.stderr, "oops\n");
+    assert_eq!(
+        run_captured(&e2b, &sandbox, &sh("true"))
+            .await
+            .unwrap()
+            .status
+            .code,
+        Some(0)
+    );
+
+    e2b.write_file(&sandbox, "/home/user/.config/key", b"secret", 0o600)
+        .await
+        .unwrap();
+    let out = run_captured(
+        &e2b,
+        &sandbox,
+        &sh("stat -c %a ~/.config/key; cat ~/.config/key"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stdout, "600\nsecret");
+
+    e2b.kill(&sandbox.provider_id).await.unwrap();
+    assert_eq!(fake.fake.vm_count(), 0);
+    assert_requests_follow_the_spec(&fake);
+    let create = &fake.fake.requests.lock().unwrap()[0].2.clone();
+    assert_eq!(
+        create["timeout"], 60,
+        "the timeout is always sent, in seconds"
+    );
+    assert_eq!(create["secure"], true);
+    assert_eq!(create["templateID"], "codecourier-claude-code");
+    assert_eq!(create["metadata"]["owner"], "codecourier");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_failures_are_reported_not_mistaken_for_exits() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = fake_e2b::start(data.path().to_path_buf(), fixtures_bin(), Vec::new()).await;
+    let e2b = provider(&fake);
+    let sandbox = e2b
+        .create(&spec(2, 1024, "base"), Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    fake.fake
+        .switches
+        .error_in_final_envelope
+        .store(true, Ordering::SeqCst);
+    let err = run_captured(&e2b, &sandbox, &sh("echo hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("envd ended the command with internal: process exploded"),
+        "{err}"
+    );
+
+    fake.fake.switches.cut_stream.store(true, Ordering::SeqCst);
+    let err = run_captured(&e2b, &sandbox, &sh("echo hi"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cut in the middle"), "{err}");
+
+    fake.fake
+        .switches
+        .envd_unauthorized
+        .store(true, Ordering::SeqCst);
+    let err = run_captured(&e2b, &sandbox, &sh("echo hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("envd refused the sandbox's access token"),
+        "{err}"
+    );
+    fake.fake
+        .switches
+        .envd_unauthorized
+        .store(false, Ordering::SeqCst);
+    e2b.kill(&sandbox.provider_id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_failures_become_sentences_and_resource_mismatches_a_warning() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = fake_e2b::start(data.path().to_path_buf(), fixtures_bin(), Vec::new()).await;
+    let e2b = provider(&fake);
+    let err = e2b
+        .create(&spec(2, 1024, "missing-template"), Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("choose another with --template"),
+        "{err}"
+    );
+    let err = e2b
+        .create(&spec(2, 1024, "base"), Duration::from_secs(4 * 3600))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Timeout cannot be greater than 1 hours")
+            && err.to_string().contains("shorter --timeout"),
+        "{err}"
+    );
+    let bad_key = E2bProvider::new(&E2bConfig {
+        api_key: Some(Secret::new("e2b_wrong")),
+        api_url: fake.url.clone(),
+        domain: "e2b.app".into(),
+        sandbox_url: Some(fake.url.clone()),
+    })
+    .unwrap();
+    let err = bad_key
+        .create(&spec(2, 1024, "base"), Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("E2B refused E2B_API_KEY"), "{err}");
+    assert!(!err.to_string().contains("e2b_wrong"));
+
+    let sandbox = e2b
+        .create(&spec(4, 2048, "base"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        sandbox
+            .limits_report
+            .contains("⚠️ asked for 4 CPUs / 2048 MB, but template base provides 2 CPUs / 1024 MB"),
+        "{}",
+        sandbox.limits_report
+    );
+    e2b.kill(&sandbox.provider_id).await.unwrap();
+    assert_requests_follow_the_spec(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_kill_and_extend() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = fake_e2b::start(data.path().to_path_buf(), fixtures_bin(), Vec::new()).await;
+    let e2b = std::sync::Arc::new(provider(&fake));
+
+    let short = e2b
+        .create(&spec(2, 1024, "base"), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = run_captured(e2b.as_ref(), &short, &sh("sleep 60"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SandboxError::Expired), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let extended = e2b
+        .create(&spec(2, 1024, "base"), Duration::from_secs(2))
+        .await
+        .unwrap();
+    e2b.set_timeout(&extended, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let out = run_captured(e2b.as_ref(), &extended, &sh("sleep 3; echo still here"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "still here\n");
+
+    let running = tokio::spawn({
+        let (e2b, extended) = (e2b.clone(), extended.clone());
+        async move { run_captured(e2b.as_ref(), &extended, &sh("sleep 60")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    e2b.kill(&extended.provider_id).await.unwrap();
+    let err = running.await.unwrap().unwrap_err();
+    assert!(matches!(err, SandboxError::Killed), "{err:?}");
+    assert_requests_follow_the_spec(&fake);
+    let timeouts: Vec<Value> = fake
+        .fake
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.1.ends_with("/timeout"))
+        .map(|r| r.2.clone())
+        .collect();
+    assert_eq!(timeouts, [json!({"timeout": 30})]);
+}
+
+/// A GitHub for acme/widgets whose clone URL is the bare repository as mounted inside the fake VMs.
+async fn github(world: &World) -> MockServer {
+    let server = MockServer::start().await;
+    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": "file:///srv/origin",
+        "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
+    let sha = git(&world.origin, &["rev-parse", "main"]);
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(repo))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets/branches/main"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"name": "main", "commit": {"sha": sha.trim()}})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/git/refs"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path_regex("^/repos/acme/widgets/compare/.+"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ahead_by": 1, "files": [], "html_url": "https://github.com/acme/widgets/compare/x"}))).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/pulls"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({"number": 5, "html_url": "https://github.com/acme/widgets/pull/5"}),
+        ))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn e2b_launch(
+    world: &World,
+    fake: &Running,
+    api: &MockServer,
+    args: &[&str],
+) -> std::process::Command {
+    let mut cmd = world.std_cmd();
+    cmd.env("SANDBOX_PROVIDER", "e2b")
+        .env("E2B_API_KEY", API_KEY)
+        .env("E2B_API_URL", &fake.url)
+        .env("E2B_SANDBOX_URL", &fake.url)
+        .env("GITHUB_API_URL", api.uri())
+        .env("GITHUB_TOKEN", "ghp_test0123456789abcdefghijklmnopqrstu")
+        .args(["launch", "--json", "--repo", "acme/widgets"])
+        .args(args);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_launch_sequence_runs_on_e2b() {
+    let world = World::new();
+    let vms = world.dir.path().join("vms");
+    let fake = fake_e2b::start(
+        vms,
+        fixtures_bin(),
+        vec![(world.origin.clone(), "/srv/origin".into())],
+    )
+    .await;
+    fake.fake.switches.envd_not_ready.store(2, Ordering::SeqCst);
+    let api = github(&world).await;
+    let mut cmd = e2b_launch(
+        &world,
+        &fake,
+        &api,
+        &["--prompt", "Save the prompt", "--env", "FAKE_CLAUDE=create"],
+    );
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["result"], "Saved the prompt to prompt.txt.");
+    assert_eq!(r["pr_url"], "https://github.com/acme/widgets/pull/5");
+    assert_eq!(
+        world.file_on_branch(r["branch"].as_str().unwrap(), "prompt.txt"),
+        "Save the prompt"
+    );
+    let provision = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "provision")
+        .unwrap()
+        .clone();
+    assert!(
+        provision["detail"]
+            .as_str()
+            .unwrap()
+            .contains("E2B micro-VM (codecourier-claude-code): 2 CPUs / 1024 MB as asked"),
+        "{provision:#}"
+    );
+    assert_eq!(fake.fake.vm_count(), 0, "the sandbox is killed at the end");
+    assert_requests_follow_the_spec(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_crash_the_next_command_ends_the_orphaned_e2b_sandbox() {
+    let world = World::new();
+    let vms = world.dir.path().join("vms");
+    let fake = fake_e2b::start(
+        vms,
+        fixtures_bin(),
+        vec![(world.origin.clone(), "/srv/origin".into())],
+    )
+    .await;
+    let api = github(&world).await;
+    let mut child = e2b_launch(
+        &world,
+        &fake,
+        &api,
+        &["--prompt", "Hang", "--env", "FAKE_CLAUDE=hang"],
+    )
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let out = world
+            .std_cmd()
+            .env("SANDBOX_PROVIDER", "e2b")
+            .env("E2B_API_KEY", API_KEY)
+            .env("E2B_API_URL", &fake.url)
+            .args(["sandboxes", "list", "--json"])
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if let Some(r) = list
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["status"] == "running"))
+        {
+            break r["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "never running: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut show = world.std_cmd();
+    show.env("SANDBOX_PROVIDER", "e2b")
+        .env("E2B_API_KEY", API_KEY)
+        .env("E2B_API_URL", &fake.url)
+        .args(["sandboxes", "show", "--json", &id]);
+    let out = tokio::task::spawn_blocking(move || show.output().unwrap())
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("CodeCourier stopped while this sandbox was running"),
+        "{r:#}"
+    );
+    assert_eq!(fake.fake.vm_count(), 0, "the orphaned sandbox was killed");
+}

@@ -1,0 +1,299 @@
+//! A launch against a GitHub repository: octocrab talks to a wiremock GitHub, and a bare repository
+//! on disk stands in for the git remote (the mock's `clone_url` points at it).
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use support::{git, World};
+use wiremock::matchers::{header, method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const TOKEN: &str = "ghp_plantedGITHUBtoken0123456789abcdefghij";
+
+fn data(name: &str) -> Value {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/github")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+/// A GitHub for acme/widgets whose git remote is the world's bare repository.
+async fn github(world: &World) -> MockServer {
+    let server = MockServer::start().await;
+    let mut repo = data("repo.json");
+    repo["clone_url"] = json!(format!("file://{}", world.origin.display()));
+    let mut branch = data("branch.json");
+    branch["commit"]["sha"] = json!(git(&world.origin, &["rev-parse", "main"]).trim());
+    let auth = format!("Bearer {TOKEN}");
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets"))
+        .and(header("authorization", auth.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(repo))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets/branches/main"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(branch))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/git/refs"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(data("ref.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/repos/acme/widgets/compare/main\\.\\.\\..+"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(data("compare.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/pulls"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(data("pull.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path_regex("^/repos/acme/widgets/git/refs/heads/.+"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn launch(world: &World, api: &MockServer, args: &[&str]) -> (i32, Value, String) {
+    let mut cmd = world.std_cmd();
+    // Every crate's most detailed logs, to prove none of them carries the token.
+    cmd.env("GITHUB_API_URL", api.uri())
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("RUST_LOG", "trace")
+        .args(["launch", "--json", "--repo", "acme/widgets"])
+        .args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stdout.contains("plantedGITHUB") && !stderr.contains("plantedGITHUB"),
+        "token leaked:\n{stdout}\n{stderr}"
+    );
+    let record =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    (out.status.code().unwrap_or(-1), record, stderr)
+}
+
+fn requests_to<'a>(requests: &'a [Request], verb: &str, prefix: &str) -> Vec<&'a Request> {
+    requests
+        .iter()
+        .filter(|r| r.method.as_str() == verb && r.url.path().starts_with(prefix))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_branch_is_created_before_provisioning_and_a_draft_pull_request_after_the_run() {
+    let world = World::new();
+    let api = github(&world).await;
+    let (code, r, stderr) = launch(
+        &world,
+        &api,
+        &[
+            "--prompt",
+            "Save the prompt for later",
+            "--env",
+            "FAKE_CLAUDE=create",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["pr_url"], "https://github.com/acme/widgets/pull/1347");
+    assert_eq!(
+        r["compare_url"],
+        "https://github.com/acme/widgets/compare/main...BRANCH"
+    );
+    let branch = r["branch"].as_str().unwrap();
+    assert_eq!(
+        world.file_on_branch(branch, "prompt.txt"),
+        "Save the prompt for later"
+    );
+
+    let requests = api.received_requests().await.unwrap();
+    let refs = requests_to(&requests, "POST", "/repos/acme/widgets/git/refs");
+    assert_eq!(refs.len(), 1);
+    let ref_body: Value = serde_json::from_slice(&refs[0].body).unwrap();
+    assert_eq!(ref_body["ref"], format!("refs/heads/{branch}"));
+    assert_eq!(
+        ref_body["sha"],
+        git(&world.origin, &["rev-parse", "main"]).trim()
+    );
+
+    let phases = r["phases"].as_array().unwrap();
+    let phase = |name: &str| phases.iter().find(|p| p["phase"] == name).unwrap().clone();
+    let prepared = phase("prepare");
+    assert_eq!(prepared["outcome"], "ok");
+    assert!(
+        prepared["ended_at"].as_str().unwrap()
+            <= phase("provision")["started_at"].as_str().unwrap()
+    );
+    assert!(prepared["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("branch {branch} created")));
+
+    let pulls = requests_to(&requests, "POST", "/repos/acme/widgets/pulls");
+    assert_eq!(pulls.len(), 1);
+    let pr: Value = serde_json::from_slice(&pulls[0].body).unwrap();
+    assert_eq!(
+        (
+            pr["head"].as_str(),
+            pr["base"].as_str(),
+            pr["draft"].as_bool()
+        ),
+        (Some(branch), Some("main"), Some(true))
+    );
+    assert_eq!(pr["title"], "Save the prompt for later");
+    let body = pr["body"].as_str().unwrap();
+    assert!(
+        body.contains("> Save the prompt for later")
+            && body.contains("Saved the prompt to prompt.txt."),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "via CodeCourier · sandbox `{}`",
+            r["id"].as_str().unwrap()
+        )),
+        "{body}"
+    );
+    assert!(body.contains("cost $0.0123"), "{body}");
+    assert!(!body.contains("discord"), "{body}");
+    for request in &requests {
+        assert_eq!(
+            request
+                .headers
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            format!("Bearer {TOKEN}")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pr_none_gives_the_compare_link_only() {
+    let world = World::new();
+    let api = github(&world).await;
+    let (code, r, _) = launch(
+        &world,
+        &api,
+        &[
+            "--prompt",
+            "Add one",
+            "--pr",
+            "none",
+            "--env",
+            "FAKE_CLAUDE=commit",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["pr_url"], Value::Null);
+    assert_eq!(
+        r["compare_url"],
+        "https://github.com/acme/widgets/compare/main...BRANCH"
+    );
+    let requests = api.received_requests().await.unwrap();
+    assert!(requests_to(&requests, "POST", "/repos/acme/widgets/pulls").is_empty());
+    let finish = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "finish")
+        .unwrap()
+        .clone();
+    assert!(
+        finish["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 files changed, +11 −3"),
+        "{finish:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_without_changes_removes_its_empty_branch() {
+    let world = World::new();
+    let api = github(&world).await;
+    let (code, r, _) = launch(
+        &world,
+        &api,
+        &["--prompt", "Look around", "--env", "FAKE_CLAUDE=recall"],
+    )
+    .await;
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["pr_url"], Value::Null);
+    let requests = api.received_requests().await.unwrap();
+    let deletes = requests_to(&requests, "DELETE", "/repos/acme/widgets/git/refs/heads/");
+    assert_eq!(deletes.len(), 1);
+    assert!(deletes[0]
+        .url
+        .path()
+        .ends_with(r["branch"].as_str().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_the_token_cannot_see_fails_before_any_sandbox_exists() {
+    let world = World::new();
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
+        .mount(&api)
+        .await;
+    let (code, r, _) = launch(&world, &api, &["--prompt", "Do it"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["failed_phase"], "prepare");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the GitHub token cannot see acme/widgets"),
+        "{r:#}"
+    );
+    assert!(r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["phase"] != "provision"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_base_branch_is_named() {
+    let world = World::new();
+    let api = github(&world).await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets/branches/release"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(json!({"message": "Branch not found"})),
+        )
+        .mount(&api)
+        .await;
+    let (code, r, _) = launch(
+        &world,
+        &api,
+        &["--prompt", "Do it", "--base-branch", "release"],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(r["failed_phase"], "prepare");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("acme/widgets has no branch release"),
+        "{r:#}"
+    );
+}
