@@ -11,7 +11,7 @@ use codecourier::agent::{opencode, AgentContext};
 use codecourier::catalog::{Catalog, Effort};
 use codecourier::secret::Secret;
 use support::fake_openai_chat::{self as fake, Mode, FINAL_TEXT};
-use support::{agent_cli, npm_cli_bin, World};
+use support::{agent_cli, npm_cli_bin, processes_of, World};
 use wiremock::MockServer;
 
 const KEY: &str = "sk-or-v1-test-key-0123456789";
@@ -89,6 +89,13 @@ async fn opencode_creates_a_file_that_lands_on_the_feature_branch() {
     let stored = agent_cli::record(&world, r["id"].as_str().unwrap());
     let session = stored["session_id"].as_str().unwrap();
     assert!(session.starts_with("ses_"), "{session}");
+    // Nothing the CLI started outlives the run.
+    let provider = stored["provider_sandbox_id"].as_str().unwrap();
+    assert!(
+        processes_of(provider).is_empty(),
+        "{:?}",
+        processes_of(provider)
+    );
 }
 
 /// Runs with the catalog's default model, which OpenCode 1.18.33's bundled catalog lacks: it
