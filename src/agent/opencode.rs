@@ -27,15 +27,16 @@ pub const CONFIG_FILE: &str = "/home/user/.config/opencode/opencode.json";
 pub const MEMORY_FILE: &str = "/home/user/.codecourier/memory.md";
 
 /// Environment for an unattended run. Without the models fetch OpenCode starts from its bundled
-/// catalog instead of calling models.dev (offline, and the same catalog every run); autoupdate
-/// would try to replace the binary mid-run.
+/// catalog instead of calling models.dev (offline, and the same catalog every run); a throwaway
+/// sandbox has no use for a self-update check.
 pub const ENV: [(&str, &str); 2] = [
     ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
     ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
 ];
 
 /// OpenCode's command line, environment and config file. Keys stay in the environment: the
-/// config names no secret.
+/// config names no secret. No effort: OpenCode's only mechanism (`--variant`) is provider-specific
+/// and silently ignores unknown values, so the catalog offers none.
 pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
     let mut env: Vec<(String, Secret)> = ENV
         .iter()
