@@ -41,6 +41,18 @@ const TOKEN_VAR: &str = "CODECOURIER_GIT_TOKEN";
 const CREDENTIAL_HELPER: &str = "!f() { test -n \"$CODECOURIER_GIT_TOKEN\" || exit 0; echo username=x-access-token; echo \"password=$CODECOURIER_GIT_TOKEN\"; }; f";
 /// How much of a failing command's output an error shows.
 const ERROR_TAIL: usize = 1500;
+/// Host settings an npm install inside a local sandbox needs to reach the registry as the host does.
+const NPM_HOST_SETTINGS: [&str; 9] = [
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "npm_config_registry",
+    "npm_config_cafile",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+];
 /// Past the sandbox's own timeout, how long before the launcher stops waiting for the provider.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(15);
 
@@ -1118,6 +1130,15 @@ impl Launcher {
             shell_quote(package)
         ));
         install.cwd = Some(crate::sandbox::HOME.into());
+        if self.provider.name() == "local" {
+            // A local sandbox reaches the registry the way this machine does: same CA bundle and
+            // proxy settings (its own npm config under --prefix would not carry them).
+            for name in NPM_HOST_SETTINGS {
+                if let Ok(value) = std::env::var(name) {
+                    install.env.push((name.to_string(), Secret::new(value)));
+                }
+            }
+        }
         self.sh(
             run,
             Phase::ToolSetup,
