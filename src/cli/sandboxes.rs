@@ -265,7 +265,7 @@ fn describe_event(event: &EventRecord) -> String {
                 if r.success { "success" } else { "failure" },
                 truncate(&r.text, 300)
             ),
-            Ok(other) => crate::cli::progress::activity(&other).unwrap_or_else(|| kind.to_string()),
+            Ok(other) => other.activity().unwrap_or_else(|| kind.to_string()),
             Err(_) => format!("{kind} {p}"),
         },
     }

@@ -72,6 +72,12 @@ pub enum LaunchError {
     Store(#[from] StoreError),
 }
 
+impl Prepared {
+    pub fn request(&self) -> &LaunchRequest {
+        &self.request
+    }
+}
+
 /// A launch that passed validation and has its record.
 pub struct Prepared {
     pub id: SandboxId,
@@ -205,6 +211,11 @@ impl Launcher {
 
     pub fn provider(&self) -> &Arc<dyn SandboxProvider> {
         &self.provider
+    }
+
+    /// Hides the configured secrets in text bound for people (error replies, say).
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
     }
 
     /// The validate and record phases. Nothing is recorded when validation fails.

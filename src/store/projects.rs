@@ -62,6 +62,19 @@ impl Store {
         Ok(project)
     }
 
+    /// The project a Discord channel is bound to, if any.
+    pub async fn project_for_channel(
+        &self,
+        channel: crate::ids::DiscordId,
+    ) -> Result<Option<Project>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM projects WHERE discord_channel_id = ?1"
+        ))
+        .bind(channel.to_string())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn get_project(&self, id: i64) -> Result<Option<Project>> {
         Ok(
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = ?1"))

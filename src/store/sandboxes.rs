@@ -344,6 +344,53 @@ impl Store {
         Ok(())
     }
 
+    /// The Discord thread and status message that show this sandbox.
+    pub async fn set_discord_thread(
+        &self,
+        id: SandboxId,
+        thread: DiscordId,
+        status_message: DiscordId,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sandboxes SET discord_thread_id = ?1, discord_status_message_id = ?2, updated_at = ?3
+             WHERE id = ?4",
+        )
+        .bind(thread.to_string())
+        .bind(status_message.to_string())
+        .bind(Utc::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_discord_result_message(
+        &self,
+        id: SandboxId,
+        message: DiscordId,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sandboxes SET discord_result_message_id = ?1, updated_at = ?2 WHERE id = ?3",
+        )
+        .bind(message.to_string())
+        .bind(Utc::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many sandboxes a Discord user has that have not ended (for the per-user cap).
+    pub async fn unfinished_for_user(&self, user: DiscordId) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sandboxes WHERE discord_user_id = ?1
+             AND status IN ('creating', 'provisioning', 'setting_up', 'running')",
+        )
+        .bind(user.to_string())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Records a phase that ran before the record existed (validate, record) with its real times.
     pub async fn record_phase(
         &self,
