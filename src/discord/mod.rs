@@ -41,6 +41,12 @@ pub struct Data {
 
 /// `codecourier serve`: connects to Discord and runs until the process is stopped.
 pub async fn serve(config: Config, catalog: Catalog) -> anyhow::Result<()> {
+    let mut client = client_builder(config, catalog).await?.await.context("cannot start the Discord client")?;
+    client.start().await.context("the Discord connection ended")
+}
+
+/// The configured client, ready to start (tests add their own event probes to it first).
+pub async fn client_builder(config: Config, catalog: Catalog) -> anyhow::Result<serenity::ClientBuilder> {
     let token = config.require_discord()?.expose().to_string();
     let store = Store::open(&config).await?;
     let provider = provider_for(&config).map_err(|e| anyhow::anyhow!(e))?;
@@ -91,11 +97,7 @@ pub async fn serve(config: Config, catalog: Catalog) -> anyhow::Result<()> {
             })
         })
         .build();
-    let mut client = serenity::ClientBuilder::new_with_http(http.build(), GatewayIntents::GUILDS)
-        .framework(framework)
-        .await
-        .context("cannot start the Discord client")?;
-    client.start().await.context("the Discord connection ended")
+    Ok(serenity::ClientBuilder::new_with_http(http.build(), GatewayIntents::GUILDS).framework(framework))
 }
 
 /// Registers the commands, with choices and limits from the catalog (which poise's attributes
