@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::ids::{DiscordId, SandboxId};
 use crate::pipeline::{recover, LaunchError, LaunchOrigin, Launcher, SandboxStatus};
 use crate::sandbox::{provider_for, SandboxError};
-use crate::store::{DiscordOrigin, Finish, Store};
+use crate::store::{DiscordOrigin, Finish, SandboxFilter, SandboxRecord, Store, StoreError};
 
 pub use render::{parse_button_id, ButtonAction};
 
@@ -41,12 +41,18 @@ pub struct Data {
 
 /// `codecourier serve`: connects to Discord and runs until the process is stopped.
 pub async fn serve(config: Config, catalog: Catalog) -> anyhow::Result<()> {
-    let mut client = client_builder(config, catalog).await?.await.context("cannot start the Discord client")?;
+    let mut client = client_builder(config, catalog)
+        .await?
+        .await
+        .context("cannot start the Discord client")?;
     client.start().await.context("the Discord connection ended")
 }
 
 /// The configured client, ready to start (tests add their own event probes to it first).
-pub async fn client_builder(config: Config, catalog: Catalog) -> anyhow::Result<serenity::ClientBuilder> {
+pub async fn client_builder(
+    config: Config,
+    catalog: Catalog,
+) -> anyhow::Result<serenity::ClientBuilder> {
     let token = config.require_discord()?.expose().to_string();
     let store = Store::open(&config).await?;
     let provider = provider_for(&config).map_err(|e| anyhow::anyhow!(e))?;
@@ -67,7 +73,7 @@ pub async fn client_builder(config: Config, catalog: Catalog) -> anyhow::Result<
             .ratelimiter_disabled(true);
     }
     let options = poise::FrameworkOptions {
-        commands: vec![launch()],
+        commands: vec![launch(), sandboxes(), sandbox()],
         on_error: |error| Box::pin(on_error(error)),
         event_handler: |ctx, event, _framework, data| Box::pin(on_event(ctx, event, data)),
         ..Default::default()
@@ -97,7 +103,10 @@ pub async fn client_builder(config: Config, catalog: Catalog) -> anyhow::Result<
             })
         })
         .build();
-    Ok(serenity::ClientBuilder::new_with_http(http.build(), GatewayIntents::GUILDS).framework(framework))
+    Ok(
+        serenity::ClientBuilder::new_with_http(http.build(), GatewayIntents::GUILDS)
+            .framework(framework),
+    )
 }
 
 /// Registers the commands, with choices and limits from the catalog (which poise's attributes
@@ -461,51 +470,8 @@ async fn on_event(
         .is_some_and(|p| p.manage_guild());
     match action {
         ButtonAction::Stop => {
-            if !(is_requester || is_admin) {
-                press.create_response(&ctx.http, reply("Only the person who launched this sandbox, or a server manager, can stop it.".into())).await?;
-                return Ok(());
-            }
-            if record.status.is_terminal() {
-                press
-                    .create_response(
-                        &ctx.http,
-                        reply(format!(
-                            "Sandbox {} already ended: {}.",
-                            id.short(),
-                            record.status
-                        )),
-                    )
-                    .await?;
-                return Ok(());
-            }
-            let token = data.running.lock().expect("lock").get(&id).cloned();
-            match token {
-                Some(token) => token.cancel(),
-                None => {
-                    if let Some(provider_id) = &record.provider_sandbox_id {
-                        match data.launcher.provider().kill(provider_id).await {
-                            Ok(()) | Err(SandboxError::NotFound(_)) => {}
-                            Err(e) => {
-                                tracing::warn!(sandbox = %id, error = %e, "could not kill the sandbox")
-                            }
-                        }
-                    }
-                    let finish = Finish {
-                        failed_phase: record.current_phase,
-                        error: Some(format!("stopped by {} from Discord", press.user.name)),
-                        ..Default::default()
-                    };
-                    data.store
-                        .finish(id, SandboxStatus::Stopped, &finish)
-                        .await?;
-                }
-            }
-            press
-                .create_response(
-                    &ctx.http,
-                    reply(format!("Stopping sandbox {}…", id.short())),
-                )
-                .await?;
+            let text = stop(data, &record, &press.user.name, is_requester || is_admin).await?;
+            press.create_response(&ctx.http, reply(text)).await?;
         }
         ButtonAction::Retry => {
             let user = DiscordId(press.user.id.get());
@@ -589,6 +555,272 @@ async fn on_event(
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Stops a sandbox for a person allowed to; the answer says what happened.
+async fn stop(
+    data: &Data,
+    record: &SandboxRecord,
+    by: &str,
+    allowed: bool,
+) -> Result<String, Error> {
+    let id = record.id;
+    if !allowed {
+        return Ok(
+            "Only the person who launched this sandbox, or a server manager, can stop it.".into(),
+        );
+    }
+    if record.status.is_terminal() {
+        return Ok(format!(
+            "Sandbox {} already ended: {}.",
+            id.short(),
+            record.status
+        ));
+    }
+    let token = data.running.lock().expect("lock").get(&id).cloned();
+    match token {
+        // Running here: the launcher stops it and records the end itself.
+        Some(token) => token.cancel(),
+        None => {
+            if let Some(provider_id) = &record.provider_sandbox_id {
+                match data.launcher.provider().kill(provider_id).await {
+                    Ok(()) | Err(SandboxError::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(sandbox = %id, error = %e, "could not kill the sandbox")
+                    }
+                }
+            }
+            let finish = Finish {
+                failed_phase: record.current_phase,
+                error: Some(format!("stopped by {by} from Discord")),
+                ..Default::default()
+            };
+            data.store
+                .finish(id, SandboxStatus::Stopped, &finish)
+                .await?;
+        }
+    }
+    Ok(format!("Stopping sandbox {}…", id.short()))
+}
+
+/// Whether the member who invoked a command may manage the server.
+fn is_admin(ctx: Context<'_>) -> bool {
+    match ctx {
+        poise::Context::Application(app) => app
+            .interaction
+            .member
+            .as_ref()
+            .and_then(|m| m.permissions)
+            .is_some_and(|p| p.manage_guild()),
+        _ => false,
+    }
+}
+
+async fn sandbox_autocomplete(
+    ctx: Context<'_>,
+    partial: &str,
+) -> Vec<serenity::AutocompleteChoice> {
+    let filter = SandboxFilter {
+        discord_channel: Some(DiscordId(ctx.channel_id().get())),
+        limit: 25,
+        ..Default::default()
+    };
+    let records = ctx
+        .data()
+        .store
+        .list_sandboxes(&filter)
+        .await
+        .unwrap_or_default();
+    records
+        .iter()
+        .filter(|r| {
+            r.id.to_string().starts_with(&partial.to_lowercase())
+                || r.request
+                    .prompt
+                    .to_lowercase()
+                    .contains(&partial.to_lowercase())
+        })
+        .map(|r| {
+            let label = render::cut(
+                &format!(
+                    "{} · {} · {}",
+                    r.id.short(),
+                    r.status,
+                    r.request.prompt.lines().next().unwrap_or_default()
+                ),
+                100,
+            );
+            serenity::AutocompleteChoice::new(label, r.id.to_string())
+        })
+        .collect()
+}
+
+async fn find(ctx: Context<'_>, id: &str) -> Result<Option<SandboxRecord>, Error> {
+    match ctx.data().store.find_sandbox(id).await {
+        Ok(record) => Ok(Some(record)),
+        Err(e @ (StoreError::NotFound(_) | StoreError::Ambiguous(..))) => {
+            ctx.send(
+                poise::CreateReply::default()
+                    .content(e.to_string())
+                    .ephemeral(true),
+            )
+            .await?;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Recent sandboxes: this channel's (default), yours, or all.
+#[poise::command(slash_command, guild_only)]
+async fn sandboxes(
+    ctx: Context<'_>,
+    #[description = "channel (default), mine or all"] show: Option<String>,
+    #[description = "Only this status"] status: Option<String>,
+) -> Result<(), Error> {
+    let mut filter = SandboxFilter {
+        limit: 15,
+        ..Default::default()
+    };
+    match show.as_deref().unwrap_or("channel") {
+        "mine" => filter.discord_user = Some(DiscordId(ctx.author().id.get())),
+        "all" => {}
+        _ => filter.discord_channel = Some(DiscordId(ctx.channel_id().get())),
+    }
+    if let Some(status) = status {
+        match status.parse() {
+            Ok(s) => filter.status = Some(s),
+            Err(e) => {
+                ctx.send(poise::CreateReply::default().content(e).ephemeral(true))
+                    .await?;
+                return Ok(());
+            }
+        }
+    }
+    let records = ctx.data().store.list_sandboxes(&filter).await?;
+    let text = if records.is_empty() {
+        "No sandboxes yet. Start one with `/launch`.".to_string()
+    } else {
+        records
+            .iter()
+            .map(|r| {
+                format!(
+                    "`{}` {} · {} · {} · <t:{}:R> — {}",
+                    r.id.short(),
+                    render::status_word(r.status),
+                    r.request.tool,
+                    render::inert(&r.request.repo.to_string()),
+                    r.created_at.timestamp(),
+                    render::inert(&render::cut(
+                        r.request.prompt.lines().next().unwrap_or_default(),
+                        60
+                    ))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    ctx.send(
+        poise::CreateReply::default()
+            .content(render::cut(&text, render::MAX_CONTENT))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inspect or control one sandbox.
+#[poise::command(
+    slash_command,
+    guild_only,
+    subcommands("sandbox_status", "sandbox_stop", "sandbox_logs")
+)]
+async fn sandbox(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Where a sandbox stands: its phases and result.
+#[poise::command(slash_command, rename = "status")]
+async fn sandbox_status(
+    ctx: Context<'_>,
+    #[description = "Sandbox id (or its first characters)"]
+    #[autocomplete = "sandbox_autocomplete"]
+    id: String,
+) -> Result<(), Error> {
+    let Some(record) = find(ctx, &id).await? else {
+        return Ok(());
+    };
+    let mut view = render::StatusView {
+        status: Some(record.status),
+        ..Default::default()
+    };
+    for p in &record.phases {
+        view.finished(
+            p.phase,
+            p.outcome,
+            p.duration_ms().unwrap_or(0),
+            p.detail.clone(),
+        );
+    }
+    let (result, _) = render::result_message(&record, None);
+    let text = format!("{}\n\n{}", render::status_message(&view), result);
+    ctx.send(
+        poise::CreateReply::default()
+            .content(render::cut(&text, render::MAX_CONTENT))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stop a running sandbox (yours, or any if you manage the server).
+#[poise::command(slash_command, rename = "stop")]
+async fn sandbox_stop(
+    ctx: Context<'_>,
+    #[description = "Sandbox id (or its first characters)"]
+    #[autocomplete = "sandbox_autocomplete"]
+    id: String,
+) -> Result<(), Error> {
+    let Some(record) = find(ctx, &id).await? else {
+        return Ok(());
+    };
+    let allowed = record.discord.user_id == Some(DiscordId(ctx.author().id.get())) || is_admin(ctx);
+    let text = stop(ctx.data(), &record, &ctx.author().name, allowed).await?;
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// A sandbox's event log, as an attached file.
+#[poise::command(slash_command, rename = "logs")]
+async fn sandbox_logs(
+    ctx: Context<'_>,
+    #[description = "Sandbox id (or its first characters)"]
+    #[autocomplete = "sandbox_autocomplete"]
+    id: String,
+) -> Result<(), Error> {
+    let Some(record) = find(ctx, &id).await? else {
+        return Ok(());
+    };
+    let events = ctx.data().store.events(record.id, 0).await?;
+    let log: String = events.iter().map(|e| e.log_line() + "\n").collect();
+    ctx.send(
+        poise::CreateReply::default()
+            .content(format!(
+                "Event log of sandbox `{}` ({} events)",
+                record.id.short(),
+                events.len()
+            ))
+            .attachment(serenity::CreateAttachment::bytes(
+                log.into_bytes(),
+                format!("sandbox-{}.log", record.id.short()),
+            ))
+            .ephemeral(true),
+    )
+    .await?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 
 use super::{Result, Store, StoreError};
-use crate::agent::AgentResult;
+use crate::agent::{AgentEvent, AgentResult};
 use crate::catalog::LaunchRequest;
 use crate::ids::{DiscordId, SandboxId};
 use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
@@ -85,6 +85,47 @@ pub struct EventRecord {
     pub payload: serde_json::Value,
 }
 
+impl EventRecord {
+    /// The event as one line of a log: time, then what happened.
+    pub fn log_line(&self) -> String {
+        let p = &self.payload;
+        let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
+        let cut = |t: &str, max: usize| match t.char_indices().nth(max) {
+            None => t.to_string(),
+            Some((i, _)) => format!("{}…", &t[..i]),
+        };
+        let what = match self.kind.as_str() {
+            "phase_started" => format!("▶ {}", text("phase")),
+            "phase_finished" => format!(
+                "{} {} {}",
+                if text("outcome") == "ok" {
+                    "✓"
+                } else {
+                    "✗"
+                },
+                text("phase"),
+                text("detail")
+            ),
+            "status" => format!("status → {}", text("status")),
+            "note" => format!("note: {}", text("message")),
+            kind => match serde_json::from_value::<AgentEvent>(p["event"].clone()) {
+                Ok(AgentEvent::Unparsed { line }) => format!("(unparsed) {}", cut(&line, 200)),
+                Ok(AgentEvent::Text { text }) => {
+                    format!("agent: {}", text.replace('\n', "\n       "))
+                }
+                Ok(AgentEvent::Result(r)) => format!(
+                    "result: {} — {}",
+                    if r.success { "success" } else { "failure" },
+                    cut(&r.text, 300)
+                ),
+                Ok(other) => other.activity().unwrap_or_else(|| kind.to_string()),
+                Err(_) => format!("{kind} {p}"),
+            },
+        };
+        format!("{} {what}", self.at.format("%H:%M:%S%.3f"))
+    }
+}
+
 /// A sandbox as stored: the launch request it was made from, where it stands, and its result.
 #[derive(Debug, Clone, Serialize)]
 pub struct SandboxRecord {
@@ -128,6 +169,10 @@ pub struct SandboxRecord {
 #[derive(Debug, Clone, Default)]
 pub struct SandboxFilter {
     pub status: Option<SandboxStatus>,
+    /// Only sandboxes launched by this Discord user.
+    pub discord_user: Option<DiscordId>,
+    /// Only sandboxes launched from this Discord channel.
+    pub discord_channel: Option<DiscordId>,
     pub limit: u32,
 }
 
@@ -262,10 +307,13 @@ impl Store {
     pub async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<SandboxRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM sandboxes WHERE (?1 IS NULL OR status = ?1)
+               AND (?3 IS NULL OR discord_user_id = ?3) AND (?4 IS NULL OR discord_channel_id = ?4)
              ORDER BY created_at DESC, rowid DESC LIMIT ?2",
         )
         .bind(filter.status.map(|s| s.as_str()))
         .bind(i64::from(filter.limit))
+        .bind(text_id(filter.discord_user))
+        .bind(text_id(filter.discord_channel))
         .fetch_all(&self.pool)
         .await?;
         let mut records = Vec::with_capacity(rows.len());
