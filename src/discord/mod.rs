@@ -3,6 +3,7 @@
 //! thread afterwards), every post has mentions disabled but the one requester ping, and buttons carry
 //! their action and sandbox in the custom id so they work after a restart.
 
+mod project;
 mod render;
 mod thread;
 
@@ -73,7 +74,7 @@ pub async fn client_builder(
             .ratelimiter_disabled(true);
     }
     let options = poise::FrameworkOptions {
-        commands: vec![launch(), sandboxes(), sandbox()],
+        commands: vec![launch(), sandboxes(), sandbox(), project::project()],
         on_error: |error| Box::pin(on_error(error)),
         event_handler: |ctx, event, _framework, data| Box::pin(on_event(ctx, event, data)),
         ..Default::default()
@@ -233,7 +234,7 @@ fn option_name(field: &str) -> &str {
     }
 }
 
-fn field_errors(errors: &[FieldError]) -> String {
+pub(crate) fn field_errors(errors: &[FieldError]) -> String {
     let mut text = String::from("That launch is not valid:\n");
     for e in errors {
         let message = e.message.replace("\"", "`");
@@ -341,6 +342,7 @@ async fn launch(
             guild_id: ctx.guild_id().map(|g| DiscordId(g.get())),
             channel_id: channel,
         }),
+        project_id: project.as_ref().map(|p| p.id),
     };
     let tool = data.catalog.tool(&request.tool).expect("validated").clone();
     let summary = render::launch_summary(&request, &tool, &origin.launched_by);
@@ -506,6 +508,7 @@ async fn on_event(
                     guild_id: press.guild_id.map(|g| DiscordId(g.get())),
                     channel_id: DiscordId(channel.get()),
                 }),
+                project_id: record.project_id,
             };
             let tool = data.catalog.tool(&request.tool).cloned();
             let prepared = match (tool, data.launcher.prepare(request.clone(), &origin).await) {
@@ -605,7 +608,7 @@ async fn stop(
 }
 
 /// Whether the member who invoked a command may manage the server.
-fn is_admin(ctx: Context<'_>) -> bool {
+pub(crate) fn is_admin(ctx: Context<'_>) -> bool {
     match ctx {
         poise::Context::Application(app) => app
             .interaction

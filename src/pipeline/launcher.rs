@@ -61,6 +61,18 @@ const TIMEOUT_GRACE: Duration = Duration::from_secs(15);
 pub struct LaunchOrigin {
     pub launched_by: String,
     pub discord: Option<DiscordOrigin>,
+    /// The project the launch belongs to (a Discord channel's); else the repository's own.
+    pub project_id: Option<i64>,
+}
+
+/// Where a project's keys and variables are stored.
+pub fn project_scope(project_id: i64) -> String {
+    format!("project:{project_id}")
+}
+
+/// Where a person's own keys are stored.
+pub fn user_scope(user: crate::ids::DiscordId) -> String {
+    format!("user:{user}")
 }
 
 /// Problems found before anything is recorded: the person launching can fix them.
@@ -230,23 +242,60 @@ impl Launcher {
         })?;
         agent::supported(tool).map_err(LaunchError::Invalid)?;
 
+        let project = match origin.project_id {
+            Some(id) => self.store.get_project(id).await?,
+            None => None,
+        };
+        let project = match project {
+            Some(p) => p,
+            None => {
+                self.store
+                    .project_for_repo(&request.repo.to_string())
+                    .await?
+            }
+        };
+        // The project's variables, under what the launch itself sets.
+        let mut request = request;
+        for (name, value) in self.store.get_env(&project_scope(project.id)).await? {
+            if !request.env.iter().any(|(n, _)| *n == name) {
+                request.env.push((name, value));
+            }
+        }
+
+        // Keys resolve: the launch's own variables, then the person's, then the project's, then
+        // CodeCourier's environment.
+        let mut scopes = Vec::new();
+        if let Some(discord) = &origin.discord {
+            scopes.push(user_scope(discord.user_id));
+        }
+        scopes.push(project_scope(project.id));
         let mut keys: Vec<(String, Secret)> = Vec::new();
         for name in tool.required_keys.iter().flatten() {
-            let value = request
+            if keys.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let mut value = request
                 .env
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| self.agent_keys.get(name).cloned());
-            if let Some(value) = value {
-                if !keys.iter().any(|(n, _)| n == name) {
-                    keys.push((name.clone(), value));
+                .map(|(_, v)| v.clone());
+            for scope in &scopes {
+                if value.is_none() {
+                    value = self.store.get_secret(scope, name).await?;
                 }
+            }
+            if let Some(value) = value.or_else(|| self.agent_keys.get(name).cloned()) {
+                keys.push((name.clone(), value));
             }
         }
         if !tool.keys_satisfied(&|k| keys.iter().any(|(n, _)| n == k)) {
+            let how = if origin.discord.is_some() {
+                "a server manager can add it with /project keys, or the operator in CodeCourier's environment"
+            } else {
+                "set it in .env or the environment, or pass it with --env"
+            };
             return Err(LaunchError::Invalid(format!(
-                "{} needs {}: set it in .env or the environment, or pass it with --env",
+                "{} needs {}: {how}",
                 tool.name,
                 tool.keys_description()
             )));

@@ -1,7 +1,5 @@
 //! Sandbox records, their phase timings and their event log.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -176,7 +174,7 @@ pub struct SandboxFilter {
     pub limit: u32,
 }
 
-const ENV_SECRET: &str = "env";
+use super::secrets::{env_to_secret, ENV_SECRET};
 
 fn env_scope(id: SandboxId) -> String {
     format!("sandbox:{id}")
@@ -236,14 +234,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if !request.env.is_empty() {
-            let values: BTreeMap<&str, &str> = request
-                .env
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.expose()))
-                .collect();
-            let json = Secret::new(serde_json::to_string(&values).context("serialising env")?);
-            self.write_secret(&mut tx, &env_scope(id), ENV_SECRET, &json)
-                .await?;
+            self.write_secret(
+                &mut tx,
+                &env_scope(id),
+                ENV_SECRET,
+                &env_to_secret(&request.env),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(id)
@@ -251,15 +248,7 @@ impl Store {
 
     /// The `--env` values of a sandbox, decrypted, in name order.
     pub async fn sandbox_env(&self, id: SandboxId) -> Result<Vec<(String, Secret)>> {
-        let Some(json) = self.get_secret(&env_scope(id), ENV_SECRET).await? else {
-            return Ok(Vec::new());
-        };
-        let values: BTreeMap<String, String> =
-            serde_json::from_str(json.expose()).context("stored env is not a JSON object")?;
-        Ok(values
-            .into_iter()
-            .map(|(n, v)| (n, Secret::new(v)))
-            .collect())
+        self.get_env(&env_scope(id)).await
     }
 
     pub async fn get_sandbox(&self, id: SandboxId) -> Result<Option<SandboxRecord>> {
