@@ -196,6 +196,7 @@ async fn bench_launch() {
                 &LaunchOrigin {
                     launched_by: "bench".into(),
                     discord: None,
+                    project_id: None,
                 },
             )
             .await

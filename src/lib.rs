@@ -7,6 +7,7 @@ pub mod agent;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod discord;
 pub mod github;
 pub mod ids;
 pub mod pipeline;

@@ -451,7 +451,7 @@ async fn after_a_crash_the_next_command_ends_the_orphaned_e2b_sandbox() {
         r["error"]
             .as_str()
             .unwrap()
-            .contains("CodeCourier stopped while this sandbox was running"),
+            .contains("CodeCourier restarted during the run (while running"),
         "{r:#}"
     );
     assert_eq!(fake.fake.vm_count(), 0, "the orphaned sandbox was killed");

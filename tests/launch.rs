@@ -488,7 +488,7 @@ fn a_launch_killed_outright_is_ended_by_the_next_command() {
         r["error"]
             .as_str()
             .unwrap()
-            .contains("CodeCourier stopped while this sandbox was running (in agent)"),
+            .contains("CodeCourier restarted during the run (while running, in agent)"),
         "{r:#}"
     );
     assert!(processes_of(r["provider_sandbox_id"].as_str().unwrap()).is_empty());

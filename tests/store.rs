@@ -290,8 +290,8 @@ async fn sandboxes_are_found_by_unique_prefix_and_listed_newest_first() {
     let all = t
         .store
         .list_sandboxes(&SandboxFilter {
-            status: None,
             limit: 10,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -304,6 +304,7 @@ async fn sandboxes_are_found_by_unique_prefix_and_listed_newest_first() {
         .list_sandboxes(&SandboxFilter {
             status: Some(SandboxStatus::Stopped),
             limit: 10,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -311,10 +312,43 @@ async fn sandboxes_are_found_by_unique_prefix_and_listed_newest_first() {
     let two = t
         .store
         .list_sandboxes(&SandboxFilter {
-            status: None,
             limit: 2,
+            ..Default::default()
         })
         .await
         .unwrap();
     assert_eq!(two.len(), 2);
+
+    let req = request(&[]);
+    let from_discord = t
+        .store
+        .insert_sandbox(&NewSandbox {
+            discord: Some(DiscordOrigin {
+                user_id: DiscordId(7),
+                guild_id: None,
+                channel_id: DiscordId(9),
+            }),
+            ..new_sandbox(&req)
+        })
+        .await
+        .unwrap();
+    for filter in [
+        SandboxFilter {
+            discord_user: Some(DiscordId(7)),
+            limit: 10,
+            ..Default::default()
+        },
+        SandboxFilter {
+            discord_channel: Some(DiscordId(9)),
+            limit: 10,
+            ..Default::default()
+        },
+    ] {
+        let found = t.store.list_sandboxes(&filter).await.unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [from_discord]
+        );
+    }
+    assert_eq!(t.store.unfinished_for_user(DiscordId(7)).await.unwrap(), 1);
 }

@@ -37,6 +37,57 @@ pub enum AgentEvent {
     Unparsed { line: String },
 }
 
+impl AgentEvent {
+    /// One line of what the agent is doing, for a live display; `None` for events not worth a line.
+    pub fn activity(&self) -> Option<String> {
+        let first_line = |t: &str| {
+            let line = t
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            clip_chars(line, 100)
+        };
+        match self {
+            AgentEvent::Started { model, .. } => Some(format!(
+                "started{}",
+                model
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            )),
+            AgentEvent::Text { text } => Some(format!("💬 {}", first_line(text))),
+            AgentEvent::ToolUse { name, summary } => {
+                Some(format!("🔧 {name}: {}", first_line(summary)))
+            }
+            AgentEvent::ToolResult { ok: false, summary } => {
+                Some(format!("✗ tool failed: {}", first_line(summary)))
+            }
+            AgentEvent::ToolResult { ok: true, .. } => None,
+            AgentEvent::ApiError { error, message } => {
+                Some(format!("API error ({error}): {}", first_line(message)))
+            }
+            AgentEvent::Retry {
+                attempt,
+                max_retries,
+                error,
+            } => Some(format!(
+                "retrying the API ({attempt}{}): {error}",
+                max_retries.map(|m| format!(" of {m}")).unwrap_or_default()
+            )),
+            AgentEvent::Result(_) | AgentEvent::Unparsed { .. } => None,
+        }
+    }
+}
+
+/// The first `max` characters, with an ellipsis when cut.
+fn clip_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((i, _)) => format!("{}…", &text[..i]),
+    }
+}
+
 /// The outcome of one agent run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentResult {
@@ -150,7 +201,7 @@ pub struct AgentPlan {
 }
 
 /// A CLI's output stream, read line by line.
-pub trait AgentStream: Send {
+pub trait AgentStream: Send + Sync {
     /// One line of standard output. Never fails: what cannot be read comes back as `Unparsed`.
     fn line(&mut self, line: &str) -> Vec<AgentEvent>;
 

@@ -104,6 +104,7 @@ pub async fn run(
     let origin = LaunchOrigin {
         launched_by: std::env::var("USER").unwrap_or_else(|_| "terminal".into()),
         discord: None,
+        project_id: None,
     };
     let prepared = launcher
         .prepare(request, &origin)

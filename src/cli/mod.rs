@@ -142,9 +142,8 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
         Command::Sandboxes(command) => sandboxes::run(&config, command).await,
         Command::Serve => {
             config.require_discord()?;
-            Err(CliError::Failed(anyhow::anyhow!(
-                "the Discord bot is not part of this build yet; use `codecourier launch` from the terminal"
-            )))
+            crate::discord::serve(config, catalog).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Scan => Err(CliError::Failed(anyhow::anyhow!(
             "issue sessions are not part of this build yet"

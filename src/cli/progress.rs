@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::agent::AgentEvent;
 use crate::ids::SandboxId;
 use crate::pipeline::{Phase, PhaseOutcome, ProgressEvent, ProgressSink};
 
@@ -44,42 +43,6 @@ impl TerminalProgress {
 
 fn seconds(ms: i64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
-}
-
-/// One line of what the agent is doing.
-pub fn activity(event: &AgentEvent) -> Option<String> {
-    let first_line = |t: &str| {
-        crate::cli::sandboxes::truncate(t.lines().find(|l| !l.trim().is_empty()).unwrap_or(""), 100)
-    };
-    match event {
-        AgentEvent::Started { model, .. } => Some(format!(
-            "started{}",
-            model
-                .as_ref()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default()
-        )),
-        AgentEvent::Text { text } => Some(format!("💬 {}", first_line(text))),
-        AgentEvent::ToolUse { name, summary } => {
-            Some(format!("🔧 {name}: {}", first_line(summary)))
-        }
-        AgentEvent::ToolResult { ok: false, summary } => {
-            Some(format!("✗ tool failed: {}", first_line(summary)))
-        }
-        AgentEvent::ToolResult { ok: true, .. } => None,
-        AgentEvent::ApiError { error, message } => {
-            Some(format!("API error ({error}): {}", first_line(message)))
-        }
-        AgentEvent::Retry {
-            attempt,
-            max_retries,
-            error,
-        } => Some(format!(
-            "retrying the API ({attempt}{}): {error}",
-            max_retries.map(|m| format!(" of {m}")).unwrap_or_default()
-        )),
-        AgentEvent::Result(_) | AgentEvent::Unparsed { .. } => None,
-    }
 }
 
 impl ProgressSink for TerminalProgress {
@@ -132,7 +95,7 @@ impl ProgressSink for TerminalProgress {
                 None => eprintln!("  {message}"),
             },
             ProgressEvent::Agent { event } => {
-                if let Some(text) = activity(event) {
+                if let Some(text) = event.activity() {
                     match bars.get(&Phase::Agent) {
                         Some(bar) => bar.set_message(text),
                         None => eprintln!("  {text}"),

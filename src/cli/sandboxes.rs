@@ -8,7 +8,7 @@ use super::CliError;
 use crate::config::Config;
 use crate::pipeline::{recover, PhaseOutcome, SandboxStatus};
 use crate::sandbox::{provider_for, SandboxError};
-use crate::store::{EventRecord, Finish, SandboxFilter, SandboxRecord, Store};
+use crate::store::{Finish, SandboxFilter, SandboxRecord, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SandboxesCommand {
@@ -58,7 +58,11 @@ pub async fn run(config: &Config, command: SandboxesCommand) -> Result<ExitCode,
             json,
         } => {
             let records = store
-                .list_sandboxes(&SandboxFilter { status, limit })
+                .list_sandboxes(&SandboxFilter {
+                    status,
+                    limit,
+                    ..Default::default()
+                })
                 .await?;
             if json {
                 println!(
@@ -119,11 +123,7 @@ pub async fn run(config: &Config, command: SandboxesCommand) -> Result<ExitCode,
                         serde_json::to_string(&event).expect("event serialises")
                     );
                 } else {
-                    println!(
-                        "{} {}",
-                        event.at.format("%H:%M:%S%.3f"),
-                        describe_event(&event)
-                    );
+                    println!("{}", event.log_line());
                 }
             }
         }
@@ -232,41 +232,5 @@ fn print_record(r: &SandboxRecord) {
             .map(|p| format!(" in {p}"))
             .unwrap_or_default();
         println!("Failed{phase}: {error}");
-    }
-}
-
-/// One event as a line of the log.
-fn describe_event(event: &EventRecord) -> String {
-    let p = &event.payload;
-    let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
-    match event.kind.as_str() {
-        "phase_started" => format!("▶ {}", text("phase")),
-        "phase_finished" => format!(
-            "{} {} {}",
-            if text("outcome") == "ok" {
-                "✓"
-            } else {
-                "✗"
-            },
-            text("phase"),
-            text("detail")
-        ),
-        "status" => format!("status → {}", text("status")),
-        "note" => format!("note: {}", text("message")),
-        kind => match serde_json::from_value::<crate::agent::AgentEvent>(p["event"].clone()) {
-            Ok(crate::agent::AgentEvent::Unparsed { line }) => {
-                format!("(unparsed) {}", truncate(&line, 200))
-            }
-            Ok(crate::agent::AgentEvent::Text { text }) => {
-                format!("agent: {}", text.replace('\n', "\n       "))
-            }
-            Ok(crate::agent::AgentEvent::Result(r)) => format!(
-                "result: {} — {}",
-                if r.success { "success" } else { "failure" },
-                truncate(&r.text, 300)
-            ),
-            Ok(other) => crate::cli::progress::activity(&other).unwrap_or_else(|| kind.to_string()),
-            Err(_) => format!("{kind} {p}"),
-        },
     }
 }

@@ -41,6 +41,18 @@ const TOKEN_VAR: &str = "CODECOURIER_GIT_TOKEN";
 const CREDENTIAL_HELPER: &str = "!f() { test -n \"$CODECOURIER_GIT_TOKEN\" || exit 0; echo username=x-access-token; echo \"password=$CODECOURIER_GIT_TOKEN\"; }; f";
 /// How much of a failing command's output an error shows.
 const ERROR_TAIL: usize = 1500;
+/// Host settings an npm install inside a local sandbox needs to reach the registry as the host does.
+const NPM_HOST_SETTINGS: [&str; 9] = [
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "npm_config_registry",
+    "npm_config_cafile",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+];
 /// Past the sandbox's own timeout, how long before the launcher stops waiting for the provider.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(15);
 
@@ -49,6 +61,18 @@ const TIMEOUT_GRACE: Duration = Duration::from_secs(15);
 pub struct LaunchOrigin {
     pub launched_by: String,
     pub discord: Option<DiscordOrigin>,
+    /// The project the launch belongs to (a Discord channel's); else the repository's own.
+    pub project_id: Option<i64>,
+}
+
+/// Where a project's keys and variables are stored.
+pub fn project_scope(project_id: i64) -> String {
+    format!("project:{project_id}")
+}
+
+/// Where a person's own keys are stored.
+pub fn user_scope(user: crate::ids::DiscordId) -> String {
+    format!("user:{user}")
 }
 
 /// Problems found before anything is recorded: the person launching can fix them.
@@ -58,6 +82,12 @@ pub enum LaunchError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Prepared {
+    pub fn request(&self) -> &LaunchRequest {
+        &self.request
+    }
 }
 
 /// A launch that passed validation and has its record.
@@ -195,6 +225,11 @@ impl Launcher {
         &self.provider
     }
 
+    /// Hides the configured secrets in text bound for people (error replies, say).
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
+    }
+
     /// The validate and record phases. Nothing is recorded when validation fails.
     pub async fn prepare(
         &self,
@@ -207,23 +242,60 @@ impl Launcher {
         })?;
         agent::supported(tool).map_err(LaunchError::Invalid)?;
 
+        let project = match origin.project_id {
+            Some(id) => self.store.get_project(id).await?,
+            None => None,
+        };
+        let project = match project {
+            Some(p) => p,
+            None => {
+                self.store
+                    .project_for_repo(&request.repo.to_string())
+                    .await?
+            }
+        };
+        // The project's variables, under what the launch itself sets.
+        let mut request = request;
+        for (name, value) in self.store.get_env(&project_scope(project.id)).await? {
+            if !request.env.iter().any(|(n, _)| *n == name) {
+                request.env.push((name, value));
+            }
+        }
+
+        // Keys resolve: the launch's own variables, then the person's, then the project's, then
+        // CodeCourier's environment.
+        let mut scopes = Vec::new();
+        if let Some(discord) = &origin.discord {
+            scopes.push(user_scope(discord.user_id));
+        }
+        scopes.push(project_scope(project.id));
         let mut keys: Vec<(String, Secret)> = Vec::new();
         for name in tool.required_keys.iter().flatten() {
-            let value = request
+            if keys.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let mut value = request
                 .env
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| self.agent_keys.get(name).cloned());
-            if let Some(value) = value {
-                if !keys.iter().any(|(n, _)| n == name) {
-                    keys.push((name.clone(), value));
+                .map(|(_, v)| v.clone());
+            for scope in &scopes {
+                if value.is_none() {
+                    value = self.store.get_secret(scope, name).await?;
                 }
+            }
+            if let Some(value) = value.or_else(|| self.agent_keys.get(name).cloned()) {
+                keys.push((name.clone(), value));
             }
         }
         if !tool.keys_satisfied(&|k| keys.iter().any(|(n, _)| n == k)) {
+            let how = if origin.discord.is_some() {
+                "a server manager can add it with /project keys, or the operator in CodeCourier's environment"
+            } else {
+                "set it in .env or the environment, or pass it with --env"
+            };
             return Err(LaunchError::Invalid(format!(
-                "{} needs {}: set it in .env or the environment, or pass it with --env",
+                "{} needs {}: {how}",
                 tool.name,
                 tool.keys_description()
             )));
@@ -1118,6 +1190,15 @@ impl Launcher {
             shell_quote(package)
         ));
         install.cwd = Some(crate::sandbox::HOME.into());
+        if self.provider.name() == "local" {
+            // A local sandbox reaches the registry the way this machine does: same CA bundle and
+            // proxy settings (its own npm config under --prefix would not carry them).
+            for name in NPM_HOST_SETTINGS {
+                if let Ok(value) = std::env::var(name) {
+                    install.env.push((name.to_string(), Secret::new(value)));
+                }
+            }
+        }
         self.sh(
             run,
             Phase::ToolSetup,

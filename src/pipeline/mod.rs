@@ -8,7 +8,7 @@ mod recovery;
 mod status;
 
 pub use events::{Fanout, NoProgress, ProgressEvent, ProgressSink};
-pub use launcher::{LaunchError, LaunchOrigin, Launcher, Prepared};
+pub use launcher::{project_scope, user_scope, LaunchError, LaunchOrigin, Launcher, Prepared};
 pub use naming::{branch_name, slug};
 pub use recovery::recover;
 pub use status::{IllegalTransition, Phase, PhaseOutcome, SandboxStatus};

@@ -45,9 +45,9 @@ pub async fn recover(
         }
         let phase = record.current_phase;
         let error = format!(
-            "CodeCourier stopped while this sandbox was {}{}; its work was not saved. Launch it again.",
+            "CodeCourier restarted during the run (while {}{}); its work was not saved. Launch it again.",
             record.status,
-            phase.map(|p| format!(" (in {p})")).unwrap_or_default()
+            phase.map(|p| format!(", in {p}")).unwrap_or_default()
         );
         store
             .finish(

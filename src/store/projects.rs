@@ -62,6 +62,50 @@ impl Store {
         Ok(project)
     }
 
+    /// Binds a Discord channel to a repository (creating or updating its project).
+    pub async fn bind_channel_project(
+        &self,
+        channel: crate::ids::DiscordId,
+        guild: Option<crate::ids::DiscordId>,
+        repo: &str,
+        base_branch: Option<&str>,
+        system_prompt: Option<&str>,
+    ) -> Result<Project> {
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO projects (name, repo, base_branch, system_prompt, discord_guild_id, discord_channel_id, created_at, updated_at)
+             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (discord_channel_id) DO UPDATE SET
+                name = excluded.name, repo = excluded.repo, base_branch = excluded.base_branch,
+                system_prompt = excluded.system_prompt, updated_at = excluded.updated_at",
+        )
+        .bind(repo)
+        .bind(base_branch)
+        .bind(system_prompt)
+        .bind(guild.map(|g| g.to_string()))
+        .bind(channel.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .project_for_channel(channel)
+            .await?
+            .expect("the row was just written"))
+    }
+
+    /// The project a Discord channel is bound to, if any.
+    pub async fn project_for_channel(
+        &self,
+        channel: crate::ids::DiscordId,
+    ) -> Result<Option<Project>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM projects WHERE discord_channel_id = ?1"
+        ))
+        .bind(channel.to_string())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn get_project(&self, id: i64) -> Result<Option<Project>> {
         Ok(
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM projects WHERE id = ?1"))

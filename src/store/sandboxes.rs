@@ -1,7 +1,5 @@
 //! Sandbox records, their phase timings and their event log.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -9,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 
 use super::{Result, Store, StoreError};
-use crate::agent::AgentResult;
+use crate::agent::{AgentEvent, AgentResult};
 use crate::catalog::LaunchRequest;
 use crate::ids::{DiscordId, SandboxId};
 use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
@@ -85,6 +83,47 @@ pub struct EventRecord {
     pub payload: serde_json::Value,
 }
 
+impl EventRecord {
+    /// The event as one line of a log: time, then what happened.
+    pub fn log_line(&self) -> String {
+        let p = &self.payload;
+        let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
+        let cut = |t: &str, max: usize| match t.char_indices().nth(max) {
+            None => t.to_string(),
+            Some((i, _)) => format!("{}…", &t[..i]),
+        };
+        let what = match self.kind.as_str() {
+            "phase_started" => format!("▶ {}", text("phase")),
+            "phase_finished" => format!(
+                "{} {} {}",
+                if text("outcome") == "ok" {
+                    "✓"
+                } else {
+                    "✗"
+                },
+                text("phase"),
+                text("detail")
+            ),
+            "status" => format!("status → {}", text("status")),
+            "note" => format!("note: {}", text("message")),
+            kind => match serde_json::from_value::<AgentEvent>(p["event"].clone()) {
+                Ok(AgentEvent::Unparsed { line }) => format!("(unparsed) {}", cut(&line, 200)),
+                Ok(AgentEvent::Text { text }) => {
+                    format!("agent: {}", text.replace('\n', "\n       "))
+                }
+                Ok(AgentEvent::Result(r)) => format!(
+                    "result: {} — {}",
+                    if r.success { "success" } else { "failure" },
+                    cut(&r.text, 300)
+                ),
+                Ok(other) => other.activity().unwrap_or_else(|| kind.to_string()),
+                Err(_) => format!("{kind} {p}"),
+            },
+        };
+        format!("{} {what}", self.at.format("%H:%M:%S%.3f"))
+    }
+}
+
 /// A sandbox as stored: the launch request it was made from, where it stands, and its result.
 #[derive(Debug, Clone, Serialize)]
 pub struct SandboxRecord {
@@ -128,10 +167,14 @@ pub struct SandboxRecord {
 #[derive(Debug, Clone, Default)]
 pub struct SandboxFilter {
     pub status: Option<SandboxStatus>,
+    /// Only sandboxes launched by this Discord user.
+    pub discord_user: Option<DiscordId>,
+    /// Only sandboxes launched from this Discord channel.
+    pub discord_channel: Option<DiscordId>,
     pub limit: u32,
 }
 
-const ENV_SECRET: &str = "env";
+use super::secrets::{env_to_secret, ENV_SECRET};
 
 fn env_scope(id: SandboxId) -> String {
     format!("sandbox:{id}")
@@ -191,14 +234,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if !request.env.is_empty() {
-            let values: BTreeMap<&str, &str> = request
-                .env
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.expose()))
-                .collect();
-            let json = Secret::new(serde_json::to_string(&values).context("serialising env")?);
-            self.write_secret(&mut tx, &env_scope(id), ENV_SECRET, &json)
-                .await?;
+            self.write_secret(
+                &mut tx,
+                &env_scope(id),
+                ENV_SECRET,
+                &env_to_secret(&request.env),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(id)
@@ -206,15 +248,7 @@ impl Store {
 
     /// The `--env` values of a sandbox, decrypted, in name order.
     pub async fn sandbox_env(&self, id: SandboxId) -> Result<Vec<(String, Secret)>> {
-        let Some(json) = self.get_secret(&env_scope(id), ENV_SECRET).await? else {
-            return Ok(Vec::new());
-        };
-        let values: BTreeMap<String, String> =
-            serde_json::from_str(json.expose()).context("stored env is not a JSON object")?;
-        Ok(values
-            .into_iter()
-            .map(|(n, v)| (n, Secret::new(v)))
-            .collect())
+        self.get_env(&env_scope(id)).await
     }
 
     pub async fn get_sandbox(&self, id: SandboxId) -> Result<Option<SandboxRecord>> {
@@ -262,10 +296,13 @@ impl Store {
     pub async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<SandboxRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM sandboxes WHERE (?1 IS NULL OR status = ?1)
+               AND (?3 IS NULL OR discord_user_id = ?3) AND (?4 IS NULL OR discord_channel_id = ?4)
              ORDER BY created_at DESC, rowid DESC LIMIT ?2",
         )
         .bind(filter.status.map(|s| s.as_str()))
         .bind(i64::from(filter.limit))
+        .bind(text_id(filter.discord_user))
+        .bind(text_id(filter.discord_channel))
         .fetch_all(&self.pool)
         .await?;
         let mut records = Vec::with_capacity(rows.len());
@@ -342,6 +379,53 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The Discord thread and status message that show this sandbox.
+    pub async fn set_discord_thread(
+        &self,
+        id: SandboxId,
+        thread: DiscordId,
+        status_message: DiscordId,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sandboxes SET discord_thread_id = ?1, discord_status_message_id = ?2, updated_at = ?3
+             WHERE id = ?4",
+        )
+        .bind(thread.to_string())
+        .bind(status_message.to_string())
+        .bind(Utc::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_discord_result_message(
+        &self,
+        id: SandboxId,
+        message: DiscordId,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sandboxes SET discord_result_message_id = ?1, updated_at = ?2 WHERE id = ?3",
+        )
+        .bind(message.to_string())
+        .bind(Utc::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many sandboxes a Discord user has that have not ended (for the per-user cap).
+    pub async fn unfinished_for_user(&self, user: DiscordId) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sandboxes WHERE discord_user_id = ?1
+             AND status IN ('creating', 'provisioning', 'setting_up', 'running')",
+        )
+        .bind(user.to_string())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Records a phase that ran before the record existed (validate, record) with its real times.

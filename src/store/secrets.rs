@@ -57,3 +57,47 @@ impl Store {
         Ok(Some(Secret::new(text)))
     }
 }
+
+/// Variables (a sandbox's `--env`, a project's environment) are stored as one secret: a JSON object.
+pub(super) const ENV_SECRET: &str = "env";
+
+pub(super) fn env_to_secret(pairs: &[(String, Secret)]) -> Secret {
+    let values: std::collections::BTreeMap<&str, &str> = pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.expose()))
+        .collect();
+    Secret::new(serde_json::to_string(&values).expect("a map of strings serialises"))
+}
+
+impl Store {
+    /// The variables stored under `scope`, decrypted, in name order.
+    pub async fn get_env(&self, scope: &str) -> Result<Vec<(String, Secret)>> {
+        let Some(json) = self.get_secret(scope, ENV_SECRET).await? else {
+            return Ok(Vec::new());
+        };
+        let values: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(json.expose()).map_err(|_| {
+                anyhow::anyhow!("stored variables of {scope} are not a JSON object")
+            })?;
+        Ok(values
+            .into_iter()
+            .map(|(n, v)| (n, Secret::new(v)))
+            .collect())
+    }
+
+    /// Replaces the variables stored under `scope`.
+    pub async fn put_env(&self, scope: &str, pairs: &[(String, Secret)]) -> Result<()> {
+        self.put_secret(scope, ENV_SECRET, &env_to_secret(pairs))
+            .await
+    }
+
+    /// Which secrets exist under `scope`, by name (never their values).
+    pub async fn secret_names(&self, scope: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT name FROM secrets WHERE scope = ?1 ORDER BY name")
+                .bind(scope)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}

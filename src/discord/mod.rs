@@ -1,0 +1,871 @@
+//! The Discord bot: serenity's gateway client with poise commands, on the launcher. Interactions are
+//! answered within Discord's three seconds (validation and the record are quick; the run happens in a
+//! thread afterwards), every post has mentions disabled but the one requester ping, and buttons carry
+//! their action and sandbox in the custom id so they work after a restart.
+
+mod project;
+mod render;
+mod thread;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use poise::serenity_prelude as serenity;
+use serenity::{
+    ChannelId, CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseMessage,
+    GatewayIntents, GuildId, Mentionable,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, FieldError, LaunchInput, LaunchRequest};
+use crate::config::Config;
+use crate::ids::{DiscordId, SandboxId};
+use crate::pipeline::{recover, LaunchError, LaunchOrigin, Launcher, SandboxStatus};
+use crate::sandbox::{provider_for, SandboxError};
+use crate::store::{DiscordOrigin, Finish, SandboxFilter, SandboxRecord, Store, StoreError};
+
+pub use render::{parse_button_id, ButtonAction};
+
+type Error = anyhow::Error;
+type Context<'a> = poise::Context<'a, Data, Error>;
+
+/// Shared state of the bot.
+pub struct Data {
+    launcher: Arc<Launcher>,
+    store: Store,
+    catalog: Catalog,
+    config: Arc<Config>,
+    /// Launches running in this process, so Stop can end them at once.
+    running: Arc<Mutex<HashMap<SandboxId, CancellationToken>>>,
+}
+
+/// `codecourier serve`: connects to Discord and runs until the process is stopped.
+pub async fn serve(config: Config, catalog: Catalog) -> anyhow::Result<()> {
+    let mut client = client_builder(config, catalog)
+        .await?
+        .await
+        .context("cannot start the Discord client")?;
+    client.start().await.context("the Discord connection ended")
+}
+
+/// The configured client, ready to start (tests add their own event probes to it first).
+pub async fn client_builder(
+    config: Config,
+    catalog: Catalog,
+) -> anyhow::Result<serenity::ClientBuilder> {
+    let token = config.require_discord()?.expose().to_string();
+    let store = Store::open(&config).await?;
+    let provider = provider_for(&config).map_err(|e| anyhow::anyhow!(e))?;
+    let launcher = Arc::new(Launcher::new(
+        &config,
+        store.clone(),
+        provider.clone(),
+        catalog.clone(),
+    ));
+    let config = Arc::new(config);
+
+    let mut http = serenity::HttpBuilder::new(&token);
+    if config.discord.api_base != "https://discord.com" {
+        // serenity's ratelimiter ignores the proxy and would talk to discord.com: it must be off
+        // for DISCORD_API_BASE to take effect (the bot's own edit coalescing keeps it polite).
+        http = http
+            .proxy(config.discord.api_base.clone())
+            .ratelimiter_disabled(true);
+    }
+    let options = poise::FrameworkOptions {
+        commands: vec![launch(), sandboxes(), sandbox(), project::project()],
+        on_error: |error| Box::pin(on_error(error)),
+        event_handler: |ctx, event, _framework, data| Box::pin(on_event(ctx, event, data)),
+        ..Default::default()
+    };
+    let setup_config = config.clone();
+    let framework = poise::Framework::builder()
+        .options(options)
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                register(
+                    ctx,
+                    &framework.options().commands,
+                    &catalog,
+                    setup_config.discord.guild_id,
+                )
+                .await?;
+                tracing::info!(user = %ready.user.name, "connected to Discord");
+                let data = Data {
+                    launcher,
+                    store,
+                    catalog,
+                    config: setup_config,
+                    running: Arc::new(Mutex::new(HashMap::new())),
+                };
+                announce_recovered(ctx, &data, provider.as_ref()).await;
+                Ok(data)
+            })
+        })
+        .build();
+    Ok(
+        serenity::ClientBuilder::new_with_http(http.build(), GatewayIntents::GUILDS)
+            .framework(framework),
+    )
+}
+
+/// Registers the commands, with choices and limits from the catalog (which poise's attributes
+/// cannot express: the catalog is data, not code).
+async fn register(
+    ctx: &serenity::Context,
+    commands: &[poise::Command<Data, Error>],
+    catalog: &Catalog,
+    guild: Option<DiscordId>,
+) -> anyhow::Result<()> {
+    let mut payload = Vec::new();
+    for command in poise::builtins::create_application_commands(commands) {
+        let mut value = serde_json::to_value(&command)?;
+        if value["name"] == "launch" {
+            patch_launch_options(&mut value, catalog);
+        }
+        payload.push(value);
+    }
+    match guild {
+        Some(guild) => {
+            ctx.http
+                .create_guild_commands(GuildId::new(guild.0), &payload)
+                .await?;
+        }
+        None => {
+            ctx.http.create_global_commands(&payload).await?;
+        }
+    }
+    Ok(())
+}
+
+fn patch_launch_options(command: &mut serde_json::Value, catalog: &Catalog) {
+    let limits = catalog.limits;
+    let Some(options) = command["options"].as_array_mut() else {
+        return;
+    };
+    for option in options {
+        let choices = |names: Vec<(String, String)>| {
+            serde_json::Value::Array(
+                names
+                    .into_iter()
+                    .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+                    .collect(),
+            )
+        };
+        match option["name"].as_str().unwrap_or_default() {
+            "tool" => {
+                option["choices"] = choices(
+                    catalog
+                        .tools
+                        .iter()
+                        .map(|t| (t.name.clone(), t.id.clone()))
+                        .collect(),
+                )
+            }
+            "effort" => {
+                option["choices"] = choices(
+                    ["high", "medium", "low", "none"]
+                        .iter()
+                        .map(|e| (e.to_string(), e.to_string()))
+                        .collect(),
+                )
+            }
+            "pr" => {
+                option["choices"] = choices(
+                    ["draft", "ready", "none"]
+                        .iter()
+                        .map(|e| (e.to_string(), e.to_string()))
+                        .collect(),
+                )
+            }
+            "memory_mb" => {
+                option["min_value"] = limits.memory_mb.min.into();
+                option["max_value"] = limits.memory_mb.max.into();
+            }
+            "cpus" => {
+                option["min_value"] = limits.cpus.min.into();
+                option["max_value"] = limits.cpus.max.into();
+            }
+            "timeout_minutes" => {
+                option["min_value"] = limits.timeout_ms.min.div_ceil(60_000).into();
+                option["max_value"] = (limits.timeout_ms.max / 60_000).into();
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
+    match error {
+        poise::FrameworkError::Command { error, ctx, .. } => {
+            tracing::warn!(command = ctx.command().name, error = %format!("{error:#}"), "command failed");
+            let text = ctx
+                .data()
+                .launcher_redact(&format!("Something went wrong: {error:#}"));
+            let _ = ctx
+                .send(
+                    poise::CreateReply::default()
+                        .content(render::cut(&text, render::MAX_CONTENT))
+                        .ephemeral(true)
+                        .allowed_mentions(CreateAllowedMentions::new()),
+                )
+                .await;
+        }
+        other => {
+            if let Err(e) = poise::builtins::on_error(other).await {
+                tracing::warn!(error = %e, "could not report an error");
+            }
+        }
+    }
+}
+
+impl Data {
+    fn launcher_redact(&self, text: &str) -> String {
+        self.launcher.redact(text)
+    }
+}
+
+/// Discord's name for a launch field (the terminal's flags differ).
+fn option_name(field: &str) -> &str {
+    match field {
+        "timeout" => "timeout_minutes",
+        other => other,
+    }
+}
+
+pub(crate) fn field_errors(errors: &[FieldError]) -> String {
+    let mut text = String::from("That launch is not valid:\n");
+    for e in errors {
+        let message = e.message.replace("\"", "`");
+        text.push_str(&format!(
+            "• **{}**: {}\n",
+            option_name(e.field),
+            render::inert(&message)
+        ));
+    }
+    render::cut(&text, render::MAX_CONTENT)
+}
+
+async fn model_autocomplete(ctx: Context<'_>, partial: &str) -> Vec<String> {
+    let tool = match ctx {
+        poise::Context::Application(app) => app
+            .interaction
+            .data
+            .options
+            .iter()
+            .find(|o| o.name == "tool")
+            .and_then(|o| o.value.as_str().map(str::to_string)),
+        _ => None,
+    };
+    let catalog = &ctx.data().catalog;
+    let tool = tool
+        .and_then(|t| catalog.tool(&t).cloned())
+        .unwrap_or_else(|| catalog.default_tool().clone());
+    tool.models
+        .iter()
+        .filter(|m| m.to_lowercase().contains(&partial.to_lowercase()))
+        .take(25)
+        .cloned()
+        .collect()
+}
+
+/// Launch a coding agent in a sandbox.
+#[allow(clippy::too_many_arguments)]
+#[poise::command(slash_command, guild_only)]
+async fn launch(
+    ctx: Context<'_>,
+    #[description = "What the agent should do"] prompt: String,
+    #[description = "Agent CLI (default: the catalog's default)"] tool: Option<String>,
+    #[description = "Model for the chosen tool"]
+    #[autocomplete = "model_autocomplete"]
+    model: Option<String>,
+    #[description = "Thinking effort"] effort: Option<String>,
+    #[description = "Memory in MB"] memory_mb: Option<i64>,
+    #[description = "CPUs"] cpus: Option<i64>,
+    #[description = "Timeout in minutes"] timeout_minutes: Option<i64>,
+    #[description = "Sandbox template, [namespace/]alias[:tag]"] template: Option<String>,
+    #[description = "owner/name or a GitHub URL (default: this channel's project)"] repo: Option<
+        String,
+    >,
+    #[description = "Branch to start from (default: the repository's default branch)"] base_branch: Option<String>,
+    #[description = "Pull request: draft (default), ready or none"] pr: Option<String>,
+) -> Result<(), Error> {
+    let data = ctx.data();
+    let user = DiscordId(ctx.author().id.get());
+    if let Some(refusal) = launch_refusal(ctx, user).await? {
+        ctx.send(
+            poise::CreateReply::default()
+                .content(refusal)
+                .ephemeral(true),
+        )
+        .await?;
+        return Ok(());
+    }
+    let channel = DiscordId(ctx.channel_id().get());
+    let project = data.store.project_for_channel(channel).await?;
+    let input = LaunchInput {
+        prompt: Some(prompt),
+        repo: repo.or_else(|| project.as_ref().map(|p| p.repo.clone())),
+        base_branch: base_branch.or_else(|| project.as_ref().and_then(|p| p.base_branch.clone())),
+        tool,
+        model,
+        effort,
+        memory_mb,
+        cpus,
+        timeout: timeout_minutes.map(|m| format!("{m}m")),
+        template,
+        pr,
+        ..Default::default()
+    };
+    let request = match input.validate(&data.catalog, data.config.allow_local_repos) {
+        Ok(r) => r,
+        Err(errors) => {
+            let mut text = field_errors(&errors.0);
+            if errors.field("repo").is_some() && project.is_none() {
+                text.push_str("\nThis channel has no project: pass `repo`.");
+            }
+            ctx.send(
+                poise::CreateReply::default()
+                    .content(text)
+                    .ephemeral(true)
+                    .allowed_mentions(CreateAllowedMentions::new()),
+            )
+            .await?;
+            return Ok(());
+        }
+    };
+    let origin = LaunchOrigin {
+        launched_by: ctx.author().name.clone(),
+        discord: Some(DiscordOrigin {
+            user_id: user,
+            guild_id: ctx.guild_id().map(|g| DiscordId(g.get())),
+            channel_id: channel,
+        }),
+        project_id: project.as_ref().map(|p| p.id),
+    };
+    let tool = data.catalog.tool(&request.tool).expect("validated").clone();
+    let summary = render::launch_summary(&request, &tool, &origin.launched_by);
+    let prepared = match data.launcher.prepare(request, &origin).await {
+        Ok(p) => p,
+        Err(LaunchError::Invalid(message)) => {
+            ctx.send(
+                poise::CreateReply::default()
+                    .content(render::inert(&message))
+                    .ephemeral(true),
+            )
+            .await?;
+            return Ok(());
+        }
+        Err(LaunchError::Store(e)) => return Err(e.into()),
+    };
+    let reply = ctx
+        .send(
+            poise::CreateReply::default()
+                .content(summary)
+                .allowed_mentions(CreateAllowedMentions::new()),
+        )
+        .await?;
+    let message = reply.message().await?.into_owned();
+    thread::follow(
+        ctx.serenity_context().http.clone(),
+        data.handles(),
+        ctx.channel_id(),
+        message.id,
+        prepared,
+        ctx.author().id,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Why this user may not launch now, if they may not.
+async fn launch_refusal(ctx: Context<'_>, user: DiscordId) -> Result<Option<String>, Error> {
+    let data = ctx.data();
+    let allowed = &data.config.allowed_roles;
+    if !allowed.is_empty() {
+        let member = ctx.author_member().await;
+        let roles: Vec<u64> = member
+            .map(|m| m.roles.iter().map(|r| r.get()).collect())
+            .unwrap_or_default();
+        let mut names = Vec::new();
+        if let Some(guild) = ctx.guild_id() {
+            if let Ok(all) = guild.roles(ctx.http()).await {
+                names = roles
+                    .iter()
+                    .filter_map(|r| {
+                        all.get(&serenity::RoleId::new(*r))
+                            .map(|role| role.name.clone())
+                    })
+                    .collect();
+            }
+        }
+        let permitted = allowed
+            .iter()
+            .any(|a| roles.iter().any(|r| r.to_string() == *a) || names.iter().any(|n| n == a));
+        if !permitted {
+            return Ok(Some(format!(
+                "Only members with one of these roles may launch: {}. Ask a server manager.",
+                allowed.join(", ")
+            )));
+        }
+    }
+    let running = data.store.unfinished_for_user(user).await?;
+    let cap = data.config.max_running_per_user;
+    if running >= i64::from(cap) {
+        return Ok(Some(format!(
+            "You already have {running} sandboxes running (the limit is {cap}). Stop one with its Stop button, or wait for one to finish."
+        )));
+    }
+    Ok(None)
+}
+
+impl Data {
+    fn handles(&self) -> thread::Handles {
+        thread::Handles {
+            launcher: self.launcher.clone(),
+            store: self.store.clone(),
+            running: self.running.clone(),
+        }
+    }
+}
+
+async fn on_event(
+    ctx: &serenity::Context,
+    event: &serenity::FullEvent,
+    data: &Data,
+) -> Result<(), Error> {
+    let serenity::FullEvent::InteractionCreate {
+        interaction: serenity::Interaction::Component(press),
+    } = event
+    else {
+        return Ok(());
+    };
+    let Some((action, id)) = parse_button_id(&press.data.custom_id) else {
+        return Ok(());
+    };
+    let reply = |text: String| {
+        CreateInteractionResponse::Message(
+            CreateInteractionResponseMessage::new()
+                .content(render::cut(&text, render::MAX_CONTENT))
+                .ephemeral(true)
+                .allowed_mentions(CreateAllowedMentions::new()),
+        )
+    };
+    let Some(record) = data.store.get_sandbox(id).await? else {
+        press
+            .create_response(
+                &ctx.http,
+                reply(format!(
+                    "Sandbox {} is not in this bot's records.",
+                    id.short()
+                )),
+            )
+            .await?;
+        return Ok(());
+    };
+    let is_requester = record.discord.user_id == Some(DiscordId(press.user.id.get()));
+    let is_admin = press
+        .member
+        .as_ref()
+        .and_then(|m| m.permissions)
+        .is_some_and(|p| p.manage_guild());
+    match action {
+        ButtonAction::Stop => {
+            let text = stop(data, &record, &press.user.name, is_requester || is_admin).await?;
+            press.create_response(&ctx.http, reply(text)).await?;
+        }
+        ButtonAction::Retry => {
+            let user = DiscordId(press.user.id.get());
+            if !(is_requester || is_admin) {
+                press.create_response(&ctx.http, reply("Only the person who launched this sandbox, or a server manager, can retry it.".into())).await?;
+                return Ok(());
+            }
+            let running = data.store.unfinished_for_user(user).await?;
+            if running >= i64::from(data.config.max_running_per_user) {
+                press
+                    .create_response(
+                        &ctx.http,
+                        reply(format!(
+                            "You already have {running} sandboxes running (the limit is {}).",
+                            data.config.max_running_per_user
+                        )),
+                    )
+                    .await?;
+                return Ok(());
+            }
+            let mut request: LaunchRequest = record.request.clone();
+            request.env = data.store.sandbox_env(id).await?;
+            let channel = record
+                .discord
+                .channel_id
+                .map(|c| ChannelId::new(c.0))
+                .unwrap_or(press.channel_id);
+            let origin = LaunchOrigin {
+                launched_by: press.user.name.clone(),
+                discord: Some(DiscordOrigin {
+                    user_id: user,
+                    guild_id: press.guild_id.map(|g| DiscordId(g.get())),
+                    channel_id: DiscordId(channel.get()),
+                }),
+                project_id: record.project_id,
+            };
+            let tool = data.catalog.tool(&request.tool).cloned();
+            let prepared = match (tool, data.launcher.prepare(request.clone(), &origin).await) {
+                (Some(tool), Ok(prepared)) => (tool, prepared),
+                (_, Err(LaunchError::Invalid(message))) => {
+                    press.create_response(&ctx.http, reply(message)).await?;
+                    return Ok(());
+                }
+                (None, _) => {
+                    press
+                        .create_response(
+                            &ctx.http,
+                            reply(format!(
+                                "The tool {} is no longer in the catalog.",
+                                request.tool
+                            )),
+                        )
+                        .await?;
+                    return Ok(());
+                }
+                (_, Err(LaunchError::Store(e))) => return Err(e.into()),
+            };
+            press
+                .create_response(
+                    &ctx.http,
+                    reply(format!("Launching sandbox {} again…", id.short())),
+                )
+                .await?;
+            let (tool, prepared) = prepared;
+            let summary = render::launch_summary(&request, &tool, &origin.launched_by);
+            let message = channel
+                .send_message(
+                    &ctx.http,
+                    serenity::CreateMessage::new()
+                        .content(format!("🔁 Retry of `{}`\n{summary}", id.short()))
+                        .allowed_mentions(CreateAllowedMentions::new()),
+                )
+                .await?;
+            thread::follow(
+                ctx.http.clone(),
+                data.handles(),
+                channel,
+                message.id,
+                prepared,
+                press.user.id,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops a sandbox for a person allowed to; the answer says what happened.
+async fn stop(
+    data: &Data,
+    record: &SandboxRecord,
+    by: &str,
+    allowed: bool,
+) -> Result<String, Error> {
+    let id = record.id;
+    if !allowed {
+        return Ok(
+            "Only the person who launched this sandbox, or a server manager, can stop it.".into(),
+        );
+    }
+    if record.status.is_terminal() {
+        return Ok(format!(
+            "Sandbox {} already ended: {}.",
+            id.short(),
+            record.status
+        ));
+    }
+    let token = data.running.lock().expect("lock").get(&id).cloned();
+    match token {
+        // Running here: the launcher stops it and records the end itself.
+        Some(token) => token.cancel(),
+        None => {
+            if let Some(provider_id) = &record.provider_sandbox_id {
+                match data.launcher.provider().kill(provider_id).await {
+                    Ok(()) | Err(SandboxError::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(sandbox = %id, error = %e, "could not kill the sandbox")
+                    }
+                }
+            }
+            let finish = Finish {
+                failed_phase: record.current_phase,
+                error: Some(format!("stopped by {by} from Discord")),
+                ..Default::default()
+            };
+            data.store
+                .finish(id, SandboxStatus::Stopped, &finish)
+                .await?;
+        }
+    }
+    Ok(format!("Stopping sandbox {}…", id.short()))
+}
+
+/// Whether the member who invoked a command may manage the server.
+pub(crate) fn is_admin(ctx: Context<'_>) -> bool {
+    match ctx {
+        poise::Context::Application(app) => app
+            .interaction
+            .member
+            .as_ref()
+            .and_then(|m| m.permissions)
+            .is_some_and(|p| p.manage_guild()),
+        _ => false,
+    }
+}
+
+async fn sandbox_autocomplete(
+    ctx: Context<'_>,
+    partial: &str,
+) -> Vec<serenity::AutocompleteChoice> {
+    let filter = SandboxFilter {
+        discord_channel: Some(DiscordId(ctx.channel_id().get())),
+        limit: 25,
+        ..Default::default()
+    };
+    let records = ctx
+        .data()
+        .store
+        .list_sandboxes(&filter)
+        .await
+        .unwrap_or_default();
+    records
+        .iter()
+        .filter(|r| {
+            r.id.to_string().starts_with(&partial.to_lowercase())
+                || r.request
+                    .prompt
+                    .to_lowercase()
+                    .contains(&partial.to_lowercase())
+        })
+        .map(|r| {
+            let label = render::cut(
+                &format!(
+                    "{} · {} · {}",
+                    r.id.short(),
+                    r.status,
+                    r.request.prompt.lines().next().unwrap_or_default()
+                ),
+                100,
+            );
+            serenity::AutocompleteChoice::new(label, r.id.to_string())
+        })
+        .collect()
+}
+
+async fn find(ctx: Context<'_>, id: &str) -> Result<Option<SandboxRecord>, Error> {
+    match ctx.data().store.find_sandbox(id).await {
+        Ok(record) => Ok(Some(record)),
+        Err(e @ (StoreError::NotFound(_) | StoreError::Ambiguous(..))) => {
+            ctx.send(
+                poise::CreateReply::default()
+                    .content(e.to_string())
+                    .ephemeral(true),
+            )
+            .await?;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Recent sandboxes: this channel's (default), yours, or all.
+#[poise::command(slash_command, guild_only)]
+async fn sandboxes(
+    ctx: Context<'_>,
+    #[description = "channel (default), mine or all"] show: Option<String>,
+    #[description = "Only this status"] status: Option<String>,
+) -> Result<(), Error> {
+    let mut filter = SandboxFilter {
+        limit: 15,
+        ..Default::default()
+    };
+    match show.as_deref().unwrap_or("channel") {
+        "mine" => filter.discord_user = Some(DiscordId(ctx.author().id.get())),
+        "all" => {}
+        _ => filter.discord_channel = Some(DiscordId(ctx.channel_id().get())),
+    }
+    if let Some(status) = status {
+        match status.parse() {
+            Ok(s) => filter.status = Some(s),
+            Err(e) => {
+                ctx.send(poise::CreateReply::default().content(e).ephemeral(true))
+                    .await?;
+                return Ok(());
+            }
+        }
+    }
+    let records = ctx.data().store.list_sandboxes(&filter).await?;
+    let text = if records.is_empty() {
+        "No sandboxes yet. Start one with `/launch`.".to_string()
+    } else {
+        records
+            .iter()
+            .map(|r| {
+                format!(
+                    "`{}` {} · {} · {} · <t:{}:R> — {}",
+                    r.id.short(),
+                    render::status_word(r.status),
+                    r.request.tool,
+                    render::inert(&r.request.repo.to_string()),
+                    r.created_at.timestamp(),
+                    render::inert(&render::cut(
+                        r.request.prompt.lines().next().unwrap_or_default(),
+                        60
+                    ))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    ctx.send(
+        poise::CreateReply::default()
+            .content(render::cut(&text, render::MAX_CONTENT))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inspect or control one sandbox.
+#[poise::command(
+    slash_command,
+    guild_only,
+    subcommands("sandbox_status", "sandbox_stop", "sandbox_logs")
+)]
+async fn sandbox(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Where a sandbox stands: its phases and result.
+#[poise::command(slash_command, rename = "status")]
+async fn sandbox_status(
+    ctx: Context<'_>,
+    #[description = "Sandbox id (or its first characters)"]
+    #[autocomplete = "sandbox_autocomplete"]
+    id: String,
+) -> Result<(), Error> {
+    let Some(record) = find(ctx, &id).await? else {
+        return Ok(());
+    };
+    let mut view = render::StatusView {
+        status: Some(record.status),
+        ..Default::default()
+    };
+    for p in &record.phases {
+        view.finished(
+            p.phase,
+            p.outcome,
+            p.duration_ms().unwrap_or(0),
+            p.detail.clone(),
+        );
+    }
+    let (result, _) = render::result_message(&record, None);
+    let text = format!("{}\n\n{}", render::status_message(&view), result);
+    ctx.send(
+        poise::CreateReply::default()
+            .content(render::cut(&text, render::MAX_CONTENT))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stop a running sandbox (yours, or any if you manage the server).
+#[poise::command(slash_command, rename = "stop")]
+async fn sandbox_stop(
+    ctx: Context<'_>,
+    #[description = "Sandbox id (or its first characters)"]
+    #[autocomplete = "sandbox_autocomplete"]
+    id: String,
+) -> Result<(), Error> {
+    let Some(record) = find(ctx, &id).await? else {
+        return Ok(());
+    };
+    let allowed = record.discord.user_id == Some(DiscordId(ctx.author().id.get())) || is_admin(ctx);
+    let text = stop(ctx.data(), &record, &ctx.author().name, allowed).await?;
+    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+/// A sandbox's event log, as an attached file.
+#[poise::command(slash_command, rename = "logs")]
+async fn sandbox_logs(
+    ctx: Context<'_>,
+    #[description = "Sandbox id (or its first characters)"]
+    #[autocomplete = "sandbox_autocomplete"]
+    id: String,
+) -> Result<(), Error> {
+    let Some(record) = find(ctx, &id).await? else {
+        return Ok(());
+    };
+    let events = ctx.data().store.events(record.id, 0).await?;
+    let log: String = events.iter().map(|e| e.log_line() + "\n").collect();
+    ctx.send(
+        poise::CreateReply::default()
+            .content(format!(
+                "Event log of sandbox `{}` ({} events)",
+                record.id.short(),
+                events.len()
+            ))
+            .attachment(serenity::CreateAttachment::bytes(
+                log.into_bytes(),
+                format!("sandbox-{}.log", record.id.short()),
+            ))
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+/// After a restart: unfinished sandboxes nobody runs any more are ended, and their threads told.
+async fn announce_recovered(
+    ctx: &serenity::Context,
+    data: &Data,
+    provider: &dyn crate::sandbox::SandboxProvider,
+) {
+    let ended = match recover(&data.store, provider).await {
+        Ok(ended) => ended,
+        Err(e) => {
+            tracing::warn!(error = %e, "recovery failed");
+            return;
+        }
+    };
+    for id in ended {
+        let Ok(Some(record)) = data.store.get_sandbox(id).await else {
+            continue;
+        };
+        let Some(thread_id) = record.discord.thread_id else {
+            continue;
+        };
+        let mention = record
+            .discord
+            .user_id
+            .map(|u| serenity::UserId::new(u.0).mention().to_string());
+        let (text, _) = render::result_message(&record, mention.as_deref());
+        let mut allowed = CreateAllowedMentions::new();
+        if let Some(user) = record.discord.user_id {
+            allowed = allowed.users([serenity::UserId::new(user.0)]);
+        }
+        let result = ChannelId::new(thread_id.0)
+            .send_message(
+                &ctx.http,
+                serenity::CreateMessage::new()
+                    .content(text)
+                    .allowed_mentions(allowed),
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(sandbox = %id, error = %e, "could not tell the thread about the restart");
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! `/project`: bind a channel to a repository with its instructions and variables, and store the
+//! keys its launches use. Keys and variable values go in through modals, are stored encrypted, and
+//! are never shown again: `/project show` lists names only. Needs Manage Server.
+
+use poise::serenity_prelude as serenity;
+use poise::Modal;
+use serenity::CreateAllowedMentions;
+
+use super::{is_admin, render, Context, Error};
+use crate::catalog::{LaunchInput, RepoRef};
+use crate::config::AGENT_KEY_VARS;
+use crate::ids::DiscordId;
+use crate::pipeline::{project_scope, user_scope};
+use crate::secret::Secret;
+
+#[derive(Debug, Default, Modal)]
+#[name = "Project for this channel"]
+struct ProjectSetup {
+    #[name = "Repository (owner/name or GitHub URL)"]
+    #[placeholder = "acme/widgets"]
+    repo: String,
+    #[name = "Base branch (empty: the default branch)"]
+    base_branch: Option<String>,
+    #[name = "Instructions for every agent"]
+    #[paragraph]
+    #[max_length = 4000]
+    system_prompt: Option<String>,
+    #[name = "Variables, one KEY=VALUE per line"]
+    #[paragraph]
+    #[placeholder = "NODE_ENV=test"]
+    variables: Option<String>,
+}
+
+#[derive(Debug, Default, Modal)]
+#[name = "API keys (stored encrypted)"]
+struct Keys {
+    #[name = "ANTHROPIC_API_KEY (Claude Code)"]
+    anthropic: Option<String>,
+    #[name = "CLAUDE_CODE_OAUTH_TOKEN (Claude Code)"]
+    claude_oauth: Option<String>,
+    #[name = "OPENAI_API_KEY (Codex)"]
+    openai: Option<String>,
+    #[name = "OPENROUTER_API_KEY (OpenCode, Pi)"]
+    openrouter: Option<String>,
+}
+
+async fn ephemeral(ctx: Context<'_>, text: String) -> Result<(), Error> {
+    ctx.send(
+        poise::CreateReply::default()
+            .content(render::cut(&text, render::MAX_CONTENT))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Configure this channel's project.
+#[poise::command(slash_command, guild_only, subcommands("setup", "keys", "show"))]
+pub async fn project(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Bind this channel to a repository, with instructions and variables for every launch (Manage Server).
+#[poise::command(slash_command, guild_only)]
+async fn setup(ctx: Context<'_>) -> Result<(), Error> {
+    let poise::Context::Application(app) = ctx else {
+        return Ok(());
+    };
+    if !is_admin(ctx) {
+        return ephemeral(
+            ctx,
+            "Only server managers can set up a channel's project.".into(),
+        )
+        .await;
+    }
+    let store = &ctx.data().store;
+    let channel = DiscordId(ctx.channel_id().get());
+    let current = store.project_for_channel(channel).await?;
+    let defaults = ProjectSetup {
+        repo: current.as_ref().map(|p| p.repo.clone()).unwrap_or_default(),
+        base_branch: current.as_ref().and_then(|p| p.base_branch.clone()),
+        system_prompt: current.as_ref().and_then(|p| p.system_prompt.clone()),
+        // Values are secrets: never put back on screen.
+        variables: None,
+    };
+    let Some(form) = ProjectSetup::execute_with_defaults(app, defaults).await? else {
+        return Ok(());
+    };
+    // The same rules as a launch, so a bad repository is caught now, not at the first /launch.
+    let check = LaunchInput {
+        prompt: Some("check".into()),
+        repo: Some(form.repo.clone()),
+        base_branch: form.base_branch.clone(),
+        env: form
+            .variables
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        ..Default::default()
+    };
+    let request = match check.validate(&ctx.data().catalog, ctx.data().config.allow_local_repos) {
+        Ok(r) => r,
+        Err(errors) => return ephemeral(ctx, super::field_errors(&errors.0)).await,
+    };
+    let repo = match &request.repo {
+        RepoRef::Github { owner, name } => format!("{owner}/{name}"),
+        RepoRef::Local { path } => path.display().to_string(),
+    };
+    let project = store
+        .bind_channel_project(
+            channel,
+            ctx.guild_id().map(|g| DiscordId(g.get())),
+            &repo,
+            request.base_branch.as_deref(),
+            form.system_prompt
+                .as_deref()
+                .filter(|p| !p.trim().is_empty()),
+        )
+        .await?;
+    if form.variables.is_some() {
+        store
+            .put_env(&project_scope(project.id), &request.env)
+            .await?;
+    }
+    let names: Vec<&str> = request.env.iter().map(|(n, _)| n.as_str()).collect();
+    ephemeral(
+        ctx,
+        format!(
+            "This channel now launches against **{}**{}.{}",
+            render::inert(&project.repo),
+            project
+                .base_branch
+                .as_deref()
+                .map(|b| format!(" from `{b}`"))
+                .unwrap_or_default(),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" Variables stored: {}.", names.join(", "))
+            }
+        ),
+    )
+    .await
+}
+
+/// Store API keys for this channel's project, or for yourself (they are never shown again).
+#[poise::command(slash_command, guild_only)]
+async fn keys(
+    ctx: Context<'_>,
+    #[description = "project (default, Manage Server) or me (only your launches use them)"]
+    r#for: Option<String>,
+) -> Result<(), Error> {
+    let poise::Context::Application(app) = ctx else {
+        return Ok(());
+    };
+    let store = &ctx.data().store;
+    let (scope, whose) = if r#for.as_deref() == Some("me") {
+        (
+            user_scope(DiscordId(ctx.author().id.get())),
+            "your".to_string(),
+        )
+    } else {
+        if !is_admin(ctx) {
+            return ephemeral(ctx, "Only server managers can set a project's keys; `for: me` stores keys only your launches use.".into()).await;
+        }
+        let Some(project) = store
+            .project_for_channel(DiscordId(ctx.channel_id().get()))
+            .await?
+        else {
+            return ephemeral(
+                ctx,
+                "This channel has no project yet: run `/project setup` first.".into(),
+            )
+            .await;
+        };
+        (project_scope(project.id), format!("{}'s", project.repo))
+    };
+    let Some(form) = Keys::execute(app).await? else {
+        return Ok(());
+    };
+    let given = [
+        (AGENT_KEY_VARS[0], form.anthropic),
+        (AGENT_KEY_VARS[1], form.claude_oauth),
+        (AGENT_KEY_VARS[2], form.openai),
+        (AGENT_KEY_VARS[3], form.openrouter),
+    ];
+    let mut stored = Vec::new();
+    for (name, value) in given {
+        if let Some(value) = value
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+        {
+            store.put_secret(&scope, name, &Secret::new(value)).await?;
+            stored.push(name);
+        }
+    }
+    let text = if stored.is_empty() {
+        "No key given; nothing changed.".to_string()
+    } else {
+        format!(
+            "Stored {} for {whose} launches (encrypted; never shown again): {}.",
+            if stored.len() == 1 { "one key" } else { "keys" },
+            stored.join(", ")
+        )
+    };
+    ephemeral(ctx, text).await
+}
+
+/// What this channel's project uses: repository, instructions, variable and key names.
+#[poise::command(slash_command, guild_only)]
+async fn show(ctx: Context<'_>) -> Result<(), Error> {
+    let store = &ctx.data().store;
+    let Some(project) = store
+        .project_for_channel(DiscordId(ctx.channel_id().get()))
+        .await?
+    else {
+        return ephemeral(
+            ctx,
+            "This channel has no project yet: a server manager can run `/project setup`.".into(),
+        )
+        .await;
+    };
+    let scope = project_scope(project.id);
+    let variables: Vec<String> = store
+        .get_env(&scope)
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let keys: Vec<String> = store
+        .secret_names(&scope)
+        .await?
+        .into_iter()
+        .filter(|n| n != "env")
+        .collect();
+    let mine: Vec<String> = store
+        .secret_names(&user_scope(DiscordId(ctx.author().id.get())))
+        .await?;
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let text = format!(
+        "**{}** · base {}\nInstructions: {}\nVariables: {}\nProject keys: {}\nYour keys: {}\nLearnings: {} lines",
+        render::inert(&project.repo),
+        project.base_branch.as_deref().unwrap_or("default branch"),
+        project.system_prompt.as_deref().map(|p| render::inert(&render::cut(p, 300))).unwrap_or_else(|| "none".into()),
+        list(&variables),
+        list(&keys),
+        list(&mine),
+        project.learnings.lines().count(),
+    );
+    ephemeral(ctx, text).await
+}
