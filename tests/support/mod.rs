@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_anthropic;
+pub mod fake_discord;
 pub mod fake_e2b;
 pub mod fake_openai_responses;
 pub mod openapi;
