@@ -1177,3 +1177,35 @@ async fn interaction_callbacks_follow_discords_rules() {
     fake.take_unread();
     finish(fake, probe, bot).await;
 }
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_at_identify() {
+    let fake = FakeDiscord::start().await;
+    let http = serenity::HttpBuilder::new("not-the-token")
+        .proxy(fake.api_base())
+        .ratelimiter_disabled(true)
+        .build();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let mut client = ClientBuilder::new_with_http(http, GatewayIntents::GUILDS)
+        .event_handler(Handler { errors })
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(T, client.start())
+        .await
+        .expect("serenity gives up on a refused token");
+    assert!(
+        matches!(
+            result,
+            Err(serenity::Error::Gateway(
+                serenity::GatewayError::InvalidAuthentication
+            ))
+        ),
+        "{result:?}"
+    );
+    let connection = fake.wait_closed(0, T).await;
+    assert!(!connection.ready_sent);
+    // The gateway lookup still went to the fake, not to discord.com.
+    let gateway = fake.wait_for("GET", "/gateway", T).await;
+    assert_eq!(gateway.status, 200);
+    fake.assert_no_unread();
+}

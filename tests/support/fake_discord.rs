@@ -391,8 +391,12 @@ impl FakeDiscord {
     }
 
     pub async fn start_with(config: Config) -> Self {
-        // reqwest sends even loopback requests through an environment proxy; the fake would then
-        // never see them (FAKE_DISCORD.md §2).
+        // reqwest sends even loopback requests through an environment proxy unless NO_PROXY
+        // exempts them; the fake would then never see them (FAKE_DISCORD.md §2).
+        let exempt = ["NO_PROXY", "no_proxy"].iter().any(|var| {
+            std::env::var(var)
+                .is_ok_and(|v| v.split(',').any(|h| matches!(h.trim(), "*" | "127.0.0.1")))
+        });
         for var in [
             "HTTP_PROXY",
             "HTTPS_PROXY",
@@ -402,8 +406,9 @@ impl FakeDiscord {
             "all_proxy",
         ] {
             assert!(
-                std::env::var_os(var).is_none(),
-                "{var} is set: serenity's HTTP client would send the fake's requests through it"
+                exempt || std::env::var_os(var).is_none(),
+                "{var} is set: serenity's HTTP client would send the fake's requests through it \
+                 (add 127.0.0.1 to NO_PROXY)"
             );
         }
         let rest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1142,10 +1147,15 @@ fn answer(
     if !in_api {
         return serve_file(w, req);
     }
-    // Interaction callbacks and interaction webhooks are authenticated by their token alone.
-    let token_route = req.path.starts_with("/interactions/") || req.path.starts_with("/webhooks/");
+    // Interaction callbacks and interaction webhooks are authenticated by their token alone, and
+    // `GET /gateway` needs no authentication. Answering it whatever the token also keeps serenity
+    // on the fake: when it fails, serenity falls back to the real gateway (FAKE_DISCORD.md §3).
+    // A wrong token is refused at IDENTIFY instead (close 4004), as Discord does.
+    let open_route = req.path.starts_with("/interactions/")
+        || req.path.starts_with("/webhooks/")
+        || (req.method == "GET" && req.path == "/gateway");
     let expected = format!("Bot {}", inner.config.token);
-    if !token_route && authorization != Some(expected.as_str()) {
+    if !open_route && authorization != Some(expected.as_str()) {
         return Reply::error(401, 0, "401: Unauthorized");
     }
     route_api(inner, w, req)
@@ -1344,6 +1354,7 @@ fn route_api(inner: &Inner, w: &mut World, req: &Req) -> Reply {
             create_thread(inner, w, req, channel, Some(message))
         }
         ("POST", ["channels", _, "typing"]) => Reply::no_content(),
+        ("PUT" | "DELETE", ["channels", _, "pins", _]) => Reply::no_content(),
         ("PUT" | "DELETE", ["channels", _, "messages", _, "reactions", ..]) => Reply::no_content(),
         ("PUT" | "DELETE", ["channels", _, "thread-members", _]) => Reply::no_content(),
         ("GET", ["channels", _, "thread-members"]) => Reply::ok(json!([])),
@@ -1731,6 +1742,9 @@ fn post_message(inner: &Inner, w: &mut World, req: &Req, channel: &str) -> Reply
         message["message_reference"] = b["message_reference"].clone();
     }
     w.messages.insert(message_id, message.clone());
+    if let Some(channel) = w.channels.get_mut(&channel_id) {
+        channel["last_message_id"] = json!(message_id.to_string());
+    }
     Reply::ok(message)
 }
 
