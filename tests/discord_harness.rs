@@ -478,7 +478,7 @@ async fn handshake_and_command_registration() {
     assert_eq!(registered.len(), 7);
     assert!(registered
         .iter()
-        .all(|c| c["id"].is_string() && c["application_id"] == APP_ID.to_string()));
+        .all(|c| c["id"].is_string() && c["application_id"] == json!(APP_ID.to_string())));
 
     // Heartbeats are ACKed, so serenity keeps its one connection.
     fake.wait_heartbeats(connection.index, 2, T).await;
@@ -1037,6 +1037,23 @@ async fn reconnect_request_resumes_the_session() {
     )
     .await;
     assert_eq!(fake.connections().len(), 2, "no extra reconnects");
+
+    // A dropped connection (close 4000, "unknown error") is resumed too, the sequence intact.
+    fake.drop_connection(4000);
+    let again = fake.wait_resumed(T).await;
+    assert_eq!(again.index, 2);
+    assert_eq!(
+        again.resume.unwrap()["d"]["seq"],
+        3,
+        "READY, RESUMED, one dispatch"
+    );
+    let id = fake.snowflake();
+    fake.dispatch(
+        "INTERACTION_CREATE",
+        slash(id, "tok-again", "ping", json!([]), ALICE),
+    );
+    fake.wait_for("POST", format!("/interactions/{id}/tok-again/callback"), T)
+        .await;
     finish(fake, probe, bot).await;
 }
 

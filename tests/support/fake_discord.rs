@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -563,13 +563,13 @@ impl FakeDiscord {
     /// Like `dispatch` without the check: for tests that send malformed payloads on purpose.
     pub fn dispatch_unchecked(&self, event: &str, d: Value) {
         let mut w = self.world();
+        let Some(conn) = w.live_connection() else {
+            // Not panicking with the lock held keeps the fake usable for the failure report.
+            let seen = w.describe();
+            drop(w);
+            panic!("dispatch {event}: no gateway session is ready (wait_ready first)\n{seen}");
+        };
         w.learn_from_dispatch(event, &d);
-        let conn = w.live_connection().unwrap_or_else(|| {
-            panic!(
-                "dispatch {event}: no gateway session is ready (wait_ready first)\n{}",
-                w.describe()
-            )
-        });
         let session = w.connections[conn].info.session_id.clone().unwrap();
         let seq = w.sessions.get_mut(&session).unwrap();
         *seq += 1;
@@ -758,8 +758,8 @@ impl FakeDiscord {
 
     // ------------------------------------------------------------------ helpers
 
-    fn world(&self) -> std::sync::MutexGuard<'_, World> {
-        self.inner.world.lock().unwrap()
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.inner.world()
     }
 
     /// Re-checks `f` whenever the world changes until it yields, or panics after `timeout`
@@ -781,16 +781,20 @@ impl FakeDiscord {
                 return found;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\n{}",
-                    self.world().describe()
-                );
+                let seen = self.world().describe();
+                panic!("timed out after {timeout:?} waiting for {what}\n{seen}");
             }
         }
     }
 }
 
 impl Inner {
+    /// The world, even after a panic elsewhere poisoned the lock: a failing test should still get
+    /// its report of what the fake saw.
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn snowflake(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -1069,7 +1073,7 @@ async fn rest_handler(
     let query = uri.query().unwrap_or_default().to_string();
     let authorization = header("authorization");
 
-    let mut w = inner.world.lock().unwrap();
+    let mut w = inner.world();
     let req = Req {
         method: method.as_str(),
         path: &path,
@@ -1547,7 +1551,7 @@ fn callback(inner: &Inner, w: &mut World, req: &Req, interaction: &str, token: &
         2 => matches!(response_type, 4 | 5 | 9),
         3 => matches!(response_type, 4 | 5 | 6 | 7 | 9),
         4 => response_type == 8,
-        5 => matches!(response_type, 4 | 5 | 6 | 7),
+        5 => matches!(response_type, 4..=7),
         _ => true,
     };
     if !allowed {
@@ -2451,6 +2455,8 @@ fn guess_content_type(filename: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Gateway.
 
+// tungstenite's handshake callback type is fixed; its large error type is not ours to box.
+#[allow(clippy::result_large_err)]
 async fn serve_gateway(stream: tokio::net::TcpStream, inner: Arc<Inner>) {
     let mut uri = String::new();
     let callback = |req: &Request, resp: WsResponse| -> Result<WsResponse, ErrorResponse> {
@@ -2463,7 +2469,7 @@ async fn serve_gateway(stream: tokio::net::TcpStream, inner: Arc<Inner>) {
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let index = {
-        let mut w = inner.world.lock().unwrap();
+        let mut w = inner.world();
         let index = w.connections.len();
         w.connections.push(Conn {
             info: GatewayConnection {
@@ -2536,7 +2542,7 @@ async fn serve_gateway(stream: tokio::net::TcpStream, inner: Arc<Inner>) {
 }
 
 fn close_connection(inner: &Inner, index: usize, close_code: Option<u16>) {
-    let mut w = inner.world.lock().unwrap();
+    let mut w = inner.world();
     let info = &mut w.connections[index].info;
     info.open = false;
     info.close_code = close_code;
@@ -2546,7 +2552,7 @@ fn close_connection(inner: &Inner, index: usize, close_code: Option<u16>) {
 
 /// After the READY/RESUMED frame is on the wire, waiters may see it.
 fn mark_sent(inner: &Inner, index: usize) {
-    let mut w = inner.world.lock().unwrap();
+    let mut w = inner.world();
     let info = &mut w.connections[index].info;
     let changed = (info.identify.is_some() && !info.ready_sent)
         || (info.resume.is_some() && info.session_id.is_some() && !info.resumed_sent);
@@ -2564,7 +2570,7 @@ fn mark_sent(inner: &Inner, index: usize) {
 
 /// The fake's answers to one client frame.
 fn handle_gateway_frame(inner: &Inner, index: usize, payload: Value) -> Vec<Outgoing> {
-    let mut w = inner.world.lock().unwrap();
+    let mut w = inner.world();
     let op = payload["op"].as_u64();
     let out = match op {
         Some(1) => {
