@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use serenity::{
     AutoArchiveDuration, ButtonStyle, ChannelId, ChannelType, ClientBuilder, Command,
     ComponentInteractionDataKind, CreateActionRow, CreateAttachment, CreateButton, CreateCommand,
-    CreateInteractionResponse, CreateInteractionResponseMessage, CreateMessage, CreateSelectMenu,
-    CreateSelectMenuKind, CreateSelectMenuOption, CreateThread, EditInteractionResponse,
-    EditMessage, GatewayIntents, GuildId, Interaction, ShardManager, UserId,
+    CreateEmbed, CreateEmbedFooter, CreateInteractionResponse, CreateInteractionResponseMessage,
+    CreateMessage, CreateSelectMenu, CreateSelectMenuKind, CreateSelectMenuOption, CreateThread,
+    EditInteractionResponse, EditMessage, GatewayIntents, GuildId, Interaction, ShardManager,
+    UserId,
 };
 use support::fake_discord::*;
 
@@ -295,8 +296,15 @@ impl Handler {
                         ],
                     },
                 ));
+                let embed = CreateEmbed::new()
+                    .title("Run 42")
+                    .description("Waiting for approval")
+                    .field("Model", "opus", true)
+                    .colour(0x5865F2)
+                    .footer(CreateEmbedFooter::new("codecourier"));
                 let message = CreateInteractionResponseMessage::new()
                     .content("pong")
+                    .embed(embed)
                     .components(vec![buttons, select]);
                 cmd.create_response(&ctx.http, CreateInteractionResponse::Message(message))
                     .await
@@ -597,12 +605,15 @@ async fn component_interactions_are_acknowledged() {
             .len(),
         2
     );
-    // The message the buttons are on, as the fake stored it from the bot's own answer.
+    assert_eq!(callback.body["data"]["embeds"][0]["title"], "Run 42");
+    // The message the buttons are on, as the fake stored it from the bot's own answer. The
+    // checked dispatches below prove serenity reads its echoed embed and components.
     let message = fake.original_response("tok-ping").unwrap();
     assert_eq!(
         message["components"][0]["components"][0]["custom_id"],
         "approve"
     );
+    assert_eq!(message["embeds"][0]["fields"][0]["name"], "Model");
 
     // A button: acknowledged without a visible answer (type 6), then a channel message.
     let press = fake.snowflake();

@@ -60,8 +60,8 @@ pub const BOB: u64 = 1_100_000_000_000_000_102;
 pub const BOT_TOKEN: &str = "fake-discord-bot-token";
 
 // Permission bits (https://discord.com/developers/docs/topics/permissions).
-pub const ADD_REACTIONS: u64 = 1 << 6;
 pub const MANAGE_GUILD: u64 = 1 << 5;
+pub const ADD_REACTIONS: u64 = 1 << 6;
 pub const VIEW_CHANNEL: u64 = 1 << 10;
 pub const SEND_MESSAGES: u64 = 1 << 11;
 pub const MANAGE_MESSAGES: u64 = 1 << 13;
@@ -86,7 +86,7 @@ pub const PERMS_MEMBER: u64 = VIEW_CHANNEL
     | USE_APPLICATION_COMMANDS;
 /// An ordinary member who also has Manage Server.
 pub const PERMS_MANAGE_SERVER: u64 = PERMS_MEMBER | MANAGE_GUILD;
-/// What the bot's role adds.
+/// The bot's role: an ordinary member's permissions plus managing messages and threads.
 pub const PERMS_BOT: u64 = PERMS_MEMBER | MANAGE_MESSAGES | MANAGE_THREADS | CREATE_PRIVATE_THREADS;
 
 /// Real Discord answers with this error body when it rate-limits a route.
@@ -169,7 +169,7 @@ impl Recorded {
             .is_some_and(|c| c.starts_with("multipart/form-data"))
     }
 
-    /// `METHOD /path?query -> status`, for failure messages.
+    /// A header of the fake's answer, by case-insensitive name.
     pub fn response_header(&self, name: &str) -> Option<&str> {
         self.response_headers
             .iter()
@@ -177,6 +177,7 @@ impl Recorded {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `METHOD /path?query -> status`, for failure messages.
     pub fn summary(&self) -> String {
         let query = if self.query.is_empty() {
             String::new()
@@ -523,7 +524,7 @@ impl FakeDiscord {
         .await
     }
 
-    /// Waits until connection `index` has sent at least `n` heartbeats (each already ACKed).
+    /// Waits until connection `index` has sent at least `n` heartbeats (the fake ACKs each).
     pub async fn wait_heartbeats(
         &self,
         index: usize,
@@ -1563,7 +1564,7 @@ fn callback(inner: &Inner, w: &mut World, req: &Req, interaction: &str, token: &
     }
     let data = &req.body["data"];
     let errors = match response_type {
-        4 | 7 => validate_message(data, req.files.len(), response_type == 4, "data"),
+        4 | 7 => validate_message(data, req.files.len(), "data"),
         8 => validate_choices(data),
         9 => validate_modal(data),
         _ => Vec::new(),
@@ -1640,7 +1641,7 @@ fn interaction_webhook(
     );
     match (method, rest) {
         ("POST", []) => {
-            let errors = validate_message(req.body, req.files.len(), true, "");
+            let errors = validate_message(req.body, req.files.len(), "");
             if !errors.is_empty() {
                 return invalid_form_owned(errors);
             }
@@ -1674,7 +1675,7 @@ fn interaction_webhook(
             match method {
                 "GET" => Reply::ok(w.messages[&message_id].clone()),
                 "PATCH" => {
-                    let errors = validate_message(req.body, req.files.len(), false, "");
+                    let errors = validate_message(req.body, req.files.len(), "");
                     if !errors.is_empty() {
                         return invalid_form_owned(errors);
                     }
@@ -1735,7 +1736,7 @@ fn post_message(inner: &Inner, w: &mut World, req: &Req, channel: &str) -> Reply
     if !has_content {
         return Reply::error(400, 50006, "Cannot send an empty message");
     }
-    let errors = validate_message(b, req.files.len(), true, "");
+    let errors = validate_message(b, req.files.len(), "");
     if !errors.is_empty() {
         return invalid_form_owned(errors);
     }
@@ -1765,7 +1766,7 @@ fn edit_channel_message(
     if snowflake_of(&previous["author"]["id"]) != Some(BOT_ID) {
         return Reply::error(403, 50005, "Cannot edit a message authored by another user");
     }
-    let errors = validate_message(req.body, req.files.len(), false, "");
+    let errors = validate_message(req.body, req.files.len(), "");
     if !errors.is_empty() {
         return invalid_form_owned(errors);
     }
@@ -2030,7 +2031,7 @@ fn check_count(errors: &mut Vec<FieldError>, path: String, v: &Value, max: usize
 }
 
 /// A message body (create, edit, follow-up, or callback `data`).
-fn validate_message(b: &Value, files: usize, _create: bool, prefix: &str) -> Vec<FieldError> {
+fn validate_message(b: &Value, files: usize, prefix: &str) -> Vec<FieldError> {
     let mut e = Vec::new();
     if b.is_null() {
         return e;
