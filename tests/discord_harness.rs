@@ -43,7 +43,7 @@ type Ctx<'a> = poise::Context<'a, Data, Error>;
 type AppCtx<'a> = poise::ApplicationContext<'a, Data, Error>;
 
 struct Data {
-    errors: Arc<Mutex<Vec<String>>>,
+    errors: Errors,
 }
 
 /// Answers "thinking…" (deferred), then edits `@original`.
@@ -190,11 +190,45 @@ async fn reset(ctx: Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// What a bot's handlers failed with, waitable like the fake's records.
+#[derive(Clone, Default)]
+struct Errors(Arc<Mutex<(Vec<String>, usize)>>, Arc<tokio::sync::Notify>);
+
+impl Errors {
+    fn push(&self, error: String) {
+        self.0.lock().unwrap().0.push(error);
+        self.1.notify_waiters();
+    }
+
+    /// The next error not returned before.
+    async fn next(&self, timeout: Duration) -> String {
+        let wait = async {
+            loop {
+                let notified = self.1.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                {
+                    let mut guard = self.0.lock().unwrap();
+                    let (errors, seen) = &mut *guard;
+                    if let Some(e) = errors.get(*seen).cloned() {
+                        *seen += 1;
+                        return e;
+                    }
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .expect("the bot reported no error")
+    }
+}
+
 /// A running client; `errors` collects what its handlers failed with.
 struct Bot {
     shard_manager: Arc<ShardManager>,
     task: tokio::task::JoinHandle<Result<(), serenity::Error>>,
-    errors: Arc<Mutex<Vec<String>>>,
+    errors: Errors,
 }
 
 impl Bot {
@@ -204,12 +238,12 @@ impl Bot {
     }
 
     fn assert_no_errors(&self) {
-        let errors = self.errors.lock().unwrap();
-        assert!(errors.is_empty(), "the bot failed: {errors:#?}");
+        let errors = self.errors.0.lock().unwrap();
+        assert!(errors.0.is_empty(), "the bot failed: {:#?}", errors.0);
     }
 }
 
-async fn run(builder: ClientBuilder, errors: Arc<Mutex<Vec<String>>>) -> Bot {
+async fn run(builder: ClientBuilder, errors: Errors) -> Bot {
     let mut client = builder.await.expect("client builds");
     let shard_manager = client.shard_manager.clone();
     let task = tokio::spawn(async move { client.start().await });
@@ -221,7 +255,7 @@ async fn run(builder: ClientBuilder, errors: Arc<Mutex<Vec<String>>>) -> Bot {
 }
 
 async fn start_poise(fake: &FakeDiscord, probe: &UnknownEventProbe) -> Bot {
-    let errors = Arc::new(Mutex::new(Vec::new()));
+    let errors = Errors::default();
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
             commands: vec![
@@ -238,7 +272,7 @@ async fn start_poise(fake: &FakeDiscord, probe: &UnknownEventProbe) -> Bot {
                     // Permission refusals are expected in one test; poise's default handler
                     // answers those. Anything else is a failure the test should see.
                     if let poise::FrameworkError::Command { error, ctx, .. } = &error {
-                        ctx.data().errors.lock().unwrap().push(error.to_string());
+                        ctx.data().errors.push(error.to_string());
                     }
                     let _ = poise::builtins::on_error(error).await;
                 })
@@ -270,7 +304,7 @@ async fn start_poise(fake: &FakeDiscord, probe: &UnknownEventProbe) -> Bot {
 // A tiny serenity bot: a global `/ping` whose answer carries buttons and a select.
 
 struct Handler {
-    errors: Arc<Mutex<Vec<String>>>,
+    errors: Errors,
 }
 
 impl Handler {
@@ -348,22 +382,19 @@ impl serenity::EventHandler for Handler {
     async fn ready(&self, ctx: serenity::Context, _ready: serenity::Ready) {
         let ping = CreateCommand::new("ping").description("Answers with buttons");
         if let Err(e) = Command::set_global_commands(&ctx.http, vec![ping]).await {
-            self.errors
-                .lock()
-                .unwrap()
-                .push(format!("registering: {e}"));
+            self.errors.push(format!("registering: {e}"));
         }
     }
 
     async fn interaction_create(&self, ctx: serenity::Context, interaction: Interaction) {
         if let Err(e) = self.handle(&ctx, interaction).await {
-            self.errors.lock().unwrap().push(e.to_string());
+            self.errors.push(e.to_string());
         }
     }
 }
 
 async fn start_serenity(fake: &FakeDiscord, probe: &UnknownEventProbe) -> Bot {
-    let errors = Arc::new(Mutex::new(Vec::new()));
+    let errors = Errors::default();
     let builder = ClientBuilder::new_with_http(fake.http(), GatewayIntents::GUILDS)
         .event_handler(Handler {
             errors: errors.clone(),
@@ -1213,7 +1244,7 @@ async fn a_wrong_token_is_refused_at_identify() {
         .proxy(fake.api_base())
         .ratelimiter_disabled(true)
         .build();
-    let errors = Arc::new(Mutex::new(Vec::new()));
+    let errors = Errors::default();
     let mut client = ClientBuilder::new_with_http(http, GatewayIntents::GUILDS)
         .event_handler(Handler { errors })
         .await
@@ -1236,4 +1267,78 @@ async fn a_wrong_token_is_refused_at_identify() {
     let gateway = fake.wait_for("GET", "/gateway", T).await;
     assert_eq!(gateway.status, 200);
     fake.assert_no_unread();
+}
+
+#[tokio::test]
+async fn world_helpers_shape_what_rest_answers() {
+    let fake = FakeDiscord::start().await;
+    let http = fake.http();
+    let channel = ChannelId::new(CHANNEL_ID);
+
+    // A one-shot failure, then the normal answer.
+    fake.respond_once(
+        "POST",
+        format!("/channels/{CHANNEL_ID}/messages"),
+        403,
+        json!({"code": 50013, "message": "Missing Permissions"}),
+    );
+    let refused = channel.say(&http, "first").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("Missing Permissions"),
+        "{refused}"
+    );
+    channel.say(&http, "second").await.unwrap();
+
+    // A thread on someone's message gets the message's id.
+    let theirs = fake.snowflake();
+    fake.add_message(message_json(theirs, CHANNEL_ID, BOB, "please look"));
+    let thread = channel
+        .create_thread_from_message(
+            &http,
+            serenity::MessageId::new(theirs),
+            CreateThread::new("look"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(thread.id.get(), theirs);
+    assert_eq!(thread.kind, ChannelType::PublicThread);
+
+    // Another channel, and membership of the Manager role as REST reports it.
+    let other = fake.snowflake();
+    fake.add_channel(json!({"id": other.to_string(), "type": 0, "guild_id": GUILD_ID.to_string(), "name": "ops"}));
+    ChannelId::new(other).say(&http, "in ops").await.unwrap();
+    fake.set_manage_server(BOB, true);
+    let bob = GuildId::new(GUILD_ID)
+        .member(&http, UserId::new(BOB))
+        .await
+        .unwrap();
+    assert_eq!(bob.roles, [serenity::RoleId::new(MANAGER_ROLE_ID)]);
+
+    // A hosted file downloads like a CDN attachment.
+    let attachment: serenity::Attachment =
+        serde_json::from_value(fake.host_file("spec.md", b"# Spec\n")).unwrap();
+    assert_eq!(attachment.download().await.unwrap(), b"# Spec\n");
+    assert!(fake.unhandled().is_empty(), "{:#?}", fake.unhandled());
+}
+
+#[tokio::test]
+async fn a_late_first_answer_is_an_unknown_interaction() {
+    let (fake, probe, bot) = serenity_ready().await;
+    // Discord gives a bot 3 s to answer; a zero deadline makes every answer late.
+    fake.set_interaction_deadline(Some(Duration::ZERO));
+    let id = fake.snowflake();
+    fake.dispatch(
+        "INTERACTION_CREATE",
+        slash(id, "tok-late", "ping", json!([]), ALICE),
+    );
+    let late = fake
+        .wait_for("POST", format!("/interactions/{id}/tok-late/callback"), T)
+        .await;
+    assert_eq!(late.status, 404);
+    assert_eq!(late.response["code"], 10062);
+    let error = bot.errors.next(T).await;
+    assert!(error.contains("Unknown interaction"), "{error}");
+    fake.assert_no_unread();
+    probe.assert_none();
+    bot.stop().await;
 }
