@@ -4,6 +4,7 @@
 
 pub mod agent_cli;
 pub mod fake_anthropic;
+pub mod fake_discord;
 pub mod fake_e2b;
 pub mod fake_openai_chat;
 pub mod fake_openai_responses;
