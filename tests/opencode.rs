@@ -98,15 +98,24 @@ async fn opencode_creates_a_file_that_lands_on_the_feature_branch() {
     );
 }
 
-/// Runs with the catalog's default model, which OpenCode 1.18.33's bundled catalog lacks: it
-/// reaches the API only because the adapter declares it.
+/// Runs with an OpenRouter model that OpenCode 1.18.33's bundled catalog lacks: it reaches the API
+/// only because the adapter declares it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejected_key_fails_with_the_providers_message() {
     let world = World::new();
     let api = fake::start(Mode::Unauthorized).await;
     let started = Instant::now();
-    let (code, r, _) =
-        agent_cli::run(launch(&world, &api, &["--prompt", "Create hello.txt"])).await;
+    let (code, r, _) = agent_cli::run(launch(
+        &world,
+        &api,
+        &[
+            "--prompt",
+            "Create hello.txt",
+            "--model",
+            "openrouter/google/gemini-3-pro-preview",
+        ],
+    ))
+    .await;
     assert_eq!(code, 1);
     assert_eq!(r["status"], "failed");
     assert_eq!(r["model"], "openrouter/google/gemini-3-pro-preview");

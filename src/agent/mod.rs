@@ -213,11 +213,9 @@ pub trait AgentStream: Send + Sync {
 /// Whether this build can run the tool; the error is for the user.
 pub fn supported(tool: &Tool) -> Result<(), String> {
     match tool.id.as_str() {
-        "claude-code" => Ok(()),
-        "codex" => Ok(()),
-        "opencode" | "pi" => Ok(()),
-        _ => Err(format!(
-            "{} launches are not part of this build yet; use --tool claude-code",
+        "claude-code" | "codex" | "opencode" | "pi" => Ok(()),
+        other => Err(format!(
+            "the catalog's tool {other} ({}) has no adapter in CodeCourier: tools must be claude-code, opencode, codex or pi",
             tool.name
         )),
     }
