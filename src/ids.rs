@@ -42,10 +42,31 @@ impl FromStr for SandboxId {
 }
 
 /// A Discord snowflake (user, guild, channel, thread, message). 64-bit unsigned: SQLite's INTEGER is
-/// signed, so the store keeps these as decimal text to stay lossless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+/// signed, so the store keeps these as decimal text; JSON carries them as strings too, as Discord
+/// does, because JSON numbers lose precision past 2^53 in most readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DiscordId(pub u64);
+
+impl Serialize for DiscordId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DiscordId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(String),
+            Number(u64),
+        }
+        match Either::deserialize(deserializer)? {
+            Either::Number(n) => Ok(Self(n)),
+            Either::Text(t) => t.parse().map(Self).map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 impl fmt::Display for DiscordId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,6 +84,23 @@ impl FromStr for DiscordId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discord_ids_are_json_strings_without_loss() {
+        let id = DiscordId(u64::MAX);
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            "\"18446744073709551615\""
+        );
+        assert_eq!(
+            serde_json::from_str::<DiscordId>("\"18446744073709551615\"").unwrap(),
+            id
+        );
+        assert_eq!(
+            serde_json::from_str::<DiscordId>("42").unwrap(),
+            DiscordId(42)
+        );
+    }
 
     #[test]
     fn short_id_is_a_prefix_of_the_full_id() {

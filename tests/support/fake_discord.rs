@@ -138,6 +138,8 @@ pub struct UploadedFile {
 pub struct Recorded {
     /// Position in arrival order, from 0.
     pub seq: usize,
+    /// When the fake received it (for pacing checks such as "one edit per 1.5 s").
+    pub at: std::time::Instant,
     pub method: String,
     /// Without the `/api/v10` prefix (`/channels/1/messages`). Requests outside the API (an
     /// attachment download) keep their full path.
@@ -1093,6 +1095,7 @@ async fn rest_handler(
     );
     let recorded = Recorded {
         seq: w.requests.len(),
+        at: std::time::Instant::now(),
         method: method.to_string(),
         path: path.clone(),
         query,

@@ -1,0 +1,589 @@
+//! The bot end to end: the real serenity client and poise framework of `codecourier serve` connect
+//! to a fake Discord on loopback (tests/support/fake_discord.rs); launches run in real local
+//! sandboxes with the stand-in agent (tests/fixtures/bin/claude) on a bare repository on disk. Each
+//! test drives the bot as people would and asserts the REST calls it made.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use codecourier::catalog::Catalog;
+use codecourier::config::Config;
+use serde_json::{json, Value};
+use support::fake_discord::*;
+use support::{fixtures_bin, World, API_KEY};
+
+const T: Duration = Duration::from_secs(20);
+
+struct Bot {
+    fake: FakeDiscord,
+    world: World,
+    probe: UnknownEventProbe,
+    client: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        self.client.abort();
+    }
+}
+
+async fn start_bot_in(world: World, fake: FakeDiscord, extra: &[(&str, &str)]) -> Bot {
+    // The test's own settings come first: the lookup takes the first match.
+    let mut vars: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    vars.extend(
+        [
+            ("DISCORD_TOKEN".into(), BOT_TOKEN.into()),
+            ("DISCORD_API_BASE".into(), fake.api_base()),
+            ("DISCORD_GUILD_ID".into(), GUILD_ID.to_string()),
+            (
+                "CODECOURIER_DATA_DIR".into(),
+                world.dir.path().join("data").display().to_string(),
+            ),
+            (
+                "CODECOURIER_TOOLS_DIR".into(),
+                fixtures_bin().display().to_string(),
+            ),
+            ("ANTHROPIC_API_KEY".into(), API_KEY.into()),
+            ("CODECOURIER_ALLOW_LOCAL_REPOS".into(), "true".into()),
+        ]
+        .map(|(k, v): (&str, String)| (k.to_string(), v)),
+    );
+    let config =
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .unwrap();
+    let probe = UnknownEventProbe::new();
+    let builder = codecourier::discord::client_builder(config, Catalog::built_in())
+        .await
+        .unwrap();
+    let mut client = builder.raw_event_handler(probe.clone()).await.unwrap();
+    let task = tokio::spawn(async move {
+        let _ = client.start().await;
+    });
+    fake.wait_ready(T).await;
+    fake.wait_for(
+        "PUT",
+        format!("/applications/{APP_ID}/guilds/{GUILD_ID}/commands").as_str(),
+        T,
+    )
+    .await;
+    Bot {
+        fake,
+        world,
+        probe,
+        client: task,
+    }
+}
+
+async fn start_bot(extra: &[(&str, &str)]) -> Bot {
+    start_bot_in(World::new(), FakeDiscord::start().await, extra).await
+}
+
+impl Bot {
+    fn repo(&self) -> String {
+        self.world.origin.display().to_string()
+    }
+
+    /// `/launch` by `user` with the given options; returns the interaction token used.
+    fn launch(&self, token: &str, user: u64, options: Value) -> u64 {
+        let id = self.fake.snowflake();
+        self.fake.dispatch(
+            "INTERACTION_CREATE",
+            slash(id, token, "launch", options, user),
+        );
+        id
+    }
+
+    fn options(&self, prompt: &str, extra: &[(&str, Value)]) -> Value {
+        let mut options = vec![
+            json!({"name": "prompt", "type": 3, "value": prompt}),
+            json!({"name": "repo", "type": 3, "value": self.repo()}),
+        ];
+        for (name, value) in extra {
+            let kind = if value.is_i64() { 4 } else { 3 };
+            options.push(json!({"name": name, "type": kind, "value": value}));
+        }
+        Value::Array(options)
+    }
+
+    /// Waits for the thread's message that satisfies `done`, reading the thread's posts and edits.
+    async fn wait_thread_message(
+        &self,
+        thread: u64,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(m) = self.fake.messages_in(thread).into_iter().find(|m| done(m)) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} in thread {thread}: {:#?}",
+                self.fake.messages_in(thread)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Value {
+        let out = self.world.std_cmd().args(args).output().unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// The callback path of the interaction with this token.
+fn callback(token: &str) -> regex::Regex {
+    regex::Regex::new(&format!("^/interactions/[0-9]+/{token}/callback$")).unwrap()
+}
+
+fn content(m: &Value) -> &str {
+    m["content"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_are_registered_with_choices_and_limits_from_the_catalog() {
+    let bot = start_bot(&[]).await;
+    let commands = bot.fake.registered_commands(Some(GUILD_ID));
+    let names: Vec<&str> = commands
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for expected in ["launch", "sandboxes", "sandbox", "project"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let launch = commands.iter().find(|c| c["name"] == "launch").unwrap();
+    let option = |name: &str| {
+        launch["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let tool = option("tool");
+    let tools: Vec<&str> = tool["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["claude-code", "opencode", "codex", "pi"]);
+    assert_eq!(
+        (
+            option("memory_mb")["min_value"].as_i64(),
+            option("memory_mb")["max_value"].as_i64()
+        ),
+        (Some(256), Some(8192))
+    );
+    assert_eq!(
+        (
+            option("cpus")["min_value"].as_i64(),
+            option("cpus")["max_value"].as_i64()
+        ),
+        (Some(1), Some(8))
+    );
+    assert_eq!(
+        (
+            option("timeout_minutes")["min_value"].as_i64(),
+            option("timeout_minutes")["max_value"].as_i64()
+        ),
+        (Some(1), Some(240))
+    );
+    assert_eq!(option("model")["autocomplete"], true);
+    let identify = &bot.fake.connections()[0].identify;
+    assert_eq!(
+        identify.as_ref().unwrap()["d"]["intents"],
+        1,
+        "only the GUILDS intent"
+    );
+    bot.probe.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_replies_opens_a_thread_shows_every_phase_and_posts_the_result() {
+    let bot = start_bot(&[]).await;
+    bot.launch(
+        "tok-launch",
+        ALICE,
+        bot.options("Save the prompt for later", &[("effort", json!("high"))]),
+    );
+    let reply = bot.fake.wait_for("POST", "/interactions/*", T).await;
+    assert_eq!(reply.body["type"], 4);
+    let summary = reply.body["data"]["content"].as_str().unwrap();
+    assert!(
+        summary.contains("Claude Code · `claude-sonnet-4-6` · effort high")
+            && summary.contains("launched by"),
+        "{summary}"
+    );
+    assert_eq!(reply.body["data"]["allowed_mentions"]["parse"], json!([]));
+
+    let threads = regex::Regex::new("^/channels/[0-9]+/messages/[0-9]+/threads$").unwrap();
+    let thread = bot.fake.wait_for("POST", threads, T).await;
+    let thread_id: u64 = thread.response["id"].as_str().unwrap().parse().unwrap();
+    assert!(thread.body["name"].as_str().unwrap().chars().count() <= 100);
+
+    let result = bot
+        .wait_thread_message(thread_id, "result", |m| {
+            content(m).contains("completed") && content(m).contains("sandbox `")
+        })
+        .await;
+    let text = content(&result);
+    assert!(
+        text.starts_with(&format!("<@{ALICE}> **✅ completed**")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Saved the prompt to prompt.txt.")
+            && text.contains("$0.0123")
+            && text.contains("1 commit pushed"),
+        "{text}"
+    );
+    let result_post = bot
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.method == "POST"
+                && r.path == format!("/channels/{thread_id}/messages")
+                && content(&r.body).contains("completed")
+        })
+        .unwrap();
+    assert_eq!(
+        result_post.body["allowed_mentions"]["users"],
+        json!([ALICE.to_string()]),
+        "only the requester is pinged"
+    );
+
+    // The status message went through the phases and ended without its Stop button.
+    let status = bot
+        .wait_thread_message(thread_id, "final status", |m| {
+            content(m).contains("**finish**")
+        })
+        .await;
+    let status_text = content(&status);
+    for phase in [
+        "validate",
+        "record",
+        "prepare",
+        "provision",
+        "clone",
+        "branch",
+        "credentials",
+        "environment",
+        "system_prompt",
+        "tool_setup",
+        "agent",
+        "finish",
+    ] {
+        assert!(
+            status_text.contains(&format!("✅ **{phase}**"))
+                || status_text.contains(&format!("⚠️ **{phase}**")),
+            "{phase} missing:\n{status_text}"
+        );
+    }
+    let edits: Vec<_> = bot
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.path
+                    .starts_with(&format!("/channels/{thread_id}/messages/"))
+        })
+        .collect();
+    assert!(!edits.is_empty());
+    let last = edits.last().unwrap();
+    assert_eq!(
+        last.body["components"],
+        json!([]),
+        "no Stop button once it ended"
+    );
+    for pair in edits.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(1400),
+            "edits closer than 1.5 s"
+        );
+    }
+    let records = bot.cli(&["sandboxes", "list", "--json"]);
+    assert_eq!(records[0]["status"], "completed");
+    assert_eq!(records[0]["discord"]["thread_id"], thread_id.to_string());
+    bot.probe.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_out_of_range_option_gets_an_ephemeral_error_and_records_nothing() {
+    let bot = start_bot(&[]).await;
+    bot.launch(
+        "tok-bad",
+        ALICE,
+        bot.options("Do it", &[("memory_mb", json!(100))]),
+    );
+    let reply = bot.fake.wait_for("POST", "/interactions/*", T).await;
+    assert_eq!(reply.body["data"]["flags"], 64, "ephemeral");
+    let text = reply.body["data"]["content"].as_str().unwrap();
+    assert!(
+        text.contains("**memory_mb**: 100 is outside the allowed range 256–8192 MB"),
+        "{text}"
+    );
+    assert_eq!(bot.cli(&["sandboxes", "list", "--json"]), json!([]));
+    bot.probe.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_path_is_refused_unless_the_operator_allows_it() {
+    let bot = start_bot(&[("CODECOURIER_ALLOW_LOCAL_REPOS", "false")]).await;
+    bot.launch("tok-local", ALICE, bot.options("Read the disk", &[]));
+    let reply = bot.fake.wait_for("POST", "/interactions/*", T).await;
+    assert_eq!(reply.body["data"]["flags"], 64);
+    assert!(reply.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("CODECOURIER_ALLOW_LOCAL_REPOS"));
+}
+
+/// Binds the test channel to the bare repository, with project variables (how a test makes the
+/// stand-in agent misbehave, since Discord launches carry no `--env`).
+async fn bind_project(bot: &Bot, vars: &[(&str, &str)]) {
+    let data = bot.world.dir.path().join("data").display().to_string();
+    let config =
+        Config::from_lookup(|name| (name == "CODECOURIER_DATA_DIR").then(|| data.clone())).unwrap();
+    let store = codecourier::store::Store::open(&config).await.unwrap();
+    let project = store
+        .bind_channel_project(
+            codecourier::ids::DiscordId(CHANNEL_ID),
+            Some(codecourier::ids::DiscordId(GUILD_ID)),
+            &bot.repo(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let pairs: Vec<(String, codecourier::secret::Secret)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), codecourier::secret::Secret::new(*v)))
+        .collect();
+    store
+        .put_env(&codecourier::pipeline::project_scope(project.id), &pairs)
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+async fn thread_of_launch(bot: &Bot) -> u64 {
+    let threads = regex::Regex::new("^/channels/[0-9]+/messages/[0-9]+/threads$").unwrap();
+    let thread = bot.fake.wait_for("POST", threads, T).await;
+    thread.response["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn wait_status(bot: &Bot, status: &str) -> Value {
+    let deadline = Instant::now() + T;
+    loop {
+        let list = bot.cli(&["sandboxes", "list", "--json"]);
+        if let Some(r) = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["status"] == status)
+        {
+            return r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached {status}: {list:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_works_for_the_requester_and_is_refused_to_others() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "hang")]).await;
+    // No repo option: the channel's project gives it.
+    bot.launch(
+        "tok-hang",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Hang around"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    let running = wait_status(&bot, "running").await;
+    let id = running["id"].as_str().unwrap().to_string();
+    let status = bot
+        .wait_thread_message(thread_id, "status with Stop", |m| {
+            m["components"].to_string().contains("cc:stop:")
+        })
+        .await;
+    let stop_id = format!("cc:stop:{id}");
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        with_manage_server(
+            component(
+                bot.fake.snowflake(),
+                "tok-bob",
+                &stop_id,
+                2,
+                &[],
+                status.clone(),
+                BOB,
+            ),
+            false,
+        ),
+    );
+    let refused = bot.fake.wait_for("POST", callback("tok-bob"), T).await;
+    assert_eq!(refused.body["data"]["flags"], 64);
+    assert!(refused.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Only the person who launched this sandbox"));
+    assert_eq!(wait_status(&bot, "running").await["id"], id.as_str());
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-alice",
+            &stop_id,
+            2,
+            &[],
+            status,
+            ALICE,
+        ),
+    );
+    let ok = bot.fake.wait_for("POST", callback("tok-alice"), T).await;
+    assert!(ok.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Stopping sandbox"));
+    let result = bot
+        .wait_thread_message(thread_id, "result", |m| content(m).contains("stopped"))
+        .await;
+    assert!(
+        content(&result).contains("🛑 stopped"),
+        "{}",
+        content(&result)
+    );
+    assert_eq!(wait_status(&bot, "stopped").await["id"], id.as_str());
+    bot.probe.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_secret_in_agent_output_reaches_no_request_body() {
+    let bot = start_bot(&[]).await;
+    let planted = "plantedvalue-9f8e7d";
+    bind_project(&bot, &[("FAKE_CLAUDE", "leak"), ("PLANTED", planted)]).await;
+    bot.launch(
+        "tok-leak",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Leak it"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    bot.wait_thread_message(thread_id, "result", |m| {
+        content(m).contains("failed") && content(m).contains("sandbox `")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1600)).await; // let the last status edit land
+    for r in bot.fake.requests() {
+        let all = format!(
+            "{}{:?}",
+            r.body,
+            r.files
+                .iter()
+                .map(|f| String::from_utf8_lossy(&f.bytes).into_owned())
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            !all.contains(planted) && !all.contains(API_KEY),
+            "leaked in {}",
+            r.summary()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_result_goes_as_an_attachment() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "long")]).await;
+    bot.launch(
+        "tok-long",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Write a lot"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    bot.wait_thread_message(thread_id, "result", |m| {
+        content(m).contains("full summary attached")
+    })
+    .await;
+    let post = bot
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.method == "POST"
+                && r.path == format!("/channels/{thread_id}/messages")
+                && !r.files.is_empty()
+        })
+        .expect("a multipart post with the summary");
+    let file = &post.files[0];
+    assert!(file.filename.ends_with(".md"), "{}", file.filename);
+    assert!(
+        String::from_utf8_lossy(&file.bytes).contains("paragraph 59"),
+        "the whole summary is in the file"
+    );
+    assert!(content(&post.body).chars().count() <= 2000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_launches_the_same_request_again() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "commit")]).await;
+    bot.launch(
+        "tok-first",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Add one file"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    let result = bot
+        .wait_thread_message(thread_id, "result", |m| {
+            content(m).contains("completed") && content(m).contains("sandbox `")
+        })
+        .await;
+    let retry = result["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(retry.starts_with("cc:retry:"));
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-retry",
+            &retry,
+            2,
+            &[],
+            result,
+            ALICE,
+        ),
+    );
+    let ack = bot.fake.wait_for("POST", callback("tok-retry"), T).await;
+    assert!(ack.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Launching sandbox"));
+    let second_thread = thread_of_launch(&bot).await;
+    assert_ne!(second_thread, thread_id);
+    bot.wait_thread_message(second_thread, "result", |m| {
+        content(m).contains("completed")
+    })
+    .await;
+    let list = bot.cli(&["sandboxes", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["request"]["prompt"], "Add one file");
+}
