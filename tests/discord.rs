@@ -587,3 +587,53 @@ async fn retry_launches_the_same_request_again() {
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert_eq!(list[0]["request"]["prompt"], "Add one file");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bot_killed_mid_run_gives_the_thread_its_final_word_after_restarting() {
+    let world = World::new();
+    let fake = FakeDiscord::start().await;
+    let serve = |world: &World, fake: &FakeDiscord| {
+        let mut cmd = world.std_cmd();
+        cmd.env("DISCORD_TOKEN", BOT_TOKEN)
+            .env("DISCORD_API_BASE", fake.api_base())
+            .env("DISCORD_GUILD_ID", GUILD_ID.to_string())
+            .env("CODECOURIER_ALLOW_LOCAL_REPOS", "true")
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd.spawn().unwrap()
+    };
+    let mut first = serve(&world, &fake);
+    fake.wait_ready(T).await;
+    let bot = Bot {
+        fake,
+        world,
+        probe: UnknownEventProbe::new(),
+        client: tokio::spawn(async {}),
+    };
+    bind_project(&bot, &[("FAKE_CLAUDE", "hang")]).await;
+    bot.launch(
+        "tok-crash",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Hang until the crash"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    wait_status(&bot, "running").await;
+
+    first.kill().unwrap(); // SIGKILL: no chance to say goodbye
+    first.wait().unwrap();
+    let mut second = serve(&bot.world, &bot.fake);
+    let final_word = bot
+        .wait_thread_message(thread_id, "final word after the restart", |m| {
+            content(m).contains("CodeCourier restarted during the run")
+        })
+        .await;
+    assert!(
+        content(&final_word).starts_with(&format!("<@{ALICE}> **❌ failed**")),
+        "{}",
+        content(&final_word)
+    );
+    assert_eq!(wait_status(&bot, "failed").await["failed_phase"], "agent");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
