@@ -637,3 +637,169 @@ async fn a_bot_killed_mid_run_gives_the_thread_its_final_word_after_restarting()
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_launch_dialog_selects_then_opens_a_modal_then_launches() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "create")]).await;
+    bot.launch("tok-dlg", ALICE, json!([]));
+    let opened = bot.fake.wait_for("POST", callback("tok-dlg"), T).await;
+    assert_eq!(
+        (
+            opened.body["type"].as_u64(),
+            opened.body["data"]["flags"].as_u64()
+        ),
+        (Some(4), Some(64))
+    );
+    let rows = opened.body["data"]["components"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "tool, model, effort and the button");
+    let custom = |row: usize| {
+        rows[row]["components"][0]["custom_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (model_select, button) = (custom(1), custom(3));
+    let default_model = rows[1]["components"][0]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["default"] == true)
+        .unwrap();
+    assert_eq!(default_model["value"], "claude-sonnet-4-6");
+    let dialog = bot
+        .fake
+        .original_response("tok-dlg")
+        .expect("the dialog message");
+
+    // Someone else cannot drive it.
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-dlg-bob",
+            &model_select,
+            3,
+            &["claude-opus-4-6"],
+            dialog.clone(),
+            BOB,
+        ),
+    );
+    let refused = bot.fake.wait_for("POST", callback("tok-dlg-bob"), T).await;
+    assert!(refused.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("belongs to someone else"));
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-dlg-model",
+            &model_select,
+            3,
+            &["claude-opus-4-6"],
+            dialog.clone(),
+            ALICE,
+        ),
+    );
+    let updated = bot
+        .fake
+        .wait_for("POST", callback("tok-dlg-model"), T)
+        .await;
+    assert_eq!(updated.body["type"], 7, "UPDATE_MESSAGE");
+    let chosen = updated.body["data"]["components"][1]["components"][0]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["default"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(chosen["value"], "claude-opus-4-6");
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-dlg-open",
+            &button,
+            2,
+            &[],
+            dialog,
+            ALICE,
+        ),
+    );
+    let modal = bot.fake.wait_for("POST", callback("tok-dlg-open"), T).await;
+    assert_eq!(modal.body["type"], 9, "MODAL");
+    let modal_id = modal.body["data"]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fields: Vec<(String, String)> = modal.body["data"]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["components"][0]["custom_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                row["components"][0]["value"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields[1],
+        ("memory_mb".to_string(), "1024".to_string()),
+        "pre-filled with the defaults"
+    );
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        modal_submit(
+            bot.fake.snowflake(),
+            "tok-dlg-bad",
+            &modal_id,
+            &[("prompt", "Save the prompt"), ("memory_mb", "100")],
+            ALICE,
+        ),
+    );
+    let bad = bot.fake.wait_for("POST", callback("tok-dlg-bad"), T).await;
+    assert_eq!(bad.body["data"]["flags"], 64);
+    assert!(bad.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("**memory_mb**: 100 is outside the allowed range"));
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        modal_submit(
+            bot.fake.snowflake(),
+            "tok-dlg-ok",
+            &modal_id,
+            &[("prompt", "Save the prompt"), ("memory_mb", "2048")],
+            ALICE,
+        ),
+    );
+    let launched = bot.fake.wait_for("POST", callback("tok-dlg-ok"), T).await;
+    assert_eq!(launched.body["type"], 4);
+    assert!(
+        launched.body["data"]["flags"].as_u64().unwrap_or(0) & 64 == 0,
+        "the summary is public"
+    );
+    let summary = launched.body["data"]["content"].as_str().unwrap();
+    assert!(
+        summary.contains("`claude-opus-4-6`") && summary.contains("2048 MB"),
+        "{summary}"
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    bot.wait_thread_message(thread_id, "result", |m| {
+        content(m).contains("completed") && content(m).contains("sandbox `")
+    })
+    .await;
+    bot.probe.assert_none();
+}

@@ -3,6 +3,7 @@
 //! thread afterwards), every post has mentions disabled but the one requester ping, and buttons carry
 //! their action and sandbox in the custom id so they work after a restart.
 
+mod dialog;
 mod project;
 mod render;
 mod thread;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, FieldError, LaunchInput, LaunchRequest};
 use crate::config::Config;
 use crate::ids::{DiscordId, SandboxId};
-use crate::pipeline::{recover, LaunchError, LaunchOrigin, Launcher, SandboxStatus};
+use crate::pipeline::{recover, LaunchError, LaunchOrigin, Launcher, Prepared, SandboxStatus};
 use crate::sandbox::{provider_for, SandboxError};
 use crate::store::{DiscordOrigin, Finish, SandboxFilter, SandboxRecord, Store, StoreError};
 
@@ -38,6 +39,7 @@ pub struct Data {
     config: Arc<Config>,
     /// Launches running in this process, so Stop can end them at once.
     running: Arc<Mutex<HashMap<SandboxId, CancellationToken>>>,
+    dialogs: dialog::Dialogs,
 }
 
 /// `codecourier serve`: connects to Discord and runs until the process is stopped.
@@ -98,6 +100,7 @@ pub async fn client_builder(
                     catalog,
                     config: setup_config,
                     running: Arc::new(Mutex::new(HashMap::new())),
+                    dialogs: dialog::Dialogs::default(),
                 };
                 announce_recovered(ctx, &data, provider.as_ref()).await;
                 Ok(data)
@@ -275,7 +278,8 @@ async fn model_autocomplete(ctx: Context<'_>, partial: &str) -> Vec<String> {
 #[poise::command(slash_command, guild_only)]
 async fn launch(
     ctx: Context<'_>,
-    #[description = "What the agent should do"] prompt: String,
+    #[description = "What the agent should do (leave out to open the launch dialog)"]
+    prompt: Option<String>,
     #[description = "Agent CLI (default: the catalog's default)"] tool: Option<String>,
     #[description = "Model for the chosen tool"]
     #[autocomplete = "model_autocomplete"]
@@ -305,7 +309,7 @@ async fn launch(
     let channel = DiscordId(ctx.channel_id().get());
     let project = data.store.project_for_channel(channel).await?;
     let input = LaunchInput {
-        prompt: Some(prompt),
+        prompt,
         repo: repo.or_else(|| project.as_ref().map(|p| p.repo.clone())),
         base_branch: base_branch.or_else(|| project.as_ref().and_then(|p| p.base_branch.clone())),
         tool,
@@ -318,47 +322,39 @@ async fn launch(
         pr,
         ..Default::default()
     };
-    let request = match input.validate(&data.catalog, data.config.allow_local_repos) {
-        Ok(r) => r,
-        Err(errors) => {
-            let mut text = field_errors(&errors.0);
-            if errors.field("repo").is_some() && project.is_none() {
-                text.push_str("\nThis channel has no project: pass `repo`.");
+    if input.prompt.is_none() {
+        // The launch dialog: choose the agent, then write the prompt in a modal.
+        let (id, dialog) = data.dialogs.open(&data.catalog, user.0, input);
+        if let poise::Context::Application(app) = ctx {
+            let response =
+                CreateInteractionResponse::Message(dialog::message(&data.catalog, &id, &dialog));
+            app.interaction
+                .create_response(ctx.http(), response)
+                .await?;
+        }
+        return Ok(());
+    }
+    let origin = launch_origin(
+        &ctx.author().name,
+        user,
+        ctx.guild_id(),
+        channel,
+        project.as_ref(),
+    );
+    let (prepared, summary) =
+        match validate_and_prepare(data, input, &origin, project.is_some()).await? {
+            Ok(ready) => ready,
+            Err(refusal) => {
+                ctx.send(
+                    poise::CreateReply::default()
+                        .content(refusal)
+                        .ephemeral(true)
+                        .allowed_mentions(CreateAllowedMentions::new()),
+                )
+                .await?;
+                return Ok(());
             }
-            ctx.send(
-                poise::CreateReply::default()
-                    .content(text)
-                    .ephemeral(true)
-                    .allowed_mentions(CreateAllowedMentions::new()),
-            )
-            .await?;
-            return Ok(());
-        }
-    };
-    let origin = LaunchOrigin {
-        launched_by: ctx.author().name.clone(),
-        discord: Some(DiscordOrigin {
-            user_id: user,
-            guild_id: ctx.guild_id().map(|g| DiscordId(g.get())),
-            channel_id: channel,
-        }),
-        project_id: project.as_ref().map(|p| p.id),
-    };
-    let tool = data.catalog.tool(&request.tool).expect("validated").clone();
-    let summary = render::launch_summary(&request, &tool, &origin.launched_by);
-    let prepared = match data.launcher.prepare(request, &origin).await {
-        Ok(p) => p,
-        Err(LaunchError::Invalid(message)) => {
-            ctx.send(
-                poise::CreateReply::default()
-                    .content(render::inert(&message))
-                    .ephemeral(true),
-            )
-            .await?;
-            return Ok(());
-        }
-        Err(LaunchError::Store(e)) => return Err(e.into()),
-    };
+        };
     let reply = ctx
         .send(
             poise::CreateReply::default()
@@ -377,6 +373,51 @@ async fn launch(
     )
     .await?;
     Ok(())
+}
+
+fn launch_origin(
+    name: &str,
+    user: DiscordId,
+    guild: Option<GuildId>,
+    channel: DiscordId,
+    project: Option<&crate::store::Project>,
+) -> LaunchOrigin {
+    LaunchOrigin {
+        launched_by: name.to_string(),
+        discord: Some(DiscordOrigin {
+            user_id: user,
+            guild_id: guild.map(|g| DiscordId(g.get())),
+            channel_id: channel,
+        }),
+        project_id: project.map(|p| p.id),
+    }
+}
+
+/// Validation and the record: either the prepared launch and its summary, or the sentence that
+/// tells the person what to fix (sent ephemeral by the caller).
+async fn validate_and_prepare(
+    data: &Data,
+    input: LaunchInput,
+    origin: &LaunchOrigin,
+    has_project: bool,
+) -> Result<Result<(Prepared, String), String>, Error> {
+    let request = match input.validate(&data.catalog, data.config.allow_local_repos) {
+        Ok(r) => r,
+        Err(errors) => {
+            let mut text = field_errors(&errors.0);
+            if errors.field("repo").is_some() && !has_project {
+                text.push_str("\nThis channel has no project: pass `repo`, or a server manager can run `/project setup`.");
+            }
+            return Ok(Err(text));
+        }
+    };
+    let tool = data.catalog.tool(&request.tool).expect("validated").clone();
+    let summary = render::launch_summary(&request, &tool, &origin.launched_by);
+    match data.launcher.prepare(request, origin).await {
+        Ok(prepared) => Ok(Ok((prepared, summary))),
+        Err(LaunchError::Invalid(message)) => Ok(Err(render::inert(&message))),
+        Err(LaunchError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// Why this user may not launch now, if they may not.
@@ -435,12 +476,17 @@ async fn on_event(
     event: &serenity::FullEvent,
     data: &Data,
 ) -> Result<(), Error> {
-    let serenity::FullEvent::InteractionCreate {
-        interaction: serenity::Interaction::Component(press),
-    } = event
-    else {
+    let serenity::FullEvent::InteractionCreate { interaction } = event else {
         return Ok(());
     };
+    let press = match interaction {
+        serenity::Interaction::Component(press) => press,
+        serenity::Interaction::Modal(submit) => return on_dialog_submit(ctx, submit, data).await,
+        _ => return Ok(()),
+    };
+    if let Some((what, id)) = dialog::parse(&press.data.custom_id) {
+        return on_dialog_component(ctx, press, data, what, id).await;
+    }
     let Some((action, id)) = parse_button_id(&press.data.custom_id) else {
         return Ok(());
     };
@@ -558,6 +604,120 @@ async fn on_event(
             .await?;
         }
     }
+    Ok(())
+}
+
+fn ephemeral(text: String) -> CreateInteractionResponse {
+    CreateInteractionResponse::Message(
+        CreateInteractionResponseMessage::new()
+            .content(render::cut(&text, render::MAX_CONTENT))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new()),
+    )
+}
+
+const DIALOG_EXPIRED: &str =
+    "This launch dialog has expired (CodeCourier restarted since). Run /launch again.";
+
+async fn on_dialog_component(
+    ctx: &serenity::Context,
+    press: &serenity::ComponentInteraction,
+    data: &Data,
+    what: &str,
+    id: &str,
+) -> Result<(), Error> {
+    let Some(dialog) = data.dialogs.get(id) else {
+        press
+            .create_response(&ctx.http, ephemeral(DIALOG_EXPIRED.into()))
+            .await?;
+        return Ok(());
+    };
+    if dialog.user != press.user.id.get() {
+        press
+            .create_response(
+                &ctx.http,
+                ephemeral(
+                    "This dialog belongs to someone else: run /launch to open your own.".into(),
+                ),
+            )
+            .await?;
+        return Ok(());
+    }
+    let response = if what == "open" {
+        dialog::modal(&data.catalog, id, &dialog)
+    } else {
+        let dialog =
+            dialog::choose(&data.dialogs, &data.catalog, what, id, press).unwrap_or(dialog);
+        CreateInteractionResponse::UpdateMessage(dialog::message(&data.catalog, id, &dialog))
+    };
+    press.create_response(&ctx.http, response).await?;
+    Ok(())
+}
+
+async fn on_dialog_submit(
+    ctx: &serenity::Context,
+    submit: &serenity::ModalInteraction,
+    data: &Data,
+) -> Result<(), Error> {
+    let Some(("modal", id)) = dialog::parse(&submit.data.custom_id) else {
+        return Ok(());
+    };
+    let Some(mut dialog) = data.dialogs.get(id) else {
+        submit
+            .create_response(&ctx.http, ephemeral(DIALOG_EXPIRED.into()))
+            .await?;
+        return Ok(());
+    };
+    dialog::submitted(submit, &mut dialog.input);
+    let user = DiscordId(submit.user.id.get());
+    let channel = DiscordId(submit.channel_id.get());
+    let project = data.store.project_for_channel(channel).await?;
+    let running = data.store.unfinished_for_user(user).await?;
+    if running >= i64::from(data.config.max_running_per_user) {
+        let text = format!(
+            "You already have {running} sandboxes running (the limit is {}).",
+            data.config.max_running_per_user
+        );
+        submit.create_response(&ctx.http, ephemeral(text)).await?;
+        return Ok(());
+    }
+    let origin = launch_origin(
+        &submit.user.name,
+        user,
+        submit.guild_id,
+        channel,
+        project.as_ref(),
+    );
+    // Keep what was typed while the person fixes a mistake; the dialog ends once the launch is recorded.
+    data.dialogs
+        .update(id, |input| *input = dialog.input.clone());
+    let (prepared, summary) =
+        match validate_and_prepare(data, dialog.input.clone(), &origin, project.is_some()).await? {
+            Ok(ready) => ready,
+            Err(refusal) => {
+                submit
+                    .create_response(&ctx.http, ephemeral(refusal))
+                    .await?;
+                return Ok(());
+            }
+        };
+    data.dialogs.take(id);
+    let public = CreateInteractionResponseMessage::new()
+        .content(summary)
+        .allowed_mentions(CreateAllowedMentions::new());
+    submit
+        .create_response(&ctx.http, CreateInteractionResponse::Message(public))
+        .await?;
+    let message = submit.get_response(&ctx.http).await?;
+    thread::follow(
+        ctx.http.clone(),
+        data.handles(),
+        submit.channel_id,
+        message.id,
+        prepared,
+        submit.user.id,
+    )
+    .await?;
     Ok(())
 }
 
