@@ -76,7 +76,13 @@ pub async fn client_builder(
             .ratelimiter_disabled(true);
     }
     let options = poise::FrameworkOptions {
-        commands: vec![launch(), sandboxes(), sandbox(), project::project()],
+        commands: vec![
+            launch(),
+            launch_from_message(),
+            sandboxes(),
+            sandbox(),
+            project::project(),
+        ],
         on_error: |error| Box::pin(on_error(error)),
         event_handler: |ctx, event, _framework, data| Box::pin(on_event(ctx, event, data)),
         ..Default::default()
@@ -375,6 +381,76 @@ async fn launch(
     Ok(())
 }
 
+/// Launch an agent with a chat message as its task (marked as untrusted input).
+#[poise::command(context_menu_command = "Launch from message", guild_only)]
+async fn launch_from_message(ctx: Context<'_>, message: serenity::Message) -> Result<(), Error> {
+    let data = ctx.data();
+    let user = DiscordId(ctx.author().id.get());
+    if let Some(refusal) = launch_refusal(ctx, user).await? {
+        ctx.send(
+            poise::CreateReply::default()
+                .content(refusal)
+                .ephemeral(true),
+        )
+        .await?;
+        return Ok(());
+    }
+    let channel = DiscordId(ctx.channel_id().get());
+    let Some(project) = data.store.project_for_channel(channel).await? else {
+        let text = "This channel has no project, so there is no repository to launch against: a server manager can run `/project setup`.";
+        ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
+            .await?;
+        return Ok(());
+    };
+    let input = LaunchInput {
+        prompt: Some(render::untrusted_prompt(
+            &message.author.name,
+            &message.content,
+        )),
+        repo: Some(project.repo.clone()),
+        base_branch: project.base_branch.clone(),
+        ..Default::default()
+    };
+    let origin = launch_origin(
+        &ctx.author().name,
+        user,
+        ctx.guild_id(),
+        channel,
+        Some(&project),
+    );
+    let (prepared, summary) = match validate_and_prepare(data, input, &origin, true).await? {
+        Ok(ready) => ready,
+        Err(refusal) => {
+            ctx.send(
+                poise::CreateReply::default()
+                    .content(refusal)
+                    .ephemeral(true)
+                    .allowed_mentions(CreateAllowedMentions::new()),
+            )
+            .await?;
+            return Ok(());
+        }
+    };
+    let reply = ctx
+        .send(
+            poise::CreateReply::default()
+                .content(summary)
+                .allowed_mentions(CreateAllowedMentions::new()),
+        )
+        .await?;
+    let posted = reply.message().await?.into_owned();
+    thread::follow(
+        ctx.serenity_context().http.clone(),
+        data.handles(),
+        ctx.channel_id(),
+        posted.id,
+        prepared,
+        ctx.author().id,
+    )
+    .await?;
+    Ok(())
+}
+
 fn launch_origin(
     name: &str,
     user: DiscordId,
@@ -520,6 +596,25 @@ async fn on_event(
         ButtonAction::Stop => {
             let text = stop(data, &record, &press.user.name, is_requester || is_admin).await?;
             press.create_response(&ctx.http, reply(text)).await?;
+        }
+        ButtonAction::OpenPr => {
+            if !(is_requester || is_admin) {
+                press.create_response(&ctx.http, reply("Only the person who launched this sandbox, or a server manager, can open its pull request.".into())).await?;
+                return Ok(());
+            }
+            // Opening a pull request calls GitHub: acknowledge first, answer when it is done.
+            press.defer_ephemeral(&ctx.http).await?;
+            let text = match data.launcher.open_pull_request(&record).await {
+                Ok(url) => format!("Draft pull request: {url}"),
+                Err(why) => format!("No pull request: {}", data.launcher.redact(&why)),
+            };
+            press
+                .edit_response(
+                    &ctx.http,
+                    serenity::EditInteractionResponse::new()
+                        .content(render::cut(&text, render::MAX_CONTENT)),
+                )
+                .await?;
         }
         ButtonAction::Retry => {
             let user = DiscordId(press.user.id.get());

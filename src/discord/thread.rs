@@ -104,11 +104,7 @@ pub async fn follow(
         let mut post = CreateMessage::new()
             .content(text)
             .allowed_mentions(CreateAllowedMentions::new().users([requester]))
-            .components(vec![CreateActionRow::Buttons(vec![CreateButton::new(
-                button_id(ButtonAction::Retry, id),
-            )
-            .label("Retry")
-            .style(ButtonStyle::Secondary)])]);
+            .components(vec![CreateActionRow::Buttons(result_buttons(&record))]);
         if let Some(summary) = attachment {
             post = post.add_file(CreateAttachment::bytes(
                 summary.into_bytes(),
@@ -126,6 +122,26 @@ pub async fn follow(
         }
     });
     Ok(())
+}
+
+/// Retry always; Open PR when a GitHub launch pushed commits but has no pull request.
+pub fn result_buttons(record: &crate::store::SandboxRecord) -> Vec<CreateButton> {
+    let mut buttons = vec![CreateButton::new(button_id(ButtonAction::Retry, record.id))
+        .label("Retry")
+        .style(ButtonStyle::Secondary)];
+    let github = matches!(record.request.repo, crate::catalog::RepoRef::Github { .. });
+    if github
+        && record.pr_url.is_none()
+        && record.pushed == Some(true)
+        && !record.commits.is_empty()
+    {
+        buttons.push(
+            CreateButton::new(button_id(ButtonAction::OpenPr, record.id))
+                .label("Open PR")
+                .style(ButtonStyle::Success),
+        );
+    }
+    buttons
 }
 
 fn apply(view: &mut StatusView, event: ProgressEvent) {

@@ -225,6 +225,49 @@ impl Launcher {
         &self.provider
     }
 
+    /// Opens a draft pull request for a finished launch that pushed commits but has none (launched
+    /// with `pr: none`, or the pull request failed then). Returns its address.
+    pub async fn open_pull_request(&self, record: &SandboxRecord) -> Result<String, String> {
+        let RepoRef::Github { owner, name } = &record.request.repo else {
+            return Err("only GitHub repositories get pull requests".into());
+        };
+        let (Some(branch), Some(base)) = (&record.branch, &record.base_branch) else {
+            return Err("this sandbox never got a branch".into());
+        };
+        if record.commits.is_empty() || record.pushed != Some(true) {
+            return Err("this sandbox pushed no commits, so there is nothing to review".into());
+        }
+        if let Some(url) = &record.pr_url {
+            return Ok(url.clone());
+        }
+        let github = github::connect(&self.github, owner, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = pull_request_body(&PullRequestFacts {
+            prompt: &record.request.prompt,
+            summary: record.result_text.as_deref().unwrap_or(""),
+            launched_by: &record.launched_by,
+            sandbox: record.id,
+            cost_usd: record.cost_usd,
+            duration: Duration::from_millis(record.duration_ms.unwrap_or(0).max(0) as u64),
+        });
+        let pr = github
+            .open_pull_request(
+                branch,
+                base,
+                &pull_request_title(&record.request.prompt),
+                &body,
+                true,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .set_pr_url(record.id, &pr.html_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(pr.html_url)
+    }
+
     /// Hides the configured secrets in text bound for people (error replies, say).
     pub fn redact(&self, text: &str) -> String {
         self.redactor.redact(text)

@@ -417,6 +417,16 @@ impl Store {
         Ok(())
     }
 
+    pub async fn set_pr_url(&self, id: SandboxId, url: &str) -> Result<()> {
+        sqlx::query("UPDATE sandboxes SET pr_url = ?1, updated_at = ?2 WHERE id = ?3")
+            .bind(url)
+            .bind(Utc::now())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// How many sandboxes a Discord user has that have not ended (for the per-user cap).
     pub async fn unfinished_for_user(&self, user: DiscordId) -> Result<i64> {
         Ok(sqlx::query_scalar(
