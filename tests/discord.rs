@@ -938,3 +938,181 @@ async fn open_pr_opens_a_draft_for_a_launch_that_had_none() {
         "https://github.com/acme/widgets/pull/9"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn project_keys_are_stored_encrypted_and_never_echoed() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[]).await;
+    let key = "sk-ant-api03-projectKEYplanted0123456789";
+
+    // A member without Manage Server is refused.
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        with_manage_server(
+            subcommand(
+                bot.fake.snowflake(),
+                "tok-keys-bob",
+                "project",
+                "keys",
+                json!([]),
+                BOB,
+            ),
+            false,
+        ),
+    );
+    let refused = bot.fake.wait_for("POST", callback("tok-keys-bob"), T).await;
+    assert!(refused.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Only server managers"));
+
+    let id = bot.fake.snowflake();
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        with_manage_server(
+            subcommand(id, "tok-keys", "project", "keys", json!([]), ALICE),
+            true,
+        ),
+    );
+    let modal = bot.fake.wait_for("POST", callback("tok-keys"), T).await;
+    assert_eq!(modal.body["type"], 9);
+    let modal_id = modal.body["data"]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        with_manage_server(
+            modal_submit(
+                bot.fake.snowflake(),
+                "tok-keys-submit",
+                &modal_id,
+                &[("anthropic", key)],
+                ALICE,
+            ),
+            true,
+        ),
+    );
+    let answer = bot.fake.wait_for("POST", "/webhooks/*", T).await;
+    assert!(
+        answer.body["content"]
+            .as_str()
+            .unwrap()
+            .contains("Stored one key"),
+        "{}",
+        answer.summary()
+    );
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        subcommand(
+            bot.fake.snowflake(),
+            "tok-show",
+            "project",
+            "show",
+            json!([]),
+            ALICE,
+        ),
+    );
+    let show = bot.fake.wait_for("POST", callback("tok-show"), T).await;
+    assert!(
+        show.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Project keys: ANTHROPIC_API_KEY"),
+        "{}",
+        show.summary()
+    );
+
+    for r in bot.fake.requests() {
+        assert!(
+            !r.body.to_string().contains("projectKEYplanted"),
+            "the key was echoed in {}",
+            r.summary()
+        );
+    }
+    // Stored, encrypted: readable through the store, absent from the database file as text.
+    let data = bot.world.dir.path().join("data");
+    let config = Config::from_lookup(|name| {
+        (name == "CODECOURIER_DATA_DIR").then(|| data.display().to_string())
+    })
+    .unwrap();
+    let store = codecourier::store::Store::open(&config).await.unwrap();
+    let project = store
+        .project_for_channel(codecourier::ids::DiscordId(CHANNEL_ID))
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = store
+        .get_secret(
+            &codecourier::pipeline::project_scope(project.id),
+            "ANTHROPIC_API_KEY",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.expose(), key);
+    store.close().await;
+    for file in std::fs::read_dir(&data).unwrap().flatten() {
+        if file.path().is_file() {
+            let bytes = std::fs::read(file.path()).unwrap();
+            assert!(
+                !bytes.windows(17).any(|w| w == b"projectKEYplanted"),
+                "plaintext key in {}",
+                file.path().display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_uses_the_projects_key_when_the_bot_has_none() {
+    let bot = start_bot(&[("ANTHROPIC_API_KEY", "")]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "create")]).await;
+    bot.launch(
+        "tok-nokey",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Save it"}]),
+    );
+    let refused = bot.fake.wait_for("POST", callback("tok-nokey"), T).await;
+    assert_eq!(refused.body["data"]["flags"], 64);
+    assert!(
+        refused.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("/project keys"),
+        "{}",
+        refused.summary()
+    );
+
+    let data = bot.world.dir.path().join("data");
+    let config = Config::from_lookup(|name| {
+        (name == "CODECOURIER_DATA_DIR").then(|| data.display().to_string())
+    })
+    .unwrap();
+    let store = codecourier::store::Store::open(&config).await.unwrap();
+    let project = store
+        .project_for_channel(codecourier::ids::DiscordId(CHANNEL_ID))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .put_secret(
+            &codecourier::pipeline::project_scope(project.id),
+            "ANTHROPIC_API_KEY",
+            &codecourier::secret::Secret::new(API_KEY),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    bot.launch(
+        "tok-key",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Save it"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    bot.wait_thread_message(thread_id, "result", |m| {
+        content(m).contains("completed") && content(m).contains("sandbox `")
+    })
+    .await;
+}
