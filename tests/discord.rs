@@ -1116,3 +1116,174 @@ async fn a_launch_uses_the_projects_key_when_the_bot_has_none() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_and_the_per_user_cap_are_enforced_with_reasons() {
+    let bot = start_bot(&[("CODECOURIER_ALLOWED_ROLES", "builders")]).await;
+    bot.launch("tok-role", ALICE, bot.options("Do it", &[]));
+    let refused = bot.fake.wait_for("POST", callback("tok-role"), T).await;
+    assert_eq!(refused.body["data"]["flags"], 64);
+    assert!(
+        refused.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Only members with one of these roles may launch: builders"),
+        "{}",
+        refused.summary()
+    );
+    drop(bot);
+
+    let bot = start_bot(&[("CODECOURIER_MAX_RUNNING_PER_USER", "1")]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "hang")]).await;
+    bot.launch(
+        "tok-cap-1",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Hang"}]),
+    );
+    thread_of_launch(&bot).await;
+    wait_status(&bot, "running").await;
+    bot.launch(
+        "tok-cap-2",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Hang again"}]),
+    );
+    let capped = bot.fake.wait_for("POST", callback("tok-cap-2"), T).await;
+    assert!(
+        capped.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("You already have 1 sandboxes running (the limit is 1)"),
+        "{}",
+        capped.summary()
+    );
+    // Another person is not held back by Alice's sandbox.
+    bot.launch(
+        "tok-cap-bob",
+        BOB,
+        json!([{"name": "prompt", "type": 3, "value": "Hang too"}]),
+    );
+    assert_eq!(
+        bot.fake
+            .wait_for("POST", callback("tok-cap-bob"), T)
+            .await
+            .body["type"],
+        4
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxes_lists_and_sandbox_logs_attaches_the_event_log() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "create")]).await;
+    bot.launch(
+        "tok-l",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Save the prompt"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    bot.wait_thread_message(thread_id, "result", |m| {
+        content(m).contains("completed") && content(m).contains("sandbox `")
+    })
+    .await;
+    let id = bot.cli(&["sandboxes", "list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        slash(
+            bot.fake.snowflake(),
+            "tok-list",
+            "sandboxes",
+            json!([{"name": "show", "type": 3, "value": "mine"}]),
+            ALICE,
+        ),
+    );
+    let list = bot.fake.wait_for("POST", callback("tok-list"), T).await;
+    let text = list.body["data"]["content"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("`{}`", &id[..8])) && text.contains("✅ completed"),
+        "{text}"
+    );
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        subcommand(
+            bot.fake.snowflake(),
+            "tok-logs",
+            "sandbox",
+            "logs",
+            json!([{"name": "id", "type": 3, "value": &id[..8]}]),
+            ALICE,
+        ),
+    );
+    let logs = bot.fake.wait_for("POST", callback("tok-logs"), T).await;
+    assert_eq!(logs.files.len(), 1, "{}", logs.summary());
+    let log = String::from_utf8_lossy(&logs.files[0].bytes);
+    assert!(
+        log.contains("✓ provision")
+            && log.contains("🔧 Bash: Save the prompt")
+            && log.contains("status → completed"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_claude_code_cli_runs_a_launch_from_discord() {
+    use support::fake_anthropic::{self, Mode, FINAL_TEXT};
+    let world = World::new();
+    let fake = FakeDiscord::start().await;
+    let api = fake_anthropic::start(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let path = std::env::join_paths(
+        std::iter::once(support::claude_code_bin())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let mut cmd = world.std_cmd();
+    cmd.env_remove("CODECOURIER_TOOLS_DIR")
+        .env("PATH", path)
+        .env("DISCORD_TOKEN", BOT_TOKEN)
+        .env("DISCORD_API_BASE", fake.api_base())
+        .env("DISCORD_GUILD_ID", GUILD_ID.to_string())
+        .env("CODECOURIER_ALLOW_LOCAL_REPOS", "true")
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut serve = cmd.spawn().unwrap();
+    fake.wait_ready(T).await;
+    let bot = Bot {
+        fake,
+        world,
+        probe: UnknownEventProbe::new(),
+        client: tokio::spawn(async {}),
+    };
+    bind_project(&bot, &[("ANTHROPIC_BASE_URL", &api.uri())]).await;
+    bot.launch(
+        "tok-real",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "Create hello.txt"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    let result = bot
+        .wait_thread_message(thread_id, "result", |m| {
+            content(m).contains("sandbox `") && !content(m).contains("⏳")
+        })
+        .await;
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(
+        content(&result).contains("✅ completed") && content(&result).contains(FINAL_TEXT),
+        "{}",
+        content(&result)
+    );
+    let record = &bot.cli(&["sandboxes", "list", "--json"])[0];
+    assert_eq!(
+        bot.world
+            .file_on_branch(record["branch"].as_str().unwrap(), "hello.txt"),
+        "hello\n"
+    );
+}
