@@ -980,6 +980,9 @@ async fn project_keys_are_stored_encrypted_and_never_echoed() {
         .as_str()
         .unwrap()
         .to_string();
+    // poise starts listening for the submit just after it has sent the modal; a person takes
+    // seconds to type, a test must give it that moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     bot.fake.dispatch(
         "INTERACTION_CREATE",
         with_manage_server(

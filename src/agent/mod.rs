@@ -210,6 +210,24 @@ pub trait AgentStream: Send + Sync {
     fn finish(self: Box<Self>, exit_code: Option<i32>) -> AgentResult;
 }
 
+/// One line of a JSON-lines stream: blank lines give nothing, what is not the expected JSON is
+/// kept as `Unparsed`, the rest goes to `event` with the raw text (for keeping unknown events).
+pub(crate) fn json_line<'a, T: serde::Deserialize<'a>>(
+    line: &'a str,
+    event: impl FnOnce(T, &'a str) -> Vec<AgentEvent>,
+) -> Vec<AgentEvent> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Vec::new();
+    }
+    match serde_json::from_str::<T>(trimmed) {
+        Ok(parsed) => event(parsed, trimmed),
+        Err(_) => vec![AgentEvent::Unparsed {
+            line: clip(trimmed, MAX_KEPT_LINE),
+        }],
+    }
+}
+
 /// Whether this build can run the tool; the error is for the user.
 pub fn supported(tool: &Tool) -> Result<(), String> {
     match tool.id.as_str() {

@@ -324,14 +324,7 @@ impl StreamParser {
 
 impl AgentStream for StreamParser {
     fn line(&mut self, line: &str) -> Vec<AgentEvent> {
-        let trimmed = line.trim();
-        if trimmed.is_empty() {
-            return Vec::new();
-        }
-        match serde_json::from_str::<Line>(trimmed) {
-            Ok(parsed) => self.event(parsed, trimmed),
-            Err(_) => vec![unparsed(trimmed)],
-        }
+        super::json_line(line, |parsed: Line, raw| self.event(parsed, raw))
     }
 
     fn finish(self: Box<Self>, exit_code: Option<i32>) -> AgentResult {

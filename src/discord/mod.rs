@@ -347,20 +347,29 @@ async fn launch(
         channel,
         project.as_ref(),
     );
-    let (prepared, summary) =
-        match validate_and_prepare(data, input, &origin, project.is_some()).await? {
-            Ok(ready) => ready,
-            Err(refusal) => {
-                ctx.send(
-                    poise::CreateReply::default()
-                        .content(refusal)
-                        .ephemeral(true)
-                        .allowed_mentions(CreateAllowedMentions::new()),
-                )
-                .await?;
-                return Ok(());
-            }
-        };
+    launch_and_follow(ctx, input, &origin, project.is_some()).await
+}
+
+/// For a slash or context-menu command: validate and record, then answer with the summary and
+/// follow the launch in a thread; or answer, ephemeral, what to fix.
+async fn launch_and_follow(
+    ctx: Context<'_>,
+    input: LaunchInput,
+    origin: &LaunchOrigin,
+    has_project: bool,
+) -> Result<(), Error> {
+    let data = ctx.data();
+    let (prepared, summary) = match validate_and_prepare(data, input, origin, has_project).await? {
+        Ok(ready) => ready,
+        Err(refusal) => {
+            let reply = poise::CreateReply::default()
+                .content(refusal)
+                .ephemeral(true)
+                .allowed_mentions(CreateAllowedMentions::new());
+            ctx.send(reply).await?;
+            return Ok(());
+        }
+    };
     let reply = ctx
         .send(
             poise::CreateReply::default()
@@ -369,8 +378,9 @@ async fn launch(
         )
         .await?;
     let message = reply.message().await?.into_owned();
+    let http = ctx.serenity_context().http.clone();
     thread::follow(
-        ctx.serenity_context().http.clone(),
+        http,
         data.handles(),
         ctx.channel_id(),
         message.id,
@@ -418,37 +428,7 @@ async fn launch_from_message(ctx: Context<'_>, message: serenity::Message) -> Re
         channel,
         Some(&project),
     );
-    let (prepared, summary) = match validate_and_prepare(data, input, &origin, true).await? {
-        Ok(ready) => ready,
-        Err(refusal) => {
-            ctx.send(
-                poise::CreateReply::default()
-                    .content(refusal)
-                    .ephemeral(true)
-                    .allowed_mentions(CreateAllowedMentions::new()),
-            )
-            .await?;
-            return Ok(());
-        }
-    };
-    let reply = ctx
-        .send(
-            poise::CreateReply::default()
-                .content(summary)
-                .allowed_mentions(CreateAllowedMentions::new()),
-        )
-        .await?;
-    let posted = reply.message().await?.into_owned();
-    thread::follow(
-        ctx.serenity_context().http.clone(),
-        data.handles(),
-        ctx.channel_id(),
-        posted.id,
-        prepared,
-        ctx.author().id,
-    )
-    .await?;
-    Ok(())
+    launch_and_follow(ctx, input, &origin, true).await
 }
 
 fn launch_origin(
