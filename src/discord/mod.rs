@@ -304,12 +304,7 @@ async fn launch(
     let data = ctx.data();
     let user = DiscordId(ctx.author().id.get());
     if let Some(refusal) = launch_refusal(ctx, user).await? {
-        ctx.send(
-            poise::CreateReply::default()
-                .content(refusal)
-                .ephemeral(true),
-        )
-        .await?;
+        say_ephemeral(ctx, refusal).await?;
         return Ok(());
     }
     let channel = DiscordId(ctx.channel_id().get());
@@ -397,19 +392,13 @@ async fn launch_from_message(ctx: Context<'_>, message: serenity::Message) -> Re
     let data = ctx.data();
     let user = DiscordId(ctx.author().id.get());
     if let Some(refusal) = launch_refusal(ctx, user).await? {
-        ctx.send(
-            poise::CreateReply::default()
-                .content(refusal)
-                .ephemeral(true),
-        )
-        .await?;
+        say_ephemeral(ctx, refusal).await?;
         return Ok(());
     }
     let channel = DiscordId(ctx.channel_id().get());
     let Some(project) = data.store.project_for_channel(channel).await? else {
         let text = "This channel has no project, so there is no repository to launch against: a server manager can run `/project setup`.";
-        ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-            .await?;
+        say_ephemeral(ctx, text).await?;
         return Ok(());
     };
     let input = LaunchInput {
@@ -682,6 +671,19 @@ async fn on_event(
     Ok(())
 }
 
+/// An answer only the person who asked sees, with mentions off and Discord's length respected.
+pub(crate) async fn say_ephemeral(ctx: Context<'_>, text: impl Into<String>) -> Result<(), Error> {
+    let text = text.into();
+    ctx.send(
+        poise::CreateReply::default()
+            .content(render::cut(&text, render::MAX_CONTENT))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new()),
+    )
+    .await?;
+    Ok(())
+}
+
 fn ephemeral(text: String) -> CreateInteractionResponse {
     CreateInteractionResponse::Message(
         CreateInteractionResponseMessage::new()
@@ -898,12 +900,7 @@ async fn find(ctx: Context<'_>, id: &str) -> Result<Option<SandboxRecord>, Error
     match ctx.data().store.find_sandbox(id).await {
         Ok(record) => Ok(Some(record)),
         Err(e @ (StoreError::NotFound(_) | StoreError::Ambiguous(..))) => {
-            ctx.send(
-                poise::CreateReply::default()
-                    .content(e.to_string())
-                    .ephemeral(true),
-            )
-            .await?;
+            say_ephemeral(ctx, e.to_string()).await?;
             Ok(None)
         }
         Err(e) => Err(e.into()),
@@ -930,8 +927,7 @@ async fn sandboxes(
         match status.parse() {
             Ok(s) => filter.status = Some(s),
             Err(e) => {
-                ctx.send(poise::CreateReply::default().content(e).ephemeral(true))
-                    .await?;
+                say_ephemeral(ctx, e).await?;
                 return Ok(());
             }
         }
@@ -959,13 +955,7 @@ async fn sandboxes(
             .collect::<Vec<_>>()
             .join("\n")
     };
-    ctx.send(
-        poise::CreateReply::default()
-            .content(render::cut(&text, render::MAX_CONTENT))
-            .ephemeral(true)
-            .allowed_mentions(CreateAllowedMentions::new()),
-    )
-    .await?;
+    say_ephemeral(ctx, render::cut(&text, render::MAX_CONTENT)).await?;
     Ok(())
 }
 
@@ -1004,13 +994,7 @@ async fn sandbox_status(
     }
     let (result, _) = render::result_message(&record, None);
     let text = format!("{}\n\n{}", render::status_message(&view), result);
-    ctx.send(
-        poise::CreateReply::default()
-            .content(render::cut(&text, render::MAX_CONTENT))
-            .ephemeral(true)
-            .allowed_mentions(CreateAllowedMentions::new()),
-    )
-    .await?;
+    say_ephemeral(ctx, render::cut(&text, render::MAX_CONTENT)).await?;
     Ok(())
 }
 
@@ -1027,8 +1011,7 @@ async fn sandbox_stop(
     };
     let allowed = record.discord.user_id == Some(DiscordId(ctx.author().id.get())) || is_admin(ctx);
     let text = stop(ctx.data(), &record, &ctx.author().name, allowed).await?;
-    ctx.send(poise::CreateReply::default().content(text).ephemeral(true))
-        .await?;
+    say_ephemeral(ctx, text).await?;
     Ok(())
 }
 
@@ -1045,17 +1028,19 @@ async fn sandbox_logs(
     };
     let events = ctx.data().store.events(record.id, 0).await?;
     let log: String = events.iter().map(|e| e.log_line() + "\n").collect();
+    let file = serenity::CreateAttachment::bytes(
+        log.into_bytes(),
+        format!("sandbox-{}.log", record.id.short()),
+    );
+    let text = format!(
+        "Event log of sandbox `{}` ({} events)",
+        record.id.short(),
+        events.len()
+    );
     ctx.send(
         poise::CreateReply::default()
-            .content(format!(
-                "Event log of sandbox `{}` ({} events)",
-                record.id.short(),
-                events.len()
-            ))
-            .attachment(serenity::CreateAttachment::bytes(
-                log.into_bytes(),
-                format!("sandbox-{}.log", record.id.short()),
-            ))
+            .content(text)
+            .attachment(file)
             .ephemeral(true),
     )
     .await?;

@@ -2,11 +2,9 @@
 //! keys its launches use. Keys and variable values go in through modals, are stored encrypted, and
 //! are never shown again: `/project show` lists names only. Needs Manage Server.
 
-use poise::serenity_prelude as serenity;
 use poise::Modal;
-use serenity::CreateAllowedMentions;
 
-use super::{is_admin, render, Context, Error};
+use super::{is_admin, render, say_ephemeral, Context, Error};
 use crate::catalog::{LaunchInput, RepoRef};
 use crate::config::AGENT_KEY_VARS;
 use crate::ids::DiscordId;
@@ -44,17 +42,6 @@ struct Keys {
     openrouter: Option<String>,
 }
 
-async fn ephemeral(ctx: Context<'_>, text: String) -> Result<(), Error> {
-    ctx.send(
-        poise::CreateReply::default()
-            .content(render::cut(&text, render::MAX_CONTENT))
-            .ephemeral(true)
-            .allowed_mentions(CreateAllowedMentions::new()),
-    )
-    .await?;
-    Ok(())
-}
-
 /// Configure this channel's project.
 #[poise::command(slash_command, guild_only, subcommands("setup", "keys", "show"))]
 pub async fn project(_ctx: Context<'_>) -> Result<(), Error> {
@@ -68,11 +55,7 @@ async fn setup(ctx: Context<'_>) -> Result<(), Error> {
         return Ok(());
     };
     if !is_admin(ctx) {
-        return ephemeral(
-            ctx,
-            "Only server managers can set up a channel's project.".into(),
-        )
-        .await;
+        return say_ephemeral(ctx, "Only server managers can set up a channel's project.").await;
     }
     let store = &ctx.data().store;
     let channel = DiscordId(ctx.channel_id().get());
@@ -105,7 +88,7 @@ async fn setup(ctx: Context<'_>) -> Result<(), Error> {
     };
     let request = match check.validate(&ctx.data().catalog, ctx.data().config.allow_local_repos) {
         Ok(r) => r,
-        Err(errors) => return ephemeral(ctx, super::field_errors(&errors.0)).await,
+        Err(errors) => return say_ephemeral(ctx, super::field_errors(&errors.0)).await,
     };
     let repo = match &request.repo {
         RepoRef::Github { owner, name } => format!("{owner}/{name}"),
@@ -128,7 +111,7 @@ async fn setup(ctx: Context<'_>) -> Result<(), Error> {
             .await?;
     }
     let names: Vec<&str> = request.env.iter().map(|(n, _)| n.as_str()).collect();
-    ephemeral(
+    say_ephemeral(
         ctx,
         format!(
             "This channel now launches against **{}**{}.{}",
@@ -166,15 +149,15 @@ async fn keys(
         )
     } else {
         if !is_admin(ctx) {
-            return ephemeral(ctx, "Only server managers can set a project's keys; `for: me` stores keys only your launches use.".into()).await;
+            return say_ephemeral(ctx, "Only server managers can set a project's keys; `for: me` stores keys only your launches use.").await;
         }
         let Some(project) = store
             .project_for_channel(DiscordId(ctx.channel_id().get()))
             .await?
         else {
-            return ephemeral(
+            return say_ephemeral(
                 ctx,
-                "This channel has no project yet: run `/project setup` first.".into(),
+                "This channel has no project yet: run `/project setup` first.",
             )
             .await;
         };
@@ -208,7 +191,7 @@ async fn keys(
             stored.join(", ")
         )
     };
-    ephemeral(ctx, text).await
+    say_ephemeral(ctx, text).await
 }
 
 /// What this channel's project uses: repository, instructions, variable and key names.
@@ -219,9 +202,9 @@ async fn show(ctx: Context<'_>) -> Result<(), Error> {
         .project_for_channel(DiscordId(ctx.channel_id().get()))
         .await?
     else {
-        return ephemeral(
+        return say_ephemeral(
             ctx,
-            "This channel has no project yet: a server manager can run `/project setup`.".into(),
+            "This channel has no project yet: a server manager can run `/project setup`.",
         )
         .await;
     };
@@ -258,5 +241,5 @@ async fn show(ctx: Context<'_>) -> Result<(), Error> {
         list(&mine),
         project.learnings.lines().count(),
     );
-    ephemeral(ctx, text).await
+    say_ephemeral(ctx, text).await
 }

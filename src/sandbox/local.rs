@@ -693,8 +693,8 @@ mod tests {
             Some(PathBuf::from("/srv/tools/claude"))
         );
         assert_eq!(
-            install_root(Path::new("/home/u/bin/tool")),
-            Some(PathBuf::from("/home/u/bin"))
+            install_root(Path::new("/srv/tools/bin/tool")),
+            Some(PathBuf::from("/srv/tools/bin"))
         );
     }
 }
