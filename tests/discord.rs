@@ -1290,3 +1290,27 @@ async fn the_real_claude_code_cli_runs_a_launch_from_discord() {
         "hello\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_that_discord_accepts_the_token() {
+    let world = World::new();
+    let fake = FakeDiscord::start().await;
+    for (token, expected) in [
+        (BOT_TOKEN, "✓ Discord: token accepted"),
+        ("wrong-token", "✗ Discord: Discord refused DISCORD_TOKEN"),
+    ] {
+        let mut cmd = world.std_cmd();
+        cmd.env("DISCORD_TOKEN", token)
+            .env("DISCORD_API_BASE", fake.api_base())
+            .arg("doctor");
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(expected), "{stdout}");
+        assert!(
+            !stdout.contains(token),
+            "the token is never printed: {stdout}"
+        );
+    }
+}

@@ -195,7 +195,14 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
     }
 
     match &config.discord.token {
-        Some(_) => report.line(Level::Ok, "Discord", "token set"),
+        Some(token) => match crate::discord::check_token(token, &config.discord.api_base).await {
+            Ok(name) => report.line(
+                Level::Ok,
+                "Discord",
+                format!("token accepted (the bot is {name})"),
+            ),
+            Err(why) => report.line(Level::Fail, "Discord", why),
+        },
         None => report.line(
             Level::Warn,
             "Discord",

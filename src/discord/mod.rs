@@ -67,14 +67,7 @@ pub async fn client_builder(
     ));
     let config = Arc::new(config);
 
-    let mut http = serenity::HttpBuilder::new(&token);
-    if config.discord.api_base != "https://discord.com" {
-        // serenity's ratelimiter ignores the proxy and would talk to discord.com: it must be off
-        // for DISCORD_API_BASE to take effect (the bot's own edit coalescing keeps it polite).
-        http = http
-            .proxy(config.discord.api_base.clone())
-            .ratelimiter_disabled(true);
-    }
+    let http = http_builder(&token, &config.discord.api_base);
     let options = poise::FrameworkOptions {
         commands: vec![
             launch(),
@@ -117,6 +110,30 @@ pub async fn client_builder(
         serenity::ClientBuilder::new_with_http(http.build(), GatewayIntents::GUILDS)
             .framework(framework),
     )
+}
+
+/// serenity's HTTP client for the configured API base.
+fn http_builder(token: &str, api_base: &str) -> serenity::HttpBuilder {
+    let http = serenity::HttpBuilder::new(token);
+    if api_base == "https://discord.com" {
+        http
+    } else {
+        // serenity's ratelimiter ignores the proxy and would talk to discord.com: it must be off
+        // for DISCORD_API_BASE to take effect (the bot's own edit coalescing keeps it polite).
+        http.proxy(api_base).ratelimiter_disabled(true)
+    }
+}
+
+/// Whether Discord accepts the bot token: the bot's name, or what to do.
+pub async fn check_token(token: &crate::secret::Secret, api_base: &str) -> Result<String, String> {
+    let http = http_builder(token.expose(), api_base).build();
+    match http.get_current_user().await {
+        Ok(user) => Ok(user.name.clone()),
+        Err(serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(e))) if e.status_code.as_u16() == 401 => {
+            Err("Discord refused DISCORD_TOKEN: copy the bot's token again from the developer portal (Bot → Reset Token)".into())
+        }
+        Err(_) => Err("Discord could not be reached to check DISCORD_TOKEN".into()),
+    }
 }
 
 /// Registers the commands, with choices and limits from the catalog (which poise's attributes
