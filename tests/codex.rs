@@ -204,6 +204,7 @@ fn codex_plan(base_url: &str, system_prompt: &str) -> codecourier::agent::AgentP
         model: "gpt-5.4",
         effort: Effort::High,
         session_id: "unused",
+        resume: None,
         keys: vec![("OPENAI_API_KEY".into(), Secret::new(OPENAI_KEY))],
         env: &env,
         system_prompt,

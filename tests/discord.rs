@@ -1314,3 +1314,127 @@ async fn doctor_checks_that_discord_accepts_the_token() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follow_up_continues_the_branch_and_resumes_the_session_in_the_same_thread() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "create")]).await;
+    bot.launch(
+        "tok-fu-1",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "First part"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    let first = bot
+        .wait_thread_message(thread_id, "result", |m| {
+            content(m).contains("completed") && content(m).contains("sandbox `")
+        })
+        .await;
+    let follow = first["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["label"] == "Follow up")
+        .expect("a Follow up button")["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-fu-open",
+            &follow,
+            2,
+            &[],
+            first.clone(),
+            ALICE,
+        ),
+    );
+    let modal = bot.fake.wait_for("POST", callback("tok-fu-open"), T).await;
+    assert_eq!(modal.body["type"], 9);
+    let modal_id = modal.body["data"]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let thread = bot.fake.channel(thread_id).expect("the thread");
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        in_channel(
+            modal_submit(
+                bot.fake.snowflake(),
+                "tok-fu-go",
+                &modal_id,
+                &[("prompt", "Second part")],
+                ALICE,
+            ),
+            &thread,
+        ),
+    );
+    let started = bot.fake.wait_for("POST", callback("tok-fu-go"), T).await;
+    assert!(
+        started.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("↪️ Follow-up of"),
+        "{}",
+        started.summary()
+    );
+
+    let second = bot
+        .wait_thread_message(thread_id, "the follow-up's result", |m| {
+            content(m).contains("sandbox `")
+                && content(m) != content(&first)
+                && !content(m).contains("⏳")
+        })
+        .await;
+    assert!(
+        content(&second).contains("✅ completed"),
+        "{}",
+        content(&second)
+    );
+    let list = bot.cli(&["sandboxes", "list", "--json"]);
+    let (newer, older) = (&list[0], &list[1]);
+    assert_eq!(newer["branch"], older["branch"], "the same branch");
+    assert_eq!(newer["base_branch"], "main");
+    let branch = newer["branch"].as_str().unwrap();
+    assert_eq!(
+        bot.world.file_on_branch(branch, "prompt.txt"),
+        "Second part"
+    );
+    let log = support::git(&bot.world.origin, &["log", "--format=%s", branch]);
+    assert!(
+        log.contains("CodeCourier: Second part") && log.contains("CodeCourier: First part"),
+        "{log}"
+    );
+    assert_eq!(
+        newer["commits"].as_array().unwrap().len(),
+        1,
+        "only the follow-up's own commit"
+    );
+    // The stand-in agent refuses `--resume` unless the session files came back (exit 66): this run
+    // resumed, and completed.
+    let shown = bot.cli(&["sandboxes", "show", "--json", newer["id"].as_str().unwrap()]);
+    let phase = |name: &str| {
+        shown["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == name)
+            .unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        phase("tool_setup").contains("resuming session 11111111-2222-4333-8444-555555555555"),
+        "{}",
+        phase("tool_setup")
+    );
+    assert!(
+        phase("branch").starts_with("continuing on"),
+        "{}",
+        phase("branch")
+    );
+}

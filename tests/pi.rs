@@ -147,6 +147,7 @@ fn the_command_line_passes_the_clis_own_checks() {
         model: MODEL,
         effort: Effort::Low,
         session_id: "unused",
+        resume: None,
         keys: Vec::new(),
         env: &[(
             "OPENROUTER_BASE_URL".into(),

@@ -48,7 +48,12 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         ));
     }
     AgentPlan {
-        argv: command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, ctx.session_id),
+        argv: match ctx.resume {
+            Some(session) => {
+                resume_command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, session)
+            }
+            None => command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, ctx.session_id),
+        },
         env,
         files,
         install_if_missing: None,
@@ -87,6 +92,22 @@ pub fn command_line(
         "--session-id".into(),
         session_id.into(),
     ]);
+    args
+}
+
+/// The same, continuing an earlier session (its files restored into `CLAUDE_CONFIG_DIR`).
+pub fn resume_command_line(
+    model: &str,
+    effort: Effort,
+    system_prompt_file: &str,
+    session_id: &str,
+) -> Vec<String> {
+    let mut args = command_line(model, effort, system_prompt_file, session_id);
+    let at = args
+        .iter()
+        .position(|a| a == "--session-id")
+        .expect("command_line sets it");
+    args[at] = "--resume".into();
     args
 }
 

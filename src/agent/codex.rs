@@ -596,6 +596,7 @@ mod tests {
             model: "gpt-5.4",
             effort: Effort::Medium,
             session_id: "unused",
+            resume: None,
             keys: vec![("OPENAI_API_KEY".into(), Secret::new("sk-test-abc"))],
             env: &env,
             system_prompt: "Be terse.",

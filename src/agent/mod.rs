@@ -135,6 +135,8 @@ pub struct AgentContext<'a> {
     pub effort: Effort,
     /// A fresh UUID for CLIs that accept a session id; others report their own.
     pub session_id: &'a str,
+    /// A session to resume instead (a follow-up whose session files were restored).
+    pub resume: Option<&'a str>,
     /// The keys the tool reads, by variable name.
     pub keys: Vec<(String, Secret)>,
     /// The launch's own variables (`--env`, project variables): base-URL overrides live here.

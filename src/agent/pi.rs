@@ -367,6 +367,7 @@ mod tests {
             model: "openrouter/google/gemini-2.5-pro",
             effort: Effort::High,
             session_id: "unused",
+            resume: None,
             keys: vec![("OPENROUTER_API_KEY".into(), Secret::new("sk-or-secret"))],
             env,
             system_prompt: "be careful",

@@ -5,7 +5,8 @@ mod request;
 mod template;
 
 pub use request::{
-    Effort, FieldError, LaunchInput, LaunchRequest, PrPolicy, RepoRef, Resources, ValidationErrors,
+    Effort, FieldError, FollowUp, LaunchInput, LaunchRequest, PrPolicy, RepoRef, Resources,
+    ValidationErrors,
 };
 pub use template::{build_custom_tag, TemplateRef};
 

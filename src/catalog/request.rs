@@ -58,6 +58,19 @@ pub struct LaunchRequest {
     /// What to open on GitHub when the run pushed commits.
     #[serde(default)]
     pub pr: PrPolicy,
+    /// Set when this launch continues an earlier one on its branch.
+    #[serde(default)]
+    pub follow_up: Option<FollowUp>,
+}
+
+/// A launch that continues an earlier one: the same branch, and the agent's session where the CLI
+/// can resume it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub of: crate::ids::SandboxId,
+    pub branch: String,
+    pub base_branch: String,
+    pub session_id: Option<String>,
 }
 
 /// What a launch against GitHub opens when it pushed commits.
@@ -424,6 +437,7 @@ impl LaunchInput {
             optimizer_cli_id,
             checker_cli_id,
             pr: pr.expect("checked"),
+            follow_up: None,
         })
     }
 }

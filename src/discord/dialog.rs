@@ -235,6 +235,15 @@ pub fn modal(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractionR
     )
 }
 
+/// The `prompt` field of a submitted modal.
+pub fn submitted_prompt(modal: &ModalInteraction, prompt: &mut String) {
+    let mut input = LaunchInput::default();
+    submitted(modal, &mut input);
+    if let Some(text) = input.prompt {
+        *prompt = text;
+    }
+}
+
 /// Reads the modal's fields into the launch input. Numbers that are not numbers are kept as an
 /// out-of-range value so validation names the field.
 pub fn submitted(modal: &ModalInteraction, input: &mut LaunchInput) {

@@ -583,6 +583,24 @@ async fn on_event(
             let text = stop(data, &record, &press.user.name, is_requester || is_admin).await?;
             press.create_response(&ctx.http, reply(text)).await?;
         }
+        ButtonAction::FollowUp => {
+            if !(is_requester || is_admin) {
+                press.create_response(&ctx.http, reply("Only the person who launched this sandbox, or a server manager, can follow it up.".into())).await?;
+                return Ok(());
+            }
+            let prompt = serenity::CreateInputText::new(
+                serenity::InputTextStyle::Paragraph,
+                "What should the agent do next?",
+                "prompt",
+            )
+            .required(true)
+            .max_length(4000);
+            let modal = serenity::CreateModal::new(format!("cc:fu:{id}"), "Follow up")
+                .components(vec![serenity::CreateActionRow::InputText(prompt)]);
+            press
+                .create_response(&ctx.http, CreateInteractionResponse::Modal(modal))
+                .await?;
+        }
         ButtonAction::OpenPr => {
             if !(is_requester || is_admin) {
                 press.create_response(&ctx.http, reply("Only the person who launched this sandbox, or a server manager, can open its pull request.".into())).await?;
@@ -753,6 +771,14 @@ async fn on_dialog_submit(
     submit: &serenity::ModalInteraction,
     data: &Data,
 ) -> Result<(), Error> {
+    if let Some(id) = submit
+        .data
+        .custom_id
+        .strip_prefix("cc:fu:")
+        .and_then(|id| id.parse().ok())
+    {
+        return on_follow_up_submit(ctx, submit, data, id).await;
+    }
     let Some(("modal", id)) = dialog::parse(&submit.data.custom_id) else {
         return Ok(());
     };
@@ -808,6 +834,134 @@ async fn on_dialog_submit(
         data.handles(),
         submit.channel_id,
         message.id,
+        prepared,
+        submit.user.id,
+    )
+    .await?;
+    Ok(())
+}
+
+/// A follow-up: the earlier launch's request with the new prompt, on its branch, resuming its session
+/// where the CLI can; it runs in the same thread.
+async fn on_follow_up_submit(
+    ctx: &serenity::Context,
+    submit: &serenity::ModalInteraction,
+    data: &Data,
+    of: SandboxId,
+) -> Result<(), Error> {
+    let Some(record) = data.store.get_sandbox(of).await? else {
+        submit
+            .create_response(
+                &ctx.http,
+                ephemeral(format!(
+                    "Sandbox {} is not in this bot's records.",
+                    of.short()
+                )),
+            )
+            .await?;
+        return Ok(());
+    };
+    let user = DiscordId(submit.user.id.get());
+    let is_admin = submit
+        .member
+        .as_ref()
+        .and_then(|m| m.permissions)
+        .is_some_and(|p| p.manage_guild());
+    if record.discord.user_id != Some(user) && !is_admin {
+        submit.create_response(&ctx.http, ephemeral("Only the person who launched this sandbox, or a server manager, can follow it up.".into())).await?;
+        return Ok(());
+    }
+    let (Some(branch), Some(base_branch)) = (record.branch.clone(), record.base_branch.clone())
+    else {
+        submit
+            .create_response(
+                &ctx.http,
+                ephemeral("That launch never got a branch to continue.".into()),
+            )
+            .await?;
+        return Ok(());
+    };
+    let running = data.store.unfinished_for_user(user).await?;
+    if running >= i64::from(data.config.max_running_per_user) {
+        let text = format!(
+            "You already have {running} sandboxes running (the limit is {}).",
+            data.config.max_running_per_user
+        );
+        submit.create_response(&ctx.http, ephemeral(text)).await?;
+        return Ok(());
+    }
+    let mut prompt = String::new();
+    dialog::submitted_prompt(submit, &mut prompt);
+    if prompt.trim().is_empty() {
+        submit
+            .create_response(&ctx.http, ephemeral("The follow-up needs a prompt.".into()))
+            .await?;
+        return Ok(());
+    }
+    let mut request = record.request.clone();
+    request.prompt = prompt;
+    request.env = data.store.sandbox_env(of).await?;
+    request.follow_up = Some(crate::catalog::FollowUp {
+        of,
+        branch,
+        base_branch,
+        session_id: record.session_id.clone(),
+    });
+    let channel = record
+        .discord
+        .channel_id
+        .unwrap_or(DiscordId(submit.channel_id.get()));
+    let origin = LaunchOrigin {
+        launched_by: submit.user.name.clone(),
+        discord: Some(DiscordOrigin {
+            user_id: user,
+            guild_id: submit.guild_id.map(|g| DiscordId(g.get())),
+            channel_id: channel,
+        }),
+        project_id: record.project_id,
+    };
+    let Some(tool) = data.catalog.tool(&request.tool).cloned() else {
+        submit
+            .create_response(
+                &ctx.http,
+                ephemeral(format!(
+                    "The tool {} is no longer in the catalog.",
+                    request.tool
+                )),
+            )
+            .await?;
+        return Ok(());
+    };
+    let summary = format!(
+        "↪️ Follow-up of `{}`\n{}",
+        of.short(),
+        render::launch_summary(&request, &tool, &origin.launched_by)
+    );
+    let prepared = match data.launcher.prepare(request, &origin).await {
+        Ok(prepared) => prepared,
+        Err(LaunchError::Invalid(message)) => {
+            submit
+                .create_response(&ctx.http, ephemeral(message))
+                .await?;
+            return Ok(());
+        }
+        Err(LaunchError::Store(e)) => return Err(e.into()),
+    };
+    let public = CreateInteractionResponseMessage::new()
+        .content(render::cut(&summary, render::MAX_CONTENT))
+        .allowed_mentions(CreateAllowedMentions::new());
+    submit
+        .create_response(&ctx.http, CreateInteractionResponse::Message(public))
+        .await?;
+    let thread = record
+        .discord
+        .thread_id
+        .map(|t| ChannelId::new(t.0))
+        .unwrap_or(submit.channel_id);
+    thread::run_in_thread(
+        ctx.http.clone(),
+        data.handles(),
+        thread,
         prepared,
         submit.user.id,
     )

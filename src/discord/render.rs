@@ -242,6 +242,7 @@ pub enum ButtonAction {
     Stop,
     Retry,
     OpenPr,
+    FollowUp,
 }
 
 impl ButtonAction {
@@ -250,6 +251,7 @@ impl ButtonAction {
             ButtonAction::Stop => "stop",
             ButtonAction::Retry => "retry",
             ButtonAction::OpenPr => "pr",
+            ButtonAction::FollowUp => "follow",
         }
     }
 }
@@ -267,6 +269,7 @@ pub fn parse_button_id(custom_id: &str) -> Option<(ButtonAction, SandboxId)> {
         "stop" => ButtonAction::Stop,
         "retry" => ButtonAction::Retry,
         "pr" => ButtonAction::OpenPr,
+        "follow" => ButtonAction::FollowUp,
         _ => return None,
     };
     Some((action, parts.next()?.parse().ok()?))

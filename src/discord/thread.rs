@@ -56,8 +56,7 @@ pub async fn follow(
     prepared: Prepared,
     requester: UserId,
 ) -> anyhow::Result<()> {
-    let id = prepared.id;
-    let name = render::thread_name(id, &prepared.request().prompt);
+    let name = render::thread_name(prepared.id, &prepared.request().prompt);
     let thread = channel
         .create_thread_from_message(
             &http,
@@ -65,8 +64,20 @@ pub async fn follow(
             CreateThread::new(name).auto_archive_duration(AutoArchiveDuration::OneDay),
         )
         .await?;
+    run_in_thread(http, handles, thread.id, prepared, requester).await
+}
+
+/// Posts the status message in `thread` and runs the launch there (a follow-up stays in the thread
+/// of the launch it continues).
+pub async fn run_in_thread(
+    http: Arc<Http>,
+    handles: Handles,
+    thread: ChannelId,
+    prepared: Prepared,
+    requester: UserId,
+) -> anyhow::Result<()> {
+    let id = prepared.id;
     let status = thread
-        .id
         .send_message(
             &http,
             CreateMessage::new()
@@ -77,7 +88,7 @@ pub async fn follow(
         .await?;
     handles
         .store
-        .set_discord_thread(id, DiscordId(thread.id.get()), DiscordId(status.id.get()))
+        .set_discord_thread(id, DiscordId(thread.get()), DiscordId(status.id.get()))
         .await?;
 
     let token = CancellationToken::new();
@@ -88,7 +99,7 @@ pub async fn follow(
         .insert(id, token.clone());
     tokio::spawn(async move {
         let (tx, rx) = mpsc::unbounded_channel();
-        let updater = tokio::spawn(update_status(http.clone(), thread.id, status.id, rx, id));
+        let updater = tokio::spawn(update_status(http.clone(), thread, status.id, rx, id));
         let outcome = handles.launcher.run(prepared, &ThreadSink(tx), token).await;
         let _ = updater.await;
         handles.running.lock().expect("lock").remove(&id);
@@ -111,7 +122,7 @@ pub async fn follow(
                 format!("result-{}.md", id.short()),
             ));
         }
-        match thread.id.send_message(&http, post).await {
+        match thread.send_message(&http, post).await {
             Ok(message) => {
                 let _ = handles
                     .store
@@ -124,7 +135,8 @@ pub async fn follow(
     Ok(())
 }
 
-/// Retry always; Open PR when a GitHub launch pushed commits but has no pull request.
+/// Retry always; Open PR when a GitHub launch pushed commits but has no pull request; Follow up
+/// when the branch was pushed.
 pub fn result_buttons(record: &crate::store::SandboxRecord) -> Vec<CreateButton> {
     let mut buttons = vec![CreateButton::new(button_id(ButtonAction::Retry, record.id))
         .label("Retry")
@@ -139,6 +151,14 @@ pub fn result_buttons(record: &crate::store::SandboxRecord) -> Vec<CreateButton>
             CreateButton::new(button_id(ButtonAction::OpenPr, record.id))
                 .label("Open PR")
                 .style(ButtonStyle::Success),
+        );
+    }
+    // A follow-up continues on the branch, so there must be one on the remote.
+    if record.pushed == Some(true) {
+        buttons.push(
+            CreateButton::new(button_id(ButtonAction::FollowUp, record.id))
+                .label("Follow up")
+                .style(ButtonStyle::Primary),
         );
     }
     buttons

@@ -53,6 +53,8 @@ const NPM_HOST_SETTINGS: [&str; 9] = [
     "http_proxy",
     "NO_PROXY",
 ];
+/// Session archives beyond this (base64 bytes) are not kept: a follow-up then starts afresh.
+const MAX_SESSION_ARCHIVE: usize = 32 * 1024 * 1024;
 /// Past the sandbox's own timeout, how long before the launcher stops waiting for the provider.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(15);
 
@@ -760,9 +762,10 @@ impl Launcher {
         let needs_token = run.origin.token.is_some();
         let clone_token = run.origin.token.clone();
         // GitHub: the prepare phase resolved the base branch; local: as asked, else the default.
-        let base_to_clone = match &run.origin.github {
-            Some(_) => Some(run.base_branch.clone()),
-            None => request.base_branch.clone(),
+        let base_to_clone = match (&request.follow_up, &run.origin.github) {
+            (Some(f), _) => Some(f.branch.clone()),
+            (None, Some(_)) => Some(run.base_branch.clone()),
+            (None, None) => request.base_branch.clone(),
         };
         let (base_branch, base_sha) = self
             .phase(run, Phase::Clone, async {
@@ -791,7 +794,11 @@ impl Launcher {
                 Ok(((base, sha), Ok(detail)))
             })
             .await?;
-        run.base_branch = base_branch;
+        // A follow-up's commits are the ones after the branch as it was; its base stays the original.
+        run.base_branch = match &request.follow_up {
+            Some(f) => f.base_branch.clone(),
+            None => base_branch,
+        };
         run.base_sha = base_sha;
 
         // On GitHub the prepare phase reserved the name; a local repository gets it here.
@@ -800,17 +807,20 @@ impl Launcher {
         } else {
             run.branch.clone()
         };
+        let continuing = request.follow_up.is_some();
         self.phase(run, Phase::Branch, async {
-            self.sh(
-                run,
-                Phase::Branch,
-                "creating the branch",
-                self.git(
-                    format!("git checkout --quiet -b {}", shell_quote(&branch)),
-                    None,
-                ),
-            )
-            .await?;
+            if !continuing {
+                self.sh(
+                    run,
+                    Phase::Branch,
+                    "creating the branch",
+                    self.git(
+                        format!("git checkout --quiet -b {}", shell_quote(&branch)),
+                        None,
+                    ),
+                )
+                .await?;
+            }
             self.store
                 .set_branches(id, &run.base_branch, &branch)
                 .await
@@ -818,7 +828,12 @@ impl Launcher {
                     phase: Phase::Branch,
                     error: e.to_string(),
                 })?;
-            Ok(((), Ok(format!("{} from {}", branch, run.base_branch))))
+            let detail = if continuing {
+                format!("continuing on {branch} (from {})", run.base_branch)
+            } else {
+                format!("{} from {}", branch, run.base_branch)
+            };
+            Ok(((), Ok(detail)))
         })
         .await?;
         run.branch = branch;
@@ -873,6 +888,8 @@ impl Launcher {
         .await?;
 
         let session_id = uuid::Uuid::new_v4().to_string();
+        // A follow-up resumes the earlier agent session when its files were kept (Claude Code).
+        let resumed = self.restore_session(run).await?;
         let memory = if reads_memory {
             learnings_section(run.project)
         } else {
@@ -885,6 +902,7 @@ impl Launcher {
                     model: &request.model,
                     effort: request.effort,
                     session_id: &session_id,
+                    resume: resumed.as_deref(),
                     keys: run.keys.to_vec(),
                     env: &request.env,
                     system_prompt: &prompt_text,
@@ -916,6 +934,10 @@ impl Launcher {
                     installed
                         .map(|p| format!(" · installed {p} from npm"))
                         .unwrap_or_default()
+                        + &resumed
+                            .as_deref()
+                            .map(|id| format!(" · resuming session {id}"))
+                            .unwrap_or_default()
                 );
                 Ok((plan, Ok(detail)))
             })
@@ -1020,6 +1042,7 @@ impl Launcher {
                         run.branch
                     ),
                 };
+                self.save_session(run).await;
                 let links = self.publish(run, &commits).await;
                 if let Some(note) = &links.note {
                     detail.push_str(&format!("; {note}"));
@@ -1057,6 +1080,8 @@ impl Launcher {
                         guest: ORIGIN_MOUNT.into(),
                         writable: true,
                     }],
+                    base_branch: request.follow_up.as_ref().map(|f| f.base_branch.clone()),
+                    branch: request.follow_up.as_ref().map(|f| f.branch.clone()),
                     ..Default::default()
                 };
                 return Ok((origin, Ok(format!("local repository {}", path.display()))));
@@ -1075,18 +1100,31 @@ impl Launcher {
                 .to_string(),
             ));
         }
-        let base = request
-            .base_branch
-            .clone()
-            .unwrap_or_else(|| repo.default_branch.clone());
-        let base_sha = github
-            .branch_head(&base)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let branch = github
-            .create_branch(&branch_name(run.id, &request.prompt), &base_sha)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let (base, base_sha, branch) = match &request.follow_up {
+            // A follow-up continues on the earlier launch's branch, which must still exist.
+            Some(f) => {
+                let head = github
+                    .branch_head(&f.branch)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                (f.base_branch.clone(), head, f.branch.clone())
+            }
+            None => {
+                let base = request
+                    .base_branch
+                    .clone()
+                    .unwrap_or_else(|| repo.default_branch.clone());
+                let base_sha = github
+                    .branch_head(&base)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                let branch = github
+                    .create_branch(&branch_name(run.id, &request.prompt), &base_sha)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                (base, base_sha, branch)
+            }
+        };
         self.store
             .set_branches(run.id, &base, &branch)
             .await
@@ -1104,8 +1142,13 @@ impl Launcher {
             ),
             _ => (repo.clone_url.clone(), Vec::new()),
         };
+        let what = if request.follow_up.is_some() {
+            "continued"
+        } else {
+            "created"
+        };
         let detail = format!(
-            "{} · base {base} ({}) · branch {branch} created",
+            "{} · base {base} · branch {branch} ({}) {what}",
             repo.full_name,
             &base_sha[..base_sha.len().min(8)]
         );
@@ -1114,7 +1157,7 @@ impl Launcher {
             mounts,
             token: Some(github.git_token.clone()),
             github: Some(github),
-            branch_created: true,
+            branch_created: request.follow_up.is_none(),
             base_branch: Some(base),
             branch: Some(branch),
         };
@@ -1250,6 +1293,73 @@ impl Launcher {
         )
         .await?;
         Ok(Some(package))
+    }
+
+    /// Keeps the agent's session files (Claude Code's config directory) encrypted, so a follow-up can
+    /// resume the conversation in a new sandbox.
+    async fn save_session(&self, run: &Run<'_>) {
+        if run.tool.id != "claude-code" {
+            return;
+        }
+        let Some(handle) = run.handle.as_ref() else {
+            return;
+        };
+        let exec = Exec {
+            cwd: Some(crate::sandbox::HOME.into()),
+            ..Exec::script("tar -C /home/user -czf - .claude 2>/dev/null | base64 -w0")
+        };
+        match run_captured(self.provider.as_ref(), handle, &exec).await {
+            Ok(out)
+                if out.status.success()
+                    && !out.stdout.is_empty()
+                    && out.stdout.len() < MAX_SESSION_ARCHIVE =>
+            {
+                if let Err(e) = self
+                    .store
+                    .save_agent_session(run.id, &Secret::new(out.stdout))
+                    .await
+                {
+                    tracing::warn!(sandbox = %run.id, error = %e, "could not keep the agent session");
+                }
+            }
+            _ => tracing::info!(sandbox = %run.id, "no agent session kept"),
+        }
+    }
+
+    /// For a follow-up: puts the earlier session's files back. Returns the session to resume, or
+    /// `None` (a fresh session) when the CLI cannot resume or nothing was kept.
+    async fn restore_session(&self, run: &Run<'_>) -> Result<Option<String>, Ending> {
+        let Some(follow_up) = &run.request.follow_up else {
+            return Ok(None);
+        };
+        let Some(session) = &follow_up.session_id else {
+            return Ok(None);
+        };
+        if run.tool.id != "claude-code" {
+            return Ok(None);
+        }
+        let archive = match self.store.agent_session(follow_up.of).await {
+            Ok(Some(archive)) => archive,
+            _ => return Ok(None),
+        };
+        let handle = run.handle.as_ref().expect("provisioned");
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            archive.expose().trim(),
+        )
+        .map_err(|_| Ending::Failed {
+            phase: Phase::ToolSetup,
+            error: "the kept agent session is damaged".into(),
+        })?;
+        self.provider
+            .write_file(handle, "/home/user/.codecourier/session.tgz", &bytes, 0o600)
+            .await
+            .map_err(|e| Ending::from_sandbox(Phase::ToolSetup, e))?;
+        let mut unpack = Exec::script("tar -xzf /home/user/.codecourier/session.tgz -C /home/user && rm /home/user/.codecourier/session.tgz");
+        unpack.cwd = Some(crate::sandbox::HOME.into());
+        self.sh(run, Phase::ToolSetup, "restoring the agent session", unpack)
+            .await?;
+        Ok(Some(session.clone()))
     }
 
     /// Reads what the agent wrote to the learnings file and stores it on the project.

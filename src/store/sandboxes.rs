@@ -176,6 +176,8 @@ pub struct SandboxFilter {
 
 use super::secrets::{env_to_secret, ENV_SECRET};
 
+const AGENT_SESSION: &str = "agent-session";
+
 fn env_scope(id: SandboxId) -> String {
     format!("sandbox:{id}")
 }
@@ -247,6 +249,16 @@ impl Store {
     }
 
     /// The `--env` values of a sandbox, decrypted, in name order.
+    /// An agent's saved session files (base64 of a tarball), kept encrypted for a follow-up to resume.
+    pub async fn save_agent_session(&self, id: SandboxId, archive: &Secret) -> Result<()> {
+        self.put_secret(&env_scope(id), AGENT_SESSION, archive)
+            .await
+    }
+
+    pub async fn agent_session(&self, id: SandboxId) -> Result<Option<Secret>> {
+        self.get_secret(&env_scope(id), AGENT_SESSION).await
+    }
+
     pub async fn sandbox_env(&self, id: SandboxId) -> Result<Vec<(String, Secret)>> {
         self.get_env(&env_scope(id)).await
     }
