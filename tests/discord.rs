@@ -208,7 +208,13 @@ async fn commands_are_registered_with_choices_and_limits_from_the_catalog() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_replies_opens_a_thread_shows_every_phase_and_posts_the_result() {
-    let bot = start_bot(&[]).await;
+    let (bot, _api) = start_claude_bot(
+        support::fake_anthropic::Mode::Works {
+            extra_text: String::new(),
+        },
+        &[],
+    )
+    .await;
     bot.launch(
         "tok-launch",
         ALICE,
@@ -240,8 +246,8 @@ async fn a_launch_replies_opens_a_thread_shows_every_phase_and_posts_the_result(
         "{text}"
     );
     assert!(
-        text.contains("Saved the prompt to prompt.txt.")
-            && text.contains("$0.0123")
+        text.contains(support::fake_anthropic::FINAL_TEXT)
+            && text.contains("$0.0012")
             && text.contains("1 commit pushed"),
         "{text}"
     );
@@ -376,6 +382,22 @@ async fn bind_project(bot: &Bot, vars: &[(&str, &str)]) {
     store.close().await;
 }
 
+/// The bot with the real Claude Code CLI as its agent, talking to a fake Anthropic API that the
+/// channel's project points it at (with `vars` as further project variables).
+async fn start_claude_bot(
+    mode: support::fake_anthropic::Mode,
+    vars: &[(&str, &str)],
+) -> (Bot, wiremock::MockServer) {
+    let tools = support::claude_code_tools_dir().display().to_string();
+    let bot = start_bot(&[("CODECOURIER_TOOLS_DIR", tools.as_str())]).await;
+    let api = support::fake_anthropic::start(mode).await;
+    let base = api.uri();
+    let mut all = vec![("ANTHROPIC_BASE_URL", base.as_str())];
+    all.extend_from_slice(vars);
+    bind_project(&bot, &all).await;
+    (bot, api)
+}
+
 async fn thread_of_launch(bot: &Bot) -> u64 {
     let threads = regex::Regex::new("^/channels/[0-9]+/messages/[0-9]+/threads$").unwrap();
     let thread = bot.fake.wait_for("POST", threads, T).await;
@@ -404,8 +426,8 @@ async fn wait_status(bot: &Bot, status: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_works_for_the_requester_and_is_refused_to_others() {
-    let bot = start_bot(&[]).await;
-    bind_project(&bot, &[("FAKE_CLAUDE", "hang")]).await;
+    // The model API never answers: the agent waits until it is stopped.
+    let (bot, _api) = start_claude_bot(support::fake_anthropic::Mode::Silent, &[]).await;
     // No repo option: the channel's project gives it.
     bot.launch(
         "tok-hang",
@@ -476,19 +498,31 @@ async fn stop_works_for_the_requester_and_is_refused_to_others() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_planted_secret_in_agent_output_reaches_no_request_body() {
-    let bot = start_bot(&[]).await;
     let planted = "plantedvalue-9f8e7d";
-    bind_project(&bot, &[("FAKE_CLAUDE", "leak"), ("PLANTED", planted)]).await;
+    // The model repeats a project variable's value and the key prefix in its answer.
+    let (bot, _api) = start_claude_bot(
+        support::fake_anthropic::Mode::Works {
+            extra_text: format!(" PLANTED is {planted}, key {API_KEY}."),
+        },
+        &[("PLANTED", planted)],
+    )
+    .await;
     bot.launch(
         "tok-leak",
         ALICE,
         json!([{"name": "prompt", "type": 3, "value": "Leak it"}]),
     );
     let thread_id = thread_of_launch(&bot).await;
-    bot.wait_thread_message(thread_id, "result", |m| {
-        content(m).contains("failed") && content(m).contains("sandbox `")
-    })
-    .await;
+    let result = bot
+        .wait_thread_message(thread_id, "result", |m| {
+            content(m).contains("completed") && content(m).contains("sandbox `")
+        })
+        .await;
+    assert!(
+        content(&result).contains("PLANTED is [redacted]"),
+        "{}",
+        content(&result)
+    );
     tokio::time::sleep(Duration::from_millis(1600)).await; // let the last status edit land
     for r in bot.fake.requests() {
         let all = format!(
@@ -509,8 +543,12 @@ async fn a_planted_secret_in_agent_output_reaches_no_request_body() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_result_goes_as_an_attachment() {
-    let bot = start_bot(&[]).await;
-    bind_project(&bot, &[("FAKE_CLAUDE", "long")]).await;
+    let long: String = (1..=60).map(|i| format!("\n## paragraph {i}\nA long summary line that keeps going to make the result large.")).collect();
+    let (bot, _api) = start_claude_bot(
+        support::fake_anthropic::Mode::Works { extra_text: long },
+        &[],
+    )
+    .await;
     bot.launch(
         "tok-long",
         ALICE,
@@ -1437,4 +1475,88 @@ async fn follow_up_continues_the_branch_and_resumes_the_session_in_the_same_thre
         "{}",
         phase("branch")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_resumes_the_real_claude_code_session() {
+    let (bot, api) = start_claude_bot(
+        support::fake_anthropic::Mode::Works {
+            extra_text: String::new(),
+        },
+        &[],
+    )
+    .await;
+    bot.launch(
+        "tok-rfu-1",
+        ALICE,
+        json!([{"name": "prompt", "type": 3, "value": "First part: create hello.txt"}]),
+    );
+    let thread_id = thread_of_launch(&bot).await;
+    let first = bot
+        .wait_thread_message(thread_id, "result", |m| {
+            content(m).contains("completed") && content(m).contains("sandbox `")
+        })
+        .await;
+    let follow = first["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["label"] == "Follow up")
+        .unwrap()["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-rfu-open",
+            &follow,
+            2,
+            &[],
+            first.clone(),
+            ALICE,
+        ),
+    );
+    let modal = bot.fake.wait_for("POST", callback("tok-rfu-open"), T).await;
+    let modal_id = modal.body["data"]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let thread = bot.fake.channel(thread_id).unwrap();
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        in_channel(
+            modal_submit(
+                bot.fake.snowflake(),
+                "tok-rfu-go",
+                &modal_id,
+                &[("prompt", "Second part: check it again")],
+                ALICE,
+            ),
+            &thread,
+        ),
+    );
+    bot.fake.wait_for("POST", callback("tok-rfu-go"), T).await;
+    bot.wait_thread_message(thread_id, "the follow-up's result", |m| {
+        content(m).contains("sandbox `")
+            && content(m) != content(&first)
+            && !content(m).contains("⏳")
+    })
+    .await;
+
+    // The resumed session carried the first conversation: a request of the follow-up holds both prompts.
+    let requests = api.received_requests().await.unwrap();
+    let resumed = requests.iter().any(|r| {
+        let body = String::from_utf8_lossy(&r.body);
+        body.contains("First part: create hello.txt")
+            && body.contains("Second part: check it again")
+    });
+    assert!(
+        resumed,
+        "no request of the follow-up carried the earlier conversation"
+    );
+    let list = bot.cli(&["sandboxes", "list", "--json"]);
+    assert_eq!(list[0]["status"], "completed");
+    assert_eq!(list[0]["branch"], list[1]["branch"]);
 }

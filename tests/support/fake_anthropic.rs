@@ -2,11 +2,14 @@
 //! Claude Code CLI reads (reference/agents/AGENTS.md, appendix A). Scenario: the first request gets
 //! a `Bash` tool call that creates a file; a request carrying the tool's result gets the final text.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+static NEXT_TOOL_ID: AtomicU64 = AtomicU64::new(1);
 
 pub const FINAL_TEXT: &str = "Done. Created hello.txt containing \"hello\".";
 pub const SHELL_COMMAND: &str = "echo hello > hello.txt && cat hello.txt";
@@ -56,7 +59,8 @@ impl Respond for Scenario {
         } else {
             let input = json!({"command": SHELL_COMMAND, "description": "Create hello.txt"});
             (
-                json!({"type": "tool_use", "id": "toolu_fake_1", "name": "Bash", "input": {}}),
+                // A fresh id per call: a resumed session already holds the earlier calls' ids.
+                json!({"type": "tool_use", "id": format!("toolu_fake_{}", NEXT_TOOL_ID.fetch_add(1, Ordering::SeqCst)), "name": "Bash", "input": {}}),
                 json!({"type": "input_json_delta", "partial_json": input.to_string()}),
                 "tool_use",
             )

@@ -210,3 +210,22 @@ pub fn npm_cli_bin(override_var: &str, package: &str, version: &str, command: &s
     }
     bin
 }
+
+/// A tools directory (CODECOURIER_TOOLS_DIR) holding the real `claude`: its native executable linked
+/// in, for a bot running inside the test process, whose PATH a test must not change.
+pub fn claude_code_tools_dir() -> PathBuf {
+    let bin = claude_code_bin().join("claude").canonicalize().unwrap();
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("claude-tools-{CLAUDE_CODE_VERSION}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("claude");
+    if !link.exists() {
+        // A hard link (same file system as the install); a copy where that is not possible.
+        let staging = dir.join(format!(".claude-{}", std::process::id()));
+        if std::fs::hard_link(&bin, &staging).is_err() {
+            std::fs::copy(&bin, &staging).unwrap();
+        }
+        let _ = std::fs::rename(&staging, &link);
+    }
+    dir
+}
