@@ -1142,16 +1142,17 @@ impl Launcher {
             ),
             _ => (repo.clone_url.clone(), Vec::new()),
         };
-        let what = if request.follow_up.is_some() {
-            "continued"
-        } else {
-            "created"
+        let sha = &base_sha[..base_sha.len().min(8)];
+        let detail = match request.follow_up {
+            Some(_) => format!(
+                "{} · base {base} · branch {branch} continued at {sha}",
+                repo.full_name
+            ),
+            None => format!(
+                "{} · base {base} ({sha}) · branch {branch} created",
+                repo.full_name
+            ),
         };
-        let detail = format!(
-            "{} · base {base} · branch {branch} ({}) {what}",
-            repo.full_name,
-            &base_sha[..base_sha.len().min(8)]
-        );
         let origin = Origin {
             clone_url,
             mounts,
