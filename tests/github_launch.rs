@@ -297,3 +297,107 @@ async fn a_missing_base_branch_is_named() {
         "{r:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_continues_the_github_branch_without_creating_another() {
+    use codecourier::catalog::{Catalog, FollowUp, LaunchInput};
+    use codecourier::config::Config;
+    use codecourier::pipeline::{LaunchOrigin, Launcher, NoProgress};
+    use codecourier::sandbox::local::LocalProvider;
+    use codecourier::store::Store;
+    use std::sync::Arc;
+
+    let world = World::new();
+    let api = github(&world).await;
+    let vars = [
+        (
+            "CODECOURIER_DATA_DIR",
+            world.dir.path().join("data").display().to_string(),
+        ),
+        (
+            "CODECOURIER_TOOLS_DIR",
+            support::fixtures_bin().display().to_string(),
+        ),
+        ("ANTHROPIC_API_KEY", support::API_KEY.to_string()),
+        ("GITHUB_API_URL", api.uri()),
+        ("GITHUB_TOKEN", TOKEN.to_string()),
+    ];
+    let config =
+        Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
+            .unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let provider = Arc::new(LocalProvider::new(
+        &config.data_dir,
+        config.tools_dir.clone(),
+    ));
+    let catalog = Catalog::built_in();
+    let launcher = Launcher::new(&config, store, provider, catalog.clone());
+    let origin = LaunchOrigin {
+        launched_by: "alice".into(),
+        discord: None,
+        project_id: None,
+    };
+    let input = |prompt: &str| LaunchInput {
+        prompt: Some(prompt.into()),
+        repo: Some("acme/widgets".into()),
+        env: vec!["FAKE_CLAUDE=create".into()],
+        ..Default::default()
+    };
+
+    let first_request = input("First part").validate(&catalog, false).unwrap();
+    let prepared = launcher.prepare(first_request, &origin).await.unwrap();
+    let first = launcher
+        .run(prepared, &NoProgress, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(first.status.as_str(), "completed", "{:?}", first.error);
+
+    // GitHub now knows the pushed branch.
+    let pushed = support::git(
+        &world.origin,
+        &["rev-parse", first.branch.as_deref().unwrap()],
+    );
+    Mock::given(method("GET"))
+        .and(path_regex("^/repos/acme/widgets/branches/codecourier/.+"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"name": first.branch, "commit": {"sha": pushed.trim()}})),
+        )
+        .mount(&api)
+        .await;
+    let mut second_request = input("Second part").validate(&catalog, false).unwrap();
+    second_request.follow_up = Some(FollowUp {
+        of: first.id,
+        branch: first.branch.clone().unwrap(),
+        base_branch: first.base_branch.clone().unwrap(),
+        session_id: first.session_id.clone(),
+    });
+    let prepared = launcher.prepare(second_request, &origin).await.unwrap();
+    let second = launcher
+        .run(prepared, &NoProgress, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(second.status.as_str(), "completed", "{:?}", second.error);
+    assert_eq!(second.branch, first.branch);
+    assert_eq!(second.base_branch.as_deref(), Some("main"));
+    let branch = second.branch.clone().unwrap();
+    assert_eq!(world.file_on_branch(&branch, "prompt.txt"), "Second part");
+    assert_eq!(second.commits.len(), 1);
+
+    let requests = api.received_requests().await.unwrap();
+    assert_eq!(
+        requests_to(&requests, "POST", "/repos/acme/widgets/git/refs").len(),
+        1,
+        "the follow-up made no new branch"
+    );
+    assert_eq!(
+        requests_to(
+            &requests,
+            "GET",
+            &format!("/repos/acme/widgets/branches/{branch}")
+        )
+        .len(),
+        1,
+        "it checked the branch exists"
+    );
+}

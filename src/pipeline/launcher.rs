@@ -1103,10 +1103,13 @@ impl Launcher {
         let (base, base_sha, branch) = match &request.follow_up {
             // A follow-up continues on the earlier launch's branch, which must still exist.
             Some(f) => {
-                let head = github
-                    .branch_head(&f.branch)
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
+                let head = github.branch_head(&f.branch).await.map_err(|e| match e {
+                    GithubError::BranchNotFound { .. } => fail(format!(
+                        "the branch {} of the launch being followed up no longer exists on GitHub; launch afresh instead",
+                        f.branch
+                    )),
+                    other => fail(other.to_string()),
+                })?;
                 (f.base_branch.clone(), head, f.branch.clone())
             }
             None => {
