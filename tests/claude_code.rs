@@ -6,34 +6,22 @@ mod support;
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
+use support::agent_cli::{self, run};
 use support::fake_anthropic::{self, Mode, FINAL_TEXT};
 use support::{claude_code_bin, processes_of, World};
 
-/// `codecourier launch` that finds the real `claude` on the host PATH (no fixture tools directory)
-/// and points it at the fake API through `--env ANTHROPIC_BASE_URL`.
+/// `codecourier launch` with the real `claude` first on PATH (no fixture tools directory), pointed
+/// at the fake API through `--env ANTHROPIC_BASE_URL`.
 fn launch(world: &World, api: &str, args: &[&str]) -> StdCommand {
-    let mut cmd = world.launch_std(args);
-    let path = std::env::join_paths(
-        std::iter::once(claude_code_bin())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    agent_cli::launch(
+        world,
+        &claude_code_bin(),
+        "claude-code",
+        "ANTHROPIC_API_KEY",
+        support::API_KEY,
+        ("ANTHROPIC_BASE_URL", api),
+        args,
     )
-    .unwrap();
-    cmd.env_remove("CODECOURIER_TOOLS_DIR")
-        .env("PATH", path)
-        .args(["--env", &format!("ANTHROPIC_BASE_URL={api}")]);
-    cmd
-}
-
-/// Runs the command off the async runtime (the fake API keeps serving meanwhile).
-async fn run(mut cmd: StdCommand) -> (i32, serde_json::Value, String) {
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let record =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    (out.status.code().unwrap_or(-1), record, stderr)
 }
 
 fn provider_id(world: &World, id: &str) -> String {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use codecourier::agent::{codex, AgentContext};
 use codecourier::catalog::{Catalog, Effort};
 use codecourier::secret::Secret;
+use support::agent_cli::{self, run};
 use support::fake_openai_responses::{self as fake, Mode, FINAL_TEXT};
 use support::{npm_cli_bin, processes_of, World};
 
@@ -27,32 +28,19 @@ fn codex_bin() -> std::path::PathBuf {
     )
 }
 
-/// `codecourier launch --tool codex` that finds the real `codex` on the host PATH (no fixture
-/// tools directory) and points it at the fake API through `--env OPENAI_BASE_URL`.
+/// `codecourier launch --tool codex` with the real `codex` first on PATH (no fixture tools
+/// directory), pointed at the fake API through `--env OPENAI_BASE_URL`.
 fn launch(world: &World, api: &str, args: &[&str]) -> StdCommand {
-    let mut cmd = world.launch_std(&[&["--tool", "codex"], args].concat());
-    let path = std::env::join_paths(
-        std::iter::once(codex_bin())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    let base = format!("{api}/v1");
+    agent_cli::launch(
+        world,
+        &codex_bin(),
+        "codex",
+        "OPENAI_API_KEY",
+        OPENAI_KEY,
+        ("OPENAI_BASE_URL", &base),
+        args,
     )
-    .unwrap();
-    cmd.env_remove("CODECOURIER_TOOLS_DIR")
-        .env("PATH", path)
-        .env("OPENAI_API_KEY", OPENAI_KEY)
-        .args(["--env", &format!("OPENAI_BASE_URL={api}/v1")]);
-    cmd
-}
-
-/// Runs the command off the async runtime (the fake API keeps serving meanwhile).
-async fn run(mut cmd: StdCommand) -> (i32, serde_json::Value, String) {
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let record =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    (out.status.code().unwrap_or(-1), record, stderr)
 }
 
 fn show(world: &World, id: &str) -> serde_json::Value {
