@@ -7,9 +7,8 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{
-    clip, AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile, MAX_KEPT_LINE,
-};
+use super::claude::{one_line, unparsed};
+use super::{AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile};
 use crate::catalog::Effort;
 use crate::sandbox::PROJECT_DIR;
 use crate::secret::Secret;
@@ -350,12 +349,6 @@ impl StreamParser {
     }
 }
 
-fn unparsed(line: &str) -> AgentEvent {
-    AgentEvent::Unparsed {
-        line: clip(line, MAX_KEPT_LINE),
-    }
-}
-
 fn tool_use(item: &Item) -> AgentEvent {
     let (name, summary) = match item.kind.as_ref() {
         "command_execution" => (
@@ -488,21 +481,10 @@ fn http_status(message: &str) -> Option<u16> {
     digits.parse().ok().filter(|s| (100..600).contains(s))
 }
 
-fn one_line(text: &str) -> String {
-    let first = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let mut out: String = first.trim().chars().take(120).collect();
-    if first.trim().chars().count() > 120 || text.trim().lines().count() > 1 {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::MAX_KEPT_LINE;
 
     fn parse_all(stream: &str) -> (Vec<AgentEvent>, AgentResult) {
         let mut parser = Box::new(StreamParser::new());

@@ -513,6 +513,11 @@ async fn launch_refusal(ctx: Context<'_>, user: DiscordId) -> Result<Option<Stri
             )));
         }
     }
+    running_cap_refusal(data, user).await
+}
+
+/// Why `user` may not start another sandbox right now, if they are at the per-user cap.
+async fn running_cap_refusal(data: &Data, user: DiscordId) -> Result<Option<String>, Error> {
     let running = data.store.unfinished_for_user(user).await?;
     let cap = data.config.max_running_per_user;
     if running >= i64::from(cap) {
@@ -626,17 +631,8 @@ async fn on_event(
                 press.create_response(&ctx.http, reply("Only the person who launched this sandbox, or a server manager, can retry it.".into())).await?;
                 return Ok(());
             }
-            let running = data.store.unfinished_for_user(user).await?;
-            if running >= i64::from(data.config.max_running_per_user) {
-                press
-                    .create_response(
-                        &ctx.http,
-                        reply(format!(
-                            "You already have {running} sandboxes running (the limit is {}).",
-                            data.config.max_running_per_user
-                        )),
-                    )
-                    .await?;
+            if let Some(refusal) = running_cap_refusal(data, user).await? {
+                press.create_response(&ctx.http, reply(refusal)).await?;
                 return Ok(());
             }
             let mut request: LaunchRequest = record.request.clone();
@@ -792,13 +788,10 @@ async fn on_dialog_submit(
     let user = DiscordId(submit.user.id.get());
     let channel = DiscordId(submit.channel_id.get());
     let project = data.store.project_for_channel(channel).await?;
-    let running = data.store.unfinished_for_user(user).await?;
-    if running >= i64::from(data.config.max_running_per_user) {
-        let text = format!(
-            "You already have {running} sandboxes running (the limit is {}).",
-            data.config.max_running_per_user
-        );
-        submit.create_response(&ctx.http, ephemeral(text)).await?;
+    if let Some(refusal) = running_cap_refusal(data, user).await? {
+        submit
+            .create_response(&ctx.http, ephemeral(refusal))
+            .await?;
         return Ok(());
     }
     let origin = launch_origin(
@@ -881,13 +874,10 @@ async fn on_follow_up_submit(
             .await?;
         return Ok(());
     };
-    let running = data.store.unfinished_for_user(user).await?;
-    if running >= i64::from(data.config.max_running_per_user) {
-        let text = format!(
-            "You already have {running} sandboxes running (the limit is {}).",
-            data.config.max_running_per_user
-        );
-        submit.create_response(&ctx.http, ephemeral(text)).await?;
+    if let Some(refusal) = running_cap_refusal(data, user).await? {
+        submit
+            .create_response(&ctx.http, ephemeral(refusal))
+            .await?;
         return Ok(());
     }
     let mut prompt = String::new();
