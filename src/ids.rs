@@ -6,40 +6,54 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A sandbox record's id: a random UUID, shown in full or by its first eight hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SandboxId(Uuid);
+/// A record id that is a random UUID, shown in full or by its first eight hex digits.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
 
-impl SandboxId {
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
+        impl $name {
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
 
-    /// The first eight hex digits: what branch names and compact listings show.
-    pub fn short(&self) -> String {
-        self.0.simple().to_string()[..8].to_string()
-    }
+            /// The first eight hex digits: what branch names and compact listings show.
+            pub fn short(&self) -> String {
+                self.0.simple().to_string()[..8].to_string()
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
 }
 
-impl Default for SandboxId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for SandboxId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl FromStr for SandboxId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
+uuid_id!(
+    /// A sandbox record's id.
+    SandboxId
+);
+uuid_id!(
+    /// An issue session's id.
+    IssueSessionId
+);
 
 /// A Discord snowflake (user, guild, channel, thread, message). 64-bit unsigned: SQLite's INTEGER is
 /// signed, so the store keeps these as decimal text; JSON carries them as strings too, as Discord

@@ -319,6 +319,7 @@ async fn list_and_show_read_the_records() {
             launched_by: "alice",
             discord: None,
             project_id: None,
+            issue_session: None,
         })
         .await
         .unwrap();

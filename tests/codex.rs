@@ -199,6 +199,7 @@ fn codex_plan(base_url: &str, system_prompt: &str) -> codecourier::agent::AgentP
         memory: "",
         skills: Vec::new(),
         commands: Vec::new(),
+        output_schema: None,
     })
 }
 

@@ -336,6 +336,7 @@ async fn a_follow_up_continues_the_github_branch_without_creating_another() {
         launched_by: "alice".into(),
         discord: None,
         project_id: None,
+        issue_session: None,
     };
     let input = |prompt: &str| LaunchInput {
         prompt: Some(prompt.into()),

@@ -157,6 +157,7 @@ fn the_command_line_passes_the_clis_own_checks() {
         memory: "- earlier runs learned this\n",
         skills: Vec::new(),
         commands: Vec::new(),
+        output_schema: None,
     });
     let run = agent_cli::run_plan_directly(&opencode_bin(), &plan, Duration::from_secs(60));
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);

@@ -37,6 +37,7 @@ fn new_sandbox(request: &LaunchRequest) -> NewSandbox<'_> {
         launched_by: "alice",
         discord: None,
         project_id: None,
+        issue_session: None,
     }
 }
 

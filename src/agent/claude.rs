@@ -47,13 +47,17 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
             command.text.as_str(),
         ));
     }
+    let mut argv = match ctx.resume {
+        Some(session) => resume_command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, session),
+        None => command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, ctx.session_id),
+    };
+    if let Some(schema) = ctx.output_schema {
+        // The CLI offers the model a StructuredOutput tool with this schema, checks the answer
+        // against it, and reports it as the result's `structured_output`.
+        argv.extend(["--json-schema".into(), schema.into()]);
+    }
     AgentPlan {
-        argv: match ctx.resume {
-            Some(session) => {
-                resume_command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, session)
-            }
-            None => command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, ctx.session_id),
-        },
+        argv,
         env,
         files,
         install_if_missing: None,
@@ -145,6 +149,7 @@ struct Line<'a> {
     max_retries: Option<u32>,
     error_status: Option<u16>,
     tool_name: Option<String>,
+    structured_output: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +298,7 @@ impl StreamParser {
                     duration_ms: line.duration_ms,
                     session_id: line.session_id.or_else(|| self.session_id.clone()),
                     api_error_status: line.api_error_status,
+                    structured_output: line.structured_output,
                 };
                 self.result = Some(result.clone());
                 vec![AgentEvent::Result(result)]

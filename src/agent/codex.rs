@@ -585,6 +585,7 @@ mod tests {
             memory: "",
             skills: Vec::new(),
             commands: Vec::new(),
+            output_schema: None,
         });
         let env: Vec<(&str, &str)> = plan
             .env

@@ -102,6 +102,10 @@ pub struct AgentResult {
     pub session_id: Option<String>,
     /// The API's HTTP status when the run failed on an API error.
     pub api_error_status: Option<u16>,
+    /// The answer in the requested structured form, for CLIs that return one (Claude Code's
+    /// `--json-schema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_output: Option<serde_json::Value>,
 }
 
 /// Longest line kept verbatim in the event log; longer lines are cut (and say so).
@@ -147,6 +151,8 @@ pub struct AgentContext<'a> {
     pub memory: &'a str,
     pub skills: Vec<NamedText>,
     pub commands: Vec<NamedText>,
+    /// A JSON schema the final answer must follow, for CLIs that can enforce one (an issue scan).
+    pub output_schema: Option<&'a str>,
 }
 
 impl AgentContext<'_> {

@@ -318,6 +318,7 @@ impl StreamParser {
             duration_ms: None,
             session_id: self.session_id,
             api_error_status,
+            structured_output: None,
         }
     }
 }
@@ -377,6 +378,7 @@ mod tests {
             memory: "",
             skills: Vec::new(),
             commands: Vec::new(),
+            output_schema: None,
         });
         assert_eq!(plan.install_if_missing, Some("opencode-ai@1.18.33"));
         assert_eq!(plan.files.len(), 1);
@@ -421,6 +423,7 @@ mod tests {
             memory: "- run make test\n",
             skills: Vec::new(),
             commands: Vec::new(),
+            output_schema: None,
         });
         let memory = plan.files.iter().find(|f| f.path == MEMORY_FILE).unwrap();
         assert_eq!(memory.contents, b"- run make test\n");

@@ -314,6 +314,7 @@ impl StreamParser {
             duration_ms: None,
             session_id: self.session_id,
             api_error_status,
+            structured_output: None,
         }
     }
 }
@@ -374,6 +375,7 @@ mod tests {
             memory: "",
             skills: Vec::new(),
             commands: Vec::new(),
+            output_schema: None,
         }
     }
 

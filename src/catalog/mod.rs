@@ -5,7 +5,7 @@ mod request;
 mod template;
 
 pub use request::{
-    Effort, FieldError, FollowUp, LaunchInput, LaunchRequest, PrPolicy, RepoRef, Resources,
+    Effort, FieldError, FollowUp, ScanTask, LaunchInput, LaunchRequest, PrPolicy, RepoRef, Resources,
     ValidationErrors,
 };
 pub use template::{build_custom_tag, TemplateRef};
@@ -73,6 +73,10 @@ pub struct Capabilities {
     pub skills: bool,
     pub learnings: bool,
     pub effort: bool,
+    /// The CLI can be made to answer in a given JSON schema (Claude Code's `--json-schema`); other
+    /// tools are asked for a fenced JSON block.
+    #[serde(default)]
+    pub structured_output: bool,
 }
 
 impl Tool {

@@ -61,6 +61,16 @@ pub struct LaunchRequest {
     /// Set when this launch continues an earlier one on its branch.
     #[serde(default)]
     pub follow_up: Option<FollowUp>,
+    /// Set when this launch is an issue scan: read-only, answering with a list of issues.
+    #[serde(default)]
+    pub scan: Option<ScanTask>,
+}
+
+/// An issue scan's own settings (the prompt already says them to the agent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanTask {
+    pub max_issues: u32,
+    pub focus: Option<String>,
 }
 
 /// A launch that continues an earlier one: the same branch, and the agent's session where the CLI
@@ -438,6 +448,7 @@ impl LaunchInput {
             checker_cli_id,
             pr: pr.expect("checked"),
             follow_up: None,
+            scan: None,
         })
     }
 }

@@ -105,6 +105,7 @@ pub async fn run(
         launched_by: std::env::var("USER").unwrap_or_else(|_| "terminal".into()),
         discord: None,
         project_id: None,
+        issue_session: None,
     };
     let prepared = launcher
         .prepare(request, &origin)

@@ -452,6 +452,7 @@ fn launch_origin(
             channel_id: channel,
         }),
         project_id: project.map(|p| p.id),
+        issue_session: None,
     }
 }
 
@@ -650,6 +651,7 @@ async fn on_event(
                     channel_id: DiscordId(channel.get()),
                 }),
                 project_id: record.project_id,
+                issue_session: None,
             };
             let tool = data.catalog.tool(&request.tool).cloned();
             let prepared = match (tool, data.launcher.prepare(request.clone(), &origin).await) {
@@ -909,6 +911,7 @@ async fn on_follow_up_submit(
             channel_id: channel,
         }),
         project_id: record.project_id,
+        issue_session: None,
     };
     let Some(tool) = data.catalog.tool(&request.tool).cloned() else {
         submit

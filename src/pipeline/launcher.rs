@@ -14,16 +14,16 @@ use super::events::{ProgressEvent, ProgressSink};
 use super::naming::{
     branch_name, commit_message, pull_request_body, pull_request_title, PullRequestFacts,
 };
-use super::prompt::{learnings_section, system_prompt};
+use super::prompt::{learnings_section, scan_system_prompt, system_prompt};
 use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::agent::{
     self, AgentContext, AgentEvent, AgentResult, LEARNINGS_FILE, SYSTEM_PROMPT_FILE,
 };
-use crate::catalog::{Catalog, LaunchRequest, PrPolicy, RepoRef, Tool};
+use crate::catalog::{Catalog, LaunchRequest, PrPolicy, RepoRef, ScanTask, Tool};
 use crate::config::Config;
 use crate::config::GithubConfig;
 use crate::github::{self, GithubError, RepoClient};
-use crate::ids::SandboxId;
+use crate::ids::{IssueSessionId, SandboxId};
 use crate::redact::Redactor;
 use crate::sandbox::{
     run_captured, Exec, LineSplitter, Mount, Output, SandboxError, SandboxHandle, SandboxProvider,
@@ -31,8 +31,10 @@ use crate::sandbox::{
 };
 use crate::secret::Secret;
 use crate::store::{
-    Commit, DiscordOrigin, Finish, NewSandbox, Project, SandboxRecord, Store, StoreError,
+    Commit, DiscordOrigin, Finish, IssueSessionLink, NewIssueSession, NewSandbox, Project,
+    SandboxRecord, Store, StoreError,
 };
+use super::scan::{self, IssueSessionStatus};
 
 /// Where a local repository appears inside the sandbox.
 const ORIGIN_MOUNT: &str = "/srv/origin";
@@ -65,6 +67,9 @@ pub struct LaunchOrigin {
     pub discord: Option<DiscordOrigin>,
     /// The project the launch belongs to (a Discord channel's); else the repository's own.
     pub project_id: Option<i64>,
+    /// The issue session whose issue this launch works on (a scan's own session is made by
+    /// `prepare`).
+    pub issue_session: Option<IssueSessionId>,
 }
 
 /// Where a project's keys and variables are stored.
@@ -90,6 +95,11 @@ impl Prepared {
     pub fn request(&self) -> &LaunchRequest {
         &self.request
     }
+
+    /// The issue session the launch belongs to: the one its scan answers, or the one it fixes.
+    pub fn issue_session(&self) -> Option<IssueSessionId> {
+        self.issue_session
+    }
 }
 
 /// A launch that passed validation and has its record.
@@ -102,6 +112,7 @@ pub struct Prepared {
     project: Project,
     redactor: Redactor,
     keys: Vec<(String, Secret)>,
+    issue_session: Option<IssueSessionId>,
 }
 
 pub struct Launcher {
@@ -165,6 +176,10 @@ struct Links {
 struct AgentRun {
     result: AgentResult,
     failure: Option<String>,
+    /// A scan's checked list of issues.
+    answer: Option<scan::Answer>,
+    /// A scan's answers as given, when they could not be used.
+    raw_answer: Option<String>,
 }
 
 /// Per-run state shared by the phases.
@@ -185,6 +200,7 @@ struct Run<'a> {
     links: Links,
     started: std::time::Instant,
     launched_by: &'a str,
+    issue_session: Option<IssueSessionId>,
     agent: Option<AgentRun>,
     commits: Vec<Commit>,
     pushed: Option<bool>,
@@ -365,6 +381,23 @@ impl Launcher {
             .store
             .project_for_repo(&request.repo.to_string())
             .await?;
+        let repo_text = request.repo.to_string();
+        let scan_session = request.scan.as_ref().map(|task| NewIssueSession {
+            id: IssueSessionId::new(),
+            project_id: Some(project.id),
+            repo: &repo_text,
+            focus: task.focus.as_deref(),
+            tool: &request.tool,
+            model: &request.model,
+            max_issues: task.max_issues,
+            launched_by: &origin.launched_by,
+            discord: origin.discord,
+        });
+        let issue_session = match (&scan_session, origin.issue_session) {
+            (Some(session), _) => Some(IssueSessionLink::Scan(session)),
+            (None, Some(id)) => Some(IssueSessionLink::Fix(id)),
+            (None, None) => None,
+        };
         let id = self
             .store
             .insert_sandbox(&NewSandbox {
@@ -372,8 +405,13 @@ impl Launcher {
                 launched_by: &origin.launched_by,
                 discord: origin.discord,
                 project_id: Some(project.id),
+                issue_session,
             })
             .await?;
+        let issue_session = scan_session
+            .as_ref()
+            .map(|s| s.id)
+            .or(origin.issue_session);
         let recorded = Utc::now();
         let key_names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
         let early_phases = [
@@ -390,7 +428,15 @@ impl Launcher {
             ),
             (
                 Phase::Record,
-                format!("sandbox {} of project {}", id.short(), project.name),
+                match (&request.scan, issue_session) {
+                    (Some(_), Some(session)) => format!(
+                        "issue session {} · sandbox {} of project {}",
+                        session.short(),
+                        id.short(),
+                        project.name
+                    ),
+                    _ => format!("sandbox {} of project {}", id.short(), project.name),
+                },
                 validate_ended,
                 recorded,
             ),
@@ -421,6 +467,7 @@ impl Launcher {
             project,
             redactor,
             keys,
+            issue_session,
         })
     }
 
@@ -441,6 +488,7 @@ impl Launcher {
             project,
             redactor,
             keys,
+            issue_session,
         } = prepared;
         let tool = self
             .catalog
@@ -472,6 +520,7 @@ impl Launcher {
             links: Links::default(),
             started,
             launched_by: &launched_by,
+            issue_session,
             agent: None,
             commits: Vec::new(),
             pushed: None,
@@ -543,6 +592,10 @@ impl Launcher {
             }
         };
         let final_status = self.store.finish(id, status, &finish).await?;
+        if let (Some(_), Some(session)) = (&request.scan, issue_session) {
+            self.finish_issue_session(session, final_status, &finish, run.agent.as_ref())
+                .await?;
+        }
         let event = ProgressEvent::Status {
             status: final_status,
         };
@@ -715,8 +768,10 @@ impl Launcher {
         if let Some(token) = &run.origin.token {
             run.redactor.add(token.expose());
         }
-        if let (Some(base), Some(branch)) = (&run.origin.base_branch, &run.origin.branch) {
+        if let Some(base) = &run.origin.base_branch {
             run.base_branch = base.clone();
+        }
+        if let Some(branch) = &run.origin.branch {
             run.branch = branch.clone();
         }
         self.set_status(run, SandboxStatus::Provisioning, Phase::Provision)
@@ -808,7 +863,15 @@ impl Launcher {
             run.branch.clone()
         };
         let continuing = request.follow_up.is_some();
+        let read_only = request.scan.is_some();
         self.phase(run, Phase::Branch, async {
+            if read_only {
+                let detail = format!(
+                    "read-only scan of {}: no branch is created or pushed",
+                    run.base_branch
+                );
+                return Ok(((), Ok(detail)));
+            }
             if !continuing {
                 self.sh(
                     run,
@@ -876,7 +939,14 @@ impl Launcher {
         .await?;
 
         let reads_memory = run.tool.capabilities.claude_md;
-        let prompt_text = system_prompt(&run.branch, &run.base_branch, run.project, !reads_memory);
+        let prompt_text = if read_only {
+            scan_system_prompt(&run.base_branch, run.project, !reads_memory)
+        } else {
+            system_prompt(&run.branch, &run.base_branch, run.project, !reads_memory)
+        };
+        // A scan's answer schema, for CLIs that enforce one.
+        let schema = (read_only && run.tool.capabilities.structured_output)
+            .then(|| scan::answer_schema().to_string());
         self.phase(run, Phase::SystemPrompt, async {
             let handle = run.handle.as_ref().expect("provisioned");
             self.provider
@@ -909,6 +979,7 @@ impl Launcher {
                     memory: &memory,
                     skills: run.project.skills(),
                     commands: run.project.commands(),
+                    output_schema: schema.as_deref(),
                 })
                 .map_err(|error| Ending::Failed {
                     phase: Phase::ToolSetup,
@@ -947,14 +1018,34 @@ impl Launcher {
             .await?;
         let agent_run = self
             .phase(run, Phase::Agent, async {
-                let agent_run = self.run_agent(run, plan).await?;
+                let mut agent_run = self.run_agent(run, plan, &request.prompt).await?;
+                if let Some(task) = &request.scan {
+                    if agent_run.failure.is_none() {
+                        agent_run = self
+                            .check_scan_answer(run, task, agent_run, &prompt_text, &memory, schema.as_deref())
+                            .await?;
+                    }
+                }
                 // The agent's own failure marks the phase, but the run goes on to save its work.
                 let detail = match &agent_run.failure {
                     Some(failure) => Err(failure.clone()),
                     None => {
                         let r = &agent_run.result;
+                        let found = agent_run
+                            .answer
+                            .as_ref()
+                            .map(|a| {
+                                let counts = scan::severity_counts(a.issues.iter().map(|i| &i.severity));
+                                format!(
+                                    "{} issue{}{} · ",
+                                    a.issues.len(),
+                                    if a.issues.len() == 1 { "" } else { "s" },
+                                    if counts.is_empty() { String::new() } else { format!(" ({counts})") }
+                                )
+                            })
+                            .unwrap_or_default();
                         Ok(format!(
-                            "{} turns · {} · {} in / {} out tokens",
+                            "{found}{} turns · {} · {} in / {} out tokens",
                             r.num_turns.unwrap_or(0),
                             r.cost_usd
                                 .map(|c| format!("${c:.4}"))
@@ -972,6 +1063,10 @@ impl Launcher {
         let push_token = run.origin.token.clone();
         let (commits, pushed, links) = self
             .phase(run, Phase::Finish, async {
+                if let Some(session) = run.issue_session.filter(|_| read_only) {
+                    let detail = self.finish_scan(run, session).await?;
+                    return Ok(((Vec::new(), None, Links::default()), Ok(detail)));
+                }
                 let status = self
                     .sh(
                         run,
@@ -1100,6 +1195,33 @@ impl Launcher {
                 .to_string(),
             ));
         }
+        if request.scan.is_some() {
+            // A read-only scan: the base branch must exist; no branch is made.
+            let base = request
+                .base_branch
+                .clone()
+                .unwrap_or_else(|| repo.default_branch.clone());
+            let base_sha = github
+                .branch_head(&base)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let (clone_url, mounts) = self.clone_source(&repo.clone_url);
+            let detail = format!(
+                "{} · base {base} ({}) · read-only scan",
+                repo.full_name,
+                &base_sha[..base_sha.len().min(8)]
+            );
+            let origin = Origin {
+                clone_url,
+                mounts,
+                token: Some(github.git_token.clone()),
+                github: Some(github),
+                branch_created: false,
+                base_branch: Some(base),
+                branch: None,
+            };
+            return Ok((origin, Ok(detail)));
+        }
         let (base, base_sha, branch) = match &request.follow_up {
             // A follow-up continues on the earlier launch's branch, which must still exist.
             Some(f) => {
@@ -1132,19 +1254,7 @@ impl Launcher {
             .set_branches(run.id, &base, &branch)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        // A clone URL on this machine (a mirror, or a test's bare repository) is mounted into a
-        // local sandbox like a local repository; another provider gets the URL as it is.
-        let (clone_url, mounts) = match repo.clone_url.strip_prefix("file://") {
-            Some(path) if self.provider.name() == "local" => (
-                format!("file://{ORIGIN_MOUNT}"),
-                vec![Mount {
-                    host: path.into(),
-                    guest: ORIGIN_MOUNT.into(),
-                    writable: true,
-                }],
-            ),
-            _ => (repo.clone_url.clone(), Vec::new()),
-        };
+        let (clone_url, mounts) = self.clone_source(&repo.clone_url);
         let sha = &base_sha[..base_sha.len().min(8)];
         let detail = match request.follow_up {
             Some(_) => format!(
@@ -1166,6 +1276,22 @@ impl Launcher {
             branch: Some(branch),
         };
         Ok((origin, Ok(detail)))
+    }
+
+    /// A clone URL on this machine (a mirror, or a test's bare repository) is mounted into a local
+    /// sandbox like a local repository; another provider gets the URL as it is.
+    fn clone_source(&self, clone_url: &str) -> (String, Vec<Mount>) {
+        match clone_url.strip_prefix("file://") {
+            Some(path) if self.provider.name() == "local" => (
+                format!("file://{ORIGIN_MOUNT}"),
+                vec![Mount {
+                    host: path.into(),
+                    guest: ORIGIN_MOUNT.into(),
+                    writable: true,
+                }],
+            ),
+            _ => (clone_url.to_string(), Vec::new()),
+        }
     }
 
     /// After the push: the compare link and, per the launch's policy, a pull request (an open one
@@ -1388,8 +1514,193 @@ impl Launcher {
             .unwrap_or(0)
     }
 
-    /// Runs the agent CLI, streaming its events into the record and the sink.
-    async fn run_agent(&self, run: &Run<'_>, plan: agent::AgentPlan) -> Result<AgentRun, Ending> {
+    /// Reads a scan's answer; an unusable one gets one repair request in the same sandbox, after
+    /// which it is used whole or the run fails with both answers kept.
+    async fn check_scan_answer(
+        &self,
+        run: &Run<'_>,
+        task: &ScanTask,
+        first: AgentRun,
+        system_prompt: &str,
+        memory: &str,
+        schema: Option<&str>,
+    ) -> Result<AgentRun, Ending> {
+        let read = |r: &AgentResult| {
+            scan::read_answer(r.structured_output.as_ref(), &r.text, task.max_issues)
+        };
+        let problems = match read(&first.result) {
+            Ok(answer) => {
+                return Ok(AgentRun {
+                    answer: Some(answer),
+                    ..first
+                })
+            }
+            Err(problems) => problems,
+        };
+        let first_raw = raw_answer(&first.result);
+        self.note(
+            run,
+            format!(
+                "the answer did not follow the issue format ({}); asking {} once more",
+                scan::describe_problems(&problems),
+                run.tool.name
+            ),
+        )
+        .await;
+        let request = run.request;
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let plan = agent::plan(AgentContext {
+            tool: run.tool,
+            model: &request.model,
+            effort: request.effort,
+            session_id: &session_id,
+            resume: None,
+            keys: run.keys.to_vec(),
+            env: &request.env,
+            system_prompt,
+            memory,
+            skills: run.project.skills(),
+            commands: run.project.commands(),
+            output_schema: schema,
+        })
+        .map_err(|error| Ending::Failed {
+            phase: Phase::Agent,
+            error,
+        })?;
+        let prompt = scan::repair_prompt(task, run.tool, &problems, &first_raw);
+        let second = self.run_agent(run, plan, &prompt).await?;
+        let result = with_usage_of(&first.result, second.result);
+        if second.failure.is_some() {
+            return Ok(AgentRun {
+                result,
+                failure: second.failure,
+                answer: None,
+                raw_answer: Some(first_raw),
+            });
+        }
+        match read(&result) {
+            Ok(answer) => Ok(AgentRun {
+                result,
+                failure: None,
+                answer: Some(answer),
+                raw_answer: None,
+            }),
+            Err(problems) => Ok(AgentRun {
+                failure: Some(format!(
+                    "the scan's answer did not follow the issue format, even after one repair request: {}",
+                    scan::describe_problems(&problems)
+                )),
+                raw_answer: Some(format!(
+                    "First answer:\n{first_raw}\n\nAnswer to the repair request:\n{}",
+                    raw_answer(&result)
+                )),
+                result,
+                answer: None,
+            }),
+        }
+    }
+
+    /// A scan's finish phase: the issues are stored (redacted); nothing is committed or pushed.
+    async fn finish_scan(&self, run: &Run<'_>, session: IssueSessionId) -> Result<String, Ending> {
+        let fail = |e: StoreError| Ending::Failed {
+            phase: Phase::Finish,
+            error: e.to_string(),
+        };
+        let changed = self
+            .sh(
+                run,
+                Phase::Finish,
+                "git status",
+                self.git("git status --porcelain".into(), None),
+            )
+            .await?;
+        let mut detail = match run.agent.as_ref().and_then(|a| a.answer.as_ref()) {
+            Some(answer) => {
+                let redact = |t: &str| run.redactor.redact(t);
+                let issues: Vec<scan::ScannedIssue> = answer
+                    .issues
+                    .iter()
+                    .map(|i| scan::ScannedIssue {
+                        title: redact(&i.title),
+                        description: redact(&i.description),
+                        category: redact(&i.category),
+                        evidence: redact(&i.evidence),
+                        suggested_fix: redact(&i.suggested_fix),
+                        files: i
+                            .files
+                            .iter()
+                            .map(|f| scan::FileRange {
+                                path: redact(&f.path),
+                                ..f.clone()
+                            })
+                            .collect(),
+                        ..i.clone()
+                    })
+                    .collect();
+                self.store
+                    .save_issues(session, &issues)
+                    .await
+                    .map_err(fail)?;
+                let mut text = format!(
+                    "{} issue{} recorded",
+                    issues.len(),
+                    if issues.len() == 1 { "" } else { "s" }
+                );
+                if answer.dropped > 0 {
+                    text.push_str(&format!(
+                        " ({} more left out: the session asked for at most {})",
+                        answer.dropped,
+                        run.request.scan.as_ref().map_or(0, |t| t.max_issues)
+                    ));
+                }
+                text
+            }
+            None => "no issues recorded".to_string(),
+        };
+        if !changed.is_empty() {
+            detail.push_str("; the agent changed files, which a read-only scan does not keep");
+        }
+        let learned = self.save_learnings(run).await;
+        if learned > 0 {
+            detail.push_str(&format!(
+                "; {learned} new learning{}",
+                if learned == 1 { "" } else { "s" }
+            ));
+        }
+        detail.push_str("; read-only: nothing pushed");
+        Ok(detail)
+    }
+
+    /// Ends a scan's issue session as its sandbox ended, keeping unusable answers.
+    async fn finish_issue_session(
+        &self,
+        session: IssueSessionId,
+        sandbox_status: SandboxStatus,
+        finish: &Finish,
+        agent: Option<&AgentRun>,
+    ) -> Result<(), StoreError> {
+        let status = match sandbox_status {
+            SandboxStatus::Completed => IssueSessionStatus::Completed,
+            SandboxStatus::Stopped => IssueSessionStatus::Stopped,
+            _ => IssueSessionStatus::Failed,
+        };
+        let raw = agent
+            .and_then(|a| a.raw_answer.as_deref())
+            .map(|r| self.redactor.redact(r));
+        let error = finish.error.as_deref().filter(|_| status != IssueSessionStatus::Completed);
+        self.store
+            .finish_issue_session(session, status, error, raw.as_deref())
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the agent CLI on `prompt`, streaming its events into the record and the sink.
+    async fn run_agent(
+        &self,
+        run: &Run<'_>,
+        plan: agent::AgentPlan,
+        prompt: &str,
+    ) -> Result<AgentRun, Ending> {
         let handle = run.handle.as_ref().expect("provisioned");
         let mut env = plan.env;
         env.extend(run.request.env.iter().cloned());
@@ -1397,7 +1708,7 @@ impl Launcher {
             argv: plan.argv,
             cwd: Some(PROJECT_DIR.into()),
             env,
-            stdin: Some(run.request.prompt.as_bytes().to_vec()),
+            stdin: Some(prompt.as_bytes().to_vec()),
         };
         let (tx, mut rx) = mpsc::channel::<Output>(256);
         let mut parser = plan.parser;
@@ -1475,7 +1786,12 @@ impl Launcher {
         } else {
             None
         };
-        Ok(AgentRun { result, failure })
+        Ok(AgentRun {
+            result,
+            failure,
+            answer: None,
+            raw_answer: None,
+        })
     }
 
     async fn note(&self, run: &Run<'_>, message: String) {
@@ -1489,6 +1805,32 @@ impl Launcher {
         let progress = ProgressEvent::Agent { event };
         self.persist(run.id, &progress).await;
         run.sink.emit(run.id, &progress);
+    }
+}
+
+/// An answer as the agent gave it: its structured output, else its final text.
+fn raw_answer(result: &AgentResult) -> String {
+    match &result.structured_output {
+        Some(value) => serde_json::to_string_pretty(value).unwrap_or_default(),
+        None => result.text.clone(),
+    }
+}
+
+/// `second`, with the cost, tokens, turns and time of `first` added: what both runs used.
+fn with_usage_of(first: &AgentResult, second: AgentResult) -> AgentResult {
+    fn sum<T: std::ops::Add<Output = T>>(a: Option<T>, b: Option<T>) -> Option<T> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        }
+    }
+    AgentResult {
+        cost_usd: sum(first.cost_usd, second.cost_usd),
+        input_tokens: sum(first.input_tokens, second.input_tokens),
+        output_tokens: sum(first.output_tokens, second.output_tokens),
+        num_turns: sum(first.num_turns, second.num_turns),
+        duration_ms: sum(first.duration_ms, second.duration_ms),
+        ..second
     }
 }
 

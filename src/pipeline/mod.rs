@@ -5,6 +5,7 @@ mod launcher;
 mod naming;
 mod prompt;
 mod recovery;
+pub mod scan;
 mod status;
 
 pub use events::{Fanout, NoProgress, ProgressEvent, ProgressSink};

@@ -22,6 +22,41 @@ this branch when you finish.
 test it, a trap you hit), append it as short bullet lines to {LEARNINGS_FILE}.
 "
     );
+    text.push_str(&team_sections(project, include_learnings));
+    text
+}
+
+/// What earlier runs learned, as a section for a prompt or a memory file ("" when nothing yet).
+pub fn learnings_section(project: &Project) -> String {
+    if project.learnings.trim().is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nWhat earlier runs learned about this repository:\n{}\n",
+        project.learnings.trim()
+    )
+}
+
+/// The system prompt of a read-only issue scan.
+pub fn scan_system_prompt(base_branch: &str, project: &Project, include_learnings: bool) -> String {
+    let mut text = format!(
+        "You are running unattended in a CodeCourier sandbox, reviewing a repository for a team that \
+asked from chat. Nobody can answer questions during the run.
+
+- The repository is at /home/user/project, on `{base_branch}`. This is a read-only review: do not \
+commit, push or switch branches; nothing you change is kept.
+- Never print secrets, tokens, or the contents of credential or .env files; describe them instead.
+- When you learn something about this repository that would help the next run (how to build or \
+test it, a trap you hit), append it as short bullet lines to {LEARNINGS_FILE}.
+"
+    );
+    text.push_str(&team_sections(project, include_learnings));
+    text
+}
+
+/// The team's standing instructions for the repository and, when asked, what earlier runs learned.
+fn team_sections(project: &Project, include_learnings: bool) -> String {
+    let mut text = String::new();
     if let Some(project_prompt) = project
         .system_prompt
         .as_deref()
@@ -35,15 +70,4 @@ test it, a trap you hit), append it as short bullet lines to {LEARNINGS_FILE}.
         text.push_str(&learnings_section(project));
     }
     text
-}
-
-/// What earlier runs learned, as a section for a prompt or a memory file ("" when nothing yet).
-pub fn learnings_section(project: &Project) -> String {
-    if project.learnings.trim().is_empty() {
-        return String::new();
-    }
-    format!(
-        "\nWhat earlier runs learned about this repository:\n{}\n",
-        project.learnings.trim()
-    )
 }

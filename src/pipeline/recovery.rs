@@ -62,5 +62,7 @@ pub async fn recover(
             .await?;
         ended.push(record.id);
     }
+    // A scan whose sandbox ended this way never ended its session.
+    store.end_orphaned_issue_sessions().await?;
     Ok(ended)
 }

@@ -1,14 +1,16 @@
 //! SQLite through sqlx: the one place that holds SQL. Records for sandboxes, their phases and
 //! events, and secrets encrypted at rest.
 
+mod issues;
 mod projects;
 mod sandboxes;
 mod secrets;
 
+pub use issues::{IssueRecord, IssueSession, NewIssueSession};
 pub use projects::{NamedText, Project};
 pub use sandboxes::{
-    Commit, DiscordOrigin, EventRecord, Finish, NewSandbox, PhaseRecord, SandboxFilter,
-    SandboxRecord,
+    Commit, DiscordOrigin, EventRecord, Finish, IssueSessionLink, NewSandbox, PhaseRecord,
+    SandboxFilter, SandboxRecord,
 };
 
 use std::str::FromStr;

@@ -9,7 +9,8 @@ use sqlx::{FromRow, Row};
 use super::{Result, Store, StoreError};
 use crate::agent::{AgentEvent, AgentResult};
 use crate::catalog::LaunchRequest;
-use crate::ids::{DiscordId, SandboxId};
+use super::issues::NewIssueSession;
+use crate::ids::{DiscordId, IssueSessionId, SandboxId};
 use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
 use crate::secret::Secret;
 
@@ -27,6 +28,15 @@ pub struct NewSandbox<'a> {
     pub launched_by: &'a str,
     pub discord: Option<DiscordOrigin>,
     pub project_id: Option<i64>,
+    pub issue_session: Option<IssueSessionLink<'a>>,
+}
+
+/// How a sandbox belongs to an issue session.
+pub enum IssueSessionLink<'a> {
+    /// It runs the scan of this new session, recorded with it.
+    Scan(&'a NewIssueSession<'a>),
+    /// It works on the issues of an existing session (a fix).
+    Fix(IssueSessionId),
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -182,11 +192,11 @@ fn env_scope(id: SandboxId) -> String {
     format!("sandbox:{id}")
 }
 
-fn text_id(id: Option<DiscordId>) -> Option<String> {
+pub(super) fn text_id(id: Option<DiscordId>) -> Option<String> {
     id.map(|id| id.to_string())
 }
 
-fn parse_id(row: &SqliteRow, column: &str) -> Result<Option<DiscordId>> {
+pub(super) fn parse_id(row: &SqliteRow, column: &str) -> Result<Option<DiscordId>> {
     let text: Option<String> = row.try_get(column)?;
     text.map(|t| {
         t.parse()
@@ -211,12 +221,20 @@ impl Store {
         let request = new.request;
         let now = Utc::now();
         let env_names: Vec<&str> = request.env.iter().map(|(n, _)| n.as_str()).collect();
+        let session = match &new.issue_session {
+            Some(IssueSessionLink::Scan(session)) => Some(session.id),
+            Some(IssueSessionLink::Fix(id)) => Some(*id),
+            None => None,
+        };
         let mut tx = self.pool.begin().await?;
+        if let Some(IssueSessionLink::Scan(session)) = &new.issue_session {
+            Self::insert_issue_session(&mut tx, session, id, now).await?;
+        }
         sqlx::query(
             "INSERT INTO sandboxes (id, project_id, status, tool, model, repo, base_branch, prompt,
                 config_json, env_names_json, launched_by, discord_user_id, discord_guild_id,
-                discord_channel_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+                discord_channel_id, created_at, updated_at, issue_session_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
         )
         .bind(id.to_string())
         .bind(new.project_id)
@@ -233,6 +251,7 @@ impl Store {
         .bind(text_id(new.discord.and_then(|d| d.guild_id)))
         .bind(text_id(new.discord.map(|d| d.channel_id)))
         .bind(now)
+        .bind(session.map(|s| s.to_string()))
         .execute(&mut *tx)
         .await?;
         if !request.env.is_empty() {
