@@ -5,8 +5,8 @@ mod request;
 mod template;
 
 pub use request::{
-    Effort, FieldError, FollowUp, ScanTask, LaunchInput, LaunchRequest, PrPolicy, RepoRef, Resources,
-    ValidationErrors,
+    Effort, FieldError, FollowUp, LaunchInput, LaunchRequest, PrPolicy, RepoRef, Resources,
+    ScanTask, ValidationErrors,
 };
 pub use template::{build_custom_tag, TemplateRef};
 

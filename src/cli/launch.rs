@@ -97,6 +97,28 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
 
+    let (launcher, record) = run_request(config, catalog, request, args.json).await?;
+    if args.json {
+        println!("{}", launch_json(&record));
+    } else {
+        print_result(&record);
+    }
+    launcher.store().clone().close().await;
+    Ok(if record.status == SandboxStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Records and runs a checked request with the live display (none with `json`); Ctrl-C stops the
+/// sandbox and records it as stopped. Returns the launcher (for its store) and the final record.
+pub(super) async fn run_request(
+    config: &Config,
+    catalog: &Catalog,
+    request: LaunchRequest,
+    json: bool,
+) -> Result<(Launcher, SandboxRecord), CliError> {
     let provider = provider_for(config).map_err(CliError::Invalid)?;
     let store = Store::open(config).await?;
     recover(&store, provider.as_ref()).await?;
@@ -124,25 +146,22 @@ pub async fn run(
             on_interrupt.cancel();
         }
     });
-    let record = if args.json {
+    let record = if json {
         launcher.run(prepared, &NoProgress, stop).await?
     } else {
-        eprintln!("Launching sandbox {}", prepared.id);
+        match (&prepared.request().scan, prepared.issue_session()) {
+            (Some(_), Some(session)) => eprintln!(
+                "Scanning {} in sandbox {} (issue session {session})",
+                prepared.request().repo,
+                prepared.id
+            ),
+            _ => eprintln!("Launching sandbox {}", prepared.id),
+        }
         launcher
             .run(prepared, &TerminalProgress::new(), stop)
             .await?
     };
-    if args.json {
-        println!("{}", launch_json(&record));
-    } else {
-        print_result(&record);
-    }
-    launcher.store().clone().close().await;
-    Ok(if record.status == SandboxStatus::Completed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok((launcher, record))
 }
 
 /// The final record as `launch --json` prints it: one flat object.

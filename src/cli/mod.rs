@@ -5,6 +5,7 @@ mod doctor;
 mod launch;
 mod progress;
 mod sandboxes;
+mod scan;
 mod tools;
 
 use std::process::ExitCode;
@@ -32,8 +33,8 @@ enum Command {
     Serve,
     /// Launch one sandbox from the terminal
     Launch(launch::LaunchArgs),
-    /// Scan a repository for issues (an issue session; not in this build yet)
-    Scan,
+    /// Scan a repository for issues (an issue session), or list and show earlier sessions
+    Scan(scan::ScanArgs),
     /// Inspect sandbox records
     #[command(subcommand)]
     Sandboxes(sandboxes::SandboxesCommand),
@@ -145,9 +146,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
             crate::discord::serve(config, catalog).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Scan => Err(CliError::Failed(anyhow::anyhow!(
-            "issue sessions are not part of this build yet"
-        ))),
+        Command::Scan(args) => scan::run(&config, &catalog, args).await,
         Command::Doctor => unreachable!("handled above"),
     }
 }

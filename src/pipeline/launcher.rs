@@ -15,6 +15,7 @@ use super::naming::{
     branch_name, commit_message, pull_request_body, pull_request_title, PullRequestFacts,
 };
 use super::prompt::{learnings_section, scan_system_prompt, system_prompt};
+use super::scan::{self, IssueSessionStatus};
 use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::agent::{
     self, AgentContext, AgentEvent, AgentResult, LEARNINGS_FILE, SYSTEM_PROMPT_FILE,
@@ -34,7 +35,6 @@ use crate::store::{
     Commit, DiscordOrigin, Finish, IssueSessionLink, NewIssueSession, NewSandbox, Project,
     SandboxRecord, Store, StoreError,
 };
-use super::scan::{self, IssueSessionStatus};
 
 /// Where a local repository appears inside the sandbox.
 const ORIGIN_MOUNT: &str = "/srv/origin";
@@ -408,10 +408,7 @@ impl Launcher {
                 issue_session,
             })
             .await?;
-        let issue_session = scan_session
-            .as_ref()
-            .map(|s| s.id)
-            .or(origin.issue_session);
+        let issue_session = scan_session.as_ref().map(|s| s.id).or(origin.issue_session);
         let recorded = Utc::now();
         let key_names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
         let early_phases = [
@@ -1022,7 +1019,14 @@ impl Launcher {
                 if let Some(task) = &request.scan {
                     if agent_run.failure.is_none() {
                         agent_run = self
-                            .check_scan_answer(run, task, agent_run, &prompt_text, &memory, schema.as_deref())
+                            .check_scan_answer(
+                                run,
+                                task,
+                                agent_run,
+                                &prompt_text,
+                                &memory,
+                                schema.as_deref(),
+                            )
                             .await?;
                     }
                 }
@@ -1035,12 +1039,17 @@ impl Launcher {
                             .answer
                             .as_ref()
                             .map(|a| {
-                                let counts = scan::severity_counts(a.issues.iter().map(|i| &i.severity));
+                                let counts =
+                                    scan::severity_counts(a.issues.iter().map(|i| &i.severity));
                                 format!(
                                     "{} issue{}{} · ",
                                     a.issues.len(),
                                     if a.issues.len() == 1 { "" } else { "s" },
-                                    if counts.is_empty() { String::new() } else { format!(" ({counts})") }
+                                    if counts.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" ({counts})")
+                                    }
                                 )
                             })
                             .unwrap_or_default();
@@ -1687,7 +1696,10 @@ impl Launcher {
         let raw = agent
             .and_then(|a| a.raw_answer.as_deref())
             .map(|r| self.redactor.redact(r));
-        let error = finish.error.as_deref().filter(|_| status != IssueSessionStatus::Completed);
+        let error = finish
+            .error
+            .as_deref()
+            .filter(|_| status != IssueSessionStatus::Completed);
         self.store
             .finish_issue_session(session, status, error, raw.as_deref())
             .await?;

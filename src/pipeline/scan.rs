@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalog::{Catalog, FieldError, LaunchInput, LaunchRequest, PrPolicy, ScanTask, Tool};
 use crate::catalog::ValidationErrors;
+use crate::catalog::{Catalog, FieldError, LaunchInput, LaunchRequest, PrPolicy, ScanTask, Tool};
 
 pub const DEFAULT_MAX_ISSUES: u32 = 20;
 pub const MAX_MAX_ISSUES: u32 = 100;
@@ -350,7 +350,11 @@ pub fn read_answer(
         },
         // A bare list is the list.
         Value::Array(items) => items.clone(),
-        _ => return Err(vec!["the answer must be an object {\"issues\": [...]}".into()]),
+        _ => {
+            return Err(vec![
+                "the answer must be an object {\"issues\": [...]}".into()
+            ])
+        }
     };
     let mut problems = Vec::new();
     let mut issues = Vec::new();
@@ -593,7 +597,10 @@ pub fn github_issue_body(issue: &ScannedIssue, session: &str) -> String {
     if !issue.suggested_fix.is_empty() {
         let _ = writeln!(text, "\n**Suggested fix**\n\n{}", issue.suggested_fix);
     }
-    let _ = write!(text, "\n---\nFound by a CodeCourier issue scan (session {session}).");
+    let _ = write!(
+        text,
+        "\n---\nFound by a CodeCourier issue scan (session {session})."
+    );
     text
 }
 
@@ -612,7 +619,8 @@ mod tests {
 
     #[test]
     fn structured_output_is_read_and_sorted_by_severity() {
-        let answer = json!({"issues": [issue("b", "low"), issue("a", "critical"), issue("c", "low")]});
+        let answer =
+            json!({"issues": [issue("b", "low"), issue("a", "critical"), issue("c", "low")]});
         let read = read_answer(Some(&answer), "ignored", 20).unwrap();
         let titles: Vec<&str> = read.issues.iter().map(|i| i.title.as_str()).collect();
         assert_eq!(titles, ["a", "b", "c"]);
@@ -652,7 +660,10 @@ mod tests {
             "issues[1].files[0].end_line: 3 comes before start_line 9",
             "issues[1].files[1].path: is missing",
         ] {
-            assert!(problems.iter().any(|p| p == expected), "{expected} not in {problems:?}");
+            assert!(
+                problems.iter().any(|p| p == expected),
+                "{expected} not in {problems:?}"
+            );
         }
         assert_eq!(problems.len(), 6, "{problems:?}");
     }
@@ -672,12 +683,18 @@ mod tests {
 
     #[test]
     fn more_issues_than_asked_keep_the_most_severe() {
-        let answer = json!({"issues": [issue("l", "low"), issue("c", "critical"), issue("m", "medium")]});
+        let answer =
+            json!({"issues": [issue("l", "low"), issue("c", "critical"), issue("m", "medium")]});
         let read = read_answer(Some(&answer), "", 2).unwrap();
         let titles: Vec<&str> = read.issues.iter().map(|i| i.title.as_str()).collect();
         assert_eq!(titles, ["c", "m"]);
         assert_eq!(read.dropped, 1);
-        assert_eq!(read_answer(Some(&json!({"issues": []})), "", 2).unwrap().issues, []);
+        assert_eq!(
+            read_answer(Some(&json!({"issues": []})), "", 2)
+                .unwrap()
+                .issues,
+            []
+        );
     }
 
     #[test]
@@ -710,7 +727,11 @@ mod tests {
                 max_issues: Some(max),
                 ..Default::default()
             };
-            assert_eq!(input.validate(&catalog, false).is_ok(), ok, "max_issues {max}");
+            assert_eq!(
+                input.validate(&catalog, false).is_ok(),
+                ok,
+                "max_issues {max}"
+            );
         }
         let errors = ScanInput {
             focus: Some("x".repeat(MAX_FOCUS_CHARS + 1)),
@@ -729,7 +750,12 @@ mod tests {
             severity_counts(&[Severity::Low, Severity::Critical, Severity::Critical]),
             "2 critical · 1 low"
         );
-        let read = read_answer(Some(&json!({"issues": [issue("Null deref", "high")]})), "", 5).unwrap();
+        let read = read_answer(
+            Some(&json!({"issues": [issue("Null deref", "high")]})),
+            "",
+            5,
+        )
+        .unwrap();
         let prompt = fix_prompt(&read.issues[0]);
         assert!(prompt.contains("## Null deref") && prompt.contains("Files: src/a.rs:3-9"));
         let body = github_issue_body(&read.issues[0], "abc");

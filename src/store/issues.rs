@@ -102,7 +102,7 @@ impl Store {
         let wanted = id_or_prefix.trim().to_ascii_lowercase();
         let not_found = || {
             StoreError::Other(anyhow::anyhow!(
-                "no issue session matches \"{wanted}\"; `codecourier scan --history` lists them"
+                "no issue session matches \"{wanted}\"; `codecourier scan history` lists them"
             ))
         };
         if wanted.len() < 4 || !wanted.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
@@ -142,7 +142,11 @@ impl Store {
     }
 
     /// Stores a scan's issues, in order, replacing none: a session gets its list once.
-    pub async fn save_issues(&self, session: IssueSessionId, issues: &[ScannedIssue]) -> Result<()> {
+    pub async fn save_issues(
+        &self,
+        session: IssueSessionId,
+        issues: &[ScannedIssue],
+    ) -> Result<()> {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         for (i, issue) in issues.iter().enumerate() {

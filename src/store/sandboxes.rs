@@ -6,10 +6,10 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 
+use super::issues::NewIssueSession;
 use super::{Result, Store, StoreError};
 use crate::agent::{AgentEvent, AgentResult};
 use crate::catalog::LaunchRequest;
-use super::issues::NewIssueSession;
 use crate::ids::{DiscordId, IssueSessionId, SandboxId};
 use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
 use crate::secret::Secret;

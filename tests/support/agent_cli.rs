@@ -23,6 +23,20 @@ pub fn launch(
     args: &[&str],
 ) -> StdCommand {
     let mut cmd = world.launch_std(args);
+    with_real_cli(&mut cmd, bin, key_var, key, base_url);
+    cmd.args(["--tool", tool]);
+    cmd
+}
+
+/// Makes `cmd` (a launch or a scan) find the real CLI in `bin` first on the host PATH, with the key
+/// in the environment and the base-URL override passed with `--env`.
+pub fn with_real_cli(
+    cmd: &mut StdCommand,
+    bin: &Path,
+    key_var: &str,
+    key: &str,
+    base_url: (&str, &str),
+) {
     let path = std::env::join_paths(
         std::iter::once(bin.to_path_buf())
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
@@ -31,9 +45,7 @@ pub fn launch(
     cmd.env_remove("CODECOURIER_TOOLS_DIR")
         .env("PATH", path)
         .env(key_var, key)
-        .args(["--tool", tool])
         .args(["--env", &format!("{}={}", base_url.0, base_url.1)]);
-    cmd
 }
 
 /// Runs the command off the async runtime (the fake API keeps serving meanwhile) and returns

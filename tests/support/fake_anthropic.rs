@@ -1,8 +1,10 @@
 //! A fake Anthropic Messages API on loopback, speaking the streaming (SSE) wire format the real
 //! Claude Code CLI reads (reference/agents/AGENTS.md, appendix A). Scenario: the first request gets
 //! a `Bash` tool call that creates a file; a request carrying the tool's result gets the final text.
+//! A scan (a request that offers the `StructuredOutput` tool of `--json-schema`) gets its answers
+//! in turn instead.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -21,10 +23,18 @@ pub enum Mode {
     Unauthorized,
     /// Accepts the request and never answers.
     Silent,
+    /// Launches work as in `Works`; each scan request gets the next answer (the last repeats):
+    /// `Some` as a `StructuredOutput` call, `None` as plain text that ignores the tool.
+    Scan { answers: Vec<Option<Value>> },
 }
+
+pub const SCAN_TEXT_ANSWER: &str =
+    "I looked around and found a few things, but I will just describe them.";
 
 struct Scenario {
     extra_text: String,
+    scan_answers: Vec<Option<Value>>,
+    scans: AtomicUsize,
 }
 
 fn sse(events: &[Value]) -> String {
@@ -46,10 +56,28 @@ impl Respond for Scenario {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let model = body["model"].as_str().unwrap_or("claude-sonnet-4-6");
-        let offers_bash = body["tools"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t["name"] == "Bash"));
-        let (block_start, delta, stop) = if has_tool_result(&body) || !offers_bash {
+        let offers = |name: &str| {
+            body["tools"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["name"] == name))
+        };
+        let (block_start, delta, stop) = if offers("StructuredOutput")
+            && !self.scan_answers.is_empty()
+        {
+            let turn = self.scans.fetch_add(1, Ordering::SeqCst);
+            match &self.scan_answers[turn.min(self.scan_answers.len() - 1)] {
+                Some(answer) => (
+                    json!({"type": "tool_use", "id": format!("toolu_fake_{}", NEXT_TOOL_ID.fetch_add(1, Ordering::SeqCst)), "name": "StructuredOutput", "input": {}}),
+                    json!({"type": "input_json_delta", "partial_json": answer.to_string()}),
+                    "tool_use",
+                ),
+                None => (
+                    json!({"type": "text", "text": ""}),
+                    json!({"type": "text_delta", "text": SCAN_TEXT_ANSWER}),
+                    "end_turn",
+                ),
+            }
+        } else if has_tool_result(&body) || !offers("Bash") {
             let text = format!("{FINAL_TEXT}{}", self.extra_text);
             (
                 json!({"type": "text", "text": ""}),
@@ -82,7 +110,16 @@ pub async fn start(mode: Mode) -> MockServer {
     let server = MockServer::start().await;
     let messages = Mock::given(method("POST")).and(path("/v1/messages"));
     match mode {
-        Mode::Works { extra_text } => messages.respond_with(Scenario { extra_text }),
+        Mode::Works { extra_text } => messages.respond_with(Scenario {
+            extra_text,
+            scan_answers: Vec::new(),
+            scans: AtomicUsize::new(0),
+        }),
+        Mode::Scan { answers } => messages.respond_with(Scenario {
+            extra_text: String::new(),
+            scan_answers: answers,
+            scans: AtomicUsize::new(0),
+        }),
         Mode::Unauthorized => messages.respond_with(ResponseTemplate::new(401).set_body_json(
             json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
         )),
