@@ -226,6 +226,7 @@ async fn bench_launch() {
                     launched_by: "bench".into(),
                     discord: None,
                     project_id: None,
+                    issue_session: None,
                 },
             )
             .await

@@ -6,6 +6,7 @@
 mod dialog;
 mod project;
 mod render;
+mod scan;
 mod thread;
 
 use std::collections::HashMap;
@@ -74,6 +75,7 @@ pub async fn client_builder(
             launch_from_message(),
             sandboxes(),
             sandbox(),
+            scan::scan(),
             project::project(),
         ],
         on_error: |error| Box::pin(on_error(error)),
@@ -554,6 +556,9 @@ async fn on_event(
     };
     if let Some((what, id)) = dialog::parse(&press.data.custom_id) {
         return on_dialog_component(ctx, press, data, what, id).await;
+    }
+    if let Some(action) = scan::parse_scan_id(&press.data.custom_id) {
+        return scan::on_component(ctx, press, data, action).await;
     }
     let Some((action, id)) = parse_button_id(&press.data.custom_id) else {
         return Ok(());
@@ -1231,6 +1236,14 @@ async fn announce_recovered(
         let Some(thread_id) = record.discord.thread_id else {
             continue;
         };
+        if record.request.scan.is_some() {
+            let requester = record.discord.user_id.map(|u| serenity::UserId::new(u.0));
+            let thread = ChannelId::new(thread_id.0);
+            if let Err(e) = scan::post_result(&ctx.http, &data.store, thread, &record, requester).await {
+                tracing::warn!(sandbox = %id, error = %format!("{e:#}"), "could not tell the scan's thread about the restart");
+            }
+            continue;
+        }
         let mention = record
             .discord
             .user_id

@@ -56,7 +56,19 @@ pub async fn follow(
     prepared: Prepared,
     requester: UserId,
 ) -> anyhow::Result<()> {
-    let name = render::thread_name(prepared.id, &prepared.request().prompt);
+    let request = prepared.request();
+    let title = match &request.scan {
+        Some(task) => format!(
+            "🔎 scan of {}{}",
+            request.repo,
+            task.focus
+                .as_deref()
+                .map(|f| format!(": {f}"))
+                .unwrap_or_default()
+        ),
+        None => request.prompt.clone(),
+    };
+    let name = render::thread_name(prepared.id, &title);
     let thread = channel
         .create_thread_from_message(
             &http,
@@ -110,6 +122,15 @@ pub async fn run_in_thread(
                 return;
             }
         };
+        if record.request.scan.is_some() {
+            if let Err(e) =
+                super::scan::post_result(&http, &handles.store, thread, &record, Some(requester))
+                    .await
+            {
+                tracing::warn!(sandbox = %id, error = %format!("{e:#}"), "could not post the scan's result");
+            }
+            return;
+        }
         let (text, attachment) =
             render::result_message(&record, Some(&requester.mention().to_string()));
         let mut post = CreateMessage::new()

@@ -120,7 +120,7 @@ pub struct Launcher {
     provider: Arc<dyn SandboxProvider>,
     catalog: Catalog,
     agent_keys: BTreeMap<String, Secret>,
-    github: GithubConfig,
+    pub(super) github: GithubConfig,
     redactor: Redactor,
     idle_notice: Duration,
 }

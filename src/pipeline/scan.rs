@@ -7,8 +7,11 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalog::ValidationErrors;
-use crate::catalog::{Catalog, FieldError, LaunchInput, LaunchRequest, PrPolicy, ScanTask, Tool};
+use crate::catalog::{
+    Catalog, FieldError, LaunchInput, LaunchRequest, PrPolicy, RepoRef, ScanTask, Tool,
+    ValidationErrors,
+};
+use crate::store::IssueSession;
 
 pub const DEFAULT_MAX_ISSUES: u32 = 20;
 pub const MAX_MAX_ISSUES: u32 = 100;
@@ -575,6 +578,93 @@ pub fn fix_prompt(issue: &ScannedIssue) -> String {
         "\nCheck first that the issue is real. Keep the change focused on it, and add or update tests where that makes sense.",
     );
     text
+}
+
+/// What became of one issue sent to GitHub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FiledOutcome {
+    Created,
+    /// An open issue with the same title was there already: linked, not duplicated.
+    Linked,
+    /// Filed before, from this session.
+    AlreadyFiled,
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Filed {
+    pub position: u32,
+    pub title: String,
+    pub number: Option<u64>,
+    pub url: Option<String>,
+    pub outcome: FiledOutcome,
+}
+
+/// The label every issue filed from a scan carries.
+pub const GITHUB_LABEL: &str = "codecourier-scan";
+
+impl super::Launcher {
+    /// Files the session's issues at `positions` on GitHub (an open issue with the same title is
+    /// linked instead) and records their numbers. Err: nothing could be filed, and why.
+    pub async fn file_issues(
+        &self,
+        session: &IssueSession,
+        positions: &[u32],
+    ) -> Result<Vec<Filed>, String> {
+        let store = self.store();
+        let repo = match session.sandbox_id {
+            Some(id) => store.get_sandbox(id).await.map_err(|e| e.to_string())?,
+            None => None,
+        }
+        .map(|r| r.request.repo)
+        .ok_or_else(|| "the scan's sandbox record is gone".to_string())?;
+        let RepoRef::Github { owner, name } = &repo else {
+            return Err(format!(
+                "{repo} is a local repository: only GitHub repositories get issues"
+            ));
+        };
+        let github = crate::github::connect(&self.github, owner, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let issues = store.issues(session.id).await.map_err(|e| e.to_string())?;
+        let mut filed = Vec::new();
+        for position in positions {
+            let Some(record) = issues.iter().find(|i| i.position == *position) else {
+                continue;
+            };
+            let mut entry = Filed {
+                position: *position,
+                title: record.issue.title.clone(),
+                number: record.github_issue_number,
+                url: record.github_issue_url.clone(),
+                outcome: FiledOutcome::AlreadyFiled,
+            };
+            if record.github_issue_url.is_none() {
+                let body = github_issue_body(&record.issue, &session.id.to_string());
+                match github
+                    .create_issue(&record.issue.title, &body, &[GITHUB_LABEL.to_string()])
+                    .await
+                {
+                    Ok(link) => {
+                        store
+                            .set_issue_filed(record.id, link.number, &link.html_url)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        entry.number = Some(link.number);
+                        entry.url = Some(link.html_url);
+                        entry.outcome = if link.existed {
+                            FiledOutcome::Linked
+                        } else {
+                            FiledOutcome::Created
+                        };
+                    }
+                    Err(e) => entry.outcome = FiledOutcome::Failed(self.redact(&e.to_string())),
+                }
+            }
+            filed.push(entry);
+        }
+        Ok(filed)
+    }
 }
 
 /// The body of a GitHub issue filed from a scan.
