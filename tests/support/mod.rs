@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent_cli;
+pub mod discord_bot;
 pub mod fake_anthropic;
 pub mod fake_discord;
 pub mod fake_e2b;
