@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use codecourier::config::Config;
 use serde_json::json;
-use support::fake_discord::*;
 use support::discord_bot::*;
+use support::fake_discord::*;
 use support::{World, API_KEY};
 
 #[tokio::test(flavor = "multi_thread")]

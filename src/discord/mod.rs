@@ -1239,7 +1239,9 @@ async fn announce_recovered(
         if record.request.scan.is_some() {
             let requester = record.discord.user_id.map(|u| serenity::UserId::new(u.0));
             let thread = ChannelId::new(thread_id.0);
-            if let Err(e) = scan::post_result(&ctx.http, &data.store, thread, &record, requester).await {
+            if let Err(e) =
+                scan::post_result(&ctx.http, &data.store, thread, &record, requester).await
+            {
                 tracing::warn!(sandbox = %id, error = %format!("{e:#}"), "could not tell the scan's thread about the restart");
             }
             continue;

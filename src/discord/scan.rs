@@ -59,9 +59,8 @@ async fn scan_run(
     #[min = 1]
     #[max = 100]
     max_issues: Option<i64>,
-    #[description = "Branch to scan (default: the repository's default branch)"] base_branch: Option<
-        String,
-    >,
+    #[description = "Branch to scan (default: the repository's default branch)"]
+    base_branch: Option<String>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     let user = DiscordId(ctx.author().id.get());
@@ -135,7 +134,11 @@ async fn scan_history(ctx: Context<'_>) -> Result<(), Error> {
     let channel = DiscordId(ctx.channel_id().get());
     let sessions = store.list_issue_sessions(Some(channel), 15).await?;
     if sessions.is_empty() {
-        say_ephemeral(ctx, "No scans from this channel yet: `/scan run` starts one.").await?;
+        say_ephemeral(
+            ctx,
+            "No scans from this channel yet: `/scan run` starts one.",
+        )
+        .await?;
         return Ok(());
     }
     let mut text = String::from("**Scans from this channel**, newest first:\n");
@@ -149,7 +152,10 @@ async fn scan_history(ctx: Context<'_>) -> Result<(), Error> {
             ),
             _ => String::new(),
         };
-        let filed = issues.iter().filter(|i| i.github_issue_url.is_some()).count();
+        let filed = issues
+            .iter()
+            .filter(|i| i.github_issue_url.is_some())
+            .count();
         let _ = writeln!(
             text,
             "`{}` {} · {}{} · {}{}{} · <t:{}:R>",
@@ -234,7 +240,11 @@ pub fn encode_positions(positions: &[u32]) -> String {
 
 pub fn decode_positions(text: &str) -> Option<Vec<u32>> {
     let bits = u128::from_str_radix(text, 16).ok()?;
-    Some((1..=MAX_MAX_ISSUES).filter(|p| bits & (1u128 << (p - 1)) != 0).collect())
+    Some(
+        (1..=MAX_MAX_ISSUES)
+            .filter(|p| bits & (1u128 << (p - 1)) != 0)
+            .collect(),
+    )
 }
 
 pub fn parse_scan_id(custom_id: &str) -> Option<ScanAction> {
@@ -358,7 +368,10 @@ pub fn result_page(
         let files: Vec<String> = i.files.iter().take(2).map(|f| f.to_string()).collect();
         let mut details = Vec::new();
         if !files.is_empty() {
-            details.push(format!("`{}`", cut(&files.join(", "), 70).replace('`', "'")));
+            details.push(format!(
+                "`{}`",
+                cut(&files.join(", "), 70).replace('`', "'")
+            ));
         }
         details.push(format!("effort {}", inert(&cut(&i.effort, 20))));
         if let Some(number) = record.github_issue_number {
@@ -387,10 +400,14 @@ pub fn result_page(
     .placeholder("Choose issues to file on GitHub or fix…")
     .min_values(1)
     .max_values(count);
-    let previous = CreateButton::new(scan_id("page", session.id, &page.saturating_sub(1).to_string()))
-        .label("◀ Previous")
-        .style(ButtonStyle::Secondary)
-        .disabled(page == 0);
+    let previous = CreateButton::new(scan_id(
+        "page",
+        session.id,
+        &page.saturating_sub(1).to_string(),
+    ))
+    .label("◀ Previous")
+    .style(ButtonStyle::Secondary)
+    .disabled(page == 0);
     let next = CreateButton::new(scan_id("page", session.id, &(page + 1).to_string()))
         .label("Next ▶")
         .style(ButtonStyle::Secondary)
@@ -468,7 +485,10 @@ pub async fn on_component(
     action: ScanAction,
 ) -> Result<(), Error> {
     let session_id = match &action {
-        ScanAction::Page(id, _) | ScanAction::Pick(id) | ScanAction::File(id, _) | ScanAction::Fix(id, _) => *id,
+        ScanAction::Page(id, _)
+        | ScanAction::Pick(id)
+        | ScanAction::File(id, _)
+        | ScanAction::Fix(id, _) => *id,
     };
     let Some((session, issues, sandbox)) = load(&data.store, session_id).await? else {
         press
@@ -554,7 +574,10 @@ pub async fn on_component(
             // Filing calls GitHub once or twice per issue: acknowledge first.
             press.defer_ephemeral(&ctx.http).await?;
             let text = match data.launcher.file_issues(&session, &positions).await {
-                Err(why) => format!("No GitHub issues filed: {}", inert(&data.launcher.redact(&why))),
+                Err(why) => format!(
+                    "No GitHub issues filed: {}",
+                    inert(&data.launcher.redact(&why))
+                ),
                 Ok(filed) => {
                     let mut text = format!(
                         "📝 GitHub issues for scan `{}`, filed by {}:\n",
@@ -568,7 +591,9 @@ pub async fn on_component(
                         };
                         let what = match &f.outcome {
                             FiledOutcome::Created => format!("created {link}"),
-                            FiledOutcome::Linked => format!("already open on GitHub, linked: {link}"),
+                            FiledOutcome::Linked => {
+                                format!("already open on GitHub, linked: {link}")
+                            }
                             FiledOutcome::AlreadyFiled => format!("filed before: {link}"),
                             FiledOutcome::Failed(why) => format!("not filed: {}", inert(why)),
                         };
@@ -606,7 +631,15 @@ pub async fn on_component(
                 .filter(|i| positions.contains(&i.position))
                 .collect();
             if chosen.len() > MAX_FIXES_AT_ONCE {
-                press.create_response(&ctx.http, ephemeral(format!("That is {} issues; launch at most {MAX_FIXES_AT_ONCE} fixes at once.", chosen.len()))).await?;
+                press
+                    .create_response(
+                        &ctx.http,
+                        ephemeral(format!(
+                            "That is {} issues; launch at most {MAX_FIXES_AT_ONCE} fixes at once.",
+                            chosen.len()
+                        )),
+                    )
+                    .await?;
                 return Ok(());
             }
             let user = DiscordId(press.user.id.get());
@@ -623,7 +656,15 @@ pub async fn on_component(
                 return Ok(());
             }
             press.defer_ephemeral(&ctx.http).await?;
-            let text = launch_fixes(ctx.http.clone(), press, data, &session, sandbox.as_ref(), &chosen).await?;
+            let text = launch_fixes(
+                ctx.http.clone(),
+                press,
+                data,
+                &session,
+                sandbox.as_ref(),
+                &chosen,
+            )
+            .await?;
             press
                 .edit_response(
                     &ctx.http,
@@ -649,6 +690,11 @@ async fn launch_fixes(
         .discord_channel_id
         .map(|c| ChannelId::new(c.0))
         .unwrap_or(press.channel_id);
+    // The channel's project, as for any launch from it: its keys and variables apply.
+    let project = data
+        .store
+        .project_for_channel(DiscordId(channel.get()))
+        .await?;
     let origin = LaunchOrigin {
         launched_by: press.user.name.clone(),
         discord: Some(DiscordOrigin {
@@ -656,7 +702,7 @@ async fn launch_fixes(
             guild_id: press.guild_id.map(|g| DiscordId(g.get())),
             channel_id: DiscordId(channel.get()),
         }),
-        project_id: session.project_id,
+        project_id: project.map(|p| p.id).or(session.project_id),
         issue_session: Some(session.id),
     };
     let mut lines = Vec::new();
@@ -672,7 +718,11 @@ async fn launch_fixes(
             model: Some(session.model.clone()),
             ..Default::default()
         };
-        let label = format!("`{}` {}", record.position, inert(&cut(&record.issue.title, 80)));
+        let label = format!(
+            "`{}` {}",
+            record.position,
+            inert(&cut(&record.issue.title, 80))
+        );
         let request = match input.validate(&data.catalog, data.config.allow_local_repos) {
             Ok(request) => request,
             Err(errors) => {
@@ -733,7 +783,10 @@ mod tests {
         let positions = vec![1, 7, 64, 99, 100];
         let id = scan_id("fix", session, &encode_positions(&positions));
         assert!(id.len() <= 100, "{id}");
-        assert_eq!(parse_scan_id(&id), Some(ScanAction::Fix(session, positions)));
+        assert_eq!(
+            parse_scan_id(&id),
+            Some(ScanAction::Fix(session, positions))
+        );
         assert_eq!(
             parse_scan_id(&scan_id("page", session, "5")),
             Some(ScanAction::Page(session, 5))

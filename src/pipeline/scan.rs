@@ -559,8 +559,9 @@ pub fn severity_counts<'a>(severities: impl IntoIterator<Item = &'a Severity>) -
 
 /// The prompt of a launch that fixes one issue from a scan.
 pub fn fix_prompt(issue: &ScannedIssue) -> String {
+    // The first line names the branch and the pull request.
     let mut text = format!(
-        "Fix this issue, found by a scan of the repository:\n\n## {}\nSeverity: {} · category: {} · effort: {}\n",
+        "Fix: {}\n\nA scan of the repository found this issue.\nSeverity: {} · category: {} · effort: {}\n",
         issue.title, issue.severity, issue.category, issue.effort
     );
     if !issue.files.is_empty() {
@@ -847,7 +848,7 @@ mod tests {
         )
         .unwrap();
         let prompt = fix_prompt(&read.issues[0]);
-        assert!(prompt.contains("## Null deref") && prompt.contains("Files: src/a.rs:3-9"));
+        assert!(prompt.starts_with("Fix: Null deref\n") && prompt.contains("Files: src/a.rs:3-9"));
         let body = github_issue_body(&read.issues[0], "abc");
         assert!(body.contains("- `src/a.rs:3-9`") && body.contains("session abc"));
     }

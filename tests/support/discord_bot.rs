@@ -210,4 +210,3 @@ pub async fn wait_status(bot: &Bot, status: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
-
