@@ -18,7 +18,8 @@ fn issue(title: &str, severity: &str) -> Value {
         "severity": severity,
         "category": "security",
         "files": [{"path": "src/db.rs", "start_line": 10, "end_line": 20}],
-        "evidence": "format!(\"SELECT … {}\", name)",
+        // A secret the agent saw must not reach the record.
+        "evidence": format!("format!(\"SELECT … {{}}\", name) with key {}", support::API_KEY),
         "suggested_fix": "Use a bound parameter.",
         "effort": "small"
     })
@@ -110,6 +111,14 @@ async fn a_scan_of_a_local_repository_prints_the_session_and_its_issues() {
     assert_eq!(first["suggested_fix"], "Use a bound parameter.");
     assert_eq!(first["effort"], "small");
     assert!(first["github_issue_url"].is_null());
+    assert!(
+        !r.to_string().contains(support::API_KEY),
+        "a planted key reached the record"
+    );
+    assert!(
+        first["evidence"].as_str().unwrap().contains("[redacted]"),
+        "{first:#}"
+    );
 
     // One sandbox, linked to the session, read-only: no branch, nothing pushed.
     let sandbox = &r["sandbox"];
@@ -286,4 +295,49 @@ fn bad_scan_options_are_refused_before_anything_runs() {
     }
     let out = world.std_cmd().args(["scan", "history"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("No issue sessions yet"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_killed_outright_ends_its_session_at_the_next_command() {
+    let world = World::new();
+    // The model API never answers: the scan waits in its agent phase.
+    let api = fake_anthropic::start(Mode::Silent).await;
+    let mut child = scan(&world, &api.uri(), &["--json"]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let session = loop {
+        let out = world
+            .std_cmd()
+            .args(["sandboxes", "list", "--json"])
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if let Some(r) = list
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["status"] == "running"))
+        {
+            break r["issue_session_id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scan never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    child.kill().unwrap(); // SIGKILL: nothing recorded on the way out
+    child.wait().unwrap();
+    let out = world
+        .std_cmd()
+        .args(["scan", "show", "--json", &session])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["session"]["status"], "failed", "{r:#}");
+    assert!(
+        r["session"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("CodeCourier restarted during the run"),
+        "{r:#}"
+    );
+    assert_eq!(r["sandbox"]["status"], "failed");
 }

@@ -9,7 +9,9 @@ use super::sandboxes::truncate;
 use super::{invalid_request, CliError};
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::pipeline::recover;
 use crate::pipeline::scan::{severity_counts, IssueSessionStatus, ScanInput};
+use crate::sandbox::provider_for;
 use crate::store::{IssueRecord, IssueSession, SandboxRecord, Store};
 
 #[derive(Debug, clap::Args)]
@@ -71,10 +73,19 @@ struct RunArgs {
     json: bool,
 }
 
+/// The store, with what a crashed CodeCourier left behind ended before anyone reads it.
+async fn recovered_store(config: &Config) -> Result<Store, CliError> {
+    let store = Store::open(config).await?;
+    if let Ok(provider) = provider_for(config) {
+        recover(&store, provider.as_ref()).await?;
+    }
+    Ok(store)
+}
+
 pub async fn run(config: &Config, catalog: &Catalog, args: ScanArgs) -> Result<ExitCode, CliError> {
     match args.command {
         Some(ScanCommand::History { limit, json }) => {
-            let store = Store::open(config).await?;
+            let store = recovered_store(config).await?;
             let sessions = store.list_issue_sessions(None, limit).await?;
             if json {
                 println!("{}", serde_json::to_string(&sessions).expect("serialises"));
@@ -86,7 +97,7 @@ pub async fn run(config: &Config, catalog: &Catalog, args: ScanArgs) -> Result<E
             Ok(ExitCode::SUCCESS)
         }
         Some(ScanCommand::Show { id, json }) => {
-            let store = Store::open(config).await?;
+            let store = recovered_store(config).await?;
             let session = store
                 .find_issue_session(&id)
                 .await

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
+use super::scan::IssueSessionStatus;
 use super::SandboxStatus;
 use crate::ids::SandboxId;
 use crate::sandbox::SandboxProvider;
@@ -55,14 +56,22 @@ pub async fn recover(
                 SandboxStatus::Failed,
                 &Finish {
                     failed_phase: phase,
-                    error: Some(error),
+                    error: Some(error.clone()),
                     ..Default::default()
                 },
             )
             .await?;
+        // A scan ended this way ends its session, with the same reason.
+        if let (Some(_), Some(session)) = (&record.request.scan, &record.issue_session_id) {
+            if let Ok(session) = session.parse() {
+                store
+                    .finish_issue_session(session, IssueSessionStatus::Failed, Some(&error), None)
+                    .await?;
+            }
+        }
         ended.push(record.id);
     }
-    // A scan whose sandbox ended this way never ended its session.
+    // A scan whose launcher stopped between ending the sandbox and ending its session.
     store.end_orphaned_issue_sessions().await?;
     Ok(ended)
 }
