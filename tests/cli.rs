@@ -363,3 +363,80 @@ async fn list_and_show_read_the_records() {
     assert_eq!(record["request"]["tool"], "pi");
     assert_eq!(record["failed_phase"], "provision");
 }
+
+/// Commands open and close the database all the time (a poller, a launch, a bot). When the last
+/// connection closes, SQLite checkpoints and removes the WAL; a command opening just then used to
+/// fail with "database is locked". Several processes opening and closing at once must all succeed.
+#[test]
+fn commands_opening_the_database_together_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |data: std::path::PathBuf| {
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+            let mut runs = 0;
+            while std::time::Instant::now() < deadline {
+                let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("codecourier"))
+                    .args(["sandboxes", "list", "--json"])
+                    .env_clear()
+                    .env("PATH", std::env::var_os("PATH").unwrap())
+                    .env("CODECOURIER_DATA_DIR", &data)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "run {runs}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                runs += 1;
+            }
+            runs
+        })
+    };
+    // A launch in another process writes events all the while.
+    let writer_data = data.clone();
+    let writer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            std::fs::create_dir_all(&writer_data).unwrap();
+            let url = format!("sqlite://{}/codecourier.db", writer_data.display());
+            let store = codecourier::store::Store::open_with_key(
+                &url,
+                codecourier::secret::SecretKey::generate(),
+                codecourier::secret::KeySource::Environment,
+            )
+            .await
+            .unwrap();
+            let request = codecourier::catalog::LaunchInput {
+                prompt: Some("p".into()),
+                repo: Some("acme/widgets".into()),
+                ..Default::default()
+            }
+            .validate(&codecourier::catalog::Catalog::built_in(), false)
+            .unwrap();
+            let id = store
+                .insert_sandbox(&codecourier::store::NewSandbox {
+                    request: &request,
+                    launched_by: "writer",
+                    discord: None,
+                    project_id: None,
+                    issue_session: None,
+                })
+                .await
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+            while std::time::Instant::now() < deadline {
+                store
+                    .append_event(id, "note", &serde_json::json!({"message": "x"}))
+                    .await
+                    .unwrap();
+            }
+            store.close().await;
+        })
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let workers: Vec<_> = (0..6).map(|_| run(data.clone())).collect();
+    writer.join().unwrap();
+    let runs: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(runs > 20, "only {runs} runs");
+}

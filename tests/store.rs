@@ -353,3 +353,39 @@ async fn sandboxes_are_found_by_unique_prefix_and_listed_newest_first() {
     }
     assert_eq!(t.store.unfinished_for_user(DiscordId(7)).await.unwrap(), 1);
 }
+
+/// A database another connection holds locked while it is first set up (two commands starting on a
+/// new data directory): opening waits for it instead of failing with "database is locked".
+#[tokio::test(flavor = "multi_thread")]
+async fn opening_waits_for_a_database_another_connection_holds_locked() {
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/locked.db", dir.path().display());
+    let mut holder = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (x)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+        holder.close().await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let store = Store::open_with_key(&url, SecretKey::generate(), KeySource::Environment)
+        .await
+        .unwrap_or_else(|e| panic!("after {:?}: {e:#}", started.elapsed()));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1000));
+    release.await.unwrap();
+    assert!(store.applied_migrations().await.unwrap() > 0);
+}

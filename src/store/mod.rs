@@ -92,11 +92,26 @@ impl Store {
             }
         }
         let options_for_lock = options.clone();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("cannot open the database {database_url}"))?;
+        // SQLite can answer "database is locked" at once, without waiting through the busy
+        // timeout, while another process sets the file up or checkpoints it on close (seen once
+        // under a loaded test run, not reproduced alone): a few spaced retries ride that out.
+        let mut attempt = 0;
+        let pool = loop {
+            match SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options.clone())
+                .await
+            {
+                Err(e) if attempt < OPEN_RETRIES && is_busy(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => {
+                    break other
+                        .with_context(|| format!("cannot open the database {database_url}"))?
+                }
+            }
+        };
         // Two commands started together on a new database would both try to apply the first
         // migration; a file lock beside the database makes the second wait and find it done.
         let _guard = MigrationLock::acquire(options_for_lock.get_filename()).await?;
@@ -126,6 +141,18 @@ impl Store {
 
     pub async fn close(self) {
         self.pool.close().await;
+    }
+}
+
+/// How often opening is retried when SQLite reports the file busy.
+const OPEN_RETRIES: u64 = 6;
+
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|c| c == "5" || c == "6") || db.message().contains("locked")
+        }
+        _ => false,
     }
 }
 
