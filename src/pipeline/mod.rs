@@ -7,6 +7,7 @@ mod prompt;
 mod recovery;
 pub mod scan;
 mod status;
+pub mod workflow;
 
 pub use events::{Fanout, NoProgress, ProgressEvent, ProgressSink};
 pub use launcher::{project_scope, user_scope, LaunchError, LaunchOrigin, Launcher, Prepared};

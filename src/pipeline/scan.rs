@@ -384,7 +384,7 @@ pub fn read_answer(
 }
 
 /// The last fenced block that is JSON, else the whole text.
-fn json_in_text(text: &str) -> Result<Value, Vec<String>> {
+pub(crate) fn json_in_text(text: &str) -> Result<Value, Vec<String>> {
     let mut blocks = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find("```") {
