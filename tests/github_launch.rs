@@ -368,7 +368,7 @@ async fn a_follow_up_continues_the_github_branch_without_creating_another() {
         .await;
     let mut second_request = input("Second part").validate(&catalog, false).unwrap();
     second_request.follow_up = Some(FollowUp {
-        of: first.id,
+        of: Some(first.id),
         branch: first.branch.clone().unwrap(),
         base_branch: first.base_branch.clone().unwrap(),
         session_id: first.session_id.clone(),

@@ -64,6 +64,9 @@ pub struct LaunchRequest {
     /// Set when this launch is an issue scan: read-only, answering with a list of issues.
     #[serde(default)]
     pub scan: Option<ScanTask>,
+    /// Set when this launch is a workflow's checker: read-only, answering with a verdict.
+    #[serde(default)]
+    pub checker: bool,
 }
 
 /// An issue scan's own settings (the prompt already says them to the agent).
@@ -77,7 +80,8 @@ pub struct ScanTask {
 /// can resume it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowUp {
-    pub of: crate::ids::SandboxId,
+    /// The launch it continues; none for a workflow's first step on its prepared branch.
+    pub of: Option<crate::ids::SandboxId>,
     pub branch: String,
     pub base_branch: String,
     pub session_id: Option<String>,
@@ -449,6 +453,7 @@ impl LaunchInput {
             pr: pr.expect("checked"),
             follow_up: None,
             scan: None,
+            checker: false,
         })
     }
 }

@@ -899,7 +899,7 @@ async fn on_follow_up_submit(
     request.prompt = prompt;
     request.env = data.store.sandbox_env(of).await?;
     request.follow_up = Some(crate::catalog::FollowUp {
-        of,
+        of: Some(of),
         branch,
         base_branch,
         session_id: record.session_id.clone(),

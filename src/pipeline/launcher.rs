@@ -14,8 +14,9 @@ use super::events::{ProgressEvent, ProgressSink};
 use super::naming::{
     branch_name, commit_message, pull_request_body, pull_request_title, PullRequestFacts,
 };
-use super::prompt::{learnings_section, scan_system_prompt, system_prompt};
+use super::prompt::{learnings_section, read_only_system_prompt, system_prompt};
 use super::scan::{self, IssueSessionStatus};
+use super::workflow::{self, Verdict};
 use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::agent::{
     self, AgentContext, AgentEvent, AgentResult, LEARNINGS_FILE, SYSTEM_PROMPT_FILE,
@@ -176,8 +177,8 @@ struct Links {
 struct AgentRun {
     result: AgentResult,
     failure: Option<String>,
-    /// A scan's checked list of issues.
-    answer: Option<scan::Answer>,
+    /// A read-only launch's checked answer.
+    answer: Option<Answer>,
     /// A scan's answers as given, when they could not be used.
     raw_answer: Option<String>,
 }
@@ -204,6 +205,91 @@ struct Run<'a> {
     agent: Option<AgentRun>,
     commits: Vec<Commit>,
     pushed: Option<bool>,
+}
+
+/// The form a read-only launch answers in.
+#[derive(Clone, Copy)]
+enum Form<'a> {
+    Issues(&'a ScanTask),
+    Verdict,
+}
+
+/// A read-only launch's checked answer.
+enum Answer {
+    Issues(scan::Answer),
+    Verdict(Verdict),
+}
+
+impl Answer {
+    /// A few words for the agent phase's detail.
+    fn summary(&self) -> String {
+        match self {
+            Answer::Issues(a) => {
+                let counts = scan::severity_counts(a.issues.iter().map(|i| &i.severity));
+                format!(
+                    "{} issue{}{}",
+                    a.issues.len(),
+                    if a.issues.len() == 1 { "" } else { "s" },
+                    if counts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({counts})")
+                    }
+                )
+            }
+            Answer::Verdict(v) => format!("verdict {}", if v.pass { "pass" } else { "fail" }),
+        }
+    }
+}
+
+impl<'a> Form<'a> {
+    fn of(request: &'a LaunchRequest) -> Option<Self> {
+        match (&request.scan, request.checker) {
+            (Some(task), _) => Some(Form::Issues(task)),
+            (None, true) => Some(Form::Verdict),
+            (None, false) => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Form::Issues(_) => "issue",
+            Form::Verdict => "verdict",
+        }
+    }
+
+    fn answer_of(self) -> &'static str {
+        match self {
+            Form::Issues(_) => "scan's answer",
+            Form::Verdict => "checker's answer",
+        }
+    }
+
+    fn schema(self) -> serde_json::Value {
+        match self {
+            Form::Issues(_) => scan::answer_schema(),
+            Form::Verdict => workflow::verdict_schema(),
+        }
+    }
+
+    fn read(self, result: &AgentResult) -> Result<Answer, Vec<String>> {
+        let structured = result.structured_output.as_ref();
+        match self {
+            Form::Issues(task) => {
+                scan::read_answer(structured, &result.text, task.max_issues).map(Answer::Issues)
+            }
+            Form::Verdict => workflow::read_verdict(structured, &result.text).map(Answer::Verdict),
+        }
+    }
+
+    fn repair_prompt(self, tool: &Tool, problems: &[String], raw: &str) -> String {
+        match self {
+            Form::Issues(task) => scan::repair_prompt(task, tool, problems, raw),
+            Form::Verdict => {
+                workflow::verdict_repair_prompt(problems, raw, tool.capabilities.structured_output)
+            }
+        }
+    }
 }
 
 impl Launcher {
@@ -860,13 +946,18 @@ impl Launcher {
             run.branch.clone()
         };
         let continuing = request.follow_up.is_some();
-        let read_only = request.scan.is_some();
+        let form = Form::of(request);
+        let read_only = form.is_some();
         self.phase(run, Phase::Branch, async {
-            if read_only {
+            if request.scan.is_some() {
                 let detail = format!(
                     "read-only scan of {}: no branch is created or pushed",
                     run.base_branch
                 );
+                return Ok(((), Ok(detail)));
+            }
+            if read_only {
+                let detail = format!("read-only check of {}: nothing is pushed", branch);
                 return Ok(((), Ok(detail)));
             }
             if !continuing {
@@ -936,14 +1027,17 @@ impl Launcher {
         .await?;
 
         let reads_memory = run.tool.capabilities.claude_md;
-        let prompt_text = if read_only {
-            scan_system_prompt(&run.base_branch, run.project, !reads_memory)
-        } else {
-            system_prompt(&run.branch, &run.base_branch, run.project, !reads_memory)
+        let prompt_text = match (&request.scan, read_only) {
+            (Some(_), _) => read_only_system_prompt(&run.base_branch, run.project, !reads_memory),
+            (None, true) => read_only_system_prompt(&run.branch, run.project, !reads_memory),
+            (None, false) => {
+                system_prompt(&run.branch, &run.base_branch, run.project, !reads_memory)
+            }
         };
-        // A scan's answer schema, for CLIs that enforce one.
-        let schema = (read_only && run.tool.capabilities.structured_output)
-            .then(|| scan::answer_schema().to_string());
+        // The answer's schema, for CLIs that enforce one.
+        let schema = form
+            .filter(|_| run.tool.capabilities.structured_output)
+            .map(|f| f.schema().to_string());
         self.phase(run, Phase::SystemPrompt, async {
             let handle = run.handle.as_ref().expect("provisioned");
             self.provider
@@ -1016,12 +1110,12 @@ impl Launcher {
         let agent_run = self
             .phase(run, Phase::Agent, async {
                 let mut agent_run = self.run_agent(run, plan, &request.prompt).await?;
-                if let Some(task) = &request.scan {
+                if let Some(form) = form {
                     if agent_run.failure.is_none() {
                         agent_run = self
-                            .check_scan_answer(
+                            .check_answer(
                                 run,
-                                task,
+                                form,
                                 agent_run,
                                 &prompt_text,
                                 &memory,
@@ -1038,20 +1132,7 @@ impl Launcher {
                         let found = agent_run
                             .answer
                             .as_ref()
-                            .map(|a| {
-                                let counts =
-                                    scan::severity_counts(a.issues.iter().map(|i| &i.severity));
-                                format!(
-                                    "{} issue{}{} · ",
-                                    a.issues.len(),
-                                    if a.issues.len() == 1 { "" } else { "s" },
-                                    if counts.is_empty() {
-                                        String::new()
-                                    } else {
-                                        format!(" ({counts})")
-                                    }
-                                )
-                            })
+                            .map(|a| format!("{} · ", a.summary()))
                             .unwrap_or_default();
                         Ok(format!(
                             "{found}{} turns · {} · {} in / {} out tokens",
@@ -1072,8 +1153,8 @@ impl Launcher {
         let push_token = run.origin.token.clone();
         let (commits, pushed, links) = self
             .phase(run, Phase::Finish, async {
-                if let Some(session) = run.issue_session.filter(|_| read_only) {
-                    let detail = self.finish_scan(run, session).await?;
+                if read_only {
+                    let detail = self.finish_read_only(run).await?;
                     return Ok(((Vec::new(), None, Links::default()), Ok(detail)));
                 }
                 let status = self
@@ -1477,7 +1558,10 @@ impl Launcher {
         if run.tool.id != "claude-code" {
             return Ok(None);
         }
-        let archive = match self.store.agent_session(follow_up.of).await {
+        let Some(of) = follow_up.of else {
+            return Ok(None);
+        };
+        let archive = match self.store.agent_session(of).await {
             Ok(Some(archive)) => archive,
             _ => return Ok(None),
         };
@@ -1523,21 +1607,18 @@ impl Launcher {
             .unwrap_or(0)
     }
 
-    /// Reads a scan's answer; an unusable one gets one repair request in the same sandbox, after
-    /// which it is used whole or the run fails with both answers kept.
-    async fn check_scan_answer(
+    /// Reads a read-only launch's answer; an unusable one gets one repair request in the same
+    /// sandbox, after which it is used whole or the run fails with both answers kept.
+    async fn check_answer(
         &self,
         run: &Run<'_>,
-        task: &ScanTask,
+        form: Form<'_>,
         first: AgentRun,
         system_prompt: &str,
         memory: &str,
         schema: Option<&str>,
     ) -> Result<AgentRun, Ending> {
-        let read = |r: &AgentResult| {
-            scan::read_answer(r.structured_output.as_ref(), &r.text, task.max_issues)
-        };
-        let problems = match read(&first.result) {
+        let problems = match form.read(&first.result) {
             Ok(answer) => {
                 return Ok(AgentRun {
                     answer: Some(answer),
@@ -1550,7 +1631,8 @@ impl Launcher {
         self.note(
             run,
             format!(
-                "the answer did not follow the issue format ({}); asking {} once more",
+                "the answer did not follow the {} format ({}); asking {} once more",
+                form.name(),
                 scan::describe_problems(&problems),
                 run.tool.name
             ),
@@ -1576,7 +1658,7 @@ impl Launcher {
             phase: Phase::Agent,
             error,
         })?;
-        let prompt = scan::repair_prompt(task, run.tool, &problems, &first_raw);
+        let prompt = form.repair_prompt(run.tool, &problems, &first_raw);
         let second = self.run_agent(run, plan, &prompt).await?;
         let result = with_usage_of(&first.result, second.result);
         if second.failure.is_some() {
@@ -1587,7 +1669,7 @@ impl Launcher {
                 raw_answer: Some(first_raw),
             });
         }
-        match read(&result) {
+        match form.read(&result) {
             Ok(answer) => Ok(AgentRun {
                 result,
                 failure: None,
@@ -1596,7 +1678,9 @@ impl Launcher {
             }),
             Err(problems) => Ok(AgentRun {
                 failure: Some(format!(
-                    "the scan's answer did not follow the issue format, even after one repair request: {}",
+                    "the {} did not follow the {} format, even after one repair request: {}",
+                    form.answer_of(),
+                    form.name(),
                     scan::describe_problems(&problems)
                 )),
                 raw_answer: Some(format!(
@@ -1609,8 +1693,9 @@ impl Launcher {
         }
     }
 
-    /// A scan's finish phase: the issues are stored (redacted); nothing is committed or pushed.
-    async fn finish_scan(&self, run: &Run<'_>, session: IssueSessionId) -> Result<String, Ending> {
+    /// A read-only finish phase: a scan's issues are stored (redacted); nothing is committed or
+    /// pushed.
+    async fn finish_read_only(&self, run: &Run<'_>) -> Result<String, Ending> {
         let fail = |e: StoreError| Ending::Failed {
             phase: Phase::Finish,
             error: e.to_string(),
@@ -1623,8 +1708,19 @@ impl Launcher {
                 self.git("git status --porcelain".into(), None),
             )
             .await?;
-        let mut detail = match run.agent.as_ref().and_then(|a| a.answer.as_ref()) {
-            Some(answer) => {
+        let mut detail = match (
+            run.agent.as_ref().and_then(|a| a.answer.as_ref()),
+            run.issue_session,
+        ) {
+            (Some(Answer::Verdict(v)), _) => format!(
+                "verdict {}{}",
+                if v.pass { "pass" } else { "fail" },
+                match v.findings.len() {
+                    0 => String::new(),
+                    n => format!(" with {n} finding{}", if n == 1 { "" } else { "s" }),
+                }
+            ),
+            (Some(Answer::Issues(answer)), Some(session)) => {
                 let redact = |t: &str| run.redactor.redact(t);
                 let issues: Vec<scan::ScannedIssue> = answer
                     .issues
@@ -1664,7 +1760,13 @@ impl Launcher {
                 }
                 text
             }
-            None => "no issues recorded".to_string(),
+            (Some(Answer::Issues(_)), None) => {
+                "no issue session to record the issues in".to_string()
+            }
+            (None, _) => match run.request.scan {
+                Some(_) => "no issues recorded".to_string(),
+                None => "no verdict".to_string(),
+            },
         };
         if !changed.is_empty() {
             detail.push_str("; the agent changed files, which a read-only scan does not keep");

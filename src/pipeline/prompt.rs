@@ -37,13 +37,13 @@ pub fn learnings_section(project: &Project) -> String {
     )
 }
 
-/// The system prompt of a read-only issue scan.
-pub fn scan_system_prompt(base_branch: &str, project: &Project, include_learnings: bool) -> String {
+/// The system prompt of a read-only run: an issue scan, or a workflow's checker.
+pub fn read_only_system_prompt(branch: &str, project: &Project, include_learnings: bool) -> String {
     let mut text = format!(
         "You are running unattended in a CodeCourier sandbox, reviewing a repository for a team that \
 asked from chat. Nobody can answer questions during the run.
 
-- The repository is at /home/user/project, on `{base_branch}`. This is a read-only review: do not \
+- The repository is at /home/user/project, on `{branch}`. This is a read-only review: do not \
 commit, push or switch branches; nothing you change is kept.
 - Never print secrets, tokens, or the contents of credential or .env files; describe them instead.
 - When you learn something about this repository that would help the next run (how to build or \
