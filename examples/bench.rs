@@ -227,6 +227,7 @@ async fn bench_launch() {
                     discord: None,
                     project_id: None,
                     issue_session: None,
+                    workflow: None,
                 },
             )
             .await

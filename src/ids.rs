@@ -54,6 +54,14 @@ uuid_id!(
     /// An issue session's id.
     IssueSessionId
 );
+uuid_id!(
+    /// A workflow run's id.
+    WorkflowRunId
+);
+uuid_id!(
+    /// A work chain's id.
+    WorkChainId
+);
 
 /// A Discord snowflake (user, guild, channel, thread, message). 64-bit unsigned: SQLite's INTEGER is
 /// signed, so the store keeps these as decimal text; JSON carries them as strings too, as Discord

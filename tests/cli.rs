@@ -320,6 +320,7 @@ async fn list_and_show_read_the_records() {
             discord: None,
             project_id: None,
             issue_session: None,
+            workflow: None,
         })
         .await
         .unwrap();
@@ -421,6 +422,7 @@ fn commands_opening_the_database_together_all_succeed() {
                     discord: None,
                     project_id: None,
                     issue_session: None,
+                    workflow: None,
                 })
                 .await
                 .unwrap();

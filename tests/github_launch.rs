@@ -337,6 +337,7 @@ async fn a_follow_up_continues_the_github_branch_without_creating_another() {
         discord: None,
         project_id: None,
         issue_session: None,
+        workflow: None,
     };
     let input = |prompt: &str| LaunchInput {
         prompt: Some(prompt.into()),

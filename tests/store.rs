@@ -38,6 +38,7 @@ fn new_sandbox(request: &LaunchRequest) -> NewSandbox<'_> {
         discord: None,
         project_id: None,
         issue_session: None,
+        workflow: None,
     }
 }
 

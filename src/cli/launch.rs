@@ -128,6 +128,7 @@ pub(super) async fn run_request(
         discord: None,
         project_id: None,
         issue_session: None,
+        workflow: None,
     };
     let prepared = launcher
         .prepare(request, &origin)

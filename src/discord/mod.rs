@@ -455,6 +455,7 @@ fn launch_origin(
         }),
         project_id: project.map(|p| p.id),
         issue_session: None,
+        workflow: None,
     }
 }
 
@@ -657,6 +658,7 @@ async fn on_event(
                 }),
                 project_id: record.project_id,
                 issue_session: None,
+                workflow: None,
             };
             let tool = data.catalog.tool(&request.tool).cloned();
             let prepared = match (tool, data.launcher.prepare(request.clone(), &origin).await) {
@@ -917,6 +919,7 @@ async fn on_follow_up_submit(
         }),
         project_id: record.project_id,
         issue_session: None,
+        workflow: None,
     };
     let Some(tool) = data.catalog.tool(&request.tool).cloned() else {
         submit

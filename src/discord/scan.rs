@@ -704,6 +704,7 @@ async fn launch_fixes(
         }),
         project_id: project.map(|p| p.id).or(session.project_id),
         issue_session: Some(session.id),
+        workflow: None,
     };
     let mut lines = Vec::new();
     for record in chosen {

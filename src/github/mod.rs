@@ -513,6 +513,29 @@ impl RepoClient {
         }
     }
 
+    /// An issue's title and body (a task given as a GitHub issue number).
+    pub async fn issue(&self, number: u64) -> Result<(String, String)> {
+        let answer = call(
+            &self.client,
+            Method::Get,
+            &self.path(&format!("/issues/{number}")),
+            None,
+        )
+        .await?;
+        match answer.status {
+            200 => Ok((
+                answer.body["title"].as_str().unwrap_or_default().to_string(),
+                answer.body["body"].as_str().unwrap_or_default().to_string(),
+            )),
+            404 | 410 => Err(GithubError::Refused {
+                what: format!("issue #{number}"),
+                status: answer.status,
+                message: format!("{} has no issue #{number}", self.repo()),
+            }),
+            status => Err(refused(&format!("issue #{number}"), status, &answer.body)),
+        }
+    }
+
     /// Creates an issue, unless an open issue with the same title exists: then its link.
     pub async fn create_issue(
         &self,

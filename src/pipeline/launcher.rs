@@ -34,7 +34,7 @@ use crate::sandbox::{
 use crate::secret::Secret;
 use crate::store::{
     Commit, DiscordOrigin, Finish, IssueSessionLink, NewIssueSession, NewSandbox, Project,
-    SandboxRecord, Store, StoreError,
+    SandboxRecord, Store, StoreError, WorkflowLink,
 };
 
 /// Where a local repository appears inside the sandbox.
@@ -71,6 +71,8 @@ pub struct LaunchOrigin {
     /// The issue session whose issue this launch works on (a scan's own session is made by
     /// `prepare`).
     pub issue_session: Option<IssueSessionId>,
+    /// The workflow run and step the launch is.
+    pub workflow: Option<WorkflowLink>,
 }
 
 /// Where a project's keys and variables are stored.
@@ -492,6 +494,7 @@ impl Launcher {
                 discord: origin.discord,
                 project_id: Some(project.id),
                 issue_session,
+                workflow: origin.workflow,
             })
             .await?;
         let issue_session = scan_session.as_ref().map(|s| s.id).or(origin.issue_session);

@@ -5,12 +5,17 @@ mod issues;
 mod projects;
 mod sandboxes;
 mod secrets;
+mod workflows;
 
 pub use issues::{IssueRecord, IssueSession, NewIssueSession};
 pub use projects::{NamedText, Project};
 pub use sandboxes::{
     Commit, DiscordOrigin, EventRecord, Finish, IssueSessionLink, NewSandbox, PhaseRecord,
     SandboxFilter, SandboxRecord,
+};
+pub use workflows::{
+    ChainRecord, NewChain, NewRun, NewStep, RunOwner, RunRecord, RunStatus, StepEnding,
+    StepRecord, StepStatus, StoredWorkflow, WorkflowLink,
 };
 
 use std::str::FromStr;

@@ -29,6 +29,7 @@ pub struct NewSandbox<'a> {
     pub discord: Option<DiscordOrigin>,
     pub project_id: Option<i64>,
     pub issue_session: Option<IssueSessionLink<'a>>,
+    pub workflow: Option<super::WorkflowLink>,
 }
 
 /// How a sandbox belongs to an issue session.
@@ -233,8 +234,10 @@ impl Store {
         sqlx::query(
             "INSERT INTO sandboxes (id, project_id, status, tool, model, repo, base_branch, prompt,
                 config_json, env_names_json, launched_by, discord_user_id, discord_guild_id,
-                discord_channel_id, created_at, updated_at, issue_session_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
+                discord_channel_id, created_at, updated_at, issue_session_id, workflow_run_id,
+                workflow_step, work_chain_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16, ?17,
+                ?18, ?19)",
         )
         .bind(id.to_string())
         .bind(new.project_id)
@@ -252,6 +255,9 @@ impl Store {
         .bind(text_id(new.discord.map(|d| d.channel_id)))
         .bind(now)
         .bind(session.map(|s| s.to_string()))
+        .bind(new.workflow.map(|w| w.run.to_string()))
+        .bind(new.workflow.map(|w| w.step.as_str()))
+        .bind(new.workflow.and_then(|w| w.chain).map(|c| c.to_string()))
         .execute(&mut *tx)
         .await?;
         if !request.env.is_empty() {
