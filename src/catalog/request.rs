@@ -172,6 +172,13 @@ pub enum RepoRef {
     },
 }
 
+impl RepoRef {
+    /// A repository as recorded (its `Display` form): `owner/name` or an absolute local path.
+    pub fn parse(text: &str) -> Option<Self> {
+        parse_repo(text, true).ok()
+    }
+}
+
 impl fmt::Display for RepoRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -524,7 +524,10 @@ impl RepoClient {
         .await?;
         match answer.status {
             200 => Ok((
-                answer.body["title"].as_str().unwrap_or_default().to_string(),
+                answer.body["title"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 answer.body["body"].as_str().unwrap_or_default().to_string(),
             )),
             404 | 410 => Err(GithubError::Refused {

@@ -255,13 +255,12 @@ impl Store {
         created_by: &str,
     ) -> Result<()> {
         let now = Utc::now();
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM workflows WHERE project_id IS ?1 AND name = ?2",
-        )
-        .bind(project_id)
-        .bind(&definition.name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM workflows WHERE project_id IS ?1 AND name = ?2")
+                .bind(project_id)
+                .bind(&definition.name)
+                .fetch_optional(&self.pool)
+                .await?;
         if exists.is_some() {
             return Err(StoreError::Other(anyhow::anyhow!(
                 "a workflow named \"{}\" exists already; choose another name",
@@ -551,9 +550,10 @@ impl Store {
         for row in &rows {
             runs.push(self.run_from_row(row).await?);
         }
-        let rows = sqlx::query("SELECT * FROM work_chains WHERE status = 'running' ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM work_chains WHERE status = 'running' ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?;
         let mut chains = Vec::new();
         for row in &rows {
             chains.push(self.chain_from_row(row).await?);
@@ -765,7 +765,8 @@ fn step_from_row(row: &SqliteRow) -> Result<StepRecord> {
         model: row.try_get("model")?,
         template: row.try_get("template")?,
         config: serde_json::from_str(&config).unwrap_or_default(),
-        status: StepStatus::parse(&status).with_context(|| format!("unknown step status {status}"))?,
+        status: StepStatus::parse(&status)
+            .with_context(|| format!("unknown step status {status}"))?,
         verdict: row.try_get("verdict")?,
         findings: findings
             .map(|f| serde_json::from_str(&f).unwrap_or_default())
