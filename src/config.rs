@@ -83,6 +83,8 @@ pub struct Config {
     /// Discord role names or ids allowed to launch; empty means everyone in the guild.
     pub allowed_roles: Vec<String>,
     pub max_running_per_user: u32,
+    /// The most issues one work chain may take.
+    pub max_chain_items: u32,
     pub catalog_path: Option<PathBuf>,
     pub tools_dir: Option<PathBuf>,
     pub allow_local_repos: bool,
@@ -243,6 +245,19 @@ impl Config {
                 }
             },
         };
+        let max_chain_items = match r.text("CODECOURIER_MAX_CHAIN_ITEMS") {
+            None => 10,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    r.problem(
+                        "CODECOURIER_MAX_CHAIN_ITEMS",
+                        &format!("\"{s}\" is not a whole number from 1 to 100"),
+                    );
+                    10
+                }
+            },
+        };
         let catalog_path = r.existing_path("CODECOURIER_CATALOG", false);
         let tools_dir = r.existing_path("CODECOURIER_TOOLS_DIR", true);
         let allow_local_repos = r.flag("CODECOURIER_ALLOW_LOCAL_REPOS");
@@ -279,6 +294,7 @@ impl Config {
             agent_keys,
             allowed_roles,
             max_running_per_user,
+            max_chain_items,
             catalog_path,
             tools_dir,
             allow_local_repos,

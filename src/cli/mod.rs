@@ -7,6 +7,7 @@ mod progress;
 mod sandboxes;
 mod scan;
 mod tools;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,12 @@ enum Command {
     /// Inspect sandbox records
     #[command(subcommand)]
     Sandboxes(sandboxes::SandboxesCommand),
+    /// Workflows (designer → optimizer → checker): list, show, create, run, resume
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
+    /// Work chains: a list of issues run one after another on one branch
+    #[command(subcommand)]
+    Chain(workflow::ChainCommand),
     /// Show the tool catalog: tools, models, defaults, required keys
     Tools {
         /// Print the catalog as JSON
@@ -141,6 +148,8 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
         Command::Tools { json } => tools::run(&catalog, json),
         Command::Launch(args) => launch::run(&config, &catalog, args).await,
         Command::Sandboxes(command) => sandboxes::run(&config, command).await,
+        Command::Workflow(command) => workflow::run_workflow(&config, &catalog, command).await,
+        Command::Chain(command) => workflow::run_chain(&config, &catalog, command).await,
         Command::Serve => {
             config.require_discord()?;
             crate::discord::serve(config, catalog).await?;

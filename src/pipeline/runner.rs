@@ -264,6 +264,75 @@ impl Runner {
         Ok(id)
     }
 
+    /// A workflow by name: the project's own (or one made without a project), else the built-in
+    /// `default`. Unknown names are refused with the names there are.
+    pub async fn find_workflow(
+        &self,
+        project_id: Option<i64>,
+        name: Option<&str>,
+    ) -> Result<WorkflowDef, LaunchError> {
+        let name = name.unwrap_or(super::workflow::DEFAULT_WORKFLOW).trim();
+        let stored = self.store().list_workflows(project_id).await?;
+        if let Some(found) = stored.iter().find(|w| w.definition.name == name) {
+            return Ok(found.definition.clone());
+        }
+        if name == super::workflow::DEFAULT_WORKFLOW {
+            return Ok(WorkflowDef::built_in());
+        }
+        let mut names: Vec<String> = stored.into_iter().map(|w| w.definition.name).collect();
+        names.insert(0, super::workflow::DEFAULT_WORKFLOW.into());
+        Err(LaunchError::Invalid(format!(
+            "there is no workflow named \"{name}\"; there are: {}",
+            names.join(", ")
+        )))
+    }
+
+    /// A task from an issue of an issue session (`session` an id or its first characters).
+    pub async fn task_from_issue(&self, session: &str, position: u32) -> Result<Task, LaunchError> {
+        let session = self
+            .store()
+            .find_issue_session(session)
+            .await
+            .map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        let issues = self.store().issues(session.id).await?;
+        let issue = issues
+            .iter()
+            .find(|i| i.position == position)
+            .ok_or_else(|| {
+                LaunchError::Invalid(format!(
+                    "issue session {} has no issue {position} (it has {})",
+                    session.id.short(),
+                    issues.len()
+                ))
+            })?;
+        Ok(Task {
+            title: issue.issue.title.clone(),
+            prompt: super::scan::fix_prompt(&issue.issue),
+            source: format!("issue {}#{position}", session.id.short()),
+        })
+    }
+
+    /// A task from a GitHub issue of `repo`.
+    pub async fn task_from_github(&self, repo: &str, number: u64) -> Result<Task, LaunchError> {
+        let Some(RepoRef::Github { owner, name }) = RepoRef::parse(repo) else {
+            return Err(LaunchError::Invalid(format!(
+                "GitHub issue #{number}: {repo} is not a GitHub repository"
+            )));
+        };
+        let github = crate::github::connect(&self.launcher.github, &owner, &name)
+            .await
+            .map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        let (title, body) = github
+            .issue(number)
+            .await
+            .map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        Ok(Task {
+            title: format!("#{number} {title}"),
+            prompt: format!("Resolve GitHub issue #{number}: {title}\n\n{body}"),
+            source: format!("github #{number}"),
+        })
+    }
+
     /// Runs and chains left running by a CodeCourier that is gone: (runs, chains).
     pub async fn resumable(&self) -> anyhow::Result<(Vec<RunRecord>, Vec<ChainRecord>)> {
         let (runs, chains) = self.store().unfinished_runs().await?;

@@ -1,0 +1,692 @@
+//! `codecourier workflow …` and `codecourier chain …`: workflow runs and work chains from the
+//! terminal, with a live timeline of the steps (and each step's phases) or `--json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::progress::TerminalProgress;
+use super::CliError;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::ids::SandboxId;
+use crate::pipeline::workflow::{Task, WorkflowDef};
+use crate::pipeline::{
+    recover, step_line, LaunchError, Launcher, ProgressSink, RunRequest, Runner, WorkflowEvent,
+    WorkflowSink,
+};
+use crate::sandbox::provider_for;
+use crate::store::{ChainRecord, RunOwner, RunRecord, RunStatus, Store};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum WorkflowCommand {
+    /// The workflows there are: the built-in default and the project's own
+    List {
+        /// The repository whose project's workflows to list
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One workflow's definition
+    Show {
+        name: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a workflow from a JSON definition (see README: Workflows)
+    Create {
+        /// The definition: name, default_config, personas, per-step overrides, max_rounds
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The repository whose project gets the workflow (default: every project)
+        #[arg(long)]
+        repo: Option<String>,
+    },
+    /// Run a workflow on a task: designer, then optimizer and checker rounds, on one new branch
+    Run {
+        #[arg(long)]
+        repo: String,
+        /// The workflow's name (default: default)
+        #[arg(long)]
+        workflow: Option<String>,
+        /// The task as text
+        #[arg(long, allow_hyphen_values = true, required_unless_present_any = ["issue", "github_issue"])]
+        prompt: Option<String>,
+        /// An issue of an issue session: SESSION#N (session id or its first characters)
+        #[arg(long, conflicts_with_all = ["prompt", "github_issue"])]
+        issue: Option<String>,
+        /// A GitHub issue of the repository, by number
+        #[arg(long, conflicts_with = "prompt")]
+        github_issue: Option<u64>,
+        #[arg(long)]
+        base_branch: Option<String>,
+        /// An environment variable for every step's sandbox (repeatable)
+        #[arg(long, value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish a run that a stopped CodeCourier left unfinished, from the interrupted step
+    Resume {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run with its steps
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ChainCommand {
+    /// Run a list of issues one after another on one branch, each as a workflow run
+    Run {
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        workflow: Option<String>,
+        /// An issue as a line of text (repeatable, in order)
+        #[arg(long, allow_hyphen_values = true)]
+        item: Vec<String>,
+        /// Issues of an issue session: with --issues
+        #[arg(long, requires = "issues")]
+        from_session: Option<String>,
+        /// Positions in the session's list, in order: 1,3,4
+        #[arg(long, value_delimiter = ',')]
+        issues: Vec<u32>,
+        /// GitHub issues of the repository, by number (repeatable, in order)
+        #[arg(long)]
+        github_issue: Vec<u64>,
+        /// Go on with the next issue when one fails (default: stop there)
+        #[arg(long)]
+        continue_on_failure: bool,
+        #[arg(long)]
+        base_branch: Option<String>,
+        #[arg(long, value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish a chain a stopped CodeCourier left unfinished
+    Resume {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One chain with its runs
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The runner on a store where crashed runs' sandboxes have been ended.
+async fn runner(config: &Config, catalog: &Catalog) -> Result<Runner, CliError> {
+    let provider = provider_for(config).map_err(CliError::Invalid)?;
+    let store = Store::open(config).await?;
+    recover(&store, provider.as_ref()).await?;
+    let launcher = Arc::new(Launcher::new(config, store, provider, catalog.clone()));
+    Ok(Runner::new(launcher, catalog.clone()))
+}
+
+fn invalid(e: LaunchError) -> CliError {
+    match e {
+        LaunchError::Invalid(message) => CliError::Invalid(message),
+        LaunchError::Store(e) => e.into(),
+    }
+}
+
+async fn project_of(store: &Store, repo: Option<&str>) -> Result<Option<i64>, CliError> {
+    match repo {
+        None => Ok(None),
+        Some(repo) => {
+            let repo = repo_text(repo)?;
+            Ok(Some(store.project_for_repo(&repo).await?.id))
+        }
+    }
+}
+
+/// A repository as the records name it (a local path made absolute).
+fn repo_text(repo: &str) -> Result<String, CliError> {
+    let input = crate::catalog::LaunchInput {
+        prompt: Some("-".into()),
+        repo: Some(repo.into()),
+        ..Default::default()
+    };
+    let catalog = Catalog::built_in();
+    input
+        .validate(&catalog, true)
+        .map(|r| r.repo.to_string())
+        .map_err(|e| CliError::Invalid(format!("--repo: {e}")))
+}
+
+fn owner() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "terminal".into())
+}
+
+/// Ctrl-C stops the current step's sandbox and ends the run as stopped.
+fn stop_on_interrupt() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let on_interrupt = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping…");
+            on_interrupt.cancel();
+        }
+    });
+    stop
+}
+
+pub async fn run_workflow(
+    config: &Config,
+    catalog: &Catalog,
+    command: WorkflowCommand,
+) -> Result<ExitCode, CliError> {
+    match command {
+        WorkflowCommand::List { repo, json } => {
+            let store = Store::open(config).await?;
+            let project = project_of(&store, repo.as_deref()).await?;
+            let mut all = vec![WorkflowDef::built_in()];
+            all.extend(
+                store
+                    .list_workflows(project)
+                    .await?
+                    .into_iter()
+                    .map(|w| w.definition),
+            );
+            if json {
+                println!("{}", serde_json::to_string(&all).expect("serialises"));
+            } else {
+                for w in &all {
+                    println!(
+                        "{}",
+                        describe(catalog, w).lines().next().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowCommand::Show { name, repo, json } => {
+            let runner = runner(config, catalog).await?;
+            let project = project_of(runner.store(), repo.as_deref()).await?;
+            let w = runner
+                .find_workflow(project, Some(&name))
+                .await
+                .map_err(invalid)?;
+            if json {
+                println!("{}", serde_json::to_string(&w).expect("serialises"));
+            } else {
+                println!("{}", describe(catalog, &w));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowCommand::Create { file, repo } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                CliError::Invalid(format!("--file: cannot read {}: {e}", file.display()))
+            })?;
+            let definition: WorkflowDef = serde_json::from_str(&text).map_err(|e| {
+                CliError::Invalid(format!(
+                    "--file: {} is not a workflow definition: {e}",
+                    file.display()
+                ))
+            })?;
+            definition
+                .validate(catalog)
+                .map_err(|e| CliError::Invalid(format!("workflow {}: {e}", definition.name)))?;
+            let store = Store::open(config).await?;
+            let project = project_of(&store, repo.as_deref()).await?;
+            store
+                .create_workflow(project, &definition, &owner())
+                .await
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            println!(
+                "Workflow {} stored.\n{}",
+                definition.name,
+                describe(catalog, &definition)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowCommand::Run {
+            repo,
+            workflow,
+            prompt,
+            issue,
+            github_issue,
+            base_branch,
+            env,
+            json,
+        } => {
+            let runner = runner(config, catalog).await?;
+            let repo = repo_text(&repo)?;
+            let project = project_of(runner.store(), Some(&repo)).await?;
+            let definition = runner
+                .find_workflow(project, workflow.as_deref())
+                .await
+                .map_err(invalid)?;
+            let task = match (prompt, issue, github_issue) {
+                (Some(prompt), _, _) => Task::from_prompt(&prompt, "prompt"),
+                (None, Some(issue), _) => {
+                    let (session, position) = issue
+                        .split_once('#')
+                        .and_then(|(s, n)| Some((s, n.parse::<u32>().ok()?)))
+                        .ok_or_else(|| {
+                            CliError::Invalid(format!("--issue: \"{issue}\" is not SESSION#N"))
+                        })?;
+                    runner
+                        .task_from_issue(session, position)
+                        .await
+                        .map_err(invalid)?
+                }
+                (None, None, Some(n)) => {
+                    runner.task_from_github(&repo, n).await.map_err(invalid)?
+                }
+                (None, None, None) => {
+                    return Err(CliError::Invalid(
+                        "give the task: --prompt, --issue or --github-issue".into(),
+                    ))
+                }
+            };
+            let user = owner();
+            let owner = RunOwner {
+                project_id: project,
+                launched_by: &user,
+                discord: None,
+            };
+            let request = RunRequest {
+                workflow: &definition,
+                repo: &repo,
+                base_branch: base_branch.as_deref(),
+                env: &env,
+                owner: &owner,
+                allow_local: true,
+            };
+            let id = runner.start_run(&request, task).await.map_err(invalid)?;
+            if !json {
+                eprintln!("Workflow run {id} ({})", definition.name);
+            }
+            let record = drive_run(&runner, id, json).await?;
+            finish_run(&runner, &record, json).await
+        }
+        WorkflowCommand::Resume { id, json } => {
+            let runner = runner(config, catalog).await?;
+            let run = runner
+                .store()
+                .find_run(&id)
+                .await
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            if run.status == RunStatus::Running {
+                let (stale, _) = runner.resumable().await?;
+                if !stale.iter().any(|r| r.id == run.id) {
+                    return Err(CliError::Invalid(format!(
+                        "run {} is being driven by {} right now; nothing to resume",
+                        run.id,
+                        run.runner.as_deref().unwrap_or("another CodeCourier")
+                    )));
+                }
+                if !json {
+                    eprintln!("Resuming workflow run {}", run.id);
+                }
+            }
+            let record = drive_run(&runner, run.id, json).await?;
+            finish_run(&runner, &record, json).await
+        }
+        WorkflowCommand::Status { id, json } => {
+            let store = Store::open(config).await?;
+            let run = store
+                .find_run(&id)
+                .await
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            if json {
+                println!("{}", serde_json::to_string(&run).expect("serialises"));
+            } else {
+                print_run(&run);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn run_chain(
+    config: &Config,
+    catalog: &Catalog,
+    command: ChainCommand,
+) -> Result<ExitCode, CliError> {
+    match command {
+        ChainCommand::Run {
+            repo,
+            workflow,
+            item,
+            from_session,
+            issues,
+            github_issue,
+            continue_on_failure,
+            base_branch,
+            env,
+            json,
+        } => {
+            let runner = runner(config, catalog).await?;
+            let repo = repo_text(&repo)?;
+            let project = project_of(runner.store(), Some(&repo)).await?;
+            let definition = runner
+                .find_workflow(project, workflow.as_deref())
+                .await
+                .map_err(invalid)?;
+            let mut items: Vec<Task> = item
+                .iter()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| Task::from_prompt(t, "text"))
+                .collect();
+            let mut session_id = None;
+            if let Some(session) = &from_session {
+                for position in &issues {
+                    items.push(
+                        runner
+                            .task_from_issue(session, *position)
+                            .await
+                            .map_err(invalid)?,
+                    );
+                }
+                session_id = runner
+                    .store()
+                    .find_issue_session(session)
+                    .await
+                    .ok()
+                    .map(|s| s.id);
+            }
+            for n in &github_issue {
+                items.push(runner.task_from_github(&repo, *n).await.map_err(invalid)?);
+            }
+            let user = owner();
+            let owner = RunOwner {
+                project_id: project,
+                launched_by: &user,
+                discord: None,
+            };
+            let request = RunRequest {
+                workflow: &definition,
+                repo: &repo,
+                base_branch: base_branch.as_deref(),
+                env: &env,
+                owner: &owner,
+                allow_local: true,
+            };
+            let id = runner
+                .start_chain(
+                    &request,
+                    items,
+                    continue_on_failure,
+                    session_id,
+                    config.max_chain_items as usize,
+                )
+                .await
+                .map_err(invalid)?;
+            if !json {
+                eprintln!("Work chain {id} ({})", definition.name);
+            }
+            let record = drive_chain(&runner, id, json).await?;
+            finish_chain(&runner, &record, json).await
+        }
+        ChainCommand::Resume { id, json } => {
+            let runner = runner(config, catalog).await?;
+            let chain = runner
+                .store()
+                .find_chain(&id)
+                .await
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            if chain.status == RunStatus::Running {
+                let (_, stale) = runner.resumable().await?;
+                if !stale.iter().any(|c| c.id == chain.id) {
+                    return Err(CliError::Invalid(format!(
+                        "chain {} is being driven by {} right now; nothing to resume",
+                        chain.id,
+                        chain.runner.as_deref().unwrap_or("another CodeCourier")
+                    )));
+                }
+            }
+            let record = drive_chain(&runner, chain.id, json).await?;
+            finish_chain(&runner, &record, json).await
+        }
+        ChainCommand::Show { id, json } => {
+            let store = Store::open(config).await?;
+            let chain = store
+                .find_chain(&id)
+                .await
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            if json {
+                println!("{}", serde_json::to_string(&chain).expect("serialises"));
+            } else {
+                print_chain(&chain);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn drive_run(
+    runner: &Runner,
+    id: crate::ids::WorkflowRunId,
+    json: bool,
+) -> Result<RunRecord, CliError> {
+    let stop = stop_on_interrupt();
+    let sink: Box<dyn WorkflowSink> = if json {
+        Box::new(crate::pipeline::NoWorkflowProgress)
+    } else {
+        Box::new(TerminalTimeline::default())
+    };
+    Ok(runner.drive_run(id, sink.as_ref(), stop).await?)
+}
+
+async fn drive_chain(
+    runner: &Runner,
+    id: crate::ids::WorkChainId,
+    json: bool,
+) -> Result<ChainRecord, CliError> {
+    let stop = stop_on_interrupt();
+    let sink: Box<dyn WorkflowSink> = if json {
+        Box::new(crate::pipeline::NoWorkflowProgress)
+    } else {
+        Box::new(TerminalTimeline::default())
+    };
+    Ok(runner.drive_chain(id, sink.as_ref(), stop).await?)
+}
+
+async fn finish_run(runner: &Runner, record: &RunRecord, json: bool) -> Result<ExitCode, CliError> {
+    if json {
+        println!("{}", serde_json::to_string(record).expect("serialises"));
+    } else {
+        print_run(record);
+    }
+    runner.store().clone().close().await;
+    Ok(exit(record.status))
+}
+
+async fn finish_chain(
+    runner: &Runner,
+    record: &ChainRecord,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    if json {
+        println!("{}", serde_json::to_string(record).expect("serialises"));
+    } else {
+        print_chain(record);
+    }
+    runner.store().clone().close().await;
+    Ok(exit(record.status))
+}
+
+fn exit(status: RunStatus) -> ExitCode {
+    if status == RunStatus::Passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// A workflow in a few lines: the steps with the tool each uses.
+fn describe(catalog: &Catalog, w: &WorkflowDef) -> String {
+    let mut text = format!("{} · up to {} optimizer rounds", w.name, w.max_rounds);
+    for kind in crate::pipeline::workflow::StepKind::ALL {
+        let input = w.step_input(catalog, kind, String::new());
+        let tool = input
+            .tool
+            .clone()
+            .unwrap_or_else(|| catalog.default_tool().id.clone());
+        text.push_str(&format!(
+            "\n  {kind:<9} {tool}{}{} — {}",
+            input.model.map(|m| format!(" · {m}")).unwrap_or_default(),
+            input
+                .template
+                .map(|t| format!(" · template {t}"))
+                .unwrap_or_default(),
+            crate::cli::sandboxes::truncate(w.persona(kind), 80)
+        ));
+    }
+    text
+}
+
+fn print_run(run: &RunRecord) {
+    println!();
+    println!(
+        "Workflow run {} — {} · {} · {}",
+        run.id, run.status, run.workflow.name, run.repo
+    );
+    println!("  task      {}", run.task.title);
+    if let Some(branch) = &run.branch {
+        println!(
+            "  branch    {branch} (from {})",
+            run.base_branch.as_deref().unwrap_or("?")
+        );
+    }
+    for step in &run.steps {
+        println!("  {}", step_line(step));
+    }
+    if let Some(error) = &run.error {
+        println!("  error     {error}");
+    }
+    for f in &run.findings {
+        println!("  finding   {f}");
+    }
+    if let Some(url) = &run.pr_url {
+        println!("  pull request {url}");
+    }
+}
+
+fn print_chain(chain: &ChainRecord) {
+    println!();
+    println!(
+        "Work chain {} — {} · {} · {} issues",
+        chain.id,
+        chain.status,
+        chain.workflow.name,
+        chain.items.len()
+    );
+    if let Some(branch) = &chain.branch {
+        println!("  branch    {branch}");
+    }
+    for (i, item) in chain.items.iter().enumerate() {
+        let status = chain
+            .runs
+            .iter()
+            .find(|r| r.chain_position == Some(i as u32))
+            .map(|r| r.status.to_string())
+            .unwrap_or_else(|| "not run".into());
+        println!("  {}. {} — {status}", i + 1, item.title);
+    }
+    if let Some(error) = &chain.error {
+        println!("  error     {error}");
+    }
+    if let Some(url) = &chain.pr_url {
+        println!("  pull request {url}");
+    }
+}
+
+/// The live terminal timeline: a line per step as it starts and ends, and the current step's
+/// phases below it.
+#[derive(Default)]
+struct TerminalTimeline {
+    current: Mutex<Option<(SandboxId, TerminalProgress)>>,
+}
+
+impl WorkflowSink for TerminalTimeline {
+    fn emit(&self, event: &WorkflowEvent) {
+        match event {
+            WorkflowEvent::BranchReady { base, branch } => {
+                eprintln!("branch {branch} (from {base})")
+            }
+            WorkflowEvent::ItemStarted {
+                position, title, ..
+            } => {
+                eprintln!("\n■ issue {}: {title}", position + 1)
+            }
+            WorkflowEvent::StepStarted {
+                kind,
+                round,
+                sandbox,
+                tool,
+                model,
+                template,
+                ..
+            } => {
+                eprintln!(
+                    "\n▶ {kind}{} · {tool} · {model} · template {template} · sandbox {}",
+                    if *round > 0 {
+                        format!(" {round}")
+                    } else {
+                        String::new()
+                    },
+                    sandbox.short()
+                );
+                *self.current.lock().expect("lock") = Some((*sandbox, TerminalProgress::new()));
+            }
+            WorkflowEvent::Progress { event, .. } => {
+                if let Some((id, progress)) = self.current.lock().expect("lock").as_ref() {
+                    progress.emit(*id, event);
+                }
+            }
+            WorkflowEvent::StepFinished {
+                kind,
+                status,
+                verdict,
+                error,
+                cost_usd,
+                duration_ms,
+                ..
+            } => {
+                let mut line = format!("■ {kind} {}", status.as_str());
+                if let Some(v) = verdict {
+                    line.push_str(if v.pass {
+                        " · verdict pass"
+                    } else {
+                        " · verdict fail"
+                    });
+                }
+                if let Some(c) = cost_usd {
+                    line.push_str(&format!(" · ${c:.4}"));
+                }
+                if let Some(ms) = duration_ms {
+                    line.push_str(&format!(" · {:.1}s", *ms as f64 / 1000.0));
+                }
+                eprintln!("{line}");
+                if let Some(v) = verdict {
+                    for f in &v.findings {
+                        eprintln!("    finding: {f}");
+                    }
+                }
+                if let Some(e) = error {
+                    eprintln!("    {e}");
+                }
+            }
+            WorkflowEvent::RunFinished { status, .. } => eprintln!("run {status}"),
+            WorkflowEvent::ChainFinished { status, .. } => eprintln!("chain {status}"),
+        }
+    }
+}
