@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
@@ -11,21 +10,12 @@ use codecourier::agent::{opencode, AgentContext};
 use codecourier::catalog::{Catalog, Effort};
 use codecourier::secret::Secret;
 use support::fake_openai_chat::{self as fake, Mode, FINAL_TEXT};
-use support::{agent_cli, npm_cli_bin, processes_of, World};
+use support::{agent_cli, opencode_bin, processes_of, World};
 use wiremock::MockServer;
 
 const KEY: &str = "sk-or-v1-test-key-0123456789";
 /// A model OpenCode's bundled catalog prices (1.25 $/M input, 0.125 $/M cached, 10 $/M output).
 const MODEL: &str = "openrouter/google/gemini-2.5-pro";
-
-fn opencode_bin() -> PathBuf {
-    npm_cli_bin(
-        "CODECOURIER_TEST_OPENCODE_BIN",
-        "opencode-ai",
-        "1.18.33",
-        "opencode",
-    )
-}
 
 fn launch(world: &World, api: &MockServer, args: &[&str]) -> StdCommand {
     agent_cli::launch(

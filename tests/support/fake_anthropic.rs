@@ -4,7 +4,8 @@
 //! A scan (a request that offers the `StructuredOutput` tool of `--json-schema`) gets its answers
 //! in turn instead.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -26,6 +27,12 @@ pub enum Mode {
     /// Launches work as in `Works`; each scan request gets the next answer (the last repeats):
     /// `Some` as a `StructuredOutput` call, `None` as plain text that ignores the tool.
     Scan { answers: Vec<Option<Value>> },
+    /// As `Scan`, but requests for `model` get no answer until `release` is set.
+    HangsFor {
+        model: String,
+        release: Arc<AtomicBool>,
+        answers: Vec<Option<Value>>,
+    },
 }
 
 pub const SCAN_TEXT_ANSWER: &str =
@@ -35,6 +42,25 @@ struct Scenario {
     extra_text: String,
     scan_answers: Vec<Option<Value>>,
     scans: AtomicUsize,
+    hang: Option<(String, Arc<AtomicBool>)>,
+}
+
+/// The shell command of the `Bash` call: the prompt's "Create <name>.txt" makes that file holding
+/// its stem (so several tasks leave several files); otherwise hello.txt.
+fn shell_command(body: &Value) -> String {
+    let prompt = first_user_text(body);
+    let name = prompt
+        .split("Create ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .find(|w| w.ends_with(".txt") && w.len() > 4 && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'))
+        .unwrap_or("hello.txt");
+    if name == "hello.txt" {
+        return SHELL_COMMAND.to_string();
+    }
+    let stem = name.trim_end_matches(".txt");
+    format!("echo {stem} > {name} && cat {name}")
 }
 
 fn sse(events: &[Value]) -> String {
@@ -56,6 +82,11 @@ impl Respond for Scenario {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let model = body["model"].as_str().unwrap_or("claude-sonnet-4-6");
+        if let Some((hanging, release)) = &self.hang {
+            if model == hanging && !release.load(Ordering::SeqCst) {
+                return ResponseTemplate::new(200).set_delay(Duration::from_secs(3600));
+            }
+        }
         let offers = |name: &str| {
             body["tools"]
                 .as_array()
@@ -85,7 +116,7 @@ impl Respond for Scenario {
                 "end_turn",
             )
         } else {
-            let input = json!({"command": SHELL_COMMAND, "description": "Create hello.txt"});
+            let input = json!({"command": shell_command(&body), "description": "Create the file"});
             (
                 // A fresh id per call: a resumed session already holds the earlier calls' ids.
                 json!({"type": "tool_use", "id": format!("toolu_fake_{}", NEXT_TOOL_ID.fetch_add(1, Ordering::SeqCst)), "name": "Bash", "input": {}}),
@@ -114,11 +145,23 @@ pub async fn start(mode: Mode) -> MockServer {
             extra_text,
             scan_answers: Vec::new(),
             scans: AtomicUsize::new(0),
+            hang: None,
         }),
         Mode::Scan { answers } => messages.respond_with(Scenario {
             extra_text: String::new(),
             scan_answers: answers,
             scans: AtomicUsize::new(0),
+            hang: None,
+        }),
+        Mode::HangsFor {
+            model,
+            release,
+            answers,
+        } => messages.respond_with(Scenario {
+            extra_text: String::new(),
+            scan_answers: answers,
+            scans: AtomicUsize::new(0),
+            hang: Some((model, release)),
         }),
         Mode::Unauthorized => messages.respond_with(ResponseTemplate::new(401).set_body_json(
             json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
@@ -138,19 +181,19 @@ pub async fn prompts_received(server: &MockServer) -> Vec<String> {
         .unwrap_or_default()
         .iter()
         .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
-        .filter_map(|body| {
-            let content = &body["messages"][0]["content"];
-            match content {
-                Value::String(s) => Some(s.clone()),
-                Value::Array(blocks) => Some(
-                    blocks
-                        .iter()
-                        .filter_map(|b| b["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join(""),
-                ),
-                _ => None,
-            }
-        })
+        .map(|body| first_user_text(&body))
         .collect()
+}
+
+/// The text of a request's first user message.
+pub fn first_user_text(body: &Value) -> String {
+    match &body["messages"][0]["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
 }

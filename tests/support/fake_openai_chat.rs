@@ -30,6 +30,9 @@ pub enum Mode {
     Learns(String),
     /// 401 with OpenRouter's error body.
     Unauthorized,
+    /// A checker: each request is answered at once with the next verdict (the last repeats) as a
+    /// fenced JSON block ending the text.
+    Verdicts(Vec<Value>),
 }
 
 /// The API's base URL, shaped like OpenRouter's `https://openrouter.ai/api/v1`.
@@ -39,6 +42,8 @@ pub fn base_url(server: &MockServer) -> String {
 
 struct Scenario {
     command: String,
+    verdicts: Vec<Value>,
+    answered: std::sync::atomic::AtomicUsize,
 }
 
 fn has_tool_result(body: &Value) -> bool {
@@ -74,7 +79,15 @@ impl Respond for Scenario {
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let model = body["model"].as_str().unwrap_or("google/gemini-2.5-pro");
         let choice = |delta: Value, finish: Option<&str>| json!([{"index": 0, "delta": delta, "finish_reason": finish}]);
-        let (deltas, finish) = if offers_bash(&body) && !has_tool_result(&body) {
+        let (deltas, finish) = if !self.verdicts.is_empty() {
+            let n = self.answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let verdict = &self.verdicts[n.min(self.verdicts.len() - 1)];
+            let text = format!("I checked the branch.\n\n```json\n{verdict}\n```");
+            (
+                vec![json!({"role": "assistant", "content": ""}), json!({"content": text})],
+                "stop",
+            )
+        } else if offers_bash(&body) && !has_tool_result(&body) {
             let arguments = json!({ "command": self.command }).to_string();
             (
                 vec![
@@ -117,11 +130,20 @@ pub async fn start(mode: Mode) -> MockServer {
     match mode {
         Mode::Works => completions.respond_with(Scenario {
             command: SHELL_COMMAND.into(),
+            verdicts: Vec::new(),
+            answered: Default::default(),
         }),
         Mode::Learns(line) => completions.respond_with(Scenario {
             command: format!(
                 "echo '{line}' >> {LEARNINGS_FILE} && cat {LEARNINGS_FILE} && {SHELL_COMMAND}"
             ),
+            verdicts: Vec::new(),
+            answered: Default::default(),
+        }),
+        Mode::Verdicts(verdicts) => completions.respond_with(Scenario {
+            command: String::new(),
+            verdicts,
+            answered: Default::default(),
         }),
         Mode::Unauthorized => completions.respond_with(
             ResponseTemplate::new(401)

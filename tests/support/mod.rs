@@ -166,6 +166,16 @@ pub fn processes_of(provider_id: &str) -> Vec<String> {
 /// The pinned Claude Code release the end-to-end tests run.
 pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
 
+/// The pinned OpenCode release (CODECOURIER_TEST_OPENCODE_BIN overrides the directory).
+pub fn opencode_bin() -> PathBuf {
+    npm_cli_bin(
+        "CODECOURIER_TEST_OPENCODE_BIN",
+        "opencode-ai",
+        "1.18.33",
+        "opencode",
+    )
+}
+
 /// The directory holding the real `claude` executable (CODECOURIER_TEST_CLAUDE_BIN overrides).
 pub fn claude_code_bin() -> PathBuf {
     npm_cli_bin(
