@@ -54,7 +54,12 @@ fn shell_command(body: &Value) -> String {
         .skip(1)
         .filter_map(|rest| rest.split_whitespace().next())
         .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
-        .find(|w| w.ends_with(".txt") && w.len() > 4 && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'))
+        .find(|w| {
+            w.ends_with(".txt")
+                && w.len() > 4
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+        })
         .unwrap_or("hello.txt");
     if name == "hello.txt" {
         return SHELL_COMMAND.to_string();

@@ -80,11 +80,16 @@ impl Respond for Scenario {
         let model = body["model"].as_str().unwrap_or("google/gemini-2.5-pro");
         let choice = |delta: Value, finish: Option<&str>| json!([{"index": 0, "delta": delta, "finish_reason": finish}]);
         let (deltas, finish) = if !self.verdicts.is_empty() {
-            let n = self.answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let n = self
+                .answered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let verdict = &self.verdicts[n.min(self.verdicts.len() - 1)];
             let text = format!("I checked the branch.\n\n```json\n{verdict}\n```");
             (
-                vec![json!({"role": "assistant", "content": ""}), json!({"content": text})],
+                vec![
+                    json!({"role": "assistant", "content": ""}),
+                    json!({"content": text}),
+                ],
                 "stop",
             )
         } else if offers_bash(&body) && !has_tool_result(&body) {

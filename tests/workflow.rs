@@ -1,0 +1,617 @@
+//! Workflow runs and work chains from the terminal, end to end: the real Claude Code and OpenCode
+//! CLIs (pinned) in real local sandboxes against fake model APIs, on a bare repository on disk, and
+//! a mock GitHub (wiremock) for the chain's pull request.
+
+mod support;
+
+use std::process::Command as StdCommand;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::fake_anthropic::{self, Mode};
+use support::fake_openai_chat;
+use support::{claude_code_bin, git, opencode_bin, World};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const OPENROUTER_KEY: &str = "sk-or-v1-test-key-0123456789";
+
+fn pass() -> Value {
+    json!({"verdict": "pass", "findings": []})
+}
+
+fn fail(finding: &str) -> Value {
+    json!({"verdict": "fail", "findings": [finding]})
+}
+
+/// `codecourier <args>` finding the real `claude` and `opencode` first on PATH, with both keys.
+fn cli(world: &World, args: &[&str]) -> StdCommand {
+    let path = std::env::join_paths(
+        [claude_code_bin(), opencode_bin()]
+            .into_iter()
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let mut cmd = world.std_cmd();
+    cmd.env_remove("CODECOURIER_TOOLS_DIR")
+        .env("PATH", path)
+        .env("OPENROUTER_API_KEY", OPENROUTER_KEY)
+        .args(args);
+    cmd
+}
+
+async fn output(mut cmd: StdCommand) -> (i32, String, String) {
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn json_of(cmd: StdCommand) -> (i32, Value, String) {
+    let (code, stdout, stderr) = output(cmd).await;
+    let value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    (code, value, stderr)
+}
+
+fn create_workflow(world: &World, definition: Value) {
+    let file = world
+        .dir
+        .path()
+        .join(format!("{}.json", definition["name"].as_str().unwrap()));
+    std::fs::write(&file, definition.to_string()).unwrap();
+    let out = world
+        .std_cmd()
+        .args(["workflow", "create", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sandbox(world: &World, id: &str) -> Value {
+    let out = world
+        .std_cmd()
+        .args(["sandboxes", "show", "--json", id])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn steps(run: &Value) -> Vec<(String, u64, String)> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["round"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_designs_opencode_checks_with_its_own_template_and_the_second_round_passes() {
+    let world = World::new();
+    let anthropic = fake_anthropic::start(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let openrouter = fake_openai_chat::start(fake_openai_chat::Mode::Verdicts(vec![
+        fail("hello.txt needs a second line"),
+        pass(),
+    ]))
+    .await;
+    create_workflow(
+        &world,
+        json!({
+            "name": "mixed",
+            "checker_cli_id": "opencode",
+            "checker_model": "openrouter/google/gemini-2.5-pro",
+            "checker_template_id": "acme/checker:v2",
+            "max_rounds": 3
+        }),
+    );
+    let repo = world.origin.display().to_string();
+    let (code, run, stderr) = json_of(cli(
+        &world,
+        &[
+            "workflow",
+            "run",
+            "--json",
+            "--repo",
+            &repo,
+            "--workflow",
+            "mixed",
+            "--prompt",
+            "Create hello.txt",
+            "--env",
+            &format!("ANTHROPIC_BASE_URL={}", anthropic.uri()),
+            "--env",
+            &format!(
+                "OPENROUTER_BASE_URL={}",
+                fake_openai_chat::base_url(&openrouter)
+            ),
+        ],
+    ))
+    .await;
+    assert_eq!(code, 0, "{run:#}\n{stderr}");
+    assert_eq!(run["status"], "passed");
+    // A failing check, then a second optimizer round, then a pass.
+    assert_eq!(
+        steps(&run),
+        [
+            ("designer".into(), 0, "completed".into()),
+            ("optimizer".into(), 1, "completed".into()),
+            ("checker".into(), 1, "completed".into()),
+            ("optimizer".into(), 2, "completed".into()),
+            ("checker".into(), 2, "completed".into()),
+        ]
+    );
+    let all = run["steps"].as_array().unwrap();
+    assert_eq!(all[2]["verdict"], "fail");
+    assert_eq!(all[2]["findings"], json!(["hello.txt needs a second line"]));
+    assert_eq!(all[4]["verdict"], "pass");
+    // Each step's configuration as used, in the step and in its sandbox's record.
+    for step in all {
+        let record = sandbox(&world, step["sandbox_id"].as_str().unwrap());
+        assert_eq!(record["workflow_step"], step["step"]);
+        assert_eq!(record["workflow_run_id"], run["id"]);
+        assert_eq!(record["request"]["tool"], step["tool"]);
+        assert_eq!(record["request"]["template"], step["template"]);
+        assert_eq!(record["status"], "completed");
+        if step["step"] == "checker" {
+            assert_eq!(step["tool"], "opencode");
+            assert_eq!(step["template"], "acme/checker:v2");
+            assert_eq!(step["model"], "openrouter/google/gemini-2.5-pro");
+            assert!(record["pushed"].is_null(), "the checker pushes nothing");
+        } else {
+            assert_eq!(step["tool"], "claude-code");
+            assert_ne!(step["template"], "acme/checker:v2");
+        }
+    }
+    // The work is on the run's branch; the second optimizer round was told the finding.
+    let branch = run["branch"].as_str().unwrap();
+    assert_eq!(world.file_on_branch(branch, "hello.txt"), "hello\n");
+    let prompts = fake_anthropic::prompts_received(&anthropic).await;
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("## What the checker found")
+                && p.contains("hello.txt needs a second line")),
+        "{prompts:#?}"
+    );
+    let checks = fake_openai_chat::requests(&openrouter).await;
+    assert_eq!(checks.len(), 2);
+    assert!(fake_openai_chat::text_of(&checks[0], "user").contains("You are the checker"));
+
+    // The terminal's own view of the run.
+    let out = world
+        .std_cmd()
+        .args(["workflow", "status", run["id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("— passed")
+            && text.contains("checker 2 · opencode")
+            && text.contains("✅ pass"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checker_that_always_fails_ends_the_run_failed_with_its_findings() {
+    let world = World::new();
+    let anthropic = fake_anthropic::start(Mode::Scan {
+        answers: vec![Some(fail("the README still says Widgets"))],
+    })
+    .await;
+    create_workflow(&world, json!({"name": "strict", "max_rounds": 2}));
+    let repo = world.origin.display().to_string();
+    let (code, stdout, stderr) = output(cli(
+        &world,
+        &[
+            "workflow",
+            "run",
+            "--repo",
+            &repo,
+            "--workflow",
+            "strict",
+            "--prompt",
+            "Create hello.txt",
+            "--env",
+            &format!("ANTHROPIC_BASE_URL={}", anthropic.uri()),
+        ],
+    ))
+    .await;
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    // The live timeline on standard error, the record on standard output.
+    assert!(stderr.contains("▶ designer · claude-code"), "{stderr}");
+    assert!(
+        stderr.contains("■ checker completed · verdict fail"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("— failed"), "{stdout}");
+    assert!(
+        stdout.contains("the checker still found problems after 2 optimizer rounds"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("finding   the README still says Widgets"),
+        "{stdout}"
+    );
+    // Claude Code as the checker answered through its structured output.
+    let requests = anthropic.received_requests().await.unwrap();
+    assert!(requests.iter().any(|r| {
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        body["tools"].as_array().is_some_and(|t| {
+            t.iter().any(|t| {
+                t["name"] == "StructuredOutput"
+                    && t["input_schema"]["properties"]["verdict"].is_object()
+            })
+        })
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_during_the_optimizer_resumes_without_repeating_the_designer() {
+    let world = World::new();
+    let release = Arc::new(AtomicBool::new(false));
+    // The optimizer's model gets no answer until released: the run waits in its optimizer step.
+    let anthropic = fake_anthropic::start(Mode::HangsFor {
+        model: "claude-haiku-4-5".into(),
+        release: release.clone(),
+        answers: vec![Some(pass())],
+    })
+    .await;
+    create_workflow(
+        &world,
+        json!({"name": "two-models", "optimizer_model": "claude-haiku-4-5"}),
+    );
+    let repo = world.origin.display().to_string();
+    let mut child = cli(
+        &world,
+        &[
+            "workflow",
+            "run",
+            "--json",
+            "--repo",
+            &repo,
+            "--workflow",
+            "two-models",
+            "--prompt",
+            "Create hello.txt",
+            "--env",
+            &format!("ANTHROPIC_BASE_URL={}", anthropic.uri()),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_id = loop {
+        let out = world
+            .std_cmd()
+            .args(["sandboxes", "list", "--json"])
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let optimizer = list.as_array().and_then(|l| {
+            l.iter()
+                .find(|s| s["workflow_step"] == "optimizer" && s["status"] == "running")
+                .cloned()
+        });
+        if let Some(s) = optimizer {
+            break s["workflow_run_id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the optimizer never started: {list:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    child.kill().unwrap(); // SIGKILL: CodeCourier gets no chance to record anything
+    child.wait().unwrap();
+    release.store(true, Ordering::SeqCst);
+
+    let (code, run, stderr) =
+        json_of(cli(&world, &["workflow", "resume", "--json", &run_id])).await;
+    assert_eq!(code, 0, "{run:#}\n{stderr}");
+    assert_eq!(run["status"], "passed");
+    assert_eq!(
+        steps(&run),
+        [
+            ("designer".into(), 0, "completed".into()),
+            ("optimizer".into(), 1, "interrupted".into()),
+            ("optimizer".into(), 1, "completed".into()),
+            ("checker".into(), 1, "completed".into()),
+        ]
+    );
+    let out = world
+        .std_cmd()
+        .args(["sandboxes", "list", "--json"])
+        .output()
+        .unwrap();
+    let sandboxes: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let designers = sandboxes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["workflow_step"] == "designer")
+        .count();
+    assert_eq!(designers, 1, "the designer ran once");
+    // The interrupted optimizer's sandbox was ended with the reason.
+    let interrupted = sandbox(&world, run["steps"][1]["sandbox_id"].as_str().unwrap());
+    assert_eq!(interrupted["status"], "failed");
+    assert!(interrupted["error"]
+        .as_str()
+        .unwrap()
+        .contains("CodeCourier restarted"));
+    let branch = run["branch"].as_str().unwrap();
+    assert_eq!(world.file_on_branch(branch, "hello.txt"), "hello\n");
+    // A finished run has nothing left to resume.
+    let (code, again, _) = json_of(cli(&world, &["workflow", "resume", "--json", &run_id])).await;
+    assert_eq!(code, 0);
+    assert_eq!(again["steps"].as_array().unwrap().len(), 4);
+}
+
+/// GitHub's ref creation, made real in the bare repository the clone URL points at (the runs
+/// then clone the branch, as they would from GitHub).
+struct CreateRef(std::path::PathBuf);
+
+impl wiremock::Respond for CreateRef {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        git(
+            &self.0,
+            &[
+                "update-ref",
+                body["ref"].as_str().unwrap(),
+                body["sha"].as_str().unwrap(),
+            ],
+        );
+        ResponseTemplate::new(201).set_body_json(json!({"ref": body["ref"]}))
+    }
+}
+
+/// A mock GitHub for acme/widgets whose clone URL is the world's bare repository.
+async fn github(world: &World) -> MockServer {
+    let server = MockServer::start().await;
+    let sha = git(&world.origin, &["rev-parse", "main"]);
+    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": format!("file://{}", world.origin.display()), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(repo))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/repos/acme/widgets/branches/.+"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"name": "main", "commit": {"sha": sha.trim()}})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/git/refs"))
+        .respond_with(CreateRef(world.origin.clone()))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/repos/acme/widgets/compare/.+"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ahead_by": 1, "files": [], "html_url": "https://github.com/acme/widgets/compare/x"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/pulls"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({"number": 12, "html_url": "https://github.com/acme/widgets/pull/12"}),
+        ))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn pull_requests(requests: &[wiremock::Request]) -> Vec<Value> {
+    requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/repos/acme/widgets/pulls")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_of_three_issues_leaves_three_commits_on_one_branch_and_one_pull_request() {
+    let world = World::new();
+    let github = github(&world).await;
+    let anthropic = fake_anthropic::start(Mode::Scan {
+        answers: vec![Some(pass())],
+    })
+    .await;
+    let uri = github.uri();
+    let mut cmd = cli(
+        &world,
+        &[
+            "chain",
+            "run",
+            "--json",
+            "--repo",
+            "acme/widgets",
+            "--item",
+            "Create alpha.txt",
+            "--item",
+            "Create beta.txt",
+            "--item",
+            "Create gamma.txt",
+            "--env",
+            &format!("ANTHROPIC_BASE_URL={}", anthropic.uri()),
+        ],
+    );
+    cmd.env("GITHUB_API_URL", &uri)
+        .env("GITHUB_TOKEN", "ghp_test0123456789abcdefghijklmnopqrstu");
+    let (code, chain, stderr) = json_of(cmd).await;
+    assert_eq!(code, 0, "{chain:#}\n{stderr}");
+    assert_eq!(chain["status"], "passed");
+    let runs = chain["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    let branch = chain["branch"].as_str().unwrap();
+    for (run, name) in runs.iter().zip(["alpha", "beta", "gamma"]) {
+        assert_eq!(run["status"], "passed");
+        assert_eq!(run["branch"], branch, "every issue on the chain's branch");
+        assert_eq!(
+            world.file_on_branch(branch, &format!("{name}.txt")),
+            format!("{name}\n")
+        );
+    }
+    // Three commits on the branch, one per issue, in order.
+    let log = git(
+        &world.origin,
+        &["log", "--format=%s", &format!("main..{branch}")],
+    );
+    assert_eq!(log.lines().count(), 3, "{log}");
+    // One pull request listing all three with their outcome.
+    let prs = pull_requests(&github.received_requests().await.unwrap());
+    assert_eq!(prs.len(), 1, "{prs:#?}");
+    let body = prs[0]["body"].as_str().unwrap();
+    for expected in [
+        "1. **Create alpha.txt** — ✅ passed",
+        "2. **Create beta.txt** — ✅ passed",
+        "3. **Create gamma.txt** — ✅ passed",
+    ] {
+        assert!(body.contains(expected), "{expected} not in {body}");
+    }
+    assert_eq!(prs[0]["head"], branch);
+    assert_eq!(prs[0]["draft"], true);
+    assert_eq!(chain["pr_url"], "https://github.com/acme/widgets/pull/12");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_whose_second_issue_fails_stops_there_and_says_so() {
+    let world = World::new();
+    // The first check passes; the second issue's check fails, and one round is all it gets.
+    let anthropic = fake_anthropic::start(Mode::Scan {
+        answers: vec![Some(pass()), Some(fail("beta.txt is not what was asked"))],
+    })
+    .await;
+    create_workflow(&world, json!({"name": "one-round", "max_rounds": 1}));
+    let repo = world.origin.display().to_string();
+    let (code, chain, stderr) = json_of(cli(
+        &world,
+        &[
+            "chain",
+            "run",
+            "--json",
+            "--repo",
+            &repo,
+            "--workflow",
+            "one-round",
+            "--item",
+            "Create alpha.txt",
+            "--item",
+            "Create beta.txt",
+            "--item",
+            "Create gamma.txt",
+            "--env",
+            &format!("ANTHROPIC_BASE_URL={}", anthropic.uri()),
+        ],
+    ))
+    .await;
+    assert_eq!(code, 1, "{chain:#}\n{stderr}");
+    assert_eq!(chain["status"], "failed");
+    let error = chain["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("issue 2 (Create beta.txt) failed")
+            && error.contains("the chain stopped there (1 of 3 issues not run)"),
+        "{error}"
+    );
+    let runs = chain["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "the third issue never ran");
+    assert_eq!(runs[0]["status"], "passed");
+    assert_eq!(runs[1]["status"], "failed");
+    assert_eq!(
+        runs[1]["findings"],
+        json!(["beta.txt is not what was asked"])
+    );
+    let out = world
+        .std_cmd()
+        .args(["chain", "show", chain["id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3. Create gamma.txt — not run"), "{text}");
+}
+
+#[test]
+fn bad_workflows_and_chains_are_refused_before_anything_runs() {
+    let world = World::new();
+    let repo = world.origin.display().to_string();
+    let refuse = |args: &[&str], expected: &[&str]| {
+        let out = world.std_cmd().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for e in expected {
+            assert!(stderr.contains(e), "{e} not in {stderr}");
+        }
+    };
+    refuse(
+        &[
+            "workflow",
+            "run",
+            "--repo",
+            &repo,
+            "--workflow",
+            "nope",
+            "--prompt",
+            "x",
+        ],
+        &["there is no workflow named \"nope\"; there are: default"],
+    );
+    let bad = world.dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        json!({"name": "bad", "designer_cli_id": "cursor", "checker_cli_id": "opencode", "checker_model": "claude-sonnet-4-6"}).to_string(),
+    )
+    .unwrap();
+    refuse(
+        &["workflow", "create", "--file", bad.to_str().unwrap()],
+        &["designer_cli_id", "checker_model", "checker step"],
+    );
+    refuse(
+        &["chain", "run", "--repo", &repo],
+        &["the chain has no issues"],
+    );
+    let mut many = vec!["chain", "run", "--repo", repo.as_str()];
+    for _ in 0..4 {
+        many.extend(["--item", "Create a.txt"]);
+    }
+    let out = world
+        .std_cmd()
+        .args(&many)
+        .env("CODECOURIER_MAX_CHAIN_ITEMS", "3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the chain has 4 issues; at most 3"));
+    // Nothing was recorded.
+    let out = world
+        .std_cmd()
+        .args(["sandboxes", "list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!([])
+    );
+}
