@@ -8,6 +8,7 @@ mod project;
 mod render;
 mod scan;
 mod thread;
+mod workflow;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, FieldError, LaunchInput, LaunchRequest};
 use crate::config::Config;
 use crate::ids::{DiscordId, SandboxId};
-use crate::pipeline::{recover, LaunchError, LaunchOrigin, Launcher, Prepared, SandboxStatus};
+use crate::pipeline::{
+    recover, LaunchError, LaunchOrigin, Launcher, Prepared, Runner, SandboxStatus,
+};
 use crate::sandbox::{provider_for, SandboxError};
 use crate::store::{DiscordOrigin, Finish, SandboxFilter, SandboxRecord, Store, StoreError};
 
@@ -41,6 +44,9 @@ pub struct Data {
     /// Launches running in this process, so Stop can end them at once.
     running: Arc<Mutex<HashMap<SandboxId, CancellationToken>>>,
     dialogs: dialog::Dialogs,
+    runner: Arc<Runner>,
+    /// Workflow runs and chains driven in this process, by "run:<id>" / "chain:<id>".
+    workflows: Arc<Mutex<HashMap<String, CancellationToken>>>,
 }
 
 /// `codecourier serve`: connects to Discord and runs until the process is stopped.
@@ -76,6 +82,7 @@ pub async fn client_builder(
             sandboxes(),
             sandbox(),
             scan::scan(),
+            workflow::workflow(),
             project::project(),
         ],
         on_error: |error| Box::pin(on_error(error)),
@@ -95,6 +102,7 @@ pub async fn client_builder(
                 )
                 .await?;
                 tracing::info!(user = %ready.user.name, "connected to Discord");
+                let runner = Arc::new(Runner::new(launcher.clone(), catalog.clone()));
                 let data = Data {
                     launcher,
                     store,
@@ -102,8 +110,11 @@ pub async fn client_builder(
                     config: setup_config,
                     running: Arc::new(Mutex::new(HashMap::new())),
                     dialogs: dialog::Dialogs::default(),
+                    runner,
+                    workflows: Arc::new(Mutex::new(HashMap::new())),
                 };
                 announce_recovered(ctx, &data, provider.as_ref()).await;
+                workflow::resume_all(ctx.http.clone(), &data).await;
                 Ok(data)
             })
         })
@@ -552,6 +563,9 @@ async fn on_event(
     };
     let press = match interaction {
         serenity::Interaction::Component(press) => press,
+        serenity::Interaction::Modal(submit) if submit.data.custom_id == "cc:wfcreate" => {
+            return workflow::on_create_submit(ctx, submit, data).await
+        }
         serenity::Interaction::Modal(submit) => return on_dialog_submit(ctx, submit, data).await,
         _ => return Ok(()),
     };
@@ -560,6 +574,9 @@ async fn on_event(
     }
     if let Some(action) = scan::parse_scan_id(&press.data.custom_id) {
         return scan::on_component(ctx, press, data, action).await;
+    }
+    if let Some(job) = workflow::parse_stop_id(&press.data.custom_id) {
+        return workflow::on_stop(ctx, press, data, job).await;
     }
     let Some((action, id)) = parse_button_id(&press.data.custom_id) else {
         return Ok(());

@@ -221,6 +221,8 @@ pub enum ScanAction {
     File(IssueSessionId, Vec<u32>),
     /// Launch a fix for each chosen issue.
     Fix(IssueSessionId, Vec<u32>),
+    /// Fix the chosen issues one after another on one branch (a work chain).
+    Chain(IssueSessionId, Vec<u32>),
 }
 
 fn scan_id(action: &str, session: IssueSessionId, rest: &str) -> String {
@@ -258,6 +260,7 @@ pub fn parse_scan_id(custom_id: &str) -> Option<ScanAction> {
         "pick" => Some(ScanAction::Pick(session)),
         "gh" => Some(ScanAction::File(session, decode_positions(arg)?)),
         "fix" => Some(ScanAction::Fix(session, decode_positions(arg)?)),
+        "chain" => Some(ScanAction::Chain(session, decode_positions(arg)?)),
         _ => None,
     }
 }
@@ -488,7 +491,8 @@ pub async fn on_component(
         ScanAction::Page(id, _)
         | ScanAction::Pick(id)
         | ScanAction::File(id, _)
-        | ScanAction::Fix(id, _) => *id,
+        | ScanAction::Fix(id, _)
+        | ScanAction::Chain(id, _) => *id,
     };
     let Some((session, issues, sandbox)) = load(&data.store, session_id).await? else {
         press
@@ -543,7 +547,7 @@ pub async fn on_component(
                         .unwrap_or_default()
                 );
             }
-            text.push_str("File them as GitHub issues, or launch a sandbox to fix each one.");
+            text.push_str("File them as GitHub issues, launch a sandbox to fix each one, or fix them one after another on one branch (a work chain, one pull request).");
             let bits = encode_positions(&positions);
             let buttons = vec![
                 CreateButton::new(scan_id("gh", session.id, &bits))
@@ -556,6 +560,9 @@ pub async fn on_component(
                         format!("Launch {} fixes", chosen.len())
                     })
                     .style(ButtonStyle::Success),
+                CreateButton::new(scan_id("chain", session.id, &bits))
+                    .label("Fix as a chain")
+                    .style(ButtonStyle::Secondary),
             ];
             let reply = CreateInteractionResponseMessage::new()
                 .content(cut(&text, MAX_CONTENT))
@@ -614,6 +621,32 @@ pub async fn on_component(
                     text
                 }
             };
+            press
+                .edit_response(
+                    &ctx.http,
+                    EditInteractionResponse::new().content(cut(&text, MAX_CONTENT)),
+                )
+                .await?;
+        }
+        ScanAction::Chain(_, positions) => {
+            if !may_act {
+                press.create_response(&ctx.http, ephemeral("Only the person who started this scan, or a server manager, can fix its issues.".into())).await?;
+                return Ok(());
+            }
+            if let Some(refusal) = running_cap_refusal(data, DiscordId(press.user.id.get())).await?
+            {
+                press.create_response(&ctx.http, ephemeral(refusal)).await?;
+                return Ok(());
+            }
+            press.defer_ephemeral(&ctx.http).await?;
+            let text = super::workflow::chain_from_scan(
+                ctx.http.clone(),
+                press,
+                data,
+                session.id,
+                &positions,
+            )
+            .await?;
             press
                 .edit_response(
                     &ctx.http,
