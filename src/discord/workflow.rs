@@ -623,11 +623,18 @@ pub async fn follow(
             .unwrap_or_default(),
         Job::Run(_) => Vec::new(),
     };
+    let tool_names = data
+        .catalog
+        .tools
+        .iter()
+        .map(|t| (t.id.clone(), t.name.clone()))
+        .collect();
     tokio::spawn(async move {
         let (tx, rx) = mpsc::unbounded_channel();
         let view = Timeline {
             title,
             items: items.into_iter().map(|t| (t, ItemState::Waiting)).collect(),
+            tool_names,
             ..Default::default()
         };
         let updater = tokio::spawn(update_timeline(
@@ -918,6 +925,8 @@ struct Timeline {
     /// The current step's phases and activity.
     current: StatusView,
     finished: Option<RunStatus>,
+    /// Tool ids to the names people know them by.
+    tool_names: std::collections::HashMap<String, String>,
 }
 
 impl Timeline {
@@ -943,7 +952,7 @@ impl Timeline {
                 self.steps.push(StepView {
                     kind,
                     round,
-                    tool,
+                    tool: self.tool_names.get(&tool).cloned().unwrap_or(tool),
                     model,
                     status: StepStatus::Running,
                     verdict: None,

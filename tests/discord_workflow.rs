@@ -1,0 +1,315 @@
+//! Workflow runs and work chains from Discord, end to end: the real serenity/poise bot against the
+//! fake Discord, the real Claude Code CLI in local sandboxes against the fake Anthropic API, on a
+//! bare repository on disk.
+
+mod support;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use support::discord_bot::*;
+use support::fake_anthropic::{self, Mode};
+use support::fake_discord::*;
+
+async fn start_claude(mode: Mode) -> (Bot, wiremock::MockServer) {
+    start_claude_bot(mode, &[]).await
+}
+
+fn verdict(pass: bool, finding: &str) -> Value {
+    if pass {
+        json!({"verdict": "pass", "findings": []})
+    } else {
+        json!({"verdict": "fail", "findings": [finding]})
+    }
+}
+
+impl Bot {
+    fn workflow_run(&self, token: &str, options: Value) {
+        self.fake.dispatch(
+            "INTERACTION_CREATE",
+            subcommand(
+                self.fake.snowflake(),
+                token,
+                "workflow",
+                "run",
+                options,
+                ALICE,
+            ),
+        );
+    }
+
+    /// The thread's message whose buttons include a workflow Stop.
+    async fn timeline(&self, thread: u64) -> Value {
+        self.wait_thread_message(thread, "timeline", |m| {
+            m["components"].to_string().contains("cc:wfstop:")
+        })
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_run_shows_the_step_timeline_in_its_thread() {
+    let (bot, api) = start_claude(Mode::Scan {
+        answers: vec![
+            Some(verdict(false, "hello.txt needs a second line")),
+            Some(verdict(true, "")),
+        ],
+    })
+    .await;
+    bot.workflow_run(
+        "tok-wf",
+        json!([{"name": "task", "type": 3, "value": "Create hello.txt"}]),
+    );
+    let reply = bot.fake.wait_for("POST", callback("tok-wf"), T).await;
+    let summary = reply.body["data"]["content"].as_str().unwrap();
+    assert!(
+        summary.starts_with("🔁 **Workflow `default`**")
+            && summary
+                .contains("designer Claude Code → optimizer Claude Code → checker Claude Code"),
+        "{summary}"
+    );
+    let thread = thread_of_launch(&bot).await;
+    let result = bot
+        .wait_thread_message(thread, "result", |m| {
+            content(m).contains("workflow `default` · run")
+        })
+        .await;
+    let text = content(&result);
+    assert!(
+        text.starts_with(&format!("<@{ALICE}> **✅ passed**")),
+        "{text}"
+    );
+    assert!(text.contains("5 steps"), "{text}");
+    // The timeline's last edit: every step with its tool, model and verdict; no Stop any more.
+    let timeline = bot
+        .wait_thread_message(thread, "final timeline", |m| {
+            content(m).contains("— ✅ passed")
+        })
+        .await;
+    let text = content(&timeline);
+    for expected in [
+        "✅ **designer** · Claude Code · `claude-sonnet-4-6`",
+        "✅ **optimizer** 1 · Claude Code",
+        "❌ **checker** 1 · Claude Code · `claude-sonnet-4-6` · verdict fail (1 finding)",
+        "✅ **optimizer** 2",
+        "✅ **checker** 2 · Claude Code · `claude-sonnet-4-6` · verdict pass",
+        "🌿 `codecourier/wf-",
+    ] {
+        assert!(text.contains(expected), "{expected} not in {text}");
+    }
+    assert!(timeline["components"]
+        .as_array()
+        .is_none_or(|c| c.is_empty()));
+    // While it ran, the timeline showed the current step's phases live.
+    let edits: Vec<String> = bot
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "PATCH" && r.path.starts_with(&format!("/channels/{thread}/messages/"))
+        })
+        .map(|r| r.body["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        edits
+            .iter()
+            .any(|e| e.contains("— ⏳ running") && e.contains("\u{2003}⏳ **agent**")),
+        "{edits:#?}"
+    );
+    let prompts = fake_anthropic::prompts_received(&api).await;
+    assert!(prompts
+        .iter()
+        .any(|p| p.contains("hello.txt needs a second line")));
+    bot.probe.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_ends_the_current_sandbox_and_the_run() {
+    // The model never answers: the designer waits until it is stopped.
+    let (bot, _api) = start_claude(Mode::HangsFor {
+        model: "claude-sonnet-4-6".into(),
+        release: Arc::new(AtomicBool::new(false)),
+        answers: Vec::new(),
+    })
+    .await;
+    bot.workflow_run(
+        "tok-wfstop",
+        json!([{"name": "task", "type": 3, "value": "Create hello.txt"}]),
+    );
+    let thread = thread_of_launch(&bot).await;
+    wait_status(&bot, "running").await;
+    let timeline = bot.timeline(thread).await;
+    let stop = timeline["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Someone else may not stop it.
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-bob",
+            &stop,
+            2,
+            &[],
+            timeline.clone(),
+            BOB,
+        ),
+    );
+    let refused = bot.fake.wait_for("POST", callback("tok-bob"), T).await;
+    assert!(refused.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Only the person who started this"));
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-stop",
+            &stop,
+            2,
+            &[],
+            timeline,
+            ALICE,
+        ),
+    );
+    let answer = bot.fake.wait_for("POST", callback("tok-stop"), T).await;
+    assert!(answer.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Stopping"));
+    let result = bot
+        .wait_thread_message(thread, "result", |m| {
+            content(m).contains("workflow `default` · run")
+        })
+        .await;
+    assert!(
+        content(&result).contains("**🛑 stopped**"),
+        "{}",
+        content(&result)
+    );
+    let sandbox = &bot.cli(&["sandboxes", "list", "--json"])[0];
+    assert_eq!(sandbox["status"], "stopped");
+    assert_eq!(sandbox["workflow_step"], "designer");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_as_a_chain_from_a_scans_list_runs_the_issues_on_one_branch() {
+    let issue = |title: &str| {
+        json!({"title": title, "description": "d", "severity": "medium", "category": "docs",
+               "files": [], "evidence": "e", "suggested_fix": "f", "effort": "trivial"})
+    };
+    // The scan's answer first, then every checker passes.
+    let (bot, _api) = start_claude(Mode::Scan {
+        answers: vec![
+            Some(json!({"issues": [issue("Create alpha.txt"), issue("Create beta.txt"), issue("Create gamma.txt")]})),
+            Some(verdict(true, "")),
+        ],
+    })
+    .await;
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        subcommand(
+            bot.fake.snowflake(),
+            "tok-scan",
+            "scan",
+            "run",
+            json!([]),
+            ALICE,
+        ),
+    );
+    let scan_thread = thread_of_launch(&bot).await;
+    let list = bot
+        .wait_thread_message(scan_thread, "issue list", |m| {
+            content(m).contains("scan** · session")
+        })
+        .await;
+    let pick = list["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-pick",
+            &pick,
+            3,
+            &["1", "3"],
+            list,
+            ALICE,
+        ),
+    );
+    bot.fake.wait_for("POST", callback("tok-pick"), T).await;
+    let chosen = bot.fake.original_response("tok-pick").unwrap();
+    let buttons = chosen["components"][0]["components"].as_array().unwrap();
+    let chain_button = buttons
+        .iter()
+        .find(|b| b["label"] == "Fix as a chain")
+        .expect("a Fix as a chain button")["custom_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        component(
+            bot.fake.snowflake(),
+            "tok-chain",
+            &chain_button,
+            2,
+            &[],
+            chosen,
+            ALICE,
+        ),
+    );
+    let deferred = bot.fake.wait_for("POST", callback("tok-chain"), T).await;
+    assert_eq!(deferred.body["type"], 5);
+    let answered = bot.fake.wait_for("PATCH", "/webhooks/*", T).await;
+    assert!(
+        answered.body["content"]
+            .as_str()
+            .unwrap()
+            .contains("started with 2 issues"),
+        "{:#}",
+        answered.body
+    );
+    let chain_thread = thread_of_launch(&bot).await;
+    let result = bot
+        .wait_thread_message(chain_thread, "chain result", |m| {
+            content(m).contains("work chain `")
+        })
+        .await;
+    let text = content(&result);
+    assert!(text.contains("**✅ passed**"), "{text}");
+    assert!(
+        text.contains("1. Create alpha.txt — ✅ passed")
+            && text.contains("2. Create gamma.txt — ✅ passed"),
+        "{text}"
+    );
+    let timeline = bot
+        .wait_thread_message(chain_thread, "chain timeline", |m| {
+            content(m).contains("**Issues**") && content(m).contains("— ✅ passed")
+        })
+        .await;
+    assert!(
+        content(&timeline).contains("✅ 2. Create gamma.txt"),
+        "{}",
+        content(&timeline)
+    );
+    // Both issues' work is on the chain's one branch.
+    let sandboxes = bot.cli(&["sandboxes", "list", "--json"]);
+    let branch = sandboxes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["workflow_step"] == "designer")
+        .unwrap()["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(branch.starts_with("codecourier/chain-"), "{branch}");
+    assert_eq!(bot.world.file_on_branch(&branch, "alpha.txt"), "alpha\n");
+    assert_eq!(bot.world.file_on_branch(&branch, "gamma.txt"), "gamma\n");
+    bot.probe.assert_none();
+}
