@@ -11,11 +11,10 @@ use serde_json::{json, Value};
 use support::discord_bot::*;
 use support::fake_anthropic::{self, Mode, SCAN_TEXT_ANSWER};
 use support::fake_discord::*;
-use support::World;
-use wiremock::matchers::{method, path, path_regex};
+use support::{mock_github, World};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const GITHUB_TOKEN: &str = "ghp_test0123456789abcdefghijklmnopqrstu";
 const DUPLICATE: &str = "Issue 3: hard-coded credentials";
 
 /// Issue `n` of `count`: severities in four equal blocks, most severe first, so that after the
@@ -76,41 +75,9 @@ impl Respond for NewIssue {
     }
 }
 
-/// A mock GitHub for acme/widgets, cloned from the world's bare repository.
+/// The mock GitHub with issue search and creation.
 async fn github(world: &World) -> MockServer {
-    let server = MockServer::start().await;
-    let sha = support::git(&world.origin, &["rev-parse", "main"]);
-    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": format!("file://{}", world.origin.display()), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/widgets"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(repo))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/widgets/branches/main"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"name": "main", "commit": {"sha": sha.trim()}})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/acme/widgets/git/refs"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path_regex("^/repos/acme/widgets/compare/.+"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ahead_by": 1, "files": [], "html_url": "https://github.com/acme/widgets/compare/x"})))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/acme/widgets/pulls"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(
-            json!({"number": 9, "html_url": "https://github.com/acme/widgets/pull/9"}),
-        ))
-        .mount(&server)
-        .await;
+    let server = mock_github::start(world).await;
     Mock::given(method("GET"))
         .and(path("/search/issues"))
         .respond_with(Search)
@@ -137,7 +104,7 @@ async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, MockServer) {
         &[
             ("CODECOURIER_TOOLS_DIR", tools.as_str()),
             ("GITHUB_API_URL", uri.as_str()),
-            ("GITHUB_TOKEN", GITHUB_TOKEN),
+            ("GITHUB_TOKEN", mock_github::TOKEN),
         ],
     )
     .await;

@@ -7,7 +7,7 @@ mod support;
 use std::process::Command as StdCommand;
 
 use serde_json::{json, Value};
-use support::agent_cli::with_real_cli;
+use support::agent_cli::{output, run, with_real_cli};
 use support::fake_anthropic::{self, Mode, SCAN_TEXT_ANSWER};
 use support::{claude_code_bin, World};
 
@@ -39,24 +39,10 @@ fn scan(world: &World, api: &str, args: &[&str]) -> StdCommand {
     cmd
 }
 
-/// Runs off the async runtime (the fake API keeps serving): (exit code, stdout, stderr).
-async fn output(mut cmd: StdCommand) -> (i32, String, String) {
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 async fn scan_json(world: &World, api: &str, args: &[&str]) -> (i32, Value, String) {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
-    let (code, stdout, stderr) = output(scan(world, api, &all)).await;
-    let value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    (code, value, stderr)
+    run(scan(world, api, &all)).await
 }
 
 fn titles(r: &Value) -> Vec<&str> {

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::agent_cli::{output, record, run as json_of};
 use support::fake_anthropic::{self, Mode};
 use support::fake_openai_chat;
-use support::{claude_code_bin, git, opencode_bin, World};
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use support::{claude_code_bin, git, mock_github, opencode_bin, World};
 
 const OPENROUTER_KEY: &str = "sk-or-v1-test-key-0123456789";
 
@@ -42,23 +41,6 @@ fn cli(world: &World, args: &[&str]) -> StdCommand {
     cmd
 }
 
-async fn output(mut cmd: StdCommand) -> (i32, String, String) {
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-async fn json_of(cmd: StdCommand) -> (i32, Value, String) {
-    let (code, stdout, stderr) = output(cmd).await;
-    let value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    (code, value, stderr)
-}
-
 fn create_workflow(world: &World, definition: Value) {
     let file = world
         .dir
@@ -76,15 +58,6 @@ fn create_workflow(world: &World, definition: Value) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn sandbox(world: &World, id: &str) -> Value {
-    let out = world
-        .std_cmd()
-        .args(["sandboxes", "show", "--json", id])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn steps(run: &Value) -> Vec<(String, u64, String)> {
@@ -166,7 +139,7 @@ async fn claude_code_designs_opencode_checks_with_its_own_template_and_the_secon
     assert_eq!(all[4]["verdict"], "pass");
     // Each step's configuration as used, in the step and in its sandbox's record.
     for step in all {
-        let record = sandbox(&world, step["sandbox_id"].as_str().unwrap());
+        let record = record(&world, step["sandbox_id"].as_str().unwrap());
         assert_eq!(record["workflow_step"], step["step"]);
         assert_eq!(record["workflow_run_id"], run["id"]);
         assert_eq!(record["request"]["tool"], step["tool"]);
@@ -353,7 +326,7 @@ async fn a_run_killed_during_the_optimizer_resumes_without_repeating_the_designe
         .count();
     assert_eq!(designers, 1, "the designer ran once");
     // The interrupted optimizer's sandbox was ended with the reason.
-    let interrupted = sandbox(&world, run["steps"][1]["sandbox_id"].as_str().unwrap());
+    let interrupted = record(&world, run["steps"][1]["sandbox_id"].as_str().unwrap());
     assert_eq!(interrupted["status"], "failed");
     assert!(interrupted["error"]
         .as_str()
@@ -367,75 +340,10 @@ async fn a_run_killed_during_the_optimizer_resumes_without_repeating_the_designe
     assert_eq!(again["steps"].as_array().unwrap().len(), 4);
 }
 
-/// GitHub's ref creation, made real in the bare repository the clone URL points at (the runs
-/// then clone the branch, as they would from GitHub).
-struct CreateRef(std::path::PathBuf);
-
-impl wiremock::Respond for CreateRef {
-    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
-        git(
-            &self.0,
-            &[
-                "update-ref",
-                body["ref"].as_str().unwrap(),
-                body["sha"].as_str().unwrap(),
-            ],
-        );
-        ResponseTemplate::new(201).set_body_json(json!({"ref": body["ref"]}))
-    }
-}
-
-/// A mock GitHub for acme/widgets whose clone URL is the world's bare repository.
-async fn github(world: &World) -> MockServer {
-    let server = MockServer::start().await;
-    let sha = git(&world.origin, &["rev-parse", "main"]);
-    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": format!("file://{}", world.origin.display()), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/widgets"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(repo))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path_regex("^/repos/acme/widgets/branches/.+"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"name": "main", "commit": {"sha": sha.trim()}})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/acme/widgets/git/refs"))
-        .respond_with(CreateRef(world.origin.clone()))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path_regex("^/repos/acme/widgets/compare/.+"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ahead_by": 1, "files": [], "html_url": "https://github.com/acme/widgets/compare/x"})))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/acme/widgets/pulls"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(
-            json!({"number": 12, "html_url": "https://github.com/acme/widgets/pull/12"}),
-        ))
-        .mount(&server)
-        .await;
-    server
-}
-
-fn pull_requests(requests: &[wiremock::Request]) -> Vec<Value> {
-    requests
-        .iter()
-        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/repos/acme/widgets/pulls")
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chain_of_three_issues_leaves_three_commits_on_one_branch_and_one_pull_request() {
     let world = World::new();
-    let github = github(&world).await;
+    let github = mock_github::start(&world).await;
     let anthropic = fake_anthropic::start(Mode::Scan {
         answers: vec![Some(pass())],
     })
@@ -460,7 +368,7 @@ async fn a_chain_of_three_issues_leaves_three_commits_on_one_branch_and_one_pull
         ],
     );
     cmd.env("GITHUB_API_URL", &uri)
-        .env("GITHUB_TOKEN", "ghp_test0123456789abcdefghijklmnopqrstu");
+        .env("GITHUB_TOKEN", mock_github::TOKEN);
     let (code, chain, stderr) = json_of(cmd).await;
     assert_eq!(code, 0, "{chain:#}\n{stderr}");
     assert_eq!(chain["status"], "passed");
@@ -482,7 +390,7 @@ async fn a_chain_of_three_issues_leaves_three_commits_on_one_branch_and_one_pull
     );
     assert_eq!(log.lines().count(), 3, "{log}");
     // One pull request listing all three with their outcome.
-    let prs = pull_requests(&github.received_requests().await.unwrap());
+    let prs = mock_github::pull_requests(&github).await;
     assert_eq!(prs.len(), 1, "{prs:#?}");
     let body = prs[0]["body"].as_str().unwrap();
     for expected in [
@@ -494,7 +402,7 @@ async fn a_chain_of_three_issues_leaves_three_commits_on_one_branch_and_one_pull
     }
     assert_eq!(prs[0]["head"], branch);
     assert_eq!(prs[0]["draft"], true);
-    assert_eq!(chain["pr_url"], "https://github.com/acme/widgets/pull/12");
+    assert_eq!(chain["pr_url"], mock_github::PULL_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread")]

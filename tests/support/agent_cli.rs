@@ -49,16 +49,24 @@ pub fn with_real_cli(
 }
 
 /// Runs the command off the async runtime (the fake API keeps serving meanwhile) and returns
-/// (exit code, the `--json` record, stderr).
-pub async fn run(mut cmd: StdCommand) -> (i32, serde_json::Value, String) {
+/// (exit code, stdout, stderr).
+pub async fn output(mut cmd: StdCommand) -> (i32, String, String) {
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// As `output`, with stdout read as one JSON value (a `--json` record).
+pub async fn run(cmd: StdCommand) -> (i32, serde_json::Value, String) {
+    let (code, stdout, stderr) = output(cmd).await;
     let record =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    (out.status.code().unwrap_or(-1), record, stderr)
+    (code, record, stderr)
 }
 
 /// The stored record of a sandbox (`sandboxes show --json`).

@@ -1,0 +1,83 @@
+//! A mock GitHub (wiremock, real-shaped JSON) for `acme/widgets`, whose clone URL is a test world's
+//! bare repository: the repository, its branches (refs created through the API are made real in
+//! the bare repository, so runs can clone them as they would from GitHub), compare, and pull
+//! requests (number 9). Tests mount what else they need (issues, search) on the same server.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::{git, World};
+
+pub const TOKEN: &str = "ghp_test0123456789abcdefghijklmnopqrstu";
+pub const PULL_REQUEST: &str = "https://github.com/acme/widgets/pull/9";
+
+/// GitHub's ref creation, made real in the bare repository.
+struct CreateRef(PathBuf);
+
+impl Respond for CreateRef {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        git(
+            &self.0,
+            &[
+                "update-ref",
+                body["ref"].as_str().unwrap(),
+                body["sha"].as_str().unwrap(),
+            ],
+        );
+        ResponseTemplate::new(201).set_body_json(json!({"ref": body["ref"]}))
+    }
+}
+
+pub async fn start(world: &World) -> MockServer {
+    let server = MockServer::start().await;
+    let sha = git(&world.origin, &["rev-parse", "main"]);
+    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": format!("file://{}", world.origin.display()), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(repo))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/repos/acme/widgets/branches/.+"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"name": "main", "commit": {"sha": sha.trim()}})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/git/refs"))
+        .respond_with(CreateRef(world.origin.clone()))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/repos/acme/widgets/compare/.+"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ahead_by": 1, "files": [], "html_url": "https://github.com/acme/widgets/compare/x"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/pulls"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"number": 9, "html_url": PULL_REQUEST})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The bodies of the pull requests opened.
+pub async fn pull_requests(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/repos/acme/widgets/pulls")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
