@@ -33,19 +33,19 @@ pub async fn start_bot_in(world: World, fake: FakeDiscord, extra: &[(&str, &str)
         .collect();
     vars.extend(
         [
-            ("DISCORD_TOKEN".into(), BOT_TOKEN.into()),
-            ("DISCORD_API_BASE".into(), fake.api_base()),
-            ("DISCORD_GUILD_ID".into(), GUILD_ID.to_string()),
+            ("DISCORD_TOKEN", BOT_TOKEN.into()),
+            ("DISCORD_API_BASE", fake.api_base()),
+            ("DISCORD_GUILD_ID", GUILD_ID.to_string()),
             (
-                "CODECOURIER_DATA_DIR".into(),
+                "CODECOURIER_DATA_DIR",
                 world.dir.path().join("data").display().to_string(),
             ),
             (
-                "CODECOURIER_TOOLS_DIR".into(),
+                "CODECOURIER_TOOLS_DIR",
                 fixtures_bin().display().to_string(),
             ),
-            ("ANTHROPIC_API_KEY".into(), API_KEY.into()),
-            ("CODECOURIER_ALLOW_LOCAL_REPOS".into(), "true".into()),
+            ("ANTHROPIC_API_KEY", API_KEY.into()),
+            ("CODECOURIER_ALLOW_LOCAL_REPOS", "true".into()),
         ]
         .map(|(k, v): (&str, String)| (k.to_string(), v)),
     );
