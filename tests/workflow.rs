@@ -406,6 +406,72 @@ async fn a_chain_of_three_issues_leaves_three_commits_on_one_branch_and_one_pull
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_github_issue_is_a_task_and_a_passed_run_opens_its_pull_request() {
+    use wiremock::matchers::{method, path};
+    let world = World::new();
+    let github = mock_github::start(&world).await;
+    wiremock::Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets/issues/7"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+            json!({"number": 7, "title": "Create delta.txt", "body": "The docs need a delta file."}),
+        ))
+        .mount(&github)
+        .await;
+    let anthropic = fake_anthropic::start(Mode::Scan {
+        answers: vec![Some(pass())],
+    })
+    .await;
+    let mut cmd = cli(
+        &world,
+        &[
+            "workflow",
+            "run",
+            "--json",
+            "--repo",
+            "acme/widgets",
+            "--github-issue",
+            "7",
+            "--env",
+            &format!("ANTHROPIC_BASE_URL={}", anthropic.uri()),
+        ],
+    );
+    cmd.env("GITHUB_API_URL", github.uri())
+        .env("GITHUB_TOKEN", mock_github::TOKEN);
+    let (code, run, stderr) = json_of(cmd).await;
+    assert_eq!(code, 0, "{run:#}\n{stderr}");
+    assert_eq!(run["task"]["title"], "#7 Create delta.txt");
+    assert_eq!(run["task"]["source"], "github #7");
+    let branch = run["branch"].as_str().unwrap();
+    assert_eq!(world.file_on_branch(branch, "delta.txt"), "delta\n");
+    let prs = mock_github::pull_requests(&github).await;
+    assert_eq!(prs.len(), 1);
+    let body = prs[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("The docs need a delta file.")
+            && body.contains("### Workflow `default` passed"),
+        "{body}"
+    );
+    assert_eq!(run["pr_url"], mock_github::PULL_REQUEST);
+    // A number the repository does not have is refused before anything runs.
+    let mut cmd = cli(
+        &world,
+        &[
+            "workflow",
+            "run",
+            "--repo",
+            "acme/widgets",
+            "--github-issue",
+            "8",
+        ],
+    );
+    cmd.env("GITHUB_API_URL", github.uri())
+        .env("GITHUB_TOKEN", mock_github::TOKEN);
+    let (code, _, stderr) = output(cmd).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("issue #8"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_chain_whose_second_issue_fails_stops_there_and_says_so() {
     let world = World::new();
     // The first check passes; the second issue's check fails, and one round is all it gets.
