@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use support::discord_bot::*;
 use support::fake_anthropic::{self, Mode};
 use support::fake_discord::*;
+use support::World;
 
 async fn start_claude(mode: Mode) -> (Bot, wiremock::MockServer) {
     start_claude_bot(mode, &[]).await
@@ -312,4 +313,246 @@ async fn fix_as_a_chain_from_a_scans_list_runs_the_issues_on_one_branch() {
     assert_eq!(bot.world.file_on_branch(&branch, "alpha.txt"), "alpha\n");
     assert_eq!(bot.world.file_on_branch(&branch, "gamma.txt"), "gamma\n");
     bot.probe.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_create_checks_the_form_and_stores_the_workflow() {
+    let (bot, _api) = start_claude(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    // Members who may not manage the server cannot define workflows.
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        subcommand(
+            bot.fake.snowflake(),
+            "tok-create-member",
+            "workflow",
+            "create",
+            json!([]),
+            BOB,
+        ),
+    );
+    let refused = bot
+        .fake
+        .wait_for("POST", callback("tok-create-member"), T)
+        .await;
+    assert!(refused.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Only a server manager"));
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        with_manage_server(
+            subcommand(
+                bot.fake.snowflake(),
+                "tok-create",
+                "workflow",
+                "create",
+                json!([]),
+                ALICE,
+            ),
+            true,
+        ),
+    );
+    let modal = bot.fake.wait_for("POST", callback("tok-create"), T).await;
+    assert_eq!(modal.body["type"], 9, "a form opens");
+    let submit = |token: &str, inputs: &[(&str, &str)]| {
+        bot.fake.dispatch(
+            "INTERACTION_CREATE",
+            with_manage_server(
+                modal_submit(bot.fake.snowflake(), token, "cc:wfcreate", inputs, ALICE),
+                true,
+            ),
+        );
+    };
+    // An unknown tool and a model of another tool: refused, by field.
+    submit(
+        "tok-create-bad",
+        &[
+            ("name", "careful"),
+            ("tools", "cursor, , opencode"),
+            ("models", ", , claude-sonnet-4-6"),
+            ("checker_template", ""),
+            ("max_rounds", "2"),
+        ],
+    );
+    let bad = bot
+        .fake
+        .wait_for("POST", callback("tok-create-bad"), T)
+        .await;
+    let text = bad.body["data"]["content"].as_str().unwrap();
+    assert!(
+        text.starts_with("That workflow is not valid")
+            && text.contains("**designer_cli_id**")
+            && text.contains("**checker_model**"),
+        "{text}"
+    );
+    submit(
+        "tok-create-ok",
+        &[
+            ("name", "careful"),
+            ("tools", ", , opencode"),
+            ("models", ""),
+            ("checker_template", "acme/checker:v2"),
+            ("max_rounds", "2"),
+        ],
+    );
+    let ok = bot
+        .fake
+        .wait_for("POST", callback("tok-create-ok"), T)
+        .await;
+    let text = ok.body["data"]["content"].as_str().unwrap();
+    assert!(
+        text.contains("Workflow `careful` saved: designer Claude Code → optimizer Claude Code → checker OpenCode"),
+        "{text}"
+    );
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        subcommand(
+            bot.fake.snowflake(),
+            "tok-list",
+            "workflow",
+            "list",
+            json!([]),
+            ALICE,
+        ),
+    );
+    let list = bot.fake.wait_for("POST", callback("tok-list"), T).await;
+    let text = list.body["data"]["content"].as_str().unwrap();
+    assert!(text.contains("`default`") && text.contains("`careful` — designer Claude Code → optimizer Claude Code → checker OpenCode · up to 2 rounds"), "{text}");
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        subcommand(
+            bot.fake.snowflake(),
+            "tok-show",
+            "workflow",
+            "show",
+            json!([{"name": "name", "type": 3, "value": "careful"}]),
+            ALICE,
+        ),
+    );
+    let shown = bot.fake.wait_for("POST", callback("tok-show"), T).await;
+    let text = shown.body["data"]["content"].as_str().unwrap();
+    assert!(
+        text.contains("**checker** · OpenCode") && text.contains("template `acme/checker:v2`"),
+        "{text}"
+    );
+    // An unknown workflow is refused before anything runs.
+    bot.workflow_run(
+        "tok-unknown",
+        json!([{"name": "task", "type": 3, "value": "x"}, {"name": "workflow", "type": 3, "value": "nope"}]),
+    );
+    let refused = bot.fake.wait_for("POST", callback("tok-unknown"), T).await;
+    assert!(refused.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("there is no workflow named \"nope\"; there are: default, careful"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bot_killed_during_the_optimizer_resumes_the_run_in_its_thread() {
+    let world = World::new();
+    let fake = FakeDiscord::start().await;
+    let release = Arc::new(AtomicBool::new(false));
+    let api = fake_anthropic::start(Mode::HangsFor {
+        model: "claude-haiku-4-5".into(),
+        release: release.clone(),
+        answers: vec![Some(verdict(true, ""))],
+    })
+    .await;
+    let file = world.dir.path().join("wf.json");
+    std::fs::write(
+        &file,
+        json!({"name": "two-models", "optimizer_model": "claude-haiku-4-5"}).to_string(),
+    )
+    .unwrap();
+    let out = world
+        .std_cmd()
+        .args(["workflow", "create", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tools = support::claude_code_tools_dir();
+    let serve = |world: &World, fake: &FakeDiscord| {
+        let mut cmd = world.std_cmd();
+        cmd.env("DISCORD_TOKEN", BOT_TOKEN)
+            .env("DISCORD_API_BASE", fake.api_base())
+            .env("DISCORD_GUILD_ID", GUILD_ID.to_string())
+            .env("CODECOURIER_ALLOW_LOCAL_REPOS", "true")
+            .env("CODECOURIER_TOOLS_DIR", &tools)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd.spawn().unwrap()
+    };
+    let mut first = serve(&world, &fake);
+    fake.wait_ready(T).await;
+    let bot = Bot {
+        fake,
+        world,
+        probe: UnknownEventProbe::new(),
+        client: tokio::spawn(async {}),
+    };
+    bind_project(&bot, &[("ANTHROPIC_BASE_URL", &api.uri())]).await;
+    bot.workflow_run(
+        "tok-crash",
+        json!([{"name": "task", "type": 3, "value": "Create hello.txt"}, {"name": "workflow", "type": 3, "value": "two-models"}]),
+    );
+    let thread = thread_of_launch(&bot).await;
+    let deadline = std::time::Instant::now() + T;
+    let run_id = loop {
+        let list = bot.cli(&["sandboxes", "list", "--json"]);
+        if let Some(s) = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["workflow_step"] == "optimizer" && s["status"] == "running")
+        {
+            break s["workflow_run_id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no optimizer: {list:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut second = serve(&bot.world, &bot.fake);
+    let result = bot
+        .wait_thread_message(thread, "result after the restart", |m| {
+            content(m).contains("workflow `two-models` · run")
+        })
+        .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(
+        content(&result).contains("**✅ passed**"),
+        "{}",
+        content(&result)
+    );
+    let run = bot.cli(&["workflow", "status", "--json", &run_id]);
+    let steps: Vec<(String, String)> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("designer".to_string(), "completed".to_string()),
+            ("optimizer".into(), "interrupted".into()),
+            ("optimizer".into(), "completed".into()),
+            ("checker".into(), "completed".into()),
+        ]
+    );
 }
