@@ -329,7 +329,7 @@ pub async fn run_workflow(
                     return Err(CliError::Invalid(format!(
                         "run {} is being driven by {} right now; nothing to resume",
                         run.id,
-                        run.runner.as_deref().unwrap_or("another CodeCourier")
+                        run.meta.runner.as_deref().unwrap_or("another CodeCourier")
                     )));
                 }
                 if !json {
@@ -448,7 +448,11 @@ pub async fn run_chain(
                     return Err(CliError::Invalid(format!(
                         "chain {} is being driven by {} right now; nothing to resume",
                         chain.id,
-                        chain.runner.as_deref().unwrap_or("another CodeCourier")
+                        chain
+                            .meta
+                            .runner
+                            .as_deref()
+                            .unwrap_or("another CodeCourier")
                     )));
                 }
             }

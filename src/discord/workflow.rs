@@ -708,11 +708,11 @@ pub async fn on_stop(
 ) -> Result<(), Error> {
     let (owner, running) = match job {
         Job::Run(id) => match data.store.get_run(id).await? {
-            Some(r) => (r.discord_user_id, r.status == RunStatus::Running),
+            Some(r) => (r.meta.discord_user_id, r.status == RunStatus::Running),
             None => (None, false),
         },
         Job::Chain(id) => match data.store.get_chain(id).await? {
-            Some(c) => (c.discord_user_id, c.status == RunStatus::Running),
+            Some(c) => (c.meta.discord_user_id, c.status == RunStatus::Running),
             None => (None, false),
         },
     };
@@ -773,12 +773,20 @@ pub async fn resume_all(http: Arc<Http>, data: &Data) {
     };
     let jobs = runs
         .iter()
-        .map(|r| (Job::Run(r.id), r.discord_thread_id, r.discord_user_id))
-        .chain(
-            chains
-                .iter()
-                .map(|c| (Job::Chain(c.id), c.discord_thread_id, c.discord_user_id)),
-        );
+        .map(|r| {
+            (
+                Job::Run(r.id),
+                r.meta.discord_thread_id,
+                r.meta.discord_user_id,
+            )
+        })
+        .chain(chains.iter().map(|c| {
+            (
+                Job::Chain(c.id),
+                c.meta.discord_thread_id,
+                c.meta.discord_user_id,
+            )
+        }));
     for (job, thread, user) in jobs {
         let Some(thread) = thread else { continue };
         let requester = user.map(|u| UserId::new(u.0));

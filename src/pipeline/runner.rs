@@ -23,8 +23,8 @@ use crate::catalog::{Catalog, FollowUp, LaunchRequest, RepoRef};
 use crate::ids::{SandboxId, WorkChainId, WorkflowRunId};
 use crate::secret::Secret;
 use crate::store::{
-    ChainRecord, DiscordOrigin, NewChain, NewRun, NewStep, RunOwner, RunRecord, RunStatus,
-    StepEnding, StepStatus, Store, WorkflowLink,
+    ChainRecord, NewChain, NewRun, NewStep, RunOwner, RunRecord, RunStatus, StepEnding, StepStatus,
+    Store, WorkflowLink,
 };
 
 /// A run nobody has reported driving for this long is resumed by whoever asks.
@@ -352,11 +352,11 @@ impl Runner {
         let (runs, chains) = self.store().unfinished_runs().await?;
         Ok((
             runs.into_iter()
-                .filter(|r| is_stale(r.runner.as_deref(), r.heartbeat_at))
+                .filter(|r| is_stale(r.meta.runner.as_deref(), r.meta.heartbeat_at))
                 .collect(),
             chains
                 .into_iter()
-                .filter(|c| is_stale(c.runner.as_deref(), c.heartbeat_at))
+                .filter(|c| is_stale(c.meta.runner.as_deref(), c.meta.heartbeat_at))
                 .collect(),
         ))
     }
@@ -522,15 +522,8 @@ impl Runner {
             session_id: None,
         });
         let origin = LaunchOrigin {
-            launched_by: run.launched_by.clone(),
-            discord: match (run.discord_user_id, run.discord_channel_id) {
-                (Some(user_id), Some(channel_id)) => Some(DiscordOrigin {
-                    user_id,
-                    guild_id: run.discord_guild_id,
-                    channel_id,
-                }),
-                _ => None,
-            },
+            launched_by: run.meta.launched_by.clone(),
+            discord: run.meta.discord(),
             project_id: run.project_id,
             issue_session: None,
             workflow: Some(WorkflowLink {
@@ -738,15 +731,8 @@ impl Runner {
         });
         let owner = RunOwner {
             project_id: chain.project_id,
-            launched_by: &chain.launched_by,
-            discord: match (chain.discord_user_id, chain.discord_channel_id) {
-                (Some(user_id), Some(channel_id)) => Some(DiscordOrigin {
-                    user_id,
-                    guild_id: chain.discord_guild_id,
-                    channel_id,
-                }),
-                _ => None,
-            },
+            launched_by: &chain.meta.launched_by,
+            discord: chain.meta.discord(),
         };
         let mut first_failure = None;
         for (position, item) in chain.items.iter().enumerate() {
@@ -1093,7 +1079,7 @@ fn run_pr_body(run: &RunRecord) -> String {
     let _ = write!(
         text,
         "\nLaunched by {} via CodeCourier (workflow run {}).",
-        run.launched_by, run.id
+        run.meta.launched_by, run.id
     );
     text
 }
@@ -1126,7 +1112,7 @@ fn chain_pr_body(chain: &ChainRecord) -> String {
     let _ = write!(
         text,
         "\nLaunched by {} via CodeCourier (work chain {}).",
-        chain.launched_by, chain.id
+        chain.meta.launched_by, chain.id
     );
     text
 }

@@ -14,8 +14,8 @@ pub use sandboxes::{
     SandboxFilter, SandboxRecord,
 };
 pub use workflows::{
-    ChainRecord, NewChain, NewRun, NewStep, RunOwner, RunRecord, RunStatus, StepEnding, StepRecord,
-    StepStatus, StoredWorkflow, WorkflowLink,
+    ChainRecord, NewChain, NewRun, NewStep, RunMeta, RunOwner, RunRecord, RunStatus, StepEnding,
+    StepRecord, StepStatus, StoredWorkflow, WorkflowLink,
 };
 
 use std::str::FromStr;

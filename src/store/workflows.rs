@@ -127,6 +127,14 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub findings: Vec<String>,
     pub pr_url: Option<String>,
+    #[serde(flatten)]
+    pub meta: RunMeta,
+    pub steps: Vec<StepRecord>,
+}
+
+/// Who started a run or chain and where, when, and which process drives it now.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMeta {
     pub launched_by: String,
     pub discord_user_id: Option<DiscordId>,
     pub discord_guild_id: Option<DiscordId>,
@@ -137,7 +145,35 @@ pub struct RunRecord {
     pub heartbeat_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub steps: Vec<StepRecord>,
+}
+
+impl RunMeta {
+    /// Where in Discord it was started, when it was.
+    pub fn discord(&self) -> Option<DiscordOrigin> {
+        match (self.discord_user_id, self.discord_channel_id) {
+            (Some(user_id), Some(channel_id)) => Some(DiscordOrigin {
+                user_id,
+                guild_id: self.discord_guild_id,
+                channel_id,
+            }),
+            _ => None,
+        }
+    }
+
+    fn from_row(row: &SqliteRow) -> Result<Self> {
+        Ok(Self {
+            launched_by: row.try_get("launched_by")?,
+            discord_user_id: parse_id(row, "discord_user_id")?,
+            discord_guild_id: parse_id(row, "discord_guild_id")?,
+            discord_channel_id: parse_id(row, "discord_channel_id")?,
+            discord_thread_id: parse_id(row, "discord_thread_id")?,
+            discord_message_id: parse_id(row, "discord_message_id")?,
+            runner: row.try_get("runner")?,
+            heartbeat_at: row.try_get("heartbeat_at")?,
+            created_at: row.try_get("created_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
 }
 
 /// A step as recorded, with the configuration it actually used.
@@ -208,16 +244,8 @@ pub struct ChainRecord {
     pub error: Option<String>,
     pub pr_url: Option<String>,
     pub issue_session_id: Option<IssueSessionId>,
-    pub launched_by: String,
-    pub discord_user_id: Option<DiscordId>,
-    pub discord_guild_id: Option<DiscordId>,
-    pub discord_channel_id: Option<DiscordId>,
-    pub discord_thread_id: Option<DiscordId>,
-    pub discord_message_id: Option<DiscordId>,
-    pub runner: Option<String>,
-    pub heartbeat_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub meta: RunMeta,
     /// The runs of its items so far, in order.
     pub runs: Vec<RunRecord>,
 }
@@ -682,16 +710,7 @@ impl Store {
                 .map(|f| serde_json::from_str(&f).unwrap_or_default())
                 .unwrap_or_default(),
             pr_url: row.try_get("pr_url")?,
-            launched_by: row.try_get("launched_by")?,
-            discord_user_id: parse_id(row, "discord_user_id")?,
-            discord_guild_id: parse_id(row, "discord_guild_id")?,
-            discord_channel_id: parse_id(row, "discord_channel_id")?,
-            discord_thread_id: parse_id(row, "discord_thread_id")?,
-            discord_message_id: parse_id(row, "discord_message_id")?,
-            runner: row.try_get("runner")?,
-            heartbeat_at: row.try_get("heartbeat_at")?,
-            created_at: row.try_get("created_at")?,
-            finished_at: row.try_get("finished_at")?,
+            meta: RunMeta::from_row(row)?,
             steps: self.steps(id).await?,
         })
     }
@@ -730,16 +749,7 @@ impl Store {
             issue_session_id: session
                 .map(|s| s.parse().context("stored session id is not a UUID"))
                 .transpose()?,
-            launched_by: row.try_get("launched_by")?,
-            discord_user_id: parse_id(row, "discord_user_id")?,
-            discord_guild_id: parse_id(row, "discord_guild_id")?,
-            discord_channel_id: parse_id(row, "discord_channel_id")?,
-            discord_thread_id: parse_id(row, "discord_thread_id")?,
-            discord_message_id: parse_id(row, "discord_message_id")?,
-            runner: row.try_get("runner")?,
-            heartbeat_at: row.try_get("heartbeat_at")?,
-            created_at: row.try_get("created_at")?,
-            finished_at: row.try_get("finished_at")?,
+            meta: RunMeta::from_row(row)?,
             runs,
         })
     }
