@@ -568,6 +568,11 @@ async fn the_launch_dialog_selects_then_opens_a_modal_then_launches() {
     );
     let modal = bot.fake.wait_for("POST", callback("tok-dlg-open"), T).await;
     assert_eq!(modal.body["type"], 9, "MODAL");
+    assert!(
+        modal.status < 300,
+        "Discord accepts the form: {}",
+        modal.summary()
+    );
     let modal_id = modal.body["data"]["custom_id"]
         .as_str()
         .unwrap()
@@ -813,6 +818,11 @@ async fn project_keys_are_stored_encrypted_and_never_echoed() {
     );
     let modal = bot.fake.wait_for("POST", callback("tok-keys"), T).await;
     assert_eq!(modal.body["type"], 9);
+    assert!(
+        modal.status < 300,
+        "Discord accepts the form: {}",
+        modal.summary()
+    );
     let modal_id = modal.body["data"]["custom_id"]
         .as_str()
         .unwrap()
@@ -1191,6 +1201,11 @@ async fn follow_up_continues_the_branch_and_resumes_the_session_in_the_same_thre
     );
     let modal = bot.fake.wait_for("POST", callback("tok-fu-open"), T).await;
     assert_eq!(modal.body["type"], 9);
+    assert!(
+        modal.status < 300,
+        "Discord accepts the form: {}",
+        modal.summary()
+    );
     let modal_id = modal.body["data"]["custom_id"]
         .as_str()
         .unwrap()

@@ -357,6 +357,11 @@ async fn workflow_create_checks_the_form_and_stores_the_workflow() {
     );
     let modal = bot.fake.wait_for("POST", callback("tok-create"), T).await;
     assert_eq!(modal.body["type"], 9, "a form opens");
+    assert!(
+        modal.status < 300,
+        "Discord accepts the form: {}",
+        modal.summary()
+    );
     let submit = |token: &str, inputs: &[(&str, &str)]| {
         bot.fake.dispatch(
             "INTERACTION_CREATE",

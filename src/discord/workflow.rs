@@ -287,7 +287,7 @@ async fn workflow_create(ctx: Context<'_>) -> Result<(), Error> {
         ),
         input(
             "models",
-            "Models, same order (blank: the tool's default)",
+            "Models, same order (blank = default)",
             "claude-opus-4-6, , ",
             false,
         ),

@@ -638,7 +638,14 @@ impl Launcher {
             pr_url: run.links.pr_url.clone(),
             compare_url: run.links.compare_url.clone(),
             result: run.agent.as_ref().map(|a| AgentResult {
-                text: redactor.redact(&a.result.text),
+                // A checked structured answer is the result, whatever text came with it.
+                text: run.redactor.redact(
+                    match (&a.answer, &a.result.structured_output) {
+                        (Some(_), Some(_)) => raw_answer(&a.result),
+                        _ => a.result.text.clone(),
+                    }
+                    .as_str(),
+                ),
                 ..a.result.clone()
             }),
             ..Default::default()
@@ -679,8 +686,14 @@ impl Launcher {
         };
         let final_status = self.store.finish(id, status, &finish).await?;
         if let (Some(_), Some(session)) = (&request.scan, issue_session) {
-            self.finish_issue_session(session, final_status, &finish, run.agent.as_ref())
-                .await?;
+            self.finish_issue_session(
+                session,
+                final_status,
+                &finish,
+                run.agent.as_ref(),
+                &run.redactor,
+            )
+            .await?;
         }
         let event = ProgressEvent::Status {
             status: final_status,
@@ -1280,7 +1293,7 @@ impl Launcher {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let repo = github.repository().await.map_err(|e| fail(e.to_string()))?;
-        if repo.can_push == Some(false) {
+        if repo.can_push == Some(false) && request.scan.is_none() {
             return Err(fail(
                 GithubError::CannotPush {
                     repo: repo.full_name.clone(),
@@ -1792,6 +1805,7 @@ impl Launcher {
         sandbox_status: SandboxStatus,
         finish: &Finish,
         agent: Option<&AgentRun>,
+        redactor: &Redactor,
     ) -> Result<(), StoreError> {
         let status = match sandbox_status {
             SandboxStatus::Completed => IssueSessionStatus::Completed,
@@ -1800,7 +1814,7 @@ impl Launcher {
         };
         let raw = agent
             .and_then(|a| a.raw_answer.as_deref())
-            .map(|r| self.redactor.redact(r));
+            .map(|r| redactor.redact(r));
         let error = finish
             .error
             .as_deref()
@@ -1912,7 +1926,9 @@ impl Launcher {
     }
 
     async fn note(&self, run: &Run<'_>, message: String) {
-        let event = ProgressEvent::Note { message };
+        let event = ProgressEvent::Note {
+            message: run.redactor.redact(&message),
+        };
         self.persist(run.id, &event).await;
         run.sink.emit(run.id, &event);
     }
