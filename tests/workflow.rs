@@ -566,6 +566,17 @@ fn bad_workflows_and_chains_are_refused_before_anything_runs() {
         &["chain", "run", "--repo", &repo],
         &["the chain has no issues"],
     );
+    let named_default = world.dir.path().join("default.json");
+    std::fs::write(&named_default, json!({"name": "default"}).to_string()).unwrap();
+    refuse(
+        &[
+            "workflow",
+            "create",
+            "--file",
+            named_default.to_str().unwrap(),
+        ],
+        &["\"default\" is the built-in workflow's name"],
+    );
     let mut many = vec!["chain", "run", "--repo", repo.as_str()];
     for _ in 0..4 {
         many.extend(["--item", "Create a.txt"]);

@@ -282,7 +282,7 @@ pub async fn run_workflow(
                             CliError::Invalid(format!("--issue: \"{issue}\" is not SESSION#N"))
                         })?;
                     runner
-                        .task_from_issue(session, position)
+                        .task_from_issue(session, position, &repo, None)
                         .await
                         .map_err(invalid)?
                 }
@@ -390,7 +390,7 @@ pub async fn run_chain(
                 for position in &issues {
                     items.push(
                         runner
-                            .task_from_issue(session, *position)
+                            .task_from_issue(session, *position, &repo, None)
                             .await
                             .map_err(invalid)?,
                     );

@@ -114,7 +114,8 @@ pub async fn client_builder(
                     workflows: Arc::new(Mutex::new(HashMap::new())),
                 };
                 announce_recovered(ctx, &data, provider.as_ref()).await;
-                workflow::resume_all(ctx.http.clone(), &data).await;
+                workflow::resume_all(ctx.http.clone(), &data.followers()).await;
+                workflow::keep_resuming(ctx.http.clone(), data.followers());
                 Ok(data)
             })
         })
@@ -544,6 +545,20 @@ async fn running_cap_refusal(data: &Data, user: DiscordId) -> Result<Option<Stri
 }
 
 impl Data {
+    fn followers(&self) -> workflow::Followers {
+        workflow::Followers {
+            runner: self.runner.clone(),
+            workflows: self.workflows.clone(),
+            tool_names: Arc::new(
+                self.catalog
+                    .tools
+                    .iter()
+                    .map(|t| (t.id.clone(), t.name.clone()))
+                    .collect(),
+            ),
+        }
+    }
+
     fn handles(&self) -> thread::Handles {
         thread::Handles {
             launcher: self.launcher.clone(),

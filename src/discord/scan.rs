@@ -357,10 +357,11 @@ pub fn result_page(
         issues.len(),
         page + 1
     );
+    // Every entry of the page fits: each gets an equal share of what the header leaves.
+    let budget = (MAX_CONTENT - 20).saturating_sub(text.chars().count()) / shown.len().max(1);
     for record in shown {
         let i = &record.issue;
-        let _ = writeln!(
-            text,
+        let mut entry = format!(
             "`{}` {} **{}** · {} — {}",
             record.position,
             i.severity.emoji(),
@@ -370,17 +371,18 @@ pub fn result_page(
         );
         let files: Vec<String> = i.files.iter().take(2).map(|f| f.to_string()).collect();
         let mut details = Vec::new();
+        if let Some(number) = record.github_issue_number {
+            details.push(format!("GitHub #{number}"));
+        }
+        details.push(format!("effort {}", inert(&cut(&i.effort, 20))));
         if !files.is_empty() {
             details.push(format!(
                 "`{}`",
                 cut(&files.join(", "), 70).replace('`', "'")
             ));
         }
-        details.push(format!("effort {}", inert(&cut(&i.effort, 20))));
-        if let Some(number) = record.github_issue_number {
-            details.push(format!("GitHub #{number}"));
-        }
-        let _ = writeln!(text, "\u{2003}{}", details.join(" · "));
+        let _ = write!(entry, "\n\u{2003}{}", details.join(" · "));
+        let _ = writeln!(text, "{}", cut(&entry, budget));
     }
     let options = shown
         .iter()
@@ -810,6 +812,62 @@ async fn launch_fixes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_of_long_issues_keeps_every_entry_within_discords_limit() {
+        use crate::pipeline::scan::{FileRange, ScannedIssue, Severity};
+        let long = "x".repeat(300);
+        let issues: Vec<IssueRecord> = (1..=10)
+            .map(|n| IssueRecord {
+                id: n,
+                position: n as u32,
+                issue: ScannedIssue {
+                    title: long.clone(),
+                    description: long.clone(),
+                    severity: Severity::High,
+                    category: long.clone(),
+                    files: vec![FileRange {
+                        path: long.clone(),
+                        start_line: Some(1),
+                        end_line: Some(2),
+                    }],
+                    evidence: String::new(),
+                    suggested_fix: String::new(),
+                    effort: long.clone(),
+                },
+                github_issue_number: Some(12345),
+                github_issue_url: None,
+            })
+            .collect();
+        let session = IssueSession {
+            id: IssueSessionId::new(),
+            project_id: None,
+            repo: long.clone(),
+            focus: Some(long.clone()),
+            tool: "claude-code".into(),
+            model: "m".into(),
+            max_issues: 10,
+            status: IssueSessionStatus::Completed,
+            error: None,
+            raw_output: None,
+            launched_by: "alice".into(),
+            discord_user_id: None,
+            discord_channel_id: None,
+            discord_thread_id: None,
+            discord_message_id: None,
+            sandbox_id: None,
+            created_at: chrono::Utc::now(),
+            finished_at: None,
+        };
+        let (text, _, _) = result_page(&session, &issues, None, 0, Some("<@1>"));
+        assert!(text.chars().count() <= MAX_CONTENT);
+        for n in 1..=10 {
+            assert!(
+                text.contains(&format!("`{n}` 🟧")),
+                "entry {n} missing:\n{text}"
+            );
+        }
+    }
 
     #[test]
     fn chosen_issues_survive_the_custom_id() {

@@ -27,6 +27,16 @@ use crate::pipeline::{
 };
 use crate::store::{ChainRecord, RunOwner, RunRecord, RunStatus, StepStatus};
 
+/// What following a workflow thread needs from the bot; cheap to clone into background tasks.
+#[derive(Clone)]
+pub struct Followers {
+    pub runner: Arc<Runner>,
+    /// Runs and chains driven in this process, by "run:<id>" / "chain:<id>".
+    pub workflows: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>>,
+    /// Tool ids to the names people know them by.
+    pub tool_names: Arc<std::collections::HashMap<String, String>>,
+}
+
 /// What a workflow thread follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
@@ -118,7 +128,10 @@ async fn workflow_run(
                 .await?;
                 return Ok(());
             };
-            match runner.task_from_issue(&session, position).await {
+            match runner
+                .task_from_issue(&session, position, &repo, Some(channel))
+                .await
+            {
                 Ok(t) => t,
                 Err(e) => return refuse(ctx, e).await,
             }
@@ -169,24 +182,37 @@ async fn workflow_run(
         inert(&origin.launched_by),
         inert(&cut(&task.title, 300))
     );
-    let reply = ctx
-        .send(
-            poise::CreateReply::default()
-                .content(cut(&summary, MAX_CONTENT))
-                .allowed_mentions(CreateAllowedMentions::new()),
+    let opened = async {
+        let reply = ctx
+            .send(
+                poise::CreateReply::default()
+                    .content(cut(&summary, MAX_CONTENT))
+                    .allowed_mentions(CreateAllowedMentions::new()),
+            )
+            .await?;
+        let message = reply.message().await?.into_owned();
+        open_thread(
+            &ctx.serenity_context().http,
+            ctx.channel_id(),
+            message.id,
+            &format!("🔁 {} · {}", id.short(), task.title),
         )
-        .await?;
-    let message = reply.message().await?.into_owned();
-    let thread = open_thread(
-        &ctx.serenity_context().http,
-        ctx.channel_id(),
-        message.id,
-        &format!("🔁 {} · {}", id.short(), task.title),
-    )
-    .await?;
+        .await
+    };
+    let thread = match opened.await {
+        Ok(thread) => thread,
+        Err(e) => {
+            // Nobody could follow it: end it rather than leave it running unseen.
+            let why = format!("its Discord thread could not be opened: {e}");
+            data.store
+                .finish_run(id, RunStatus::Failed, Some(&why), &[], None)
+                .await?;
+            return Err(e);
+        }
+    };
     follow(
         ctx.serenity_context().http.clone(),
-        data,
+        &data.followers(),
         thread,
         Job::Run(id),
         Some(ctx.author().id),
@@ -371,14 +397,15 @@ pub async fn on_create_submit(
                 }
                 t
             }
-            Ok(()) => {
-                let project = data
+            Ok(()) => match data
+                .store
+                .project_for_channel(DiscordId(submit.channel_id.get()))
+                .await?
+            {
+                None => "This channel has no project, and a workflow belongs to one: a server manager can run `/project setup` first.".to_string(),
+                Some(project) => match data
                     .store
-                    .project_for_channel(DiscordId(submit.channel_id.get()))
-                    .await?;
-                match data
-                    .store
-                    .create_workflow(project.map(|p| p.id), &definition, &submit.user.name)
+                    .create_workflow(Some(project.id), &definition, &submit.user.name)
                     .await
                 {
                     Ok(()) => format!(
@@ -388,8 +415,8 @@ pub async fn on_create_submit(
                         inert(&definition.name)
                     ),
                     Err(e) => inert(&e.to_string()),
-                }
-            }
+                },
+            },
         },
     };
     submit
@@ -442,20 +469,21 @@ pub async fn chain_from_scan(
     let Some(scan) = data.store.get_issue_session(session).await? else {
         return Ok("That scan is no longer in the records.".into());
     };
-    let repo = match scan.sandbox_id {
-        Some(id) => data
-            .store
-            .get_sandbox(id)
-            .await?
-            .map(|r| r.request.repo.to_string()),
+    let scanned = match scan.sandbox_id {
+        Some(id) => data.store.get_sandbox(id).await?,
         None => None,
-    }
-    .unwrap_or_else(|| scan.repo.clone());
+    };
+    // The repository and branch the scan looked at.
+    let repo = scanned
+        .as_ref()
+        .map(|r| r.request.repo.to_string())
+        .unwrap_or_else(|| scan.repo.clone());
+    let base_branch = scanned.and_then(|r| r.request.base_branch);
     let mut items = Vec::new();
     for position in positions {
         match data
             .runner
-            .task_from_issue(&session.to_string(), *position)
+            .task_from_issue(&session.to_string(), *position, &repo, None)
             .await
         {
             Ok(task) => items.push(task),
@@ -490,7 +518,7 @@ pub async fn chain_from_scan(
     let request = RunRequest {
         workflow: &definition,
         repo: &repo,
-        base_branch: None,
+        base_branch: base_branch.as_deref(),
         env: &[],
         owner: &owner,
         allow_local: data.config.allow_local_repos,
@@ -523,24 +551,36 @@ pub async fn chain_from_scan(
     for (i, t) in titles.iter().enumerate() {
         let _ = writeln!(summary, "{}. {}", i + 1, inert(&cut(t, 100)));
     }
-    let message = channel
-        .send_message(
+    let opened = async {
+        let message = channel
+            .send_message(
+                &http,
+                CreateMessage::new()
+                    .content(cut(&summary, MAX_CONTENT))
+                    .allowed_mentions(CreateAllowedMentions::new()),
+            )
+            .await?;
+        open_thread(
             &http,
-            CreateMessage::new()
-                .content(cut(&summary, MAX_CONTENT))
-                .allowed_mentions(CreateAllowedMentions::new()),
+            channel,
+            message.id,
+            &format!("⛓ {} · {count} issues", id.short()),
         )
-        .await?;
-    let thread = open_thread(
-        &http,
-        channel,
-        message.id,
-        &format!("⛓ {} · {count} issues", id.short()),
-    )
-    .await?;
+        .await
+    };
+    let thread = match opened.await {
+        Ok(thread) => thread,
+        Err(e) => {
+            let why = format!("its Discord thread could not be opened: {e}");
+            data.store
+                .finish_chain(id, RunStatus::Failed, Some(&why), None)
+                .await?;
+            return Ok(format!("The chain could not start: {}", inert(&why)));
+        }
+    };
     follow(
         http,
-        data,
+        &data.followers(),
         thread,
         Job::Chain(id),
         Some(press.user.id),
@@ -557,7 +597,7 @@ pub async fn chain_from_scan(
 /// Posts the timeline message in `thread` and drives the job there; the thread gets the result.
 pub async fn follow(
     http: Arc<Http>,
-    data: &Data,
+    f: &Followers,
     thread: ChannelId,
     job: Job,
     requester: Option<UserId>,
@@ -580,32 +620,34 @@ pub async fn follow(
     let (thread_id, message_id) = (DiscordId(thread.get()), DiscordId(status.id.get()));
     match job {
         Job::Run(id) => {
-            data.store
+            f.runner
+                .store()
                 .set_run_discord(id, thread_id, message_id)
                 .await?
         }
         Job::Chain(id) => {
-            data.store
+            f.runner
+                .store()
                 .set_chain_discord(id, thread_id, message_id)
                 .await?
         }
     }
     let token = CancellationToken::new();
-    data.workflows
+    f.workflows
         .lock()
         .expect("lock")
         .insert(job.key(), token.clone());
-    let runner = data.runner.clone();
-    let workflows = data.workflows.clone();
+    let runner = f.runner.clone();
+    let workflows = f.workflows.clone();
     let title = match job {
-        Job::Run(id) => data.store.get_run(id).await?.map(|r| {
+        Job::Run(id) => f.runner.store().get_run(id).await?.map(|r| {
             format!(
                 "🔁 **Workflow `{}`** · run `{}`",
                 inert(&r.workflow.name),
                 id.short()
             )
         }),
-        Job::Chain(id) => data.store.get_chain(id).await?.map(|c| {
+        Job::Chain(id) => f.runner.store().get_chain(id).await?.map(|c| {
             format!(
                 "⛓ **Work chain** · `{}` · workflow `{}`",
                 id.short(),
@@ -615,20 +657,16 @@ pub async fn follow(
     }
     .unwrap_or_default();
     let items = match job {
-        Job::Chain(id) => data
-            .store
+        Job::Chain(id) => f
+            .runner
+            .store()
             .get_chain(id)
             .await?
             .map(|c| c.items.iter().map(|t| t.title.clone()).collect())
             .unwrap_or_default(),
         Job::Run(_) => Vec::new(),
     };
-    let tool_names = data
-        .catalog
-        .tools
-        .iter()
-        .map(|t| (t.id.clone(), t.name.clone()))
-        .collect();
+    let tool_names = (*f.tool_names).clone();
     tokio::spawn(async move {
         let (tx, rx) = mpsc::unbounded_channel();
         let view = Timeline {
@@ -761,10 +799,10 @@ pub async fn on_stop(
     Ok(())
 }
 
-/// After a restart: runs and chains from Discord that nobody drives any more go on in their
-/// threads, at the interrupted step.
-pub async fn resume_all(http: Arc<Http>, data: &Data) {
-    let (runs, chains) = match data.runner.resumable().await {
+/// Runs and chains from Discord that nobody drives any more (CodeCourier restarted, or another
+/// instance stopped) go on in their threads, at the interrupted step.
+pub async fn resume_all(http: Arc<Http>, f: &Followers) {
+    let (runs, chains) = match f.runner.resumable().await {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "could not look for workflow runs to resume");
@@ -792,7 +830,7 @@ pub async fn resume_all(http: Arc<Http>, data: &Data) {
         let requester = user.map(|u| UserId::new(u.0));
         if let Err(e) = follow(
             http.clone(),
-            data,
+            f,
             ChannelId::new(thread.0),
             job,
             requester,
@@ -803,6 +841,17 @@ pub async fn resume_all(http: Arc<Http>, data: &Data) {
             tracing::warn!(job = %job.key(), error = %e, "could not resume");
         }
     }
+}
+
+/// Looks for runs nobody drives once a minute (another instance may have stopped), for as long as
+/// the bot runs.
+pub fn keep_resuming(http: Arc<Http>, f: Followers) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            resume_all(http.clone(), &f).await;
+        }
+    });
 }
 
 fn run_result(run: &RunRecord) -> String {

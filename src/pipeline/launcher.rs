@@ -374,6 +374,18 @@ impl Launcher {
         Ok(pr.html_url)
     }
 
+    /// Ends a prepared launch that will not run, with the reason.
+    pub async fn abandon(&self, prepared: Prepared, reason: &str) -> Result<(), StoreError> {
+        let finish = Finish {
+            error: Some(reason.to_string()),
+            ..Default::default()
+        };
+        self.store
+            .finish(prepared.id, SandboxStatus::Failed, &finish)
+            .await
+            .map(|_| ())
+    }
+
     /// Hides the configured secrets in text bound for people (error replies, say).
     pub fn redact(&self, text: &str) -> String {
         self.redactor.redact(text)

@@ -139,26 +139,35 @@ fn this_host() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// Whether the runner recorded on a run is gone: its heartbeat is old, or it was a process on this
-/// machine that no longer exists.
-fn is_stale(runner: Option<&str>, heartbeat: Option<chrono::DateTime<Utc>>) -> bool {
+/// Whether the runner recorded on a run ("host:pid:nonce") is gone: its heartbeat is old, or it
+/// was a process on this machine that no longer exists — or an earlier process with our own pid (a
+/// container restarted as pid 1). `me` is this process's own runner id.
+fn is_stale(runner: Option<&str>, heartbeat: Option<chrono::DateTime<Utc>>, me: &str) -> bool {
     let Some(runner) = runner else {
         return true;
     };
     if heartbeat.is_none_or(|at| Utc::now() - at > STALE_AFTER) {
         return true;
     }
-    match runner.rsplit_once(':') {
-        Some((host, pid)) if host == this_host() => match pid.parse::<i32>() {
-            // SAFETY: signal 0 only asks whether the process exists.
-            Ok(pid) => {
-                let alive = unsafe { libc::kill(pid, 0) } == 0
-                    || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-                !alive
-            }
-            Err(_) => true,
-        },
-        _ => false,
+    if runner == me {
+        return false;
+    }
+    let mut parts = runner.splitn(3, ':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return true;
+    };
+    if host != this_host() {
+        return false;
+    }
+    match pid.parse::<i32>() {
+        Ok(pid) if pid as u32 == std::process::id() => true,
+        // SAFETY: signal 0 only asks whether the process exists.
+        Ok(pid) => {
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            !alive
+        }
+        Err(_) => true,
     }
 }
 
@@ -167,7 +176,12 @@ impl Runner {
         Self {
             launcher,
             catalog,
-            me: format!("{}:{}", this_host(), std::process::id()),
+            me: format!(
+                "{}:{}:{}",
+                this_host(),
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
         }
     }
 
@@ -287,7 +301,12 @@ impl Runner {
     ) -> Result<WorkflowDef, LaunchError> {
         let name = name.unwrap_or(super::workflow::DEFAULT_WORKFLOW).trim();
         let stored = self.store().list_workflows(project_id).await?;
-        if let Some(found) = stored.iter().find(|w| w.definition.name == name) {
+        // The project's own first, then one made without a project.
+        let found = stored
+            .iter()
+            .filter(|w| w.definition.name == name)
+            .max_by_key(|w| w.project_id.is_some());
+        if let Some(found) = found {
             return Ok(found.definition.clone());
         }
         if name == super::workflow::DEFAULT_WORKFLOW {
@@ -301,13 +320,43 @@ impl Runner {
         )))
     }
 
-    /// A task from an issue of an issue session (`session` an id or its first characters).
-    pub async fn task_from_issue(&self, session: &str, position: u32) -> Result<Task, LaunchError> {
+    /// A task from an issue of an issue session (`session` an id or its first characters) of the
+    /// same repository; from chat, only a session started in the same channel is found.
+    pub async fn task_from_issue(
+        &self,
+        session: &str,
+        position: u32,
+        repo: &str,
+        channel: Option<crate::ids::DiscordId>,
+    ) -> Result<Task, LaunchError> {
+        let wanted = session;
         let session = self
             .store()
-            .find_issue_session(session)
+            .find_issue_session(wanted)
             .await
-            .map_err(|e| LaunchError::Invalid(e.to_string()))?;
+            .ok()
+            .filter(|s| {
+                channel.is_none()
+                    || s.discord_channel_id == channel
+                    || s.discord_thread_id == channel
+            })
+            .ok_or_else(|| {
+                LaunchError::Invalid(format!(
+                    "no issue session \"{wanted}\"{}",
+                    if channel.is_some() {
+                        " was started in this channel"
+                    } else {
+                        " exists; `codecourier scan history` lists them"
+                    }
+                ))
+            })?;
+        if RepoRef::parse(&session.repo) != RepoRef::parse(repo) {
+            return Err(LaunchError::Invalid(format!(
+                "issue session {} scanned {}, not {repo}",
+                session.id.short(),
+                session.repo
+            )));
+        }
         let issues = self.store().issues(session.id).await?;
         let issue = issues
             .iter()
@@ -352,11 +401,11 @@ impl Runner {
         let (runs, chains) = self.store().unfinished_runs().await?;
         Ok((
             runs.into_iter()
-                .filter(|r| is_stale(r.meta.runner.as_deref(), r.meta.heartbeat_at))
+                .filter(|r| is_stale(r.meta.runner.as_deref(), r.meta.heartbeat_at, &self.me))
                 .collect(),
             chains
                 .into_iter()
-                .filter(|c| is_stale(c.meta.runner.as_deref(), c.meta.heartbeat_at))
+                .filter(|c| is_stale(c.meta.runner.as_deref(), c.meta.heartbeat_at, &self.me))
                 .collect(),
         ))
     }
@@ -368,15 +417,22 @@ impl Runner {
         sink: &dyn WorkflowSink,
         stop: CancellationToken,
     ) -> anyhow::Result<RunRecord> {
-        let _beat = self.heartbeat(Beat::Run(id));
         let run = self
             .store()
             .get_run(id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("workflow run {id} is not in the database"))?;
         if run.status != RunStatus::Running {
+            sink.emit(&WorkflowEvent::RunFinished {
+                run: id,
+                status: run.status,
+                error: run.error.clone(),
+                findings: run.findings.clone(),
+                pr_url: run.pr_url.clone(),
+            });
             return Ok(run);
         }
+        let _beat = self.heartbeat(Beat::Run(id), stop.clone());
         let env = self.store().get_env(&run_scope(id)).await?;
         let (base, branch) = match (&run.base_branch, &run.branch) {
             (Some(base), Some(branch)) => (base.clone(), branch.clone()),
@@ -552,7 +608,7 @@ impl Runner {
             Err(LaunchError::Store(e)) => return Err(e.to_string()),
         };
         let sandbox = prepared.id;
-        let step_id = self
+        let inserted = self
             .store()
             .insert_step(&NewStep {
                 run: run.id,
@@ -565,8 +621,17 @@ impl Runner {
                 template: &template,
                 config: &config,
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await;
+        let step_id = match inserted {
+            Ok(id) => id,
+            Err(e) => {
+                let why = format!("the {kind} step could not be recorded: {e}");
+                if let Err(e) = self.launcher.abandon(prepared, &why).await {
+                    tracing::warn!(sandbox = %sandbox, error = %e, "could not end an unused sandbox record");
+                }
+                return Err(why);
+            }
+        };
         sink.emit(&WorkflowEvent::StepStarted {
             seq: step.seq,
             kind,
@@ -576,11 +641,25 @@ impl Runner {
             model,
             template,
         });
-        let record = self
+        let record = match self
             .launcher
             .run(prepared, &StepProgress { sink, kind }, stop)
             .await
-            .map_err(|e| format!("{e:#}"))?;
+        {
+            Ok(record) => record,
+            Err(e) => {
+                let why = format!("the {kind} step ended without a record: {e:#}");
+                let ending = StepEnding {
+                    status: StepStatus::Failed,
+                    verdict: None,
+                    error: Some(&why),
+                    cost_usd: None,
+                    duration_ms: None,
+                };
+                let _ = self.store().end_step(step_id, &ending).await;
+                return Err(why);
+            }
+        };
         let (status, verdict, error) = match record.status {
             SandboxStatus::Completed if kind == StepKind::Checker => {
                 match read_verdict(None, record.result_text.as_deref().unwrap_or("")) {
@@ -688,7 +767,6 @@ impl Runner {
         sink: &dyn WorkflowSink,
         stop: CancellationToken,
     ) -> anyhow::Result<ChainRecord> {
-        let _beat = self.heartbeat(Beat::Chain(id));
         let chain = self
             .store()
             .get_chain(id)
@@ -697,6 +775,7 @@ impl Runner {
         if chain.status != RunStatus::Running {
             return Ok(chain);
         }
+        let _beat = self.heartbeat(Beat::Chain(id), stop.clone());
         let env = self.store().get_env(&chain_scope(id)).await?;
         let title = chain
             .items
@@ -972,8 +1051,9 @@ impl Runner {
         }
     }
 
-    /// Keeps telling the store that this process drives the run or chain, until dropped.
-    fn heartbeat(&self, what: Beat) -> HeartbeatGuard {
+    /// Keeps telling the store that this process drives the run or chain, until dropped; when the
+    /// record was ended from elsewhere (a Stop from another process), `stop` is cancelled.
+    fn heartbeat(&self, what: Beat, stop: CancellationToken) -> HeartbeatGuard {
         let store = self.store().clone();
         let me = self.me.clone();
         HeartbeatGuard(tokio::spawn(async move {
@@ -982,8 +1062,13 @@ impl Runner {
                     Beat::Run(id) => store.run_heartbeat(id, &me).await,
                     Beat::Chain(id) => store.chain_heartbeat(id, &me).await,
                 };
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "could not record the heartbeat");
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        stop.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not record the heartbeat"),
                 }
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
@@ -1124,16 +1209,19 @@ mod tests {
     #[test]
     fn a_runner_is_stale_when_its_heartbeat_is_old_or_its_process_is_gone() {
         let now = Some(Utc::now());
-        let me = format!("{}:{}", this_host(), std::process::id());
-        assert!(!is_stale(Some(&me), now));
-        assert!(is_stale(
-            Some(&me),
-            Some(Utc::now() - chrono::Duration::minutes(5))
-        ));
-        assert!(is_stale(None, None));
+        let me = format!("{}:{}:abc", this_host(), std::process::id());
+        assert!(!is_stale(Some(&me), now, &me));
+        let old = Some(Utc::now() - chrono::Duration::minutes(5));
+        assert!(is_stale(Some(&me), old, &me));
+        assert!(is_stale(None, None, &me));
         // A process id that cannot exist on this machine.
-        assert!(is_stale(Some(&format!("{}:999999999", this_host())), now));
-        // Another machine's runner is trusted while its heartbeat is fresh.
-        assert!(!is_stale(Some("elsewhere:1"), now));
+        let gone = format!("{}:999999999:x", this_host());
+        assert!(is_stale(Some(&gone), now, &me));
+        // An earlier process that had our pid (a restarted container).
+        let earlier = format!("{}:{}:old", this_host(), std::process::id());
+        assert!(is_stale(Some(&earlier), now, &me));
+        // A live process here, and another machine's runner, are trusted while fresh.
+        assert!(!is_stale(Some(&format!("{}:1:x", this_host())), now, &me));
+        assert!(!is_stale(Some("elsewhere:1:x"), now, &me));
     }
 }

@@ -647,17 +647,20 @@ impl super::Launcher {
                     .await
                 {
                     Ok(link) => {
-                        store
+                        entry.outcome = match store
                             .set_issue_filed(record.id, link.number, &link.html_url)
                             .await
-                            .map_err(|e| e.to_string())?;
+                        {
+                            // On GitHub, but not in our records: say so, keep going.
+                            Err(e) => FiledOutcome::Failed(format!(
+                                "#{} is on GitHub, but recording it failed: {e}",
+                                link.number
+                            )),
+                            Ok(()) if link.existed => FiledOutcome::Linked,
+                            Ok(()) => FiledOutcome::Created,
+                        };
                         entry.number = Some(link.number);
                         entry.url = Some(link.html_url);
-                        entry.outcome = if link.existed {
-                            FiledOutcome::Linked
-                        } else {
-                            FiledOutcome::Created
-                        };
                     }
                     Err(e) => entry.outcome = FiledOutcome::Failed(self.redact(&e.to_string())),
                 }

@@ -275,13 +275,19 @@ impl Table {
 }
 
 impl Store {
-    /// Stores a project's workflow; the name must be new in the project.
+    /// Stores a project's workflow; the name must be new in the project, and not the built-in's.
     pub async fn create_workflow(
         &self,
         project_id: Option<i64>,
         definition: &WorkflowDef,
         created_by: &str,
     ) -> Result<()> {
+        if definition.name.trim() == crate::pipeline::workflow::DEFAULT_WORKFLOW {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "\"{}\" is the built-in workflow's name; choose another",
+                definition.name
+            )));
+        }
         let now = Utc::now();
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT id FROM workflows WHERE project_id IS ?1 AND name = ?2")
@@ -558,12 +564,12 @@ impl Store {
         Ok(())
     }
 
-    /// Marks `runner` ("host:pid") as driving the run or chain, now.
-    pub async fn run_heartbeat(&self, id: WorkflowRunId, runner: &str) -> Result<()> {
+    /// Marks `runner` as driving the run, now. False: the run is no longer running.
+    pub async fn run_heartbeat(&self, id: WorkflowRunId, runner: &str) -> Result<bool> {
         self.heartbeat(Table::Runs, &id.to_string(), runner).await
     }
 
-    pub async fn chain_heartbeat(&self, id: WorkChainId, runner: &str) -> Result<()> {
+    pub async fn chain_heartbeat(&self, id: WorkChainId, runner: &str) -> Result<bool> {
         self.heartbeat(Table::Chains, &id.to_string(), runner).await
     }
 
@@ -623,8 +629,8 @@ impl Store {
         Ok(())
     }
 
-    async fn heartbeat(&self, table: Table, id: &str, runner: &str) -> Result<()> {
-        sqlx::query(&format!(
+    async fn heartbeat(&self, table: Table, id: &str, runner: &str) -> Result<bool> {
+        let done = sqlx::query(&format!(
             "UPDATE {} SET runner = ?2, heartbeat_at = ?3 WHERE id = ?1 AND status = 'running'",
             table.name()
         ))
@@ -633,7 +639,7 @@ impl Store {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     async fn set_discord(
