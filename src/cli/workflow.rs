@@ -539,16 +539,10 @@ fn exit(status: RunStatus) -> ExitCode {
 fn describe(catalog: &Catalog, w: &WorkflowDef) -> String {
     let mut text = format!("{} · up to {} optimizer rounds", w.name, w.max_rounds);
     for kind in crate::pipeline::workflow::StepKind::ALL {
-        let input = w.step_input(catalog, kind, String::new());
-        let tool = input
-            .tool
-            .clone()
-            .unwrap_or_else(|| catalog.default_tool().id.clone());
+        let (tool, model, template) = w.step_tool(catalog, kind);
         text.push_str(&format!(
-            "\n  {kind:<9} {tool}{}{} — {}",
-            input.model.map(|m| format!(" · {m}")).unwrap_or_default(),
-            input
-                .template
+            "\n  {kind:<9} {tool} · {model}{} — {}",
+            template
                 .map(|t| format!(" · template {t}"))
                 .unwrap_or_default(),
             crate::cli::sandboxes::truncate(w.persona(kind), 80)

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::render::{self, cut, inert, StatusView, MAX_CONTENT};
 use super::thread::EDIT_INTERVAL;
 use super::{ephemeral, launch_origin, launch_refusal, say_ephemeral, Context, Data, Error};
+use crate::catalog::Catalog;
 use crate::ids::{DiscordId, IssueSessionId, WorkChainId, WorkflowRunId};
 use crate::pipeline::workflow::{StepKind, Task, WorkflowDef};
 use crate::pipeline::{
@@ -178,7 +179,7 @@ async fn workflow_run(
         inert(&definition.name),
         inert(&repo),
         id.short(),
-        steps_summary(&data.runner, &definition),
+        steps_summary(&data.catalog, &definition),
         inert(&origin.launched_by),
         inert(&cut(&task.title, 300))
     );
@@ -243,7 +244,7 @@ async fn workflow_list(ctx: Context<'_>) -> Result<(), Error> {
             text,
             "• `{}` — {} · up to {} rounds",
             inert(&w.name),
-            steps_summary(&data.runner, w),
+            steps_summary(&data.catalog, w),
             w.max_rounds
         );
     }
@@ -275,7 +276,7 @@ async fn workflow_show(
         w.max_rounds
     );
     for kind in StepKind::ALL {
-        let (tool, model, template) = data.runner.step_tool(&w, kind);
+        let (tool, model, template) = w.step_tool(&data.catalog, kind);
         let _ = writeln!(
             text,
             "**{kind}** · {tool} · `{model}`{}\n> {}",
@@ -411,7 +412,7 @@ pub async fn on_create_submit(
                     Ok(()) => format!(
                         "Workflow `{}` saved: {}. Run it with `/workflow run workflow:{}`.",
                         inert(&definition.name),
-                        steps_summary(&data.runner, &definition),
+                        steps_summary(&data.catalog, &definition),
                         inert(&definition.name)
                     ),
                     Err(e) => inert(&e.to_string()),
@@ -433,10 +434,10 @@ async fn refuse(ctx: Context<'_>, e: LaunchError) -> Result<(), Error> {
 }
 
 /// "designer Claude Code → optimizer Claude Code → checker OpenCode".
-fn steps_summary(runner: &Runner, w: &WorkflowDef) -> String {
+fn steps_summary(catalog: &Catalog, w: &WorkflowDef) -> String {
     StepKind::ALL
         .iter()
-        .map(|kind| format!("{kind} {}", runner.step_tool(w, *kind).0))
+        .map(|kind| format!("{kind} {}", w.step_tool(catalog, *kind).0))
         .collect::<Vec<_>>()
         .join(" → ")
 }

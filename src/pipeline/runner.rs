@@ -278,20 +278,6 @@ impl Runner {
         Ok(id)
     }
 
-    /// The tool (by its name), model and template a step of `w` runs with.
-    pub fn step_tool(&self, w: &WorkflowDef, kind: StepKind) -> (String, String, Option<String>) {
-        let input = w.step_input(&self.catalog, kind, String::new());
-        let tool = input
-            .tool
-            .as_deref()
-            .and_then(|t| self.catalog.tool(t))
-            .unwrap_or_else(|| self.catalog.default_tool());
-        let model = input
-            .model
-            .unwrap_or_else(|| tool.default_model().to_string());
-        (tool.name.clone(), model, input.template)
-    }
-
     /// A workflow by name: the project's own (or one made without a project), else the built-in
     /// `default`. Unknown names are refused with the names there are.
     pub async fn find_workflow(

@@ -195,6 +195,20 @@ impl WorkflowDef {
         }
     }
 
+    /// The tool (by its name), model and template a step runs with, for people to read.
+    pub fn step_tool(&self, catalog: &Catalog, kind: StepKind) -> (String, String, Option<String>) {
+        let input = self.step_input(catalog, kind, String::new());
+        let tool = input
+            .tool
+            .as_deref()
+            .and_then(|t| catalog.tool(t))
+            .unwrap_or_else(|| catalog.default_tool());
+        let model = input
+            .model
+            .unwrap_or_else(|| tool.default_model().to_string());
+        (tool.name.clone(), model, input.template)
+    }
+
     /// Every problem with the definition, by field: unknown tools, a model of another tool, bad
     /// resources or templates, a round limit out of range.
     pub fn validate(&self, catalog: &Catalog) -> Result<(), ValidationErrors> {
