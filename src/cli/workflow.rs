@@ -18,7 +18,7 @@ use crate::pipeline::{
     WorkflowSink,
 };
 use crate::sandbox::provider_for;
-use crate::store::{ChainRecord, RunOwner, RunRecord, RunStatus, Store};
+use crate::store::{ChainRecord, RunMeta, RunOwner, RunRecord, RunStatus, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkflowCommand {
@@ -325,13 +325,8 @@ pub async fn run_workflow(
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
             if run.status == RunStatus::Running {
                 let (stale, _) = runner.resumable().await?;
-                if !stale.iter().any(|r| r.id == run.id) {
-                    return Err(CliError::Invalid(format!(
-                        "run {} is being driven by {} right now; nothing to resume",
-                        run.id,
-                        run.meta.runner.as_deref().unwrap_or("another CodeCourier")
-                    )));
-                }
+                let stale = stale.iter().any(|r| r.id == run.id);
+                not_driven_elsewhere("run", &run.id, &run.meta, stale)?;
                 if !json {
                     eprintln!("Resuming workflow run {}", run.id);
                 }
@@ -444,17 +439,8 @@ pub async fn run_chain(
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
             if chain.status == RunStatus::Running {
                 let (_, stale) = runner.resumable().await?;
-                if !stale.iter().any(|c| c.id == chain.id) {
-                    return Err(CliError::Invalid(format!(
-                        "chain {} is being driven by {} right now; nothing to resume",
-                        chain.id,
-                        chain
-                            .meta
-                            .runner
-                            .as_deref()
-                            .unwrap_or("another CodeCourier")
-                    )));
-                }
+                let stale = stale.iter().any(|c| c.id == chain.id);
+                not_driven_elsewhere("chain", &chain.id, &chain.meta, stale)?;
             }
             let record = drive_chain(&runner, chain.id, json).await?;
             finish_chain(&runner, &record, json).await
@@ -475,18 +461,39 @@ pub async fn run_chain(
     }
 }
 
+/// The live timeline, or nothing when the record goes out as JSON.
+fn timeline(json: bool) -> Box<dyn WorkflowSink> {
+    if json {
+        Box::new(crate::pipeline::NoWorkflowProgress)
+    } else {
+        Box::new(TerminalTimeline::default())
+    }
+}
+
+/// Refuses to resume a run or chain that a live process drives right now.
+fn not_driven_elsewhere(
+    what: &str,
+    id: &dyn std::fmt::Display,
+    meta: &RunMeta,
+    stale: bool,
+) -> Result<(), CliError> {
+    if stale {
+        return Ok(());
+    }
+    Err(CliError::Invalid(format!(
+        "{what} {id} is being driven by {} right now; nothing to resume",
+        meta.runner.as_deref().unwrap_or("another CodeCourier")
+    )))
+}
+
 async fn drive_run(
     runner: &Runner,
     id: crate::ids::WorkflowRunId,
     json: bool,
 ) -> Result<RunRecord, CliError> {
-    let stop = stop_on_interrupt();
-    let sink: Box<dyn WorkflowSink> = if json {
-        Box::new(crate::pipeline::NoWorkflowProgress)
-    } else {
-        Box::new(TerminalTimeline::default())
-    };
-    Ok(runner.drive_run(id, sink.as_ref(), stop).await?)
+    Ok(runner
+        .drive_run(id, timeline(json).as_ref(), stop_on_interrupt())
+        .await?)
 }
 
 async fn drive_chain(
@@ -494,13 +501,9 @@ async fn drive_chain(
     id: crate::ids::WorkChainId,
     json: bool,
 ) -> Result<ChainRecord, CliError> {
-    let stop = stop_on_interrupt();
-    let sink: Box<dyn WorkflowSink> = if json {
-        Box::new(crate::pipeline::NoWorkflowProgress)
-    } else {
-        Box::new(TerminalTimeline::default())
-    };
-    Ok(runner.drive_chain(id, sink.as_ref(), stop).await?)
+    Ok(runner
+        .drive_chain(id, timeline(json).as_ref(), stop_on_interrupt())
+        .await?)
 }
 
 async fn finish_run(runner: &Runner, record: &RunRecord, json: bool) -> Result<ExitCode, CliError> {

@@ -99,29 +99,15 @@ impl Store {
 
     /// Finds a session by its full id or a unique prefix of it (at least four characters).
     pub async fn find_issue_session(&self, id_or_prefix: &str) -> Result<IssueSession> {
-        let wanted = id_or_prefix.trim().to_ascii_lowercase();
-        let not_found = || {
-            StoreError::Other(anyhow::anyhow!(
-                "no issue session matches \"{wanted}\"; `codecourier scan history` lists them"
-            ))
-        };
-        if wanted.len() < 4 || !wanted.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Err(not_found());
-        }
-        let rows = sqlx::query(
-            "SELECT * FROM issue_sessions WHERE substr(id, 1, length(?1)) = ?1 LIMIT 10",
-        )
-        .bind(&wanted)
-        .fetch_all(&self.pool)
-        .await?;
-        match rows.as_slice() {
-            [] => Err(not_found()),
-            [one] => session_from_row(one),
-            many => Err(StoreError::Other(anyhow::anyhow!(
-                "\"{wanted}\" matches {} issue sessions; give more characters of the id",
-                many.len()
-            ))),
-        }
+        let id = self
+            .find_id("issue_sessions", id_or_prefix, "issue session")
+            .await?;
+        let id = id
+            .parse()
+            .context("stored issue session id is not a UUID")?;
+        self.get_issue_session(id)
+            .await?
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("issue session {id} is gone")))
     }
 
     /// Newest first; only those started from `channel` when given.

@@ -147,6 +147,30 @@ impl Store {
     pub async fn close(self) {
         self.pool.close().await;
     }
+
+    /// The id in `table` that is `id_or_prefix` or starts with it (at least four characters).
+    /// `what` names the records in the error ("workflow run").
+    async fn find_id(&self, table: &str, id_or_prefix: &str, what: &str) -> Result<String> {
+        let wanted = id_or_prefix.trim().to_ascii_lowercase();
+        let not_found = || StoreError::Other(anyhow::anyhow!("no {what} matches \"{wanted}\""));
+        if wanted.len() < 4 || !wanted.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(not_found());
+        }
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT id FROM {table} WHERE substr(id, 1, length(?1)) = ?1 LIMIT 10"
+        ))
+        .bind(&wanted)
+        .fetch_all(&self.pool)
+        .await?;
+        match ids.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(not_found()),
+            many => Err(StoreError::Other(anyhow::anyhow!(
+                "\"{wanted}\" matches {} {what}s; give more characters of the id",
+                many.len()
+            ))),
+        }
+    }
 }
 
 /// How often opening is retried when SQLite reports the file busy.

@@ -378,7 +378,7 @@ impl Store {
     /// A run by its full id or a unique prefix (at least four characters).
     pub async fn find_run(&self, id_or_prefix: &str) -> Result<RunRecord> {
         let id = self
-            .find_id(Table::Runs, id_or_prefix, "workflow run")
+            .find_id(Table::Runs.name(), id_or_prefix, "workflow run")
             .await?;
         let id = id.parse().context("stored run id is not a UUID")?;
         self.get_run(id)
@@ -529,7 +529,7 @@ impl Store {
 
     pub async fn find_chain(&self, id_or_prefix: &str) -> Result<ChainRecord> {
         let id = self
-            .find_id(Table::Chains, id_or_prefix, "work chain")
+            .find_id(Table::Chains.name(), id_or_prefix, "work chain")
             .await?;
         let id = id.parse().context("stored chain id is not a UUID")?;
         self.get_chain(id)
@@ -660,32 +660,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    async fn find_id(&self, table: Table, id_or_prefix: &str, what: &str) -> Result<String> {
-        let wanted = id_or_prefix.trim().to_ascii_lowercase();
-        if wanted.len() < 4 || !wanted.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Err(StoreError::Other(anyhow::anyhow!(
-                "no {what} matches \"{wanted}\""
-            )));
-        }
-        let ids: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT id FROM {} WHERE substr(id, 1, length(?1)) = ?1 LIMIT 10",
-            table.name()
-        ))
-        .bind(&wanted)
-        .fetch_all(&self.pool)
-        .await?;
-        match ids.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err(StoreError::Other(anyhow::anyhow!(
-                "no {what} matches \"{wanted}\""
-            ))),
-            many => Err(StoreError::Other(anyhow::anyhow!(
-                "\"{wanted}\" matches {} {what}s; give more characters of the id",
-                many.len()
-            ))),
-        }
     }
 
     async fn run_from_row(&self, row: &SqliteRow) -> Result<RunRecord> {
