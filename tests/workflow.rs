@@ -600,3 +600,104 @@ fn bad_workflows_and_chains_are_refused_before_anything_runs() {
         json!([])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_killed_mid_issue_resumes_at_that_issue_and_step() {
+    let world = World::new();
+    let release = Arc::new(AtomicBool::new(false));
+    let anthropic = fake_anthropic::start(Mode::HangsFor {
+        model: "claude-haiku-4-5".into(),
+        release: release.clone(),
+        answers: vec![Some(pass())],
+    })
+    .await;
+    create_workflow(
+        &world,
+        json!({"name": "two-models", "optimizer_model": "claude-haiku-4-5"}),
+    );
+    let repo = world.origin.display().to_string();
+    let mut child = cli(
+        &world,
+        &[
+            "chain",
+            "run",
+            "--json",
+            "--repo",
+            &repo,
+            "--workflow",
+            "two-models",
+            "--item",
+            "Create alpha.txt",
+            "--item",
+            "Create beta.txt",
+            "--env",
+            &format!("ANTHROPIC_BASE_URL={}", anthropic.uri()),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = world
+            .std_cmd()
+            .args(["sandboxes", "list", "--json"])
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let waiting = list.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|s| s["workflow_step"] == "optimizer" && s["status"] == "running")
+        });
+        if waiting {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the optimizer never started: {list:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    release.store(true, Ordering::SeqCst);
+    let out = world
+        .std_cmd()
+        .args(["sandboxes", "list", "--json"])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chain_id = list[0]["work_chain_id"].as_str().unwrap().to_string();
+
+    let (code, chain, stderr) =
+        json_of(cli(&world, &["chain", "resume", "--json", &chain_id])).await;
+    assert_eq!(code, 0, "{chain:#}\n{stderr}");
+    assert_eq!(chain["status"], "passed");
+    let runs = chain["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        steps(&runs[0]),
+        [
+            ("designer".into(), 0, "completed".into()),
+            ("optimizer".into(), 1, "interrupted".into()),
+            ("optimizer".into(), 1, "completed".into()),
+            ("checker".into(), 1, "completed".into()),
+        ]
+    );
+    assert_eq!(runs[1]["status"], "passed");
+    let branch = chain["branch"].as_str().unwrap();
+    assert_eq!(world.file_on_branch(branch, "alpha.txt"), "alpha\n");
+    assert_eq!(world.file_on_branch(branch, "beta.txt"), "beta\n");
+    let out = world
+        .std_cmd()
+        .args(["sandboxes", "list", "--json"])
+        .output()
+        .unwrap();
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let designers = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["workflow_step"] == "designer")
+        .count();
+    assert_eq!(designers, 2, "one designer per issue, none repeated");
+}
