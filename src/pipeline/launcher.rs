@@ -629,20 +629,6 @@ impl Launcher {
             _ = stop.cancelled() => Err(Ending::Stopped { phase: self.current_phase(id).await }),
             _ = tokio::time::sleep(timeout + TIMEOUT_GRACE) => Err(Ending::TimedOut { phase: self.current_phase(id).await }),
         };
-        // The sequence may have been cut off mid-phase: its phase record still says running.
-        let provider_id = self
-            .store
-            .get_sandbox(id)
-            .await?
-            .and_then(|r| r.provider_sandbox_id);
-        if let Some(provider_id) = &provider_id {
-            if let Err(e) = self.provider.kill(provider_id).await {
-                if !matches!(e, SandboxError::NotFound(_)) {
-                    tracing::warn!(sandbox = %id, error = %e, "could not clean up the sandbox");
-                }
-            }
-        }
-
         let mut finish = Finish {
             duration_ms: Some(started.elapsed().as_millis() as i64),
             commits: run.commits.clone(),
@@ -706,6 +692,20 @@ impl Launcher {
                 &run.redactor,
             )
             .await?;
+        }
+        // The end is recorded before the sandbox goes: a recovery running meanwhile in another
+        // process sees a finished record, not a running one whose sandbox has vanished.
+        let provider_id = self
+            .store
+            .get_sandbox(id)
+            .await?
+            .and_then(|r| r.provider_sandbox_id);
+        if let Some(provider_id) = &provider_id {
+            if let Err(e) = self.provider.kill(provider_id).await {
+                if !matches!(e, SandboxError::NotFound(_)) {
+                    tracing::warn!(sandbox = %id, error = %e, "could not clean up the sandbox");
+                }
+            }
         }
         let event = ProgressEvent::Status {
             status: final_status,
