@@ -390,3 +390,55 @@ async fn opening_waits_for_a_database_another_connection_holds_locked() {
     release.await.unwrap();
     assert!(store.applied_migrations().await.unwrap() > 0);
 }
+
+/// Two CodeCourier processes may both find a run stale; only one takes it over, and a driver
+/// whose run was taken over or ended learns it at its next heartbeat.
+#[tokio::test]
+async fn only_one_process_takes_over_a_run() {
+    use codecourier::ids::WorkflowRunId;
+    use codecourier::pipeline::workflow::{Task, WorkflowDef};
+    use codecourier::store::{NewRun, RunOwner, RunStatus};
+    let t = store().await;
+    let workflow = WorkflowDef::built_in();
+    let task = Task::from_prompt("Add a README", "prompt");
+    let owner = RunOwner {
+        project_id: None,
+        launched_by: "alice",
+        discord: None,
+    };
+    let id = WorkflowRunId::new();
+    t.store
+        .insert_run(&NewRun {
+            id,
+            workflow: &workflow,
+            task: &task,
+            repo: "acme/widgets",
+            base_branch: None,
+            branch: None,
+            chain: None,
+            owner: &owner,
+        })
+        .await
+        .unwrap();
+    assert!(t.store.claim_run(id, None, "h:1:a").await.unwrap());
+    assert!(
+        !t.store.claim_run(id, None, "h:2:b").await.unwrap(),
+        "taken"
+    );
+    // The first driver is found stale by two successors: one wins.
+    assert!(t.store.claim_run(id, Some("h:1:a"), "h:3:c").await.unwrap());
+    assert!(!t.store.claim_run(id, Some("h:1:a"), "h:4:d").await.unwrap());
+    assert!(t.store.run_heartbeat(id, "h:3:c").await.unwrap());
+    assert!(
+        !t.store.run_heartbeat(id, "h:1:a").await.unwrap(),
+        "the old driver learns it lost the run"
+    );
+    t.store
+        .finish_run(id, RunStatus::Stopped, Some("stopped"), &[], None)
+        .await
+        .unwrap();
+    assert!(
+        !t.store.run_heartbeat(id, "h:3:c").await.unwrap(),
+        "an ended run stops its driver"
+    );
+}

@@ -418,6 +418,13 @@ impl Runner {
             });
             return Ok(run);
         }
+        if !self
+            .store()
+            .claim_run(id, run.meta.runner.as_deref(), &self.me)
+            .await?
+        {
+            anyhow::bail!("workflow run {id} is being driven by another CodeCourier");
+        }
         let _beat = self.heartbeat(Beat::Run(id), stop.clone());
         let env = self.store().get_env(&run_scope(id)).await?;
         let (base, branch) = match (&run.base_branch, &run.branch) {
@@ -760,6 +767,13 @@ impl Runner {
             .ok_or_else(|| anyhow::anyhow!("work chain {id} is not in the database"))?;
         if chain.status != RunStatus::Running {
             return Ok(chain);
+        }
+        if !self
+            .store()
+            .claim_chain(id, chain.meta.runner.as_deref(), &self.me)
+            .await?
+        {
+            anyhow::bail!("work chain {id} is being driven by another CodeCourier");
         }
         let _beat = self.heartbeat(Beat::Chain(id), stop.clone());
         let env = self.store().get_env(&chain_scope(id)).await?;

@@ -564,7 +564,52 @@ impl Store {
         Ok(())
     }
 
-    /// Marks `runner` as driving the run, now. False: the run is no longer running.
+    /// Takes over driving a running run or chain from `expected` (its driver as last read: none,
+    /// or one found stale), compare-and-set, so two processes never both drive it. False: another
+    /// process took it first, or it ended.
+    pub async fn claim_run(
+        &self,
+        id: WorkflowRunId,
+        expected: Option<&str>,
+        runner: &str,
+    ) -> Result<bool> {
+        self.claim(Table::Runs, &id.to_string(), expected, runner)
+            .await
+    }
+
+    pub async fn claim_chain(
+        &self,
+        id: WorkChainId,
+        expected: Option<&str>,
+        runner: &str,
+    ) -> Result<bool> {
+        self.claim(Table::Chains, &id.to_string(), expected, runner)
+            .await
+    }
+
+    async fn claim(
+        &self,
+        table: Table,
+        id: &str,
+        expected: Option<&str>,
+        runner: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(&format!(
+            "UPDATE {} SET runner = ?3, heartbeat_at = ?4
+             WHERE id = ?1 AND status = 'running' AND runner IS ?2",
+            table.name()
+        ))
+        .bind(id)
+        .bind(expected)
+        .bind(runner)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Marks `runner` as driving the run, now. False: the run is no longer running, or another
+    /// process drives it.
     pub async fn run_heartbeat(&self, id: WorkflowRunId, runner: &str) -> Result<bool> {
         self.heartbeat(Table::Runs, &id.to_string(), runner).await
     }
@@ -629,9 +674,10 @@ impl Store {
         Ok(())
     }
 
+    /// The driver's heartbeat: only while the record still runs and is still driven by `runner`.
     async fn heartbeat(&self, table: Table, id: &str, runner: &str) -> Result<bool> {
         let done = sqlx::query(&format!(
-            "UPDATE {} SET runner = ?2, heartbeat_at = ?3 WHERE id = ?1 AND status = 'running'",
+            "UPDATE {} SET heartbeat_at = ?3 WHERE id = ?1 AND status = 'running' AND runner = ?2",
             table.name()
         ))
         .bind(id)
