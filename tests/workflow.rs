@@ -60,6 +60,49 @@ fn create_workflow(world: &World, definition: Value) {
     );
 }
 
+/// A fake Anthropic API whose optimizer model (in the `two-models` workflow it creates) gets no
+/// answer until the returned flag is set: a run waits in its optimizer step.
+async fn hanging_optimizer(world: &World) -> (wiremock::MockServer, Arc<AtomicBool>) {
+    let release = Arc::new(AtomicBool::new(false));
+    let anthropic = fake_anthropic::start(Mode::HangsFor {
+        model: "claude-haiku-4-5".into(),
+        release: release.clone(),
+        answers: vec![Some(pass())],
+    })
+    .await;
+    create_workflow(
+        world,
+        json!({"name": "two-models", "optimizer_model": "claude-haiku-4-5"}),
+    );
+    (anthropic, release)
+}
+
+/// The record of the optimizer sandbox once one is running.
+async fn running_optimizer(world: &World) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = world
+            .std_cmd()
+            .args(["sandboxes", "list", "--json"])
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let optimizer = list.as_array().and_then(|l| {
+            l.iter()
+                .find(|s| s["workflow_step"] == "optimizer" && s["status"] == "running")
+                .cloned()
+        });
+        if let Some(s) = optimizer {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the optimizer never started: {list:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn steps(run: &Value) -> Vec<(String, u64, String)> {
     run["steps"]
         .as_array()
@@ -242,18 +285,7 @@ async fn a_checker_that_always_fails_ends_the_run_failed_with_its_findings() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_killed_during_the_optimizer_resumes_without_repeating_the_designer() {
     let world = World::new();
-    let release = Arc::new(AtomicBool::new(false));
-    // The optimizer's model gets no answer until released: the run waits in its optimizer step.
-    let anthropic = fake_anthropic::start(Mode::HangsFor {
-        model: "claude-haiku-4-5".into(),
-        release: release.clone(),
-        answers: vec![Some(pass())],
-    })
-    .await;
-    create_workflow(
-        &world,
-        json!({"name": "two-models", "optimizer_model": "claude-haiku-4-5"}),
-    );
+    let (anthropic, release) = hanging_optimizer(&world).await;
     let repo = world.origin.display().to_string();
     let mut child = cli(
         &world,
@@ -273,28 +305,10 @@ async fn a_run_killed_during_the_optimizer_resumes_without_repeating_the_designe
     )
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let run_id = loop {
-        let out = world
-            .std_cmd()
-            .args(["sandboxes", "list", "--json"])
-            .output()
-            .unwrap();
-        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let optimizer = list.as_array().and_then(|l| {
-            l.iter()
-                .find(|s| s["workflow_step"] == "optimizer" && s["status"] == "running")
-                .cloned()
-        });
-        if let Some(s) = optimizer {
-            break s["workflow_run_id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the optimizer never started: {list:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let run_id = running_optimizer(&world).await["workflow_run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     child.kill().unwrap(); // SIGKILL: CodeCourier gets no chance to record anything
     child.wait().unwrap();
     release.store(true, Ordering::SeqCst);
@@ -604,17 +618,7 @@ fn bad_workflows_and_chains_are_refused_before_anything_runs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chain_killed_mid_issue_resumes_at_that_issue_and_step() {
     let world = World::new();
-    let release = Arc::new(AtomicBool::new(false));
-    let anthropic = fake_anthropic::start(Mode::HangsFor {
-        model: "claude-haiku-4-5".into(),
-        release: release.clone(),
-        answers: vec![Some(pass())],
-    })
-    .await;
-    create_workflow(
-        &world,
-        json!({"name": "two-models", "optimizer_model": "claude-haiku-4-5"}),
-    );
+    let (anthropic, release) = hanging_optimizer(&world).await;
     let repo = world.origin.display().to_string();
     let mut child = cli(
         &world,
@@ -636,37 +640,13 @@ async fn a_chain_killed_mid_issue_resumes_at_that_issue_and_step() {
     )
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = world
-            .std_cmd()
-            .args(["sandboxes", "list", "--json"])
-            .output()
-            .unwrap();
-        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let waiting = list.as_array().is_some_and(|l| {
-            l.iter()
-                .any(|s| s["workflow_step"] == "optimizer" && s["status"] == "running")
-        });
-        if waiting {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the optimizer never started: {list:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let chain_id = running_optimizer(&world).await["work_chain_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     child.kill().unwrap();
     child.wait().unwrap();
     release.store(true, Ordering::SeqCst);
-    let out = world
-        .std_cmd()
-        .args(["sandboxes", "list", "--json"])
-        .output()
-        .unwrap();
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let chain_id = list[0]["work_chain_id"].as_str().unwrap().to_string();
 
     let (code, chain, stderr) =
         json_of(cli(&world, &["chain", "resume", "--json", &chain_id])).await;
