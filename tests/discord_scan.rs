@@ -219,6 +219,22 @@ async fn scan_pages_files_github_issues_and_launches_a_fix() {
     let buttons = &result["components"][1]["components"];
     assert_eq!(buttons[0]["disabled"], true, "no previous page");
     assert_eq!(buttons[1]["disabled"], false);
+    // `/scan run` offers the catalog's tools as choices, like `/launch`.
+    let commands = bot.fake.registered_commands(Some(GUILD_ID));
+    let scan = commands.iter().find(|c| c["name"] == "scan").unwrap();
+    let run = scan["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "run")
+        .unwrap();
+    let tool = run["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "tool")
+        .unwrap();
+    assert_eq!(tool["choices"].as_array().unwrap().len(), 4, "{tool:#}");
     // The status message showed the phases like a launch, read-only.
     let status = bot
         .wait_thread_message(thread, "status", |m| content(m).contains("read-only scan"))

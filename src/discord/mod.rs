@@ -164,6 +164,14 @@ async fn register(
         if value["name"] == "launch" {
             patch_launch_options(&mut value, catalog);
         }
+        // `/scan run` takes a tool too: the same choices.
+        if value["name"] == "scan" {
+            if let Some(subcommands) = value["options"].as_array_mut() {
+                for sub in subcommands.iter_mut().filter(|o| o["name"] == "run") {
+                    patch_launch_options(sub, catalog);
+                }
+            }
+        }
         payload.push(value);
     }
     match guild {
