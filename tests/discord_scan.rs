@@ -525,3 +525,30 @@ async fn a_scan_that_finds_nothing_says_so_and_bad_options_are_refused() {
         before
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scan_model_autocomplete_follows_the_chosen_tool() {
+    let bot = start_bot(&[]).await;
+    let mut payload = subcommand(
+        bot.fake.snowflake(),
+        "tok-ac",
+        "scan",
+        "run",
+        json!([
+            {"name": "tool", "type": 3, "value": "codex"},
+            {"name": "model", "type": 3, "value": "mini", "focused": true}
+        ]),
+        ALICE,
+    );
+    payload["type"] = json!(4);
+    bot.fake.dispatch("INTERACTION_CREATE", payload);
+    let answer = bot.fake.wait_for("POST", callback("tok-ac"), T).await;
+    assert_eq!(answer.body["type"], 8, "{:#}", answer.body);
+    let names: Vec<&str> = answer.body["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gpt-5.4-mini"]);
+}

@@ -297,13 +297,18 @@ pub(crate) fn field_errors(errors: &[FieldError]) -> String {
 
 async fn model_autocomplete(ctx: Context<'_>, partial: &str) -> Vec<String> {
     let tool = match ctx {
-        poise::Context::Application(app) => app
-            .interaction
-            .data
-            .options
-            .iter()
-            .find(|o| o.name == "tool")
-            .and_then(|o| o.value.as_str().map(str::to_string)),
+        poise::Context::Application(app) => {
+            // `/launch` has its options at the top; `/scan run` one level down.
+            let top = &app.interaction.data.options;
+            let nested = top.iter().find_map(|o| match &o.value {
+                serenity::CommandDataOptionValue::SubCommand(options) => Some(options),
+                _ => None,
+            });
+            top.iter()
+                .chain(nested.into_iter().flatten())
+                .find(|o| o.name == "tool")
+                .and_then(|o| o.value.as_str().map(str::to_string))
+        }
         _ => None,
     };
     let catalog = &ctx.data().catalog;
