@@ -561,3 +561,72 @@ async fn a_bot_killed_during_the_optimizer_resumes_the_run_in_its_thread() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_chain_runs_lines_of_text_on_one_branch() {
+    let (bot, _api) = start_claude(Mode::Scan {
+        answers: vec![Some(verdict(true, ""))],
+    })
+    .await;
+    // Nothing to run: refused, nothing recorded.
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        subcommand(
+            bot.fake.snowflake(),
+            "tok-empty",
+            "workflow",
+            "chain",
+            json!([{"name": "issues", "type": 3, "value": " ; "}]),
+            ALICE,
+        ),
+    );
+    let refused = bot.fake.wait_for("POST", callback("tok-empty"), T).await;
+    assert!(refused.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("the chain has no issues"));
+    bot.fake.dispatch(
+        "INTERACTION_CREATE",
+        subcommand(
+            bot.fake.snowflake(),
+            "tok-chain",
+            "workflow",
+            "chain",
+            json!([{"name": "issues", "type": 3, "value": "Create alpha.txt; Create beta.txt"}]),
+            ALICE,
+        ),
+    );
+    let reply = bot.fake.wait_for("POST", callback("tok-chain"), T).await;
+    let summary = reply.body["data"]["content"].as_str().unwrap();
+    assert!(
+        summary.starts_with("⛓ **Work chain**")
+            && summary.contains("1. Create alpha.txt\n2. Create beta.txt"),
+        "{summary}"
+    );
+    let thread = thread_of_launch(&bot).await;
+    let result = bot
+        .wait_thread_message(thread, "chain result", |m| {
+            content(m).contains("work chain `")
+        })
+        .await;
+    let text = content(&result);
+    assert!(
+        text.contains("**✅ passed**")
+            && text.contains("1. Create alpha.txt — ✅ passed")
+            && text.contains("2. Create beta.txt — ✅ passed"),
+        "{text}"
+    );
+    let sandboxes = bot.cli(&["sandboxes", "list", "--json"]);
+    let branch = sandboxes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["workflow_step"] == "designer")
+        .unwrap()["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(branch.starts_with("codecourier/chain-"), "{branch}");
+    assert_eq!(bot.world.file_on_branch(&branch, "alpha.txt"), "alpha\n");
+    assert_eq!(bot.world.file_on_branch(&branch, "beta.txt"), "beta\n");
+}

@@ -193,6 +193,10 @@ async fn claude_code_designs_opencode_checks_with_its_own_template_and_the_secon
             assert_eq!(step["template"], "acme/checker:v2");
             assert_eq!(step["model"], "openrouter/google/gemini-2.5-pro");
             assert!(record["pushed"].is_null(), "the checker pushes nothing");
+            assert_eq!(
+                record["branch"], run["branch"],
+                "it checked the run's branch"
+            );
         } else {
             assert_eq!(step["tool"], "claude-code");
             assert_ne!(step["template"], "acme/checker:v2");

@@ -73,7 +73,13 @@ pub fn parse_stop_id(custom_id: &str) -> Option<Job> {
 #[poise::command(
     slash_command,
     guild_only,
-    subcommands("workflow_run", "workflow_list", "workflow_show", "workflow_create"),
+    subcommands(
+        "workflow_run",
+        "workflow_chain",
+        "workflow_list",
+        "workflow_show",
+        "workflow_create"
+    ),
     subcommand_required
 )]
 pub async fn workflow(_ctx: Context<'_>) -> Result<(), Error> {
@@ -95,23 +101,17 @@ async fn workflow_run(
     base_branch: Option<String>,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    let user = DiscordId(ctx.author().id.get());
-    if let Some(refusal) = launch_refusal(ctx, user).await? {
-        say_ephemeral(ctx, refusal).await?;
-        return Ok(());
-    }
-    let channel = DiscordId(ctx.channel_id().get());
-    let project = data.store.project_for_channel(channel).await?;
-    let Some(repo) = repo.or_else(|| project.as_ref().map(|p| p.repo.clone())) else {
-        say_ephemeral(ctx, "Which repository? Pass `repo`, or a server manager can bind this channel with `/project setup`.").await?;
+    let Some(Setting {
+        channel,
+        project,
+        repo,
+        definition,
+    }) = setting(ctx, repo, workflow.as_deref()).await?
+    else {
         return Ok(());
     };
     let runner = &data.runner;
     let project_id = project.as_ref().map(|p| p.id);
-    let definition = match runner.find_workflow(project_id, workflow.as_deref()).await {
-        Ok(d) => d,
-        Err(e) => return refuse(ctx, e).await,
-    };
     let task = match (task, issue, github_issue) {
         (Some(t), _, _) if !t.trim().is_empty() => Task::from_prompt(&t, "prompt"),
         (_, Some(issue), _) => {
@@ -152,7 +152,7 @@ async fn workflow_run(
     };
     let origin = launch_origin(
         &ctx.author().name,
-        user,
+        DiscordId(ctx.author().id.get()),
         ctx.guild_id(),
         channel,
         project.as_ref(),
@@ -183,11 +183,74 @@ async fn workflow_run(
         inert(&origin.launched_by),
         inert(&cut(&task.title, 300))
     );
+    announce(
+        ctx,
+        Job::Run(id),
+        &summary,
+        &format!("🔁 {} · {}", id.short(), task.title),
+    )
+    .await
+}
+
+/// Where a chat command's run or chain starts: in this channel, with the channel's project.
+struct Setting {
+    channel: DiscordId,
+    project: Option<crate::store::Project>,
+    repo: String,
+    definition: WorkflowDef,
+}
+
+/// The refusals and lookups `/workflow run` and `/workflow chain` share; `None` when the person
+/// was told why not.
+async fn setting(
+    ctx: Context<'_>,
+    repo: Option<String>,
+    workflow: Option<&str>,
+) -> Result<Option<Setting>, Error> {
+    let data = ctx.data();
+    let user = DiscordId(ctx.author().id.get());
+    if let Some(refusal) = launch_refusal(ctx, user).await? {
+        say_ephemeral(ctx, refusal).await?;
+        return Ok(None);
+    }
+    let channel = DiscordId(ctx.channel_id().get());
+    let project = data.store.project_for_channel(channel).await?;
+    let Some(repo) = repo.or_else(|| project.as_ref().map(|p| p.repo.clone())) else {
+        say_ephemeral(ctx, "Which repository? Pass `repo`, or a server manager can bind this channel with `/project setup`.").await?;
+        return Ok(None);
+    };
+    match data
+        .runner
+        .find_workflow(project.as_ref().map(|p| p.id), workflow)
+        .await
+    {
+        Ok(definition) => Ok(Some(Setting {
+            channel,
+            project,
+            repo,
+            definition,
+        })),
+        Err(e) => {
+            refuse(ctx, e).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Posts the public summary, opens its thread and follows the job there. A job whose thread
+/// cannot open is ended, not left running unseen.
+async fn announce(
+    ctx: Context<'_>,
+    job: Job,
+    summary: &str,
+    thread_name: &str,
+) -> Result<(), Error> {
+    let data = ctx.data();
     let opened = async {
         let reply = ctx
             .send(
                 poise::CreateReply::default()
-                    .content(cut(&summary, MAX_CONTENT))
+                    .content(cut(summary, MAX_CONTENT))
                     .allowed_mentions(CreateAllowedMentions::new()),
             )
             .await?;
@@ -196,18 +259,26 @@ async fn workflow_run(
             &ctx.serenity_context().http,
             ctx.channel_id(),
             message.id,
-            &format!("🔁 {} · {}", id.short(), task.title),
+            thread_name,
         )
         .await
     };
     let thread = match opened.await {
         Ok(thread) => thread,
         Err(e) => {
-            // Nobody could follow it: end it rather than leave it running unseen.
             let why = format!("its Discord thread could not be opened: {e}");
-            data.store
-                .finish_run(id, RunStatus::Failed, Some(&why), &[], None)
-                .await?;
+            match job {
+                Job::Run(id) => {
+                    data.store
+                        .finish_run(id, RunStatus::Failed, Some(&why), &[], None)
+                        .await?;
+                }
+                Job::Chain(id) => {
+                    data.store
+                        .finish_chain(id, RunStatus::Failed, Some(&why), None)
+                        .await?;
+                }
+            }
             return Err(e);
         }
     };
@@ -215,9 +286,101 @@ async fn workflow_run(
         ctx.serenity_context().http.clone(),
         &data.followers(),
         thread,
-        Job::Run(id),
+        job,
         Some(ctx.author().id),
         false,
+    )
+    .await
+}
+
+/// Run a list of issues one after another on one branch (a work chain).
+#[poise::command(slash_command, rename = "chain")]
+async fn workflow_chain(
+    ctx: Context<'_>,
+    #[description = "The issues in order, separated by ; — text, or GitHub numbers like #12"]
+    issues: String,
+    #[description = "Workflow name (default: default)"] workflow: Option<String>,
+    #[description = "Go on after an issue fails (default: stop there)"] continue_on_failure: Option<
+        bool,
+    >,
+    #[description = "owner/name or a GitHub URL (default: this channel's project)"] repo: Option<
+        String,
+    >,
+    #[description = "Branch to start from (default: the repository's default branch)"]
+    base_branch: Option<String>,
+) -> Result<(), Error> {
+    let data = ctx.data();
+    let Some(Setting {
+        channel,
+        project,
+        repo,
+        definition,
+    }) = setting(ctx, repo, workflow.as_deref()).await?
+    else {
+        return Ok(());
+    };
+    let mut items = Vec::new();
+    for part in issues.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let github = part.strip_prefix('#').and_then(|n| n.parse::<u64>().ok());
+        match github {
+            Some(n) => match data.runner.task_from_github(&repo, n).await {
+                Ok(task) => items.push(task),
+                Err(e) => return refuse(ctx, e).await,
+            },
+            None => items.push(Task::from_prompt(part, "text")),
+        }
+    }
+    let origin = launch_origin(
+        &ctx.author().name,
+        DiscordId(ctx.author().id.get()),
+        ctx.guild_id(),
+        channel,
+        project.as_ref(),
+    );
+    let owner = RunOwner {
+        project_id: project.as_ref().map(|p| p.id),
+        launched_by: &origin.launched_by,
+        discord: origin.discord,
+    };
+    let request = RunRequest {
+        workflow: &definition,
+        repo: &repo,
+        base_branch: base_branch.as_deref(),
+        env: &[],
+        owner: &owner,
+        allow_local: data.config.allow_local_repos,
+    };
+    let titles: Vec<String> = items.iter().map(|t| t.title.clone()).collect();
+    let id = match data
+        .runner
+        .start_chain(
+            &request,
+            items,
+            continue_on_failure.unwrap_or(false),
+            None,
+            data.config.max_chain_items as usize,
+        )
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return refuse(ctx, e).await,
+    };
+    let mut summary = format!(
+        "⛓ **Work chain** on {} · chain `{}` · workflow `{}`\nstarted by {}\n",
+        inert(&repo),
+        id.short(),
+        inert(&definition.name),
+        inert(&origin.launched_by)
+    );
+    for (i, t) in titles.iter().enumerate() {
+        let _ = writeln!(summary, "{}. {}", i + 1, inert(&cut(t, 100)));
+    }
+    let count = titles.len();
+    announce(
+        ctx,
+        Job::Chain(id),
+        &summary,
+        &format!("⛓ {} · {count} issues", id.short()),
     )
     .await
 }

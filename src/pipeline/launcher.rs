@@ -985,6 +985,14 @@ impl Launcher {
                 return Ok(((), Ok(detail)));
             }
             if read_only {
+                // A checker reads the branch it checks: the record says which.
+                self.store
+                    .set_branches(id, &run.base_branch, &branch)
+                    .await
+                    .map_err(|e| Ending::Failed {
+                        phase: Phase::Branch,
+                        error: e.to_string(),
+                    })?;
                 let detail = format!("read-only check of {}: nothing is pushed", branch);
                 return Ok(((), Ok(detail)));
             }
