@@ -173,6 +173,24 @@ fn owner() -> String {
     std::env::var("USER").unwrap_or_else(|_| "terminal".into())
 }
 
+/// What `workflow run` and `chain run` start from: the runner, the repository as recorded, its
+/// project, and the workflow by name.
+async fn start(
+    config: &Config,
+    catalog: &Catalog,
+    repo: &str,
+    workflow: Option<&str>,
+) -> Result<(Runner, String, Option<i64>, WorkflowDef), CliError> {
+    let runner = runner(config, catalog).await?;
+    let repo = repo_text(repo)?;
+    let project = project_of(runner.store(), Some(&repo)).await?;
+    let definition = runner
+        .find_workflow(project, workflow)
+        .await
+        .map_err(invalid)?;
+    Ok((runner, repo, project, definition))
+}
+
 /// Ctrl-C stops the current step's sandbox and ends the run as stopped.
 fn stop_on_interrupt() -> CancellationToken {
     let stop = CancellationToken::new();
@@ -265,13 +283,8 @@ pub async fn run_workflow(
             env,
             json,
         } => {
-            let runner = runner(config, catalog).await?;
-            let repo = repo_text(&repo)?;
-            let project = project_of(runner.store(), Some(&repo)).await?;
-            let definition = runner
-                .find_workflow(project, workflow.as_deref())
-                .await
-                .map_err(invalid)?;
+            let (runner, repo, project, definition) =
+                start(config, catalog, &repo, workflow.as_deref()).await?;
             let task = match (prompt, issue, github_issue) {
                 (Some(prompt), _, _) => Task::from_prompt(&prompt, "prompt"),
                 (None, Some(issue), _) => {
@@ -368,13 +381,8 @@ pub async fn run_chain(
             env,
             json,
         } => {
-            let runner = runner(config, catalog).await?;
-            let repo = repo_text(&repo)?;
-            let project = project_of(runner.store(), Some(&repo)).await?;
-            let definition = runner
-                .find_workflow(project, workflow.as_deref())
-                .await
-                .map_err(invalid)?;
+            let (runner, repo, project, definition) =
+                start(config, catalog, &repo, workflow.as_deref()).await?;
             let mut items: Vec<Task> = item
                 .iter()
                 .filter(|t| !t.trim().is_empty())

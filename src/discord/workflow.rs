@@ -803,32 +803,30 @@ pub async fn follow(
         .insert(job.key(), token.clone());
     let runner = f.runner.clone();
     let workflows = f.workflows.clone();
-    let title = match job {
-        Job::Run(id) => f.runner.store().get_run(id).await?.map(|r| {
-            format!(
-                "🔁 **Workflow `{}`** · run `{}`",
-                inert(&r.workflow.name),
-                id.short()
-            )
-        }),
-        Job::Chain(id) => f.runner.store().get_chain(id).await?.map(|c| {
-            format!(
-                "⛓ **Work chain** · `{}` · workflow `{}`",
-                id.short(),
-                inert(&c.workflow.name)
-            )
-        }),
-    }
-    .unwrap_or_default();
-    let items = match job {
-        Job::Chain(id) => f
-            .runner
-            .store()
-            .get_chain(id)
-            .await?
-            .map(|c| c.items.iter().map(|t| t.title.clone()).collect())
-            .unwrap_or_default(),
-        Job::Run(_) => Vec::new(),
+    // The timeline's heading, and a chain's issues.
+    let (title, items): (String, Vec<String>) = match job {
+        Job::Run(id) => match f.runner.store().get_run(id).await? {
+            Some(r) => (
+                format!(
+                    "🔁 **Workflow `{}`** · run `{}`",
+                    inert(&r.workflow.name),
+                    id.short()
+                ),
+                Vec::new(),
+            ),
+            None => Default::default(),
+        },
+        Job::Chain(id) => match f.runner.store().get_chain(id).await? {
+            Some(c) => (
+                format!(
+                    "⛓ **Work chain** · `{}` · workflow `{}`",
+                    id.short(),
+                    inert(&c.workflow.name)
+                ),
+                c.items.iter().map(|t| t.title.clone()).collect(),
+            ),
+            None => Default::default(),
+        },
     };
     let tool_names = (*f.tool_names).clone();
     tokio::spawn(async move {
