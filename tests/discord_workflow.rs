@@ -39,14 +39,6 @@ impl Bot {
             ),
         );
     }
-
-    /// The thread's message whose buttons include a workflow Stop.
-    async fn timeline(&self, thread: u64) -> Value {
-        self.wait_thread_message(thread, "timeline", |m| {
-            m["components"].to_string().contains("cc:wfstop:")
-        })
-        .await
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,22 +94,6 @@ async fn workflow_run_shows_the_step_timeline_in_its_thread() {
     assert!(timeline["components"]
         .as_array()
         .is_none_or(|c| c.is_empty()));
-    // While it ran, the timeline showed the current step's phases live.
-    let edits: Vec<String> = bot
-        .fake
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.method == "PATCH" && r.path.starts_with(&format!("/channels/{thread}/messages/"))
-        })
-        .map(|r| r.body["content"].as_str().unwrap_or_default().to_string())
-        .collect();
-    assert!(
-        edits
-            .iter()
-            .any(|e| e.contains("— ⏳ running") && e.contains("\u{2003}⏳ **agent**")),
-        "{edits:#?}"
-    );
     let prompts = fake_anthropic::prompts_received(&api).await;
     assert!(prompts
         .iter()
@@ -140,7 +116,15 @@ async fn stop_ends_the_current_sandbox_and_the_run() {
     );
     let thread = thread_of_launch(&bot).await;
     wait_status(&bot, "running").await;
-    let timeline = bot.timeline(thread).await;
+    // While a step runs, the timeline shows its phases live (the agent waits here until stopped).
+    let timeline = bot
+        .wait_thread_message(thread, "live timeline", |m| {
+            content(m).contains("— ⏳ running")
+                && content(m).contains("⏳ **designer**")
+                && content(m).contains("\u{2003}⏳ **agent**")
+        })
+        .await;
+    assert!(timeline["components"].to_string().contains("cc:wfstop:"));
     let stop = timeline["components"][0]["components"][0]["custom_id"]
         .as_str()
         .unwrap()
