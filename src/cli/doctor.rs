@@ -123,7 +123,7 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
         Ok(out) if out.status.success() => report.line(
             Level::Ok,
             "git",
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stdout).trim(),
         ),
         _ => report.line(Level::Fail, "git", "not found on PATH; install git"),
     }

@@ -253,6 +253,21 @@ impl LineSplitter {
     }
 }
 
+/// The provider the configuration names.
+pub fn provider_for(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn SandboxProvider>, String> {
+    match config.sandbox_provider {
+        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(local::LocalProvider::new(
+            &config.data_dir,
+            config.tools_dir.clone(),
+        ))),
+        crate::config::ProviderKind::E2b => {
+            Ok(std::sync::Arc::new(e2b::E2bProvider::new(&config.e2b)?))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,20 +281,5 @@ mod tests {
         assert_eq!(s.push(b"more\nok\n"), ["ok"]);
         assert_eq!(s.push(b"tail"), Vec::<String>::new());
         assert_eq!(s.finish().as_deref(), Some("tail"));
-    }
-}
-
-/// The provider the configuration names.
-pub fn provider_for(
-    config: &crate::config::Config,
-) -> Result<std::sync::Arc<dyn SandboxProvider>, String> {
-    match config.sandbox_provider {
-        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(local::LocalProvider::new(
-            &config.data_dir,
-            config.tools_dir.clone(),
-        ))),
-        crate::config::ProviderKind::E2b => {
-            Ok(std::sync::Arc::new(e2b::E2bProvider::new(&config.e2b)?))
-        }
     }
 }

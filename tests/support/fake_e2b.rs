@@ -30,6 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub const API_KEY: &str = "e2b_0123456789abcdef0123456789abcdef01234567";
 
+/// The environment a VM was created with.
+type VmEnv = Vec<(String, Secret)>;
+
 struct Vm {
     handle: SandboxHandle,
     metadata: BTreeMap<String, String>,
@@ -129,15 +132,12 @@ impl FakeE2b {
     }
 
     /// The VM an envd request is for, if its token is right; else envd's plain-JSON 401.
-    fn envd_vm(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<(SandboxHandle, Vec<(String, Secret)>), Response> {
+    fn envd_vm(&self, headers: &HeaderMap) -> Result<(SandboxHandle, VmEnv), Box<Response>> {
         let unauthorized = || {
             error(StatusCode::UNAUTHORIZED, "unauthorized access, please provide a valid access token or method signing if supported")
         };
         if self.switches.envd_unauthorized.load(Ordering::SeqCst) {
-            return Err(unauthorized());
+            return Err(Box::new(unauthorized()));
         }
         let id = headers
             .get("e2b-sandbox-id")
@@ -145,14 +145,16 @@ impl FakeE2b {
             .unwrap_or_default();
         let vms = self.vms.lock().unwrap();
         let Some(vm) = vms.get(id) else {
-            return Err((
-                StatusCode::BAD_GATEWAY,
-                Json(json!({"sandboxId": id, "message": "The sandbox was not found", "code": 502})),
-            )
-                .into_response());
+            return Err(Box::new(
+                (
+                    StatusCode::BAD_GATEWAY,
+                    Json(json!({"sandboxId": id, "message": "The sandbox was not found", "code": 502})),
+                )
+                    .into_response(),
+            ));
         };
         if headers.get("x-access-token").and_then(|v| v.to_str().ok()) != Some(vm.token.as_str()) {
-            return Err(unauthorized());
+            return Err(Box::new(unauthorized()));
         }
         Ok((vm.handle.clone(), vm.env.clone()))
     }
@@ -349,7 +351,7 @@ async fn upload(
 ) -> Response {
     let (handle, _) = match fake.envd_vm(&headers) {
         Ok(vm) => vm,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let path = query.get("path").cloned().unwrap_or_default();
     match fake.local.write_file(&handle, &path, &body, 0o644).await {
@@ -374,7 +376,7 @@ async fn start_process(
 ) -> Response {
     let (handle, vm_env) = match fake.envd_vm(&headers) {
         Ok(vm) => vm,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     assert!(
         headers.get("connect-timeout-ms").is_none(),
@@ -525,7 +527,7 @@ async fn send_input(
     Json(body): Json<Value>,
 ) -> Response {
     if let Err(response) = fake.envd_vm(&headers) {
-        return response;
+        return *response;
     }
     let pid = body["process"]["pid"].as_u64().unwrap_or_default() as u32;
     let bytes = BASE64
@@ -546,7 +548,7 @@ async fn close_stdin(
     Json(body): Json<Value>,
 ) -> Response {
     if let Err(response) = fake.envd_vm(&headers) {
-        return response;
+        return *response;
     }
     let pid = body["process"]["pid"].as_u64().unwrap_or_default() as u32;
     let pending = fake.pending.lock().unwrap().remove(&pid);
