@@ -94,6 +94,31 @@ async fn commands_are_registered_with_choices_and_limits_from_the_catalog() {
     bot.finish().await;
 }
 
+/// The guard every test ends with: an answer nobody read fails the test, and so does a test that
+/// forgets to finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_fails_when_a_post_went_unread_or_the_bot_was_not_finished() {
+    let bot = start_bot(&[]).await;
+    let list = bot.slash(alice(), "sandboxes", &[]);
+    let answer = format!("/interactions/{}/{}/callback", list.id, list.token);
+    bot.fake.wait_seen("POST", answer.as_str(), T).await;
+    let failed = tokio::spawn(bot.finish()).await.unwrap_err().into_panic();
+    let report = failed.downcast_ref::<String>().unwrap();
+    assert!(
+        report.starts_with("the bot posted what the test never read") && report.contains(&answer),
+        "{report}"
+    );
+
+    let bot = start_bot(&[]).await;
+    let forgot =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(bot))).unwrap_err();
+    let report = forgot.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(
+        report.contains("ends with `bot.finish().await`"),
+        "{report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_replies_opens_a_thread_shows_every_phase_and_posts_the_result() {
     let (bot, _api) = start_claude_bot(

@@ -637,6 +637,24 @@ impl FakeDiscord {
         .await
     }
 
+    /// Waits until a request whose method and path match has arrived, and returns the earliest,
+    /// leaving it as it was (read or not): for checks about reading itself.
+    pub async fn wait_seen(
+        &self,
+        method: &str,
+        path: impl Into<PathPattern>,
+        timeout: Duration,
+    ) -> Recorded {
+        let path = path.into();
+        self.wait_until(&format!("{method} {path}"), timeout, |w| {
+            w.requests
+                .iter()
+                .find(|(r, _)| method_matches(method, &r.method) && path.matches(&r.path))
+                .map(|(r, _)| r.clone())
+        })
+        .await
+    }
+
     /// Every request not yet returned by `wait_for`/`take_unread`, now marked read.
     pub fn take_unread(&self) -> Vec<Recorded> {
         let mut w = self.world();
