@@ -4,6 +4,7 @@
 mod doctor;
 mod launch;
 mod progress;
+mod project;
 mod sandboxes;
 mod scan;
 mod tools;
@@ -45,6 +46,9 @@ enum Command {
     /// Work chains: a list of issues run one after another on one branch
     #[command(subcommand)]
     Chain(workflow::ChainCommand),
+    /// Projects: settings, variables, keys, skills, commands and learnings of a repository
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
     /// Show the tool catalog: tools, models, defaults, required keys
     Tools {
         /// Print the catalog as JSON
@@ -156,6 +160,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
             Ok(ExitCode::SUCCESS)
         }
         Command::Scan(args) => scan::run(&config, &catalog, args).await,
+        Command::Project(command) => project::run(&config, command).await,
         Command::Doctor => unreachable!("handled above"),
     }
 }

@@ -1,6 +1,7 @@
 //! The launch sequence: its phases, the sandbox status state machine, and the events it emits.
 
 mod events;
+pub mod extensions;
 mod launcher;
 mod naming;
 mod prompt;

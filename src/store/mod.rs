@@ -8,7 +8,7 @@ mod secrets;
 mod workflows;
 
 pub use issues::{IssueRecord, IssueSession, NewIssueSession};
-pub use projects::{NamedText, Project};
+pub use projects::{Learning, NamedText, Project, ProjectChange};
 pub use sandboxes::{
     CapReached, Commit, DiscordOrigin, EventRecord, Finish, IssueSessionLink, NewSandbox,
     PhaseRecord, RunningCaps, SandboxFilter, SandboxRecord,

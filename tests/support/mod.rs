@@ -83,6 +83,21 @@ impl World {
         cmd
     }
 
+    /// Accepts every learning proposed for the world's repository, as a reviewer would.
+    pub fn accept_learnings(&self) {
+        let out = self
+            .std_cmd()
+            .args(["project", "learnings", "accept", "--all", "--repo"])
+            .arg(&self.origin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn cmd(&self) -> Command {
         Command::from_std(self.std_cmd())
     }
