@@ -2,6 +2,7 @@
 
 mod events;
 pub mod extensions;
+pub mod lockfiles;
 mod launcher;
 mod naming;
 mod prompt;
