@@ -1,35 +1,17 @@
-//! Stopping a sandbox or a workflow job (a run or a chain). What this process runs is cancelled
-//! through its token, and its launcher or runner records the end as it winds down; what another
-//! process runs is ended here: a sandbox through its provider, a job in its record, which the
-//! process driving it notices at its next heartbeat and stops its current step.
+//! What runs in this process, each with the token that stops it; and stopping a sandbox. One this
+//! process runs is cancelled through its token, and its launcher records the end as it winds
+//! down; one another process runs is ended through its provider and recorded here.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Ops;
-use crate::ids::{SandboxId, WorkChainId, WorkflowRunId};
+use super::{Job, Ops};
+use crate::ids::SandboxId;
 use crate::pipeline::SandboxStatus;
 use crate::sandbox::SandboxError;
-use crate::store::{Finish, RunMeta, RunStatus, SandboxRecord, StoreError};
-
-/// A workflow run or a work chain: what a workflow thread follows and its Stop ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Job {
-    Run(WorkflowRunId),
-    Chain(WorkChainId),
-}
-
-impl fmt::Display for Job {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Job::Run(id) => write!(f, "workflow run {id}"),
-            Job::Chain(id) => write!(f, "work chain {id}"),
-        }
-    }
-}
+use crate::store::{Finish, SandboxRecord, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
@@ -99,6 +81,10 @@ impl Running {
         }
     }
 
+    pub(super) fn token_of_job(&self, job: Job) -> Option<CancellationToken> {
+        self.token(Key::Job(job))
+    }
+
     fn token(&self, key: Key) -> Option<CancellationToken> {
         let registry = self.0.lock().expect("lock");
         registry.tokens.get(&key).map(|(_, token)| token.clone())
@@ -118,25 +104,6 @@ pub enum SandboxStop {
     /// The provider could not end its sandbox. Nothing was recorded, so the record never says
     /// `stopped` while the sandbox runs on, and the person can try again.
     NotStopped(String),
-}
-
-/// How a job's stop went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStop {
-    /// It is not running (ended, or not in the records).
-    AlreadyEnded,
-    /// It runs in this process: cancelled; the current step's sandbox ends, then the job.
-    Stopping,
-    /// Another process drives it (or nobody does any more): recorded as stopped; a live driver
-    /// stops its current step at its next heartbeat.
-    Stopped,
-}
-
-/// Who started a job and where it stands: what a front end needs to decide who may stop it.
-#[derive(Debug, Clone)]
-pub struct JobState {
-    pub status: RunStatus,
-    pub meta: RunMeta,
 }
 
 impl Ops {
@@ -174,59 +141,5 @@ impl Ops {
             .finish(record.id, SandboxStatus::Stopped, &finish)
             .await?;
         Ok(SandboxStop::Stopped(status))
-    }
-
-    /// A job's status and who started it; `None` when it is not in the records.
-    pub async fn job_state(&self, job: Job) -> Result<Option<JobState>, StoreError> {
-        Ok(match job {
-            Job::Run(id) => self.store().get_run(id).await?.map(|r| JobState {
-                status: r.status,
-                meta: r.meta,
-            }),
-            Job::Chain(id) => self.store().get_chain(id).await?.map(|c| JobState {
-                status: c.status,
-                meta: c.meta,
-            }),
-        })
-    }
-
-    /// Stops a workflow run or chain: `by` says who and from where, for the record.
-    pub async fn stop_job(&self, job: Job, by: &str) -> Result<JobStop, StoreError> {
-        let running = self
-            .job_state(job)
-            .await?
-            .is_some_and(|s| s.status == RunStatus::Running);
-        if !running {
-            return Ok(JobStop::AlreadyEnded);
-        }
-        if let Some(token) = self.running.token(Key::Job(job)) {
-            token.cancel();
-            return Ok(JobStop::Stopping);
-        }
-        self.end_job(job, RunStatus::Stopped, &format!("stopped by {by}"))
-            .await?;
-        Ok(JobStop::Stopped)
-    }
-
-    /// Ends a job that was recorded but cannot be followed (its thread could not open), so it is
-    /// not left running unseen.
-    pub async fn abandon_job(&self, job: Job, why: &str) -> Result<(), StoreError> {
-        self.end_job(job, RunStatus::Failed, why).await
-    }
-
-    async fn end_job(&self, job: Job, status: RunStatus, why: &str) -> Result<(), StoreError> {
-        match job {
-            Job::Run(id) => {
-                self.store()
-                    .finish_run(id, status, Some(why), &[], None)
-                    .await?;
-            }
-            Job::Chain(id) => {
-                self.store()
-                    .finish_chain(id, status, Some(why), None)
-                    .await?
-            }
-        }
-        Ok(())
     }
 }
