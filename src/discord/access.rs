@@ -1,9 +1,11 @@
 //! Who may do what from Discord, in one place: the roles that may launch, server managers (Discord's
 //! Manage Server permission), the person who started something, and the per-user cap on running
-//! sandboxes. Every command, button and form asks here; each rule is one function.
+//! sandboxes; a launch dialog is its opener's. Every command, button and form asks here; each
+//! rule is one function.
 
 use poise::serenity_prelude as serenity;
 
+use super::dialog::Dialog;
 use super::{Context, Data, Error};
 use crate::ids::DiscordId;
 
@@ -35,6 +37,11 @@ pub fn owner_or_manager(
     member: Option<&serenity::Member>,
 ) -> bool {
     owner == Some(DiscordId(user.get())) || manages_server(member)
+}
+
+/// Whether `user` opened the launch dialog `dialog`: a dialog belongs to the person who opened it.
+pub fn owns_dialog(dialog: &Dialog, user: serenity::UserId) -> bool {
+    dialog.user == user.get()
 }
 
 /// Why the person who invoked a command may not start sandboxes now (their roles, or the cap),

@@ -228,7 +228,7 @@ pub async fn on_dialog_press(
             .await?;
         return Ok(());
     };
-    if dialog.user != press.user.id.get() {
+    if !access::owns_dialog(&dialog, press.user.id) {
         let text = "This dialog belongs to someone else: run /launch to open your own.";
         press.create_response(&ctx.http, ephemeral(text)).await?;
         return Ok(());

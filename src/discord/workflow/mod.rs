@@ -344,22 +344,20 @@ pub async fn chain_from_scan(
         .discord_channel_id
         .map(|c| ChannelId::new(c.0))
         .unwrap_or(press.channel_id);
-    let project = store.project_for_channel(DiscordId(channel.get())).await?;
+    let channel_id = DiscordId(channel.get());
+    let project = store.project_for_channel(channel_id).await?;
     let project_id = project.map(|p| p.id).or(scan.project_id);
     let definition = match data.ops.runner().find_workflow(project_id, None).await {
         Ok(d) => d,
         Err(LaunchError::Invalid(message)) => return Ok(inert(&message)),
         Err(LaunchError::Store(e)) => return Err(e.into()),
     };
-    let origin = crate::store::DiscordOrigin {
-        user_id: DiscordId(press.user.id.get()),
-        guild_id: press.guild_id.map(|g| DiscordId(g.get())),
-        channel_id: DiscordId(channel.get()),
-    };
+    let by = &press.user.name;
+    let origin = origin(by, press.user.id, press.guild_id, channel_id, project_id);
     let owner = RunOwner {
         project_id,
-        launched_by: &press.user.name,
-        discord: Some(origin),
+        launched_by: by,
+        discord: origin.discord,
     };
     let request = RunRequest {
         workflow: &definition,
