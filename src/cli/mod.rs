@@ -151,7 +151,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
     match cli.command {
         Command::Tools { json } => tools::run(&catalog, json),
         Command::Launch(args) => launch::run(&config, &catalog, args).await,
-        Command::Sandboxes(command) => sandboxes::run(&config, command).await,
+        Command::Sandboxes(command) => sandboxes::run(&config, &catalog, command).await,
         Command::Workflow(command) => workflow::run_workflow(&config, &catalog, command).await,
         Command::Chain(command) => workflow::run_chain(&config, &catalog, command).await,
         Command::Serve => {

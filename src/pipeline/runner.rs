@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{ProgressEvent, ProgressSink};
 use super::launcher::{LaunchError, LaunchOrigin, Launcher};
 use super::naming::{pull_request_title, slug};
+use super::ops::continuing;
 use super::workflow::{
     next_step, read_verdict, step_prompt, DoneStep, Next, StepEnd, StepKind, Task, Verdict,
     WorkflowDef,
@@ -564,12 +565,15 @@ impl Runner {
             .map_err(|e| format!("the {kind} step cannot start: {e}"))?;
         request.env = step.env.to_vec();
         request.checker = kind == StepKind::Checker;
-        request.follow_up = Some(FollowUp {
-            of: step.previous,
-            branch: step.branch.to_string(),
-            base_branch: step.base.to_string(),
-            session_id: None,
-        });
+        let request = continuing(
+            request,
+            FollowUp {
+                of: step.previous,
+                branch: step.branch.to_string(),
+                base_branch: step.base.to_string(),
+                session_id: None,
+            },
+        );
         let origin = LaunchOrigin {
             launched_by: run.meta.launched_by.clone(),
             discord: run.meta.discord(),
