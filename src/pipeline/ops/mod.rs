@@ -119,6 +119,7 @@ mod tests {
                 project_id: None,
                 issue_session: None,
                 workflow: None,
+                caps: Default::default(),
             })
             .await
             .unwrap();
