@@ -187,23 +187,41 @@ fn is_public(ip: &IpAddr) -> bool {
     }
 }
 
-/// The launch whose placeholder is the proxy password, or the 407 that asks for it.
-fn authorize(
-    shared: &Shared,
-    request: &Request<Incoming>,
-) -> Result<Arc<LiveGrant>, Response<Body>> {
-    basic_password(request.headers().get(header::PROXY_AUTHORIZATION))
-        .and_then(|placeholder| shared.grants.lookup(&placeholder))
-        .ok_or_else(|| {
-            let mut response = text(
-                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-                "CodeCourier's egress proxy needs a live launch's placeholder as the proxy password (HTTPS_PROXY as CodeCourier set it)",
-            );
+/// Why a proxy request is not carried, as its answer says it.
+struct Refused {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut response = text(self.status, &self.message);
+        if self.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
             response.headers_mut().insert(
                 header::PROXY_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"CodeCourier egress\""),
             );
-            response
+        }
+        response
+    }
+}
+
+/// The launch whose placeholder is the proxy password, or the 407 that asks for it.
+fn authorize(shared: &Shared, request: &Request<Incoming>) -> Result<Arc<LiveGrant>, Refused> {
+    basic_password(request.headers().get(header::PROXY_AUTHORIZATION))
+        .and_then(|placeholder| shared.grants.lookup(&placeholder))
+        .ok_or_else(|| {
+            Refused::new(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "CodeCourier's egress proxy needs a live launch's placeholder as the proxy password (HTTPS_PROXY as CodeCourier set it)",
+            )
         })
 }
 
@@ -221,14 +239,14 @@ fn target(uri: &Uri, default_port: Option<u16>) -> Option<(String, u16)> {
 }
 
 /// Checks the target against the policy, resolves it once and connects to what was checked.
-async fn open(policy: &EgressPolicy, host: &str, port: u16) -> Result<TcpStream, Response<Body>> {
+async fn open(policy: &EgressPolicy, host: &str, port: u16) -> Result<TcpStream, Refused> {
     policy
         .admits_name(host, port)
-        .map_err(|why| text(StatusCode::FORBIDDEN, &why))?;
+        .map_err(|why| Refused::new(StatusCode::FORBIDDEN, why))?;
     let unreachable = |why: String| {
-        text(
+        Refused::new(
             StatusCode::BAD_GATEWAY,
-            &format!("CodeCourier's egress proxy cannot reach {host}:{port}: {why}"),
+            format!("CodeCourier's egress proxy cannot reach {host}:{port}: {why}"),
         )
     };
     let addrs: Vec<SocketAddr> =
@@ -240,7 +258,7 @@ async fn open(policy: &EgressPolicy, host: &str, port: u16) -> Result<TcpStream,
     let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
     policy
         .admits_addresses(host, port, &ips)
-        .map_err(|why| text(StatusCode::FORBIDDEN, &why))?;
+        .map_err(|why| Refused::new(StatusCode::FORBIDDEN, why))?;
     let mut last_error = "the name has no addresses".to_string();
     for addr in addrs {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
@@ -252,24 +270,38 @@ async fn open(policy: &EgressPolicy, host: &str, port: u16) -> Result<TcpStream,
     Err(unreachable(last_error))
 }
 
+/// The live launch and a connection to the target it may reach, or the answer that refuses.
+async fn authorize_and_open(
+    shared: &Shared,
+    request: &Request<Incoming>,
+    default_port: Option<u16>,
+) -> Result<(Arc<LiveGrant>, TcpStream), Refused> {
+    let live = authorize(shared, request)?;
+    let (host, port) = target(request.uri(), default_port).ok_or_else(|| {
+        Refused::new(
+            StatusCode::BAD_REQUEST,
+            "the request names no host:port target",
+        )
+    })?;
+    match open(&shared.egress, &host, port).await {
+        Ok(stream) => {
+            tracing::debug!(launch = %live.grant.label, %host, port, "gateway: egress");
+            Ok((live, stream))
+        }
+        Err(refused) => {
+            tracing::info!(launch = %live.grant.label, %host, port, status = refused.status.as_u16(), "gateway: egress refused");
+            Err(refused)
+        }
+    }
+}
+
 /// CONNECT host:port: answers 200 once the target is connected, then carries bytes both ways
 /// until either side closes or the launch's grant ends.
 pub(super) async fn connect(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
-    let live = match authorize(shared, &request) {
-        Ok(live) => live,
-        Err(refusal) => return refusal,
+    let (live, mut upstream) = match authorize_and_open(shared, &request, None).await {
+        Ok(opened) => opened,
+        Err(refused) => return refused.into_response(),
     };
-    let Some((host, port)) = target(request.uri(), None) else {
-        return text(StatusCode::BAD_REQUEST, "CONNECT needs a host:port target");
-    };
-    let mut upstream = match open(&shared.egress, &host, port).await {
-        Ok(stream) => stream,
-        Err(refusal) => {
-            tracing::info!(launch = %live.grant.label, %host, port, "gateway: egress refused");
-            return refusal;
-        }
-    };
-    tracing::debug!(launch = %live.grant.label, %host, port, "gateway: egress tunnel");
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(request).await else {
             return;
@@ -288,26 +320,17 @@ pub(super) async fn forward_http(
     shared: &Arc<Shared>,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    let live = match authorize(shared, &request) {
-        Ok(live) => live,
-        Err(refusal) => return refusal,
-    };
     if request.uri().scheme_str() != Some("http") {
         return text(
             StatusCode::BAD_REQUEST,
             "CodeCourier's egress proxy forwards only http:// requests; use CONNECT for https",
         );
     }
-    let Some((host, port)) = target(request.uri(), Some(80)) else {
-        return text(StatusCode::BAD_REQUEST, "the request names no host");
+    let (live, stream) = match authorize_and_open(shared, &request, Some(80)).await {
+        Ok(opened) => opened,
+        Err(refused) => return refused.into_response(),
     };
-    let stream = match open(&shared.egress, &host, port).await {
-        Ok(stream) => stream,
-        Err(refusal) => {
-            tracing::info!(launch = %live.grant.label, %host, port, "gateway: egress refused");
-            return refusal;
-        }
-    };
+    let (host, port) = target(request.uri(), Some(80)).expect("checked when opened");
     let (mut parts, body) = request.into_parts();
     let authority = parts.uri.authority().map(|a| a.as_str().to_string());
     parts.uri = parts

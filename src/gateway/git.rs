@@ -355,6 +355,9 @@ fn parse_commands(buf: &[u8]) -> Parsed {
     }
 }
 
+/// The reason given to a ref that alone would have passed.
+const HELD_BACK: &str = "not pushed: another ref in this push was refused";
+
 /// Why each ref of a push is refused, or `None` when the whole push may go upstream. A push is
 /// all or nothing: one refused ref keeps the others back too.
 fn refusals(push: &Push, updates: &[RefUpdate]) -> Option<Vec<String>> {
@@ -379,9 +382,7 @@ fn refusals(push: &Push, updates: &[RefUpdate]) -> Option<Vec<String>> {
     Some(
         reasons
             .into_iter()
-            .map(|reason| {
-                reason.unwrap_or_else(|| "not pushed: another ref in this push was refused".into())
-            })
+            .map(|reason| reason.unwrap_or_else(|| HELD_BACK.into()))
             .collect(),
     )
 }
@@ -397,7 +398,11 @@ fn pkt_line(payload: &[u8]) -> Vec<u8> {
 /// for side-band. A git that asked for no report gets a plain 403.
 fn rejection(updates: &[RefUpdate], reasons: &[String], capabilities: &[String]) -> Response<Body> {
     let has = |cap: &str| capabilities.iter().any(|c| c == cap);
-    let first_reason = reasons.first().map(String::as_str).unwrap_or("refused");
+    let first_reason = reasons
+        .iter()
+        .find(|reason| *reason != HELD_BACK)
+        .map(String::as_str)
+        .unwrap_or("refused");
     if !(has("report-status") || has("report-status-v2")) {
         return text(
             StatusCode::FORBIDDEN,

@@ -224,3 +224,37 @@ impl Reach {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bridged_sandbox_gets_urls_on_its_own_loopback_port() {
+        let table = Arc::new(grants::GrantTable::default());
+        let guard = table.insert(Grant {
+            git: Some(GitGrant {
+                upstream: Url::parse("https://github.com/acme/widgets.git").unwrap(),
+                token: Secret::new("ghs_x"),
+                push: Push::Refused,
+            }),
+            ..Grant::default()
+        });
+        let placeholder = guard.placeholder().expose();
+        let reach = Reach::bridged(3128);
+        assert_eq!(
+            reach.model_base_url(ModelApi::OpenRouter),
+            "http://127.0.0.1:3128/openrouter"
+        );
+        assert_eq!(
+            reach.git_remote_url(&guard).unwrap().expose(),
+            format!("http://x-access-token:{placeholder}@127.0.0.1:3128/git/acme/widgets.git")
+        );
+        assert_eq!(
+            reach.proxy_url(&guard).expose(),
+            format!("http://ccgw:{placeholder}@127.0.0.1:3128")
+        );
+        let no_git = table.insert(Grant::default());
+        assert!(reach.git_remote_url(&no_git).is_none());
+    }
+}
