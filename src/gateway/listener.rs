@@ -11,7 +11,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -69,8 +69,10 @@ where
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(route(&shared, request).await) }
     });
-    // Upgrades carry CONNECT tunnels; a client that hangs up mid-request is no error of ours.
+    // Upgrades carry CONNECT tunnels; the timer bounds how long a client may take to send its
+    // headers; a client that hangs up mid-request is no error of ours.
     let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await;
@@ -123,11 +125,12 @@ pub(super) fn empty() -> Body {
     full(Bytes::new())
 }
 
-/// Headers that belong to one connection, never forwarded (RFC 9110 section 7.6.1), plus `Host`
-/// (set by the client that forwards).
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Headers that belong to one connection, never forwarded (RFC 9110 section 7.6.1, and the
+/// `Proxy-Connection` some clients still send), plus `Host` (set by the client that forwards).
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
