@@ -693,11 +693,35 @@ impl GitWorld {
         work
     }
 
+    /// Commits 3 MiB that do not compress, so git sends its pack in chunks of unknown length.
+    async fn commit_noise(&self, work: &Path) -> Vec<u8> {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let noise: Vec<u8> = (0..3 * 1024 * 1024)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect();
+        std::fs::write(work.join("noise.bin"), &noise).unwrap();
+        for args in [
+            &["add", "noise.bin"][..],
+            &["commit", "--quiet", "-m", "Add noise"],
+        ] {
+            let out = self.git(work, args).await;
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        }
+        noise
+    }
+
+    /// Whether a receive-pack request with ref updates reached the host. Before a large push git
+    /// sends a probe, a lone flush packet (`0000`, nothing to update), which may pass.
     fn upstream_received_a_push(&self) -> bool {
         self.host
             .requests()
             .iter()
-            .any(|r| r.path.ends_with("/git-receive-pack"))
+            .any(|r| r.path.ends_with("/git-receive-pack") && r.body_len > 4)
     }
 }
 
@@ -784,6 +808,7 @@ async fn a_push_to_the_launch_branch_lands_upstream() {
     let world = git_world().await;
     let guard = world.grant(Push::Branch(BRANCH.into()));
     let work = world.clone_with_a_commit(&guard).await;
+    let noise = world.commit_noise(&work).await;
 
     let out = world
         .git(
@@ -798,6 +823,19 @@ async fn a_push_to_the_launch_branch_lands_upstream() {
         &["rev-parse", &format!("refs/heads/{BRANCH}")],
     );
     assert_eq!(upstream, pushed);
+    let size = support::git(
+        &world.widgets,
+        &["cat-file", "-s", &format!("{BRANCH}:noise.bin")],
+    );
+    assert_eq!(size.trim(), noise.len().to_string());
+    let requests = world.host.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path.ends_with("/git-receive-pack")
+                && r.headers.contains("transfer-encoding: chunked")),
+        "the pack went upstream as a stream: {requests:?}"
+    );
 }
 
 #[tokio::test]
@@ -805,6 +843,7 @@ async fn pushes_anywhere_else_are_refused_with_a_message_git_prints_and_upstream
     let world = git_world().await;
     let guard = world.grant(Push::Branch(BRANCH.into()));
     let work = world.clone_with_a_commit(&guard).await;
+    world.commit_noise(&work).await;
     let before = refs(&world.widgets);
 
     for refspec in [

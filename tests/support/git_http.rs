@@ -25,6 +25,7 @@ pub struct Seen {
     pub authorized: bool,
     /// Every header as `name: value` lines, to look for what must never arrive.
     pub headers: String,
+    pub body_len: usize,
 }
 
 struct Host {
@@ -81,8 +82,15 @@ async fn serve(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response<Body> {
+    // Read whole, without axum's default limit: a pack may be large (GitHub takes up to 2 GiB).
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(Body::from("the request body broke off\n"))
+            .unwrap();
+    };
     let authorized = password(&headers).as_deref() == Some(host.token.as_str());
     host.seen.lock().unwrap().push(Seen {
         method: method.to_string(),
@@ -93,6 +101,7 @@ async fn serve(
             .iter()
             .map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())))
             .collect(),
+        body_len: body.len(),
     });
     if !authorized {
         return Response::builder()
