@@ -285,6 +285,92 @@ async fn a_streamed_answer_arrives_chunk_by_chunk_and_upstream_sees_the_real_key
     assert_logs_hold_none_of(&[ANTHROPIC_KEY, &placeholder]);
 }
 
+/// The real Claude Code CLI, given only the gateway's base URL and the placeholder, runs a turn
+/// with a tool call against the fake Anthropic API, which sees the real key on every request.
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_works_through_the_gateway_holding_only_the_placeholder() {
+    capture_logs();
+    let api = support::fake_anthropic::start(support::fake_anthropic::Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let gateway = Gateway::start(settings(
+        Url::parse(&api.uri()).unwrap(),
+        Url::parse("http://127.0.0.1:9/v1").unwrap(),
+        list_only(&[]),
+    ))
+    .await
+    .unwrap();
+    let guard = gateway.grant(anthropic_grant("sbx-claude"));
+    let placeholder = guard.placeholder().expose().to_string();
+    let home = tempfile::tempdir().unwrap();
+    let project = home.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+
+    let mut claude = tokio::process::Command::new(support::claude_code_bin().join("claude"));
+    claude
+        .args(["-p", "--output-format", "stream-json", "--verbose"])
+        .args([
+            "--dangerously-skip-permissions",
+            "--model",
+            "claude-sonnet-4-6",
+        ])
+        .current_dir(&project)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", home.path())
+        .env("IS_SANDBOX", "1")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env(
+            "ANTHROPIC_BASE_URL",
+            gateway.reach_on_host().model_base_url(ModelApi::Anthropic),
+        )
+        .env("ANTHROPIC_API_KEY", &placeholder)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = claude.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Create hello.txt").await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("claude finished within two minutes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    let result: serde_json::Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .find(|event: &serde_json::Value| event["type"] == "result")
+        .unwrap_or_else(|| panic!("no result event: {stdout}"));
+    assert_eq!(
+        result["result"],
+        support::fake_anthropic::FINAL_TEXT,
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("hello.txt")).unwrap(),
+        "hello\n"
+    );
+
+    let requests = api.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2, "the tool call and the final answer");
+    for request in &requests {
+        assert_eq!(
+            request
+                .headers
+                .get("x-api-key")
+                .map(|v| v.to_str().unwrap()),
+            Some(ANTHROPIC_KEY)
+        );
+        let headers = format!("{:?}", request.headers);
+        assert!(!headers.contains(&placeholder), "{headers}");
+    }
+}
+
 #[tokio::test]
 async fn each_api_gets_its_own_upstream_and_credential_header() {
     let upstream = FakeModel::start().await;
