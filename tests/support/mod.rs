@@ -9,6 +9,7 @@ pub mod fake_discord;
 pub mod fake_e2b;
 pub mod fake_openai_chat;
 pub mod fake_openai_responses;
+pub mod git_http;
 pub mod mock_github;
 pub mod openapi;
 
