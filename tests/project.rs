@@ -185,10 +185,7 @@ fn learnings_are_listed_accepted_and_removed_by_id() {
     let world = World::new();
     let repo = world.origin.to_str().unwrap();
     // The stand-in agent proposes one learning.
-    let out = world
-        .launch(&["--prompt", "Save it"])
-        .output()
-        .unwrap();
+    let out = world.launch(&["--prompt", "Save it"]).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -8,6 +8,7 @@ mod access;
 mod custom_id;
 mod dialog;
 mod launch;
+mod modal;
 mod project;
 mod render;
 mod reply;

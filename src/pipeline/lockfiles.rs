@@ -102,7 +102,11 @@ mod tests {
         );
         assert_eq!(
             commands(&["requirements.txt", "uv.lock", "Cargo.lock", "go.sum"]),
-            ["uv sync --frozen", "cargo fetch --locked", "go mod download"]
+            [
+                "uv sync --frozen",
+                "cargo fetch --locked",
+                "go mod download"
+            ]
         );
         // Only the top level counts, by exact name.
         assert!(commands(&["sub/package-lock.json", "Cargo.lock.bak"]).is_empty());

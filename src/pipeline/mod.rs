@@ -3,8 +3,8 @@
 
 mod events;
 pub mod extensions;
-pub mod lockfiles;
 mod launcher;
+pub mod lockfiles;
 mod naming;
 pub mod ops;
 mod prompt;

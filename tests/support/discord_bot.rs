@@ -430,14 +430,34 @@ impl Bot {
 
     // ------------------------------------------------------------------ what users do
 
-    /// `/command` (or `/command subcommand`, space-separated) with `options`.
+    /// `/command` (or `/command subcommand`, or `/command group subcommand`, space-separated)
+    /// with `options`; a file hosted with `fake.host_file` is an attachment option.
     pub fn slash(&self, user: User, command: &str, options: &[(&str, Value)]) -> Interaction {
         let (id, token) = self.next_interaction("slash");
-        let options = options_json(options);
-        let payload = match command.split_once(' ') {
-            Some((name, sub)) => subcommand(id, &token, name, sub, options, user.id),
-            None => slash(id, &token, command, options, user.id),
+        let json_options = options_json(options);
+        let words: Vec<&str> = command.split(' ').collect();
+        let mut payload = match words.as_slice() {
+            [name, group, sub] => slash(
+                id,
+                &token,
+                name,
+                json!([{"name": group, "type": 2, "options": [
+                    {"name": sub, "type": 1, "options": json_options}]}]),
+                user.id,
+            ),
+            [name, sub] => subcommand(id, &token, name, sub, json_options, user.id),
+            _ => slash(id, &token, command, json_options, user.id),
         };
+        let attachments: serde_json::Map<String, Value> = options
+            .iter()
+            .filter_map(|(_, v)| {
+                v.get("filename")?;
+                Some((v["id"].as_str()?.to_string(), v.clone()))
+            })
+            .collect();
+        if !attachments.is_empty() {
+            payload["data"]["resolved"] = json!({ "attachments": attachments });
+        }
         self.send(user, payload, id, token, None)
     }
 
@@ -540,14 +560,6 @@ impl Bot {
                 (field.as_str(), typed.unwrap_or(prefilled))
             })
             .collect();
-        // poise's `execute_modal` (which the bot uses for `/project`) names the modal after the
-        // interaction and starts listening for the submit only after the modal went out; nothing
-        // on the wire says when. Until the bot listens before it shows the modal (the harness's
-        // `ask` shows how), a submit sent at once can be missed, so give it the moment a person
-        // takes to type.
-        if modal.custom_id == modal.opened_by.id.to_string() {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
         let (id, token) = self.next_interaction("modal");
         let mut payload = modal_submit(id, &token, &modal.custom_id, &values, user.id);
         payload = in_channel(payload, &modal.opened_by.channel);
@@ -865,6 +877,9 @@ fn options_json(options: &[(&str, Value)]) -> Value {
         options
             .iter()
             .map(|(name, value)| {
+                if value.get("filename").is_some() {
+                    return json!({"name": name, "type": 11, "value": value["id"]});
+                }
                 let kind = match value {
                     Value::Number(n) if n.is_i64() => 4,
                     Value::Number(_) => 10,

@@ -1,10 +1,14 @@
 //! `/project`: bind a channel to a repository with its instructions and variables, and store the
 //! keys its launches use. Keys and variable values go in through modals, are stored encrypted, and
-//! are never shown again: `/project show` lists names only. Needs Manage Server.
+//! are never shown again: `/project show` lists names only. The project's skills, commands and
+//! learnings are managed in `library.rs`. Changes need Manage Server.
+
+mod library;
 
 use poise::Modal;
 
 use super::access::command_by_manager;
+use super::modal;
 use super::reply::{field_errors, say_ephemeral};
 use super::{render, Context, Error};
 use crate::catalog::{LaunchInput, RepoRef};
@@ -45,7 +49,18 @@ struct Keys {
 }
 
 /// Configure this channel's project.
-#[poise::command(slash_command, guild_only, subcommands("setup", "keys", "show"))]
+#[poise::command(
+    slash_command,
+    guild_only,
+    subcommands(
+        "setup",
+        "keys",
+        "show",
+        "library::skills",
+        "library::commands",
+        "library::learnings"
+    )
+)]
 pub async fn project(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
@@ -69,7 +84,7 @@ async fn setup(ctx: Context<'_>) -> Result<(), Error> {
         // Values are secrets: never put back on screen.
         variables: None,
     };
-    let Some(form) = ProjectSetup::execute_with_defaults(app, defaults).await? else {
+    let Some(form) = modal::ask(app, Some(defaults)).await? else {
         return Ok(());
     };
     // The same rules as a launch, so a bad repository is caught now, not at the first /launch.
@@ -168,7 +183,7 @@ async fn keys(
         };
         (project_scope(project.id), format!("{}'s", project.repo))
     };
-    let Some(form) = Keys::execute(app).await? else {
+    let Some(form) = modal::ask::<Keys>(app, None).await? else {
         return Ok(());
     };
     let given = [
@@ -229,6 +244,11 @@ async fn show(ctx: Context<'_>) -> Result<(), Error> {
     let mine: Vec<String> = store
         .secret_names(&user_scope(DiscordId(ctx.author().id.get())))
         .await?;
+    let learnings = store.learnings(project.id).await?;
+    let accepted = learnings.iter().filter(|l| l.accepted()).count();
+    let names = |items: Vec<crate::store::NamedText>| -> Vec<String> {
+        items.into_iter().map(|i| i.name).collect()
+    };
     let list = |names: &[String]| {
         if names.is_empty() {
             "none".to_string()
@@ -237,14 +257,17 @@ async fn show(ctx: Context<'_>) -> Result<(), Error> {
         }
     };
     let text = format!(
-        "**{}** · base {}\nInstructions: {}\nVariables: {}\nProject keys: {}\nYour keys: {}\nLearnings: {} lines",
+        "**{}** · base {}\nInstructions: {}\nVariables: {}\nProject keys: {}\nYour keys: {}\nSkills: {}\nCommands: {}\nLearnings: {} accepted, {} to review (`/project learnings list`)",
         render::inert(&project.repo),
         project.base_branch.as_deref().unwrap_or("default branch"),
         project.system_prompt.as_deref().map(|p| render::inert(&render::cut(p, 300))).unwrap_or_else(|| "none".into()),
         list(&variables),
         list(&keys),
         list(&mine),
-        project.learnings.lines().count(),
+        list(&names(project.skills())),
+        list(&names(project.commands())),
+        accepted,
+        learnings.len() - accepted,
     );
     say_ephemeral(ctx, text).await
 }
