@@ -39,6 +39,9 @@ impl fmt::Display for ProviderKind {
 pub struct DiscordConfig {
     pub token: Option<Secret>,
     pub guild_id: Option<DiscordId>,
+    /// The only servers the bot serves (and registers its commands in): interactions from any
+    /// other server, or from direct messages, are refused.
+    pub allowed_guilds: Vec<DiscordId>,
     pub api_base: String,
 }
 
@@ -171,12 +174,34 @@ impl Config {
             problems: Vec::new(),
         };
 
+        let guild_id: Option<DiscordId> = r.parsed(
+            "DISCORD_GUILD_ID",
+            "is not a Discord id (a number); in Discord enable Developer Mode, right-click the server and Copy Server ID",
+        );
+        let allowed_guilds = match r.text("CODECOURIER_ALLOWED_GUILDS") {
+            None => guild_id.into_iter().collect(),
+            Some(list) => {
+                let ids: Result<Vec<DiscordId>, _> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(str::parse)
+                    .collect();
+                ids.unwrap_or_else(|_| {
+                    r.problem(
+                        "CODECOURIER_ALLOWED_GUILDS",
+                        &format!(
+                            "\"{list}\" is not a comma-separated list of server ids (numbers)"
+                        ),
+                    );
+                    Vec::new()
+                })
+            }
+        };
         let discord = DiscordConfig {
             token: r.secret("DISCORD_TOKEN"),
-            guild_id: r.parsed(
-                "DISCORD_GUILD_ID",
-                "is not a Discord id (a number); in Discord enable Developer Mode, right-click the server and Copy Server ID",
-            ),
+            guild_id,
+            allowed_guilds,
             api_base: r.url("DISCORD_API_BASE", "https://discord.com"),
         };
         let data_dir = PathBuf::from(
@@ -327,12 +352,23 @@ impl Config {
 
     /// What `serve` needs on top of the base configuration.
     pub fn require_discord(&self) -> Result<&Secret, ConfigError> {
-        self.discord.token.as_ref().ok_or_else(|| ConfigError {
-            problems: vec![ConfigProblem {
+        let mut problems = Vec::new();
+        if self.discord.token.is_none() {
+            problems.push(ConfigProblem {
                 var: "DISCORD_TOKEN".into(),
                 message: "is required by `serve`; create a bot in the Discord developer portal (README: Discord setup) and copy its token".into(),
-            }],
-        })
+            });
+        }
+        if self.discord.allowed_guilds.is_empty() {
+            problems.push(ConfigProblem {
+                var: "CODECOURIER_ALLOWED_GUILDS".into(),
+                message: "or DISCORD_GUILD_ID is required by `serve`: the bot serves only the servers listed, so a bot invited elsewhere does nothing with this deployment's keys".into(),
+            });
+        }
+        match &self.discord.token {
+            Some(token) if problems.is_empty() => Ok(token),
+            _ => Err(ConfigError { problems }),
+        }
     }
 }
 

@@ -196,11 +196,39 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
 
     match &config.discord.token {
         Some(token) => match crate::discord::check_token(token, &config.discord.api_base).await {
-            Ok(name) => report.line(
-                Level::Ok,
-                "Discord",
-                format!("token accepted (the bot is {name})"),
-            ),
+            Ok(bot) => {
+                report.line(
+                    Level::Ok,
+                    "Discord",
+                    format!("token accepted (the bot is {})", bot.name),
+                );
+                if bot.public == Some(true) {
+                    report.line(
+                        Level::Warn,
+                        "Discord",
+                        "\"Public Bot\" is on: anyone can invite the bot to their server (which it refuses to serve, but it should not be there); turn it off in the developer portal, Bot → Public Bot",
+                    );
+                }
+                let guilds: Vec<String> = config
+                    .discord
+                    .allowed_guilds
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect();
+                if guilds.is_empty() {
+                    report.line(
+                        Level::Fail,
+                        "Discord",
+                        "no server to serve: set DISCORD_GUILD_ID or CODECOURIER_ALLOWED_GUILDS (`serve` refuses to start without one)",
+                    );
+                } else {
+                    report.line(
+                        Level::Ok,
+                        "Discord",
+                        format!("serves only the servers {}", guilds.join(", ")),
+                    );
+                }
+            }
             Err(why) => report.line(Level::Fail, "Discord", why),
         },
         None => report.line(

@@ -7,7 +7,19 @@ use poise::serenity_prelude as serenity;
 
 use super::dialog::Dialog;
 use super::{Context, Data, Error};
+use crate::config::Config;
 use crate::ids::DiscordId;
+
+/// What a person in a server the bot does not serve (or in a direct message) is told; nothing else
+/// happens.
+pub const NOT_SERVED: &str =
+    "CodeCourier serves only the servers its operator set it up for; nothing was done here.";
+
+/// Whether the bot serves the server an interaction came from: one of `CODECOURIER_ALLOWED_GUILDS`,
+/// never a direct message.
+pub fn serves(config: &Config, guild: Option<serenity::GuildId>) -> bool {
+    guild.is_some_and(|g| config.discord.allowed_guilds.contains(&DiscordId(g.get())))
+}
 
 /// Whether a member may manage the server, as the interaction carries their permissions.
 pub fn manages_server(member: Option<&serenity::Member>) -> bool {

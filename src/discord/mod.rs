@@ -83,6 +83,16 @@ pub async fn client_builder(
             workflow::workflow(),
             project::project(),
         ],
+        // Every command asks first whether this server is one the bot serves.
+        command_check: Some(|ctx| {
+            Box::pin(async move {
+                if access::serves(&ctx.data().config, ctx.guild_id()) {
+                    return Ok(true);
+                }
+                refuse_elsewhere(ctx).await?;
+                Ok(false)
+            })
+        }),
         on_error: |error| Box::pin(on_error(error)),
         event_handler: |ctx, event, _framework, data| Box::pin(on_event(ctx, event, data)),
         ..Default::default()
@@ -96,7 +106,7 @@ pub async fn client_builder(
                     ctx,
                     &framework.options().commands,
                     &catalog,
-                    setup_config.discord.guild_id,
+                    &setup_config.discord.allowed_guilds,
                 )
                 .await?;
                 tracing::info!(user = %ready.user.name, "connected to Discord");
@@ -130,11 +140,29 @@ fn http_builder(token: &str, api_base: &str) -> serenity::HttpBuilder {
     }
 }
 
-/// Whether Discord accepts the bot token: the bot's name, or what to do.
-pub async fn check_token(token: &crate::secret::Secret, api_base: &str) -> Result<String, String> {
+/// What `doctor` learns of the bot from Discord.
+pub struct BotCheck {
+    pub name: String,
+    /// "Public Bot" is on: anyone can invite it to their server.
+    pub public: Option<bool>,
+}
+
+/// Whether Discord accepts the bot token: the bot's name and whether anyone may invite it, or what
+/// to do.
+pub async fn check_token(
+    token: &crate::secret::Secret,
+    api_base: &str,
+) -> Result<BotCheck, String> {
     let http = http_builder(token.expose(), api_base).build();
     match http.get_current_user().await {
-        Ok(user) => Ok(user.name.clone()),
+        Ok(user) => Ok(BotCheck {
+            name: user.name.clone(),
+            public: http
+                .get_current_application_info()
+                .await
+                .ok()
+                .map(|app| app.bot_public),
+        }),
         Err(serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(e))) if e.status_code.as_u16() == 401 => {
             Err("Discord refused DISCORD_TOKEN: copy the bot's token again from the developer portal (Bot → Reset Token)".into())
         }
@@ -142,13 +170,14 @@ pub async fn check_token(token: &crate::secret::Secret, api_base: &str) -> Resul
     }
 }
 
-/// Registers the commands, with choices and limits from the catalog (which poise's attributes
-/// cannot express: the catalog is data, not code).
+/// Registers the commands in every server the bot serves (never globally: a server it does not
+/// serve should not even see them), with choices and limits from the catalog (which poise's
+/// attributes cannot express: the catalog is data, not code).
 async fn register(
     ctx: &serenity::Context,
     commands: &[poise::Command<Data, Error>],
     catalog: &Catalog,
-    guild: Option<DiscordId>,
+    guilds: &[DiscordId],
 ) -> anyhow::Result<()> {
     let mut payload = Vec::new();
     for command in poise::builtins::create_application_commands(commands) {
@@ -166,15 +195,10 @@ async fn register(
         }
         payload.push(value);
     }
-    match guild {
-        Some(guild) => {
-            ctx.http
-                .create_guild_commands(GuildId::new(guild.0), &payload)
-                .await?;
-        }
-        None => {
-            ctx.http.create_global_commands(&payload).await?;
-        }
+    for guild in guilds {
+        ctx.http
+            .create_guild_commands(GuildId::new(guild.0), &payload)
+            .await?;
     }
     Ok(())
 }
@@ -244,11 +268,35 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
             let text = reply::failed_on_our_side(&error, &ctx.command().qualified_name);
             let _ = reply::say_ephemeral(ctx, text).await;
         }
+        // A server the bot does not serve: the check answered already.
+        poise::FrameworkError::CommandCheckFailed { error: None, .. } => {}
+        poise::FrameworkError::GuildOnly { ctx, .. } => {
+            if let Err(e) = refuse_elsewhere(ctx).await {
+                tracing::warn!(error = %e, "could not refuse a direct message");
+            }
+        }
         other => {
             if let Err(e) = poise::builtins::on_error(other).await {
                 tracing::warn!(error = %e, "could not report an error");
             }
         }
+    }
+}
+
+/// Answers a command from a server the bot does not serve, or a direct message: the refusal, or
+/// no choices for an option being typed (nothing of this deployment is shown).
+async fn refuse_elsewhere(ctx: Context<'_>) -> Result<(), Error> {
+    match ctx {
+        poise::Context::Application(app)
+            if app.interaction_type == poise::CommandInteractionType::Autocomplete =>
+        {
+            let none = serenity::CreateInteractionResponse::Autocomplete(
+                serenity::CreateAutocompleteResponse::new(),
+            );
+            app.interaction.create_response(ctx.http(), none).await?;
+            Ok(())
+        }
+        _ => reply::say_ephemeral(ctx, access::NOT_SERVED).await,
     }
 }
 
@@ -262,6 +310,30 @@ async fn on_event(
     let serenity::FullEvent::InteractionCreate { interaction } = event else {
         return Ok(());
     };
+    let guild = match interaction {
+        serenity::Interaction::Component(press) => press.guild_id,
+        serenity::Interaction::Modal(submit) => submit.guild_id,
+        _ => return Ok(()),
+    };
+    if !access::serves(&data.config, guild) {
+        let refused = match interaction {
+            serenity::Interaction::Component(press) => {
+                press
+                    .create_response(&ctx.http, reply::ephemeral(access::NOT_SERVED))
+                    .await
+            }
+            serenity::Interaction::Modal(submit) => {
+                submit
+                    .create_response(&ctx.http, reply::ephemeral(access::NOT_SERVED))
+                    .await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = refused {
+            tracing::warn!(error = %e, "could not refuse an interaction from another server");
+        }
+        return Ok(());
+    }
     let outcome = match interaction {
         serenity::Interaction::Component(press) => {
             let Some(id) = CustomId::parse(&press.data.custom_id) else {

@@ -35,6 +35,8 @@ pub struct User {
     pub id: u64,
     permissions: u64,
     roles: &'static [u64],
+    /// Where they act from: `Some(guild)`, or `None` for a direct message with the bot.
+    server: Option<u64>,
 }
 
 impl User {
@@ -44,6 +46,7 @@ impl User {
             id,
             permissions: PERMS_MEMBER,
             roles: &[],
+            server: Some(GUILD_ID),
         }
     }
 
@@ -53,12 +56,29 @@ impl User {
             id,
             permissions: PERMS_MANAGE_SERVER,
             roles: &[],
+            server: Some(GUILD_ID),
         }
     }
 
     /// The same person with these roles too (add them to the guild with `FakeDiscord::add_role`).
     pub const fn with_roles(self, roles: &'static [u64]) -> Self {
         Self { roles, ..self }
+    }
+
+    /// The same person acting from another server the bot was invited to.
+    pub const fn in_server(self, guild: u64) -> Self {
+        Self {
+            server: Some(guild),
+            ..self
+        }
+    }
+
+    /// The same person writing to the bot in a direct message.
+    pub const fn in_dm(self) -> Self {
+        Self {
+            server: None,
+            ..self
+        }
     }
 
     /// `<@id>`, as the bot pings them.
@@ -820,6 +840,26 @@ impl Bot {
         message_id: Option<u64>,
     ) -> Interaction {
         payload["member"] = user.member_json();
+        match user.server {
+            Some(GUILD_ID) => {}
+            Some(other) => {
+                let other = json!(other.to_string());
+                payload["guild_id"] = other.clone();
+                payload["data"]["guild_id"] = other.clone();
+                payload["channel"]["guild_id"] = other.clone();
+                payload["authorizing_integration_owners"] = json!({"0": other});
+            }
+            None => {
+                let object = payload.as_object_mut().unwrap();
+                object.remove("guild_id");
+                object.remove("member");
+                object.remove("guild_locale");
+                payload["data"].as_object_mut().unwrap().remove("guild_id");
+                payload["user"] = user_json(user.id);
+                payload["channel"] = json!({"id": payload["channel_id"], "type": 1});
+                payload["context"] = json!(1);
+            }
+        }
         let channel = payload["channel"].clone();
         self.fake.dispatch("INTERACTION_CREATE", payload);
         Interaction {
