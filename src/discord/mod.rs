@@ -1284,7 +1284,7 @@ async fn announce_recovered(
         let Some(thread_id) = record.discord.thread_id else {
             continue;
         };
-        if record.request.scan.is_some() {
+        if record.request.scan_task().is_some() {
             let requester = record.discord.user_id.map(|u| serenity::UserId::new(u.0));
             let thread = ChannelId::new(thread_id.0);
             if let Err(e) =

@@ -57,7 +57,7 @@ pub async fn follow(
     requester: UserId,
 ) -> anyhow::Result<()> {
     let request = prepared.request();
-    let title = match &request.scan {
+    let title = match request.scan_task() {
         Some(task) => format!(
             "🔎 scan of {}{}",
             request.repo,
@@ -122,7 +122,7 @@ pub async fn run_in_thread(
                 return;
             }
         };
-        if record.request.scan.is_some() {
+        if record.request.scan_task().is_some() {
             if let Err(e) =
                 super::scan::post_result(&http, &handles.store, thread, &record, Some(requester))
                     .await

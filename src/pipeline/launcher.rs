@@ -21,7 +21,7 @@ use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::agent::{
     self, AgentContext, AgentEvent, AgentResult, LEARNINGS_FILE, SYSTEM_PROMPT_FILE,
 };
-use crate::catalog::{Catalog, LaunchRequest, PrPolicy, RepoRef, ScanTask, Tool};
+use crate::catalog::{Catalog, LaunchMode, LaunchRequest, PrPolicy, RepoRef, ScanTask, Tool};
 use crate::config::Config;
 use crate::config::GithubConfig;
 use crate::github::{self, GithubError, RepoClient};
@@ -246,10 +246,10 @@ impl Answer {
 
 impl<'a> Form<'a> {
     fn of(request: &'a LaunchRequest) -> Option<Self> {
-        match (&request.scan, request.checker) {
-            (Some(task), _) => Some(Form::Issues(task)),
-            (None, true) => Some(Form::Verdict),
-            (None, false) => None,
+        match &request.mode {
+            LaunchMode::Scan(task) => Some(Form::Issues(task)),
+            LaunchMode::Check => Some(Form::Verdict),
+            LaunchMode::Work => None,
         }
     }
 
@@ -482,7 +482,7 @@ impl Launcher {
             .project_for_repo(&request.repo.to_string())
             .await?;
         let repo_text = request.repo.to_string();
-        let scan_session = request.scan.as_ref().map(|task| NewIssueSession {
+        let scan_session = request.scan_task().map(|task| NewIssueSession {
             id: IssueSessionId::new(),
             project_id: Some(project.id),
             repo: &repo_text,
@@ -526,7 +526,7 @@ impl Launcher {
             ),
             (
                 Phase::Record,
-                match (&request.scan, issue_session) {
+                match (request.scan_task(), issue_session) {
                     (Some(_), Some(session)) => format!(
                         "issue session {} · sandbox {} of project {}",
                         session.short(),
@@ -683,7 +683,7 @@ impl Launcher {
             }
         };
         let final_status = self.store.finish(id, status, &finish).await?;
-        if let (Some(_), Some(session)) = (&request.scan, issue_session) {
+        if let (Some(_), Some(session)) = (request.scan_task(), issue_session) {
             self.finish_issue_session(
                 session,
                 final_status,
@@ -977,7 +977,7 @@ impl Launcher {
         let form = Form::of(request);
         let read_only = form.is_some();
         self.phase(run, Phase::Branch, async {
-            if request.scan.is_some() {
+            if request.scan_task().is_some() {
                 let detail = format!(
                     "read-only scan of {}: no branch is created or pushed",
                     run.base_branch
@@ -1063,7 +1063,7 @@ impl Launcher {
         .await?;
 
         let reads_memory = run.tool.capabilities.claude_md;
-        let prompt_text = match (&request.scan, read_only) {
+        let prompt_text = match (request.scan_task(), read_only) {
             (Some(_), _) => read_only_system_prompt(&run.base_branch, run.project, !reads_memory),
             (None, true) => read_only_system_prompt(&run.branch, run.project, !reads_memory),
             (None, false) => {
@@ -1313,7 +1313,7 @@ impl Launcher {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let repo = github.repository().await.map_err(|e| fail(e.to_string()))?;
-        if repo.can_push == Some(false) && request.scan.is_none() {
+        if repo.can_push == Some(false) && request.scan_task().is_none() {
             return Err(fail(
                 GithubError::CannotPush {
                     repo: repo.full_name.clone(),
@@ -1321,7 +1321,7 @@ impl Launcher {
                 .to_string(),
             ));
         }
-        if request.scan.is_some() {
+        if request.scan_task().is_some() {
             // A read-only scan: the base branch must exist; no branch is made.
             let base = request
                 .base_branch
@@ -1554,7 +1554,7 @@ impl Launcher {
     /// Keeps the agent's session files (Claude Code's config directory) encrypted, so a follow-up can
     /// resume the conversation in a new sandbox.
     async fn save_session(&self, run: &Run<'_>) {
-        if run.tool.id != "claude-code" {
+        if !run.tool.capabilities.resume_session {
             return;
         }
         let Some(handle) = run.handle.as_ref() else {
@@ -1591,7 +1591,7 @@ impl Launcher {
         let Some(session) = &follow_up.session_id else {
             return Ok(None);
         };
-        if run.tool.id != "claude-code" {
+        if !run.tool.capabilities.resume_session {
             return Ok(None);
         }
         let Some(of) = follow_up.of else {
@@ -1791,7 +1791,7 @@ impl Launcher {
                     text.push_str(&format!(
                         " ({} more left out: the session asked for at most {})",
                         answer.dropped,
-                        run.request.scan.as_ref().map_or(0, |t| t.max_issues)
+                        run.request.scan_task().map_or(0, |t| t.max_issues)
                     ));
                 }
                 text
@@ -1799,7 +1799,7 @@ impl Launcher {
             (Some(Answer::Issues(_)), None) => {
                 "no issue session to record the issues in".to_string()
             }
-            (None, _) => match run.request.scan {
+            (None, _) => match run.request.scan_task() {
                 Some(_) => "no issues recorded".to_string(),
                 None => "no verdict".to_string(),
             },

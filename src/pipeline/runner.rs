@@ -19,7 +19,7 @@ use super::workflow::{
     WorkflowDef,
 };
 use super::SandboxStatus;
-use crate::catalog::{Catalog, FollowUp, LaunchRequest, RepoRef};
+use crate::catalog::{Catalog, FollowUp, LaunchMode, LaunchRequest, RepoRef};
 use crate::ids::{SandboxId, WorkChainId, WorkflowRunId};
 use crate::secret::Secret;
 use crate::store::{
@@ -563,7 +563,9 @@ impl Runner {
             .validate(&self.catalog, true)
             .map_err(|e| format!("the {kind} step cannot start: {e}"))?;
         request.env = step.env.to_vec();
-        request.checker = kind == StepKind::Checker;
+        if kind == StepKind::Checker {
+            request.mode = LaunchMode::Check;
+        }
         request.follow_up = Some(FollowUp {
             of: step.previous,
             branch: step.branch.to_string(),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{
-    Catalog, FieldError, LaunchInput, LaunchRequest, PrPolicy, RepoRef, ScanTask, Tool,
+    Catalog, FieldError, LaunchInput, LaunchMode, LaunchRequest, PrPolicy, RepoRef, ScanTask, Tool,
     ValidationErrors,
 };
 use crate::store::IssueSession;
@@ -256,7 +256,7 @@ impl ScanInput {
         Ok(LaunchRequest {
             prompt: scan_prompt(&task, tool),
             pr: PrPolicy::None,
-            scan: Some(task),
+            mode: LaunchMode::Scan(task),
             ..request
         })
     }
@@ -800,7 +800,7 @@ mod tests {
             ..Default::default()
         };
         let request = input.validate(&catalog, false).unwrap();
-        let task = request.scan.clone().unwrap();
+        let task = request.scan_task().cloned().unwrap();
         assert_eq!(task.max_issues, DEFAULT_MAX_ISSUES);
         assert_eq!(request.pr, PrPolicy::None);
         assert!(request.prompt.contains("focusing on: security"));
