@@ -1,7 +1,7 @@
 //! The launch sequence: its phases, the sandbox status state machine, and the events it emits.
 
 mod events;
-mod launcher;
+mod launch;
 mod naming;
 mod prompt;
 mod recovery;
@@ -11,7 +11,7 @@ mod status;
 pub mod workflow;
 
 pub use events::{Fanout, NoProgress, ProgressEvent, ProgressSink};
-pub use launcher::{project_scope, user_scope, LaunchError, LaunchOrigin, Launcher, Prepared};
+pub use launch::{project_scope, user_scope, LaunchError, LaunchOrigin, Launcher, Prepared};
 pub use naming::{branch_name, slug};
 pub use recovery::recover;
 pub use runner::{step_line, NoWorkflowProgress, RunRequest, Runner, WorkflowEvent, WorkflowSink};

@@ -12,13 +12,13 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{ProgressEvent, ProgressSink};
-use super::launcher::{LaunchError, LaunchOrigin, Launcher};
 use super::naming::{pull_request_title, slug};
 use super::workflow::{
     next_step, read_verdict, step_prompt, DoneStep, Next, StepEnd, StepKind, Task, Verdict,
     WorkflowDef,
 };
 use super::SandboxStatus;
+use super::{LaunchError, LaunchOrigin, Launcher};
 use crate::catalog::{Catalog, FollowUp, LaunchMode, LaunchRequest, RepoRef};
 use crate::ids::{SandboxId, WorkChainId, WorkflowRunId};
 use crate::secret::Secret;

@@ -326,9 +326,9 @@ exploring further unless you must. {}\n\nYour previous answer was:\n{}",
     text
 }
 
-/// A checked answer: the issues to keep, and how many beyond the limit were left out.
+/// A scan's checked answer: the issues to keep, and how many beyond the limit were left out.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub struct IssueList {
     pub issues: Vec<ScannedIssue>,
     pub dropped: usize,
 }
@@ -340,7 +340,7 @@ pub fn read_answer(
     structured: Option<&Value>,
     text: &str,
     max_issues: u32,
-) -> Result<Answer, Vec<String>> {
+) -> Result<IssueList, Vec<String>> {
     let value = match structured {
         Some(v) => v.clone(),
         None => json_in_text(text)?,
@@ -380,7 +380,7 @@ pub fn read_answer(
     let keep = issues.len().min(max_issues as usize);
     let dropped = issues.len() - keep;
     issues.truncate(keep);
-    Ok(Answer { issues, dropped })
+    Ok(IssueList { issues, dropped })
 }
 
 /// The last fenced block that is JSON, else the whole text.
