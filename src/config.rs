@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::gateway::HostPattern;
 use crate::ids::DiscordId;
 use crate::secret::Secret;
 
@@ -69,6 +70,23 @@ pub struct GithubConfig {
     pub api_url: String,
 }
 
+/// The vendors' base URLs, as each API's clients take them.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+pub const OPENROUTER_BASE_URL: &str = "https://openrouter.ai/api/v1";
+
+/// The credential gateway's upstreams and what sandboxes may reach besides it.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub anthropic_base_url: String,
+    pub openai_base_url: String,
+    pub openrouter_base_url: String,
+    /// Hosts besides the package registries (`CODECOURIER_EGRESS_ALLOW`).
+    pub egress_allow: Vec<HostPattern>,
+    /// `CODECOURIER_EGRESS=open`: any host with public addresses, not only the list.
+    pub egress_open: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub discord: DiscordConfig,
@@ -80,6 +98,7 @@ pub struct Config {
     pub github: GithubConfig,
     /// Present agent keys by variable name (only those that are set).
     pub agent_keys: BTreeMap<String, Secret>,
+    pub gateway: GatewayConfig,
     /// Discord role names or ids allowed to launch; empty means everyone in the guild.
     pub allowed_roles: Vec<String>,
     pub max_running_per_user: u32,
@@ -223,6 +242,8 @@ impl Config {
             .filter_map(|name| r.secret(name).map(|s| (name.to_string(), s)))
             .collect();
 
+        let gateway = r.gateway();
+
         let allowed_roles = r
             .text("CODECOURIER_ALLOWED_ROLES")
             .map(|s| {
@@ -292,6 +313,7 @@ impl Config {
             e2b,
             github,
             agent_keys,
+            gateway,
             allowed_roles,
             max_running_per_user,
             max_chain_items,
@@ -395,6 +417,50 @@ impl Reader<'_> {
             return None;
         }
         Some(path)
+    }
+
+    fn gateway(&mut self) -> GatewayConfig {
+        let anthropic_base_url = self.url("ANTHROPIC_BASE_URL", ANTHROPIC_BASE_URL);
+        let openai_base_url = self.url("OPENAI_BASE_URL", OPENAI_BASE_URL);
+        let openrouter_base_url = self.url("OPENROUTER_BASE_URL", OPENROUTER_BASE_URL);
+        let egress_allow = self
+            .text("CODECOURIER_EGRESS_ALLOW")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|entry| !entry.is_empty())
+                    .filter_map(|entry| match HostPattern::parse(entry) {
+                        Ok(pattern) => Some(pattern),
+                        Err(why) => {
+                            self.problem("CODECOURIER_EGRESS_ALLOW", &format!("{why}; list entries such as registry.example.com, *.example.com or host:8443, separated by commas"));
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let egress_open = match self
+            .text("CODECOURIER_EGRESS")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("list") => false,
+            Some("open") => true,
+            Some(other) => {
+                self.problem(
+                    "CODECOURIER_EGRESS",
+                    &format!("\"{other}\" is neither list (only allow-listed hosts) nor open (any public host)"),
+                );
+                false
+            }
+        };
+        GatewayConfig {
+            anthropic_base_url,
+            openai_base_url,
+            openrouter_base_url,
+            egress_allow,
+            egress_open,
+        }
     }
 
     fn github_app(&mut self) -> Option<GithubApp> {
@@ -561,6 +627,57 @@ mod tests {
         assert_eq!(c.discord.guild_id, Some(DiscordId(u64::MAX)));
         assert_eq!(c.allowed_roles, vec!["devs", "123"]);
         assert!(c.allow_local_repos);
+    }
+
+    #[test]
+    fn gateway_upstreams_default_to_the_vendors_and_egress_to_the_list() {
+        let c = config_from(&[]).unwrap();
+        assert_eq!(c.gateway.anthropic_base_url, "https://api.anthropic.com");
+        assert_eq!(c.gateway.openai_base_url, "https://api.openai.com/v1");
+        assert_eq!(
+            c.gateway.openrouter_base_url,
+            "https://openrouter.ai/api/v1"
+        );
+        assert!(c.gateway.egress_allow.is_empty());
+        assert!(!c.gateway.egress_open);
+
+        let c = config_from(&[
+            ("ANTHROPIC_BASE_URL", "https://llm.corp.example/anthropic/"),
+            (
+                "CODECOURIER_EGRESS_ALLOW",
+                "git.corp.example, *.pkg.example:8443,",
+            ),
+            ("CODECOURIER_EGRESS", "Open"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.gateway.anthropic_base_url,
+            "https://llm.corp.example/anthropic"
+        );
+        let allow: Vec<String> = c
+            .gateway
+            .egress_allow
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(allow, ["git.corp.example", "*.pkg.example:8443"]);
+        assert!(c.gateway.egress_open);
+
+        let err = config_from(&[
+            ("OPENAI_BASE_URL", "api.openai.com"),
+            ("CODECOURIER_EGRESS_ALLOW", "ok.example, not a host"),
+            ("CODECOURIER_EGRESS", "closed"),
+        ])
+        .unwrap_err();
+        let vars: Vec<&str> = err.problems.iter().map(|p| p.var.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "OPENAI_BASE_URL",
+                "CODECOURIER_EGRESS_ALLOW",
+                "CODECOURIER_EGRESS"
+            ]
+        );
     }
 
     #[test]

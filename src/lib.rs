@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod discord;
+pub mod gateway;
 pub mod github;
 pub mod ids;
 pub mod pipeline;

@@ -324,6 +324,7 @@ async fn list_and_show_read_the_records() {
             project_id: None,
             issue_session: None,
             workflow: None,
+            caps: Default::default(),
         })
         .await
         .unwrap();
@@ -426,6 +427,7 @@ fn commands_opening_the_database_together_all_succeed() {
                     project_id: None,
                     issue_session: None,
                     workflow: None,
+                    caps: Default::default(),
                 })
                 .await
                 .unwrap();

@@ -112,9 +112,7 @@ struct AskModal {
 /// Opens a modal and answers with what was submitted.
 #[poise::command(slash_command)]
 async fn ask(ctx: AppCtx<'_>) -> Result<(), Error> {
-    let Some(answers) =
-        poise::execute_modal(ctx, None::<AskModal>, Some(Duration::from_secs(30))).await?
-    else {
+    let Some(answers) = modal_listening_first::<AskModal>(ctx).await? else {
         return Ok(());
     };
     let branch = answers.branch.unwrap_or_else(|| "main".into());
@@ -124,6 +122,32 @@ async fn ask(ctx: AppCtx<'_>) -> Result<(), Error> {
     )
     .await?;
     Ok(())
+}
+
+/// `poise::execute_modal`, except that it listens for the submit before it shows the modal:
+/// poise starts its collector only once the modal went out, so a submit that arrives at once (a
+/// test's) can be missed, and nothing on the wire says when it listens.
+async fn modal_listening_first<M: poise::Modal>(ctx: AppCtx<'_>) -> Result<Option<M>, Error> {
+    use futures_util::StreamExt;
+    // poise's naming: the modal is called after the interaction that opened it.
+    let custom_id = ctx.interaction.id.to_string();
+    let wanted = custom_id.clone();
+    let mut submits = serenity::ModalInteractionCollector::new(ctx.serenity_context())
+        .filter(move |submit| submit.data.custom_id == wanted)
+        .timeout(Duration::from_secs(30))
+        .stream();
+    ctx.interaction
+        .create_response(ctx.http(), M::create(None, custom_id))
+        .await?;
+    ctx.has_sent_initial_response
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let Some(submit) = submits.next().await else {
+        return Ok(None);
+    };
+    submit
+        .create_response(ctx.http(), CreateInteractionResponse::Acknowledge)
+        .await?;
+    Ok(Some(M::parse(submit.data.clone())?))
 }
 
 /// Bytes that look like a multipart boundary and are not UTF-8, to prove uploads are
@@ -1314,6 +1338,14 @@ async fn world_helpers_shape_what_rest_answers() {
         .unwrap();
     assert_eq!(bob.roles, [serenity::RoleId::new(MANAGER_ROLE_ID)]);
 
+    // An added role is one of the guild's roles.
+    fake.add_role(MANAGER_ROLE_ID + 100, "builders", 0);
+    let roles = GuildId::new(GUILD_ID).roles(&http).await.unwrap();
+    assert_eq!(
+        roles[&serenity::RoleId::new(MANAGER_ROLE_ID + 100)].name,
+        "builders"
+    );
+
     // A hosted file downloads like a CDN attachment.
     let attachment: serenity::Attachment =
         serde_json::from_value(fake.host_file("spec.md", b"# Spec\n")).unwrap();
@@ -1341,4 +1373,57 @@ async fn a_late_first_answer_is_an_unknown_interaction() {
     fake.assert_no_unread();
     probe.assert_none();
     bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_is_awaited_in_the_state_an_edit_gives_it() {
+    let fake = Arc::new(FakeDiscord::start().await);
+    let http = Arc::new(fake.http());
+    let channel = ChannelId::new(CHANNEL_ID);
+    let status = channel.say(&*http, "⏳ starting…").await.unwrap();
+    let id = status.id.get();
+
+    // The wait wakes when the edit lands, whenever that is.
+    let waiting = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            fake.wait_message(id, "the run done", T, |m| m["content"] == "✅ done")
+                .await
+        })
+    };
+    channel
+        .edit_message(&*http, status.id, EditMessage::new().content("⏳ agent"))
+        .await
+        .unwrap();
+    channel
+        .edit_message(&*http, status.id, EditMessage::new().content("✅ done"))
+        .await
+        .unwrap();
+    assert_eq!(waiting.await.unwrap()["content"], "✅ done");
+
+    // A wait that times out shows every state the message went through.
+    let missed = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            fake.wait_message(id, "a failure", Duration::from_millis(50), |m| {
+                m["content"] == "❌ failed"
+            })
+            .await
+        })
+    };
+    let report = *missed
+        .await
+        .unwrap_err()
+        .into_panic()
+        .downcast::<String>()
+        .unwrap();
+    for expected in [
+        "message ",
+        "to show a failure",
+        "\"⏳ starting…\"",
+        "\"⏳ agent\"",
+        "now: \"✅ done\"",
+    ] {
+        assert!(report.contains(expected), "{expected} not in {report}");
+    }
 }

@@ -1,13 +1,12 @@
 //! Issue sessions from Discord, end to end: the real serenity/poise bot against the fake Discord,
 //! the real Claude Code CLI (pinned) in local sandboxes against a fake Anthropic API that answers
-//! through structured output, and a mock GitHub (wiremock) for the repository and its issues.
+//! through structured output, and a mock GitHub (wiremock) for the repository and its issues. Each
+//! test reads everything the bot posted (`bot.finish()` checks).
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use support::discord_bot::*;
 use support::fake_anthropic::{self, Mode, SCAN_TEXT_ANSWER};
 use support::fake_discord::*;
@@ -113,76 +112,17 @@ async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, MockServer) {
     (bot, api, github)
 }
 
-impl Bot {
-    /// `/scan run repo:acme/widgets` plus `options`; returns the scan's thread.
-    async fn scan(&self, token: &str, options: &[Value]) -> u64 {
-        let mut all = vec![json!({"name": "repo", "type": 3, "value": "acme/widgets"})];
-        all.extend_from_slice(options);
-        self.fake.dispatch(
-            "INTERACTION_CREATE",
-            subcommand(
-                self.fake.snowflake(),
-                token,
-                "scan",
-                "run",
-                Value::Array(all),
-                ALICE,
-            ),
-        );
-        let reply = self.fake.wait_for("POST", callback(token), T).await;
-        assert_eq!(reply.body["type"], 4, "{:#}", reply.body);
-        assert!(
-            reply.body["data"]["content"]
-                .as_str()
-                .unwrap()
-                .starts_with("🔎 **Scan of acme/widgets**"),
-            "{:#}",
-            reply.body
-        );
-        thread_of_launch(self).await
-    }
-
-    async fn scan_result(&self, thread: u64) -> Value {
-        self.wait_thread_message(thread, "scan result", |m| {
-            content(m).contains("scan** · session")
-        })
-        .await
-    }
-
-    /// Presses a component of `message` as Alice and returns the interaction callback's body.
-    async fn press(&self, token: &str, message: &Value, custom_id: &str, values: &[&str]) -> Value {
-        let kind = if values.is_empty() { 2 } else { 3 };
-        self.fake.dispatch(
-            "INTERACTION_CREATE",
-            component(
-                self.fake.snowflake(),
-                token,
-                custom_id,
-                kind,
-                values,
-                message.clone(),
-                ALICE,
-            ),
-        );
-        self.fake.wait_for("POST", callback(token), T).await.body
-    }
-}
-
-fn custom_ids(components: &Value) -> Vec<String> {
-    components
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
-        .map(|c| c["custom_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn find_id(components: &Value, prefix: &str) -> String {
-    custom_ids(components)
-        .into_iter()
-        .find(|id| id.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no {prefix} in {components:#}"))
+/// `/scan run repo:acme/widgets` plus `options`, by Alice: the scan's thread.
+async fn scan(bot: &Bot, options: &[(&str, Value)]) -> RunThread {
+    let mut all = vec![("repo", "acme/widgets".into())];
+    all.extend_from_slice(options);
+    let run = bot.slash(alice(), "scan run", &all);
+    let summary = bot.public_reply(&run).await;
+    assert!(
+        summary.starts_with("🔎 **Scan of acme/widgets**"),
+        "{summary}"
+    );
+    bot.run_thread().await
 }
 
 /// The positions listed on a page (the `` `n` `` that starts each entry).
@@ -195,16 +135,11 @@ fn positions_on(text: &str) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread")]
 async fn scan_pages_files_github_issues_and_launches_a_fix() {
     let (bot, api, github) = start(vec![Some(answer(12))]).await;
-    let thread = bot
-        .scan(
-            "tok-scan",
-            &[json!({"name": "focus", "type": 3, "value": "security"})],
-        )
-        .await;
-    let result = bot.scan_result(thread).await;
+    let thread = scan(&bot, &[("focus", "security".into())]).await;
+    let result = bot.next_message(thread.id).await;
     let text = content(&result);
     assert!(
-        text.starts_with(&format!("<@{ALICE}> **✅ completed scan**")),
+        text.starts_with(&format!("{} **✅ completed scan**", alice().mention())),
         "{text}"
     );
     assert!(
@@ -213,16 +148,19 @@ async fn scan_pages_files_github_issues_and_launches_a_fix() {
     );
     assert!(text.contains("**Issues 1–10 of 12** (page 1/2)"), "{text}");
     assert_eq!(positions_on(text), (1..=10).collect::<Vec<_>>());
-    let select = &result["components"][0]["components"][0];
+    let select = select_offering(&result, &["1"]);
     assert_eq!(select["options"].as_array().unwrap().len(), 10);
     assert_eq!(select["max_values"], 10);
-    let buttons = &result["components"][1]["components"];
-    assert_eq!(buttons[0]["disabled"], true, "no previous page");
-    assert_eq!(buttons[1]["disabled"], false);
+    assert_eq!(
+        button(&result, "◀ Previous")["disabled"],
+        true,
+        "no previous page"
+    );
+    assert_eq!(button(&result, "Next ▶")["disabled"], false);
     // `/scan run` offers the catalog's tools as choices, like `/launch`.
     let commands = bot.fake.registered_commands(Some(GUILD_ID));
-    let scan = commands.iter().find(|c| c["name"] == "scan").unwrap();
-    let run = scan["options"]
+    let scan_command = commands.iter().find(|c| c["name"] == "scan").unwrap();
+    let run = scan_command["options"]
         .as_array()
         .unwrap()
         .iter()
@@ -236,19 +174,16 @@ async fn scan_pages_files_github_issues_and_launches_a_fix() {
         .unwrap();
     assert_eq!(tool["choices"].as_array().unwrap().len(), 4, "{tool:#}");
     // The status message showed the phases like a launch, read-only.
-    let status = bot
-        .wait_thread_message(thread, "status", |m| content(m).contains("read-only scan"))
-        .await;
-    assert!(content(&status).contains("✅"), "{}", content(&status));
+    let status = bot.final_status(&thread).await;
+    assert!(
+        content(&status).contains("read-only scan") && content(&status).contains("✅"),
+        "{}",
+        content(&status)
+    );
 
     // Next page: the message is edited in place.
-    let next = buttons[1]["custom_id"].as_str().unwrap().to_string();
-    let update = bot.press("tok-next", &result, &next, &[]).await;
-    assert_eq!(update["type"], 7, "{update:#}");
-    let page2 = bot
-        .fake
-        .message(result["id"].as_str().unwrap().parse().unwrap())
-        .unwrap();
+    let next = bot.press(alice(), &result, "Next ▶");
+    let page2 = bot.updated_message(&next).await;
     assert!(
         content(&page2).contains("**Issues 11–12 of 12** (page 2/2)"),
         "{}",
@@ -257,46 +192,41 @@ async fn scan_pages_files_github_issues_and_launches_a_fix() {
     assert_eq!(positions_on(content(&page2)), [11, 12]);
 
     // Choose two and file them: both are new on GitHub.
-    let pick = find_id(&page2["components"], "cc:scan:pick:");
-    let chosen = bot.press("tok-pick", &page2, &pick, &["11", "12"]).await;
-    assert_eq!(chosen["data"]["flags"], 64, "ephemeral");
-    let chosen_message = bot.fake.original_response("tok-pick").unwrap();
-    let file = find_id(&chosen_message["components"], "cc:scan:gh:");
-    let fix = find_id(&chosen_message["components"], "cc:scan:fix:");
-    let deferred = bot.press("tok-gh", &chosen_message, &file, &[]).await;
-    assert_eq!(deferred["type"], 5, "acknowledged before calling GitHub");
-    let answered = bot.fake.wait_for("PATCH", "/webhooks/*", T).await;
-    let answer_text = answered.body["content"].as_str().unwrap();
+    let pick = bot.choose(alice(), &page2, &["11", "12"]);
+    let chosen = bot.reply(&pick).await;
+    assert!(chosen.is_ephemeral(), "{:#}", chosen.request.body);
+    let chosen = chosen.message().clone();
+    let file = bot.press(alice(), &chosen, "Create GitHub issues");
+    let answer_text = bot.deferred_answer(&file).await;
     assert!(
         answer_text.contains("created #100 https://github.com/acme/widgets/issues/100")
             && answer_text.contains("created #101 https://github.com/acme/widgets/issues/101"),
         "{answer_text}"
     );
     // The links are posted in the thread for everyone.
-    bot.wait_thread_message(thread, "GitHub links", |m| {
-        content(m).starts_with("📝 GitHub issues for scan") && content(m).contains("#101")
-    })
-    .await;
+    let links = bot.next_message(thread.id).await;
+    assert!(
+        content(&links).starts_with("📝 GitHub issues for scan")
+            && content(&links).contains("#101"),
+        "{}",
+        content(&links)
+    );
 
     // The duplicate (position 3, on page 1) is linked to the open issue, not filed again.
-    let pick1 = find_id(&result["components"], "cc:scan:pick:");
-    bot.press("tok-pick3", &result, &pick1, &["3"]).await;
-    let chosen3 = bot.fake.original_response("tok-pick3").unwrap();
-    bot.press(
-        "tok-gh3",
-        &chosen3,
-        &find_id(&chosen3["components"], "cc:scan:gh:"),
-        &[],
-    )
-    .await;
-    let answered = bot.fake.wait_for("PATCH", "/webhooks/*", T).await;
+    let back = bot.press(alice(), &page2, "◀ Previous");
+    let page1 = bot.updated_message(&back).await;
+    let pick3 = bot.choose(alice(), &page1, &["3"]);
+    let chosen3 = bot.reply(&pick3).await.message().clone();
+    let file3 = bot.press(alice(), &chosen3, "Create GitHub issues");
+    let answer_text = bot.deferred_answer(&file3).await;
     assert!(
-        answered.body["content"].as_str().unwrap().contains(
+        answer_text.contains(
             "already open on GitHub, linked: #5 https://github.com/acme/widgets/issues/5"
         ),
-        "{:#}",
-        answered.body
+        "{answer_text}"
     );
+    let links = bot.next_message(thread.id).await;
+    assert!(content(&links).contains("#5"), "{}", content(&links));
     let created = github
         .received_requests()
         .await
@@ -321,23 +251,30 @@ async fn scan_pages_files_github_issues_and_launches_a_fix() {
     assert_eq!(numbers[11], 101);
     assert!(numbers[0].is_null());
 
-    // Launch fix for issue 11: a launch linked to the session, in its own thread.
-    let deferred = bot.press("tok-fix", &chosen_message, &fix, &[]).await;
-    assert_eq!(deferred["type"], 5);
-    let answered = bot.fake.wait_for("PATCH", "/webhooks/*", T).await;
-    let text = answered.body["content"].as_str().unwrap();
+    // Launch fixes for issues 11 and 12: launches linked to the session, each announced in the
+    // channel and run in its own thread.
+    let fix = bot.press(alice(), &chosen, "Launch 2 fixes");
+    let text = bot.deferred_answer(&fix).await;
     assert!(text.contains("launched"), "{text}");
-    let fix_thread = thread_of_launch(&bot).await;
-    let fix_result = bot
-        .wait_thread_message(fix_thread, "fix result", |m| {
-            content(m).contains("sandbox `") && !content(m).contains("⏳")
-        })
-        .await;
-    assert!(
-        content(&fix_result).contains("✅ completed"),
-        "{}",
-        content(&fix_result)
-    );
+    let mut fix_threads = Vec::new();
+    for issue in ["Issue 11", "Issue 12"] {
+        let announced = bot.next_message(CHANNEL_ID).await;
+        assert!(
+            content(&announced).starts_with("🔧 Fix for issue")
+                && content(&announced).contains(issue),
+            "{}",
+            content(&announced)
+        );
+        fix_threads.push(bot.run_thread().await);
+    }
+    for fix_thread in &fix_threads {
+        let fix_result = bot.next_message(fix_thread.id).await;
+        assert!(
+            content(&fix_result).contains("✅ completed"),
+            "{}",
+            content(&fix_result)
+        );
+    }
     let sandboxes = bot.cli(&["sandboxes", "list", "--json"]);
     let fixes: Vec<&Value> = sandboxes
         .as_array()
@@ -360,39 +297,22 @@ async fn scan_pages_files_github_issues_and_launches_a_fix() {
     assert!(prompts[0].contains("focusing on: security"));
 
     // /scan history lists the session with its thread.
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        subcommand(
-            bot.fake.snowflake(),
-            "tok-hist",
-            "scan",
-            "history",
-            json!([]),
-            ALICE,
-        ),
-    );
-    let history = bot.fake.wait_for("POST", callback("tok-hist"), T).await;
-    let text = history.body["data"]["content"].as_str().unwrap();
+    let history = bot.slash(alice(), "scan history", &[]);
+    let text = bot.ephemeral_reply(&history).await;
     assert!(
         text.contains(&session_id[..8])
             && text.contains("12 issues (3 on GitHub)")
-            && text.contains(&format!("<#{thread}>")),
+            && text.contains(&format!("<#{}>", thread.id)),
         "{text}"
     );
-    bot.probe.assert_none();
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sixty_issues_page_through_with_every_issue_reachable() {
     let (bot, _api, _github) = start(vec![Some(answer(60))]).await;
-    let thread = bot
-        .scan(
-            "tok-60",
-            &[json!({"name": "max_issues", "type": 4, "value": 60})],
-        )
-        .await;
-    let mut message = bot.scan_result(thread).await;
-    let id: u64 = message["id"].as_str().unwrap().parse().unwrap();
+    let thread = scan(&bot, &[("max_issues", 60.into())]).await;
+    let mut message = bot.next_message(thread.id).await;
     let mut seen = Vec::new();
     for page in 1..=6 {
         let text = content(&message).to_string();
@@ -400,22 +320,19 @@ async fn sixty_issues_page_through_with_every_issue_reachable() {
         assert!(text.contains(&format!("(page {page}/6)")), "{text}");
         let positions = positions_on(&text);
         assert_eq!(positions.len(), 10, "{text}");
-        let options = message["components"][0]["components"][0]["options"]
+        let first = positions[0].to_string();
+        let values: Vec<u32> = select_offering(&message, &[&first])["options"]
             .as_array()
-            .unwrap();
-        let values: Vec<u32> = options
+            .unwrap()
             .iter()
             .map(|o| o["value"].as_str().unwrap().parse().unwrap())
             .collect();
         assert_eq!(values, positions, "the select offers what the page shows");
         seen.extend(positions);
-        let buttons = &message["components"][1]["components"];
-        assert_eq!(buttons[1]["disabled"], page == 6);
+        assert_eq!(button(&message, "Next ▶")["disabled"], page == 6);
         if page < 6 {
-            let next = buttons[1]["custom_id"].as_str().unwrap().to_string();
-            bot.press(&format!("tok-page{page}"), &message, &next, &[])
-                .await;
-            message = bot.fake.message(id).unwrap();
+            let next = bot.press(alice(), &message, "Next ▶");
+            message = bot.updated_message(&next).await;
         }
     }
     assert_eq!(
@@ -424,20 +341,17 @@ async fn sixty_issues_page_through_with_every_issue_reachable() {
         "every issue once, in order"
     );
     // And back again.
-    let previous = message["components"][1]["components"][0]["custom_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    bot.press("tok-back", &message, &previous, &[]).await;
-    let back = bot.fake.message(id).unwrap();
+    let previous = bot.press(alice(), &message, "◀ Previous");
+    let back = bot.updated_message(&previous).await;
     assert!(content(&back).contains("(page 5/6)"), "{}", content(&back));
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unusable_answer_fails_the_scan_with_the_answer_attached() {
     let (bot, api, _github) = start(vec![None]).await;
-    let thread = bot.scan("tok-bad", &[]).await;
-    let result = bot.scan_result(thread).await;
+    let thread = scan(&bot, &[]).await;
+    let result = bot.next_message(thread.id).await;
     let text = content(&result);
     assert!(text.contains("**❌ failed scan**"), "{text}");
     assert!(text.contains("even after one repair request"), "{text}");
@@ -449,16 +363,11 @@ async fn an_unusable_answer_fails_the_scan_with_the_answer_attached() {
         result["components"].as_array().is_none_or(|c| c.is_empty()),
         "no list to act on"
     );
-    let post = bot
-        .fake
-        .requests()
-        .into_iter()
-        .find(|r| {
-            r.method == "POST"
-                && r.path == format!("/channels/{thread}/messages")
-                && r.is_multipart()
-        })
-        .expect("the result carries the answer as a file");
+    let post = bot.post_of(&result);
+    assert!(
+        post.is_multipart(),
+        "the result carries the answer as a file"
+    );
     let file = &post.files[0];
     assert!(
         file.filename.starts_with("scan-answer-"),
@@ -472,51 +381,42 @@ async fn an_unusable_answer_fails_the_scan_with_the_answer_attached() {
         4,
         "one repair, no more"
     );
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scan_that_finds_nothing_says_so_and_bad_options_are_refused() {
     let (bot, _api, _github) = start(vec![Some(json!({"issues": []}))]).await;
-    let thread = bot
-        .scan(
-            "tok-none",
-            &[json!({"name": "focus", "type": 3, "value": "tests"})],
-        )
-        .await;
-    let result = bot.scan_result(thread).await;
+    let thread = scan(&bot, &[("focus", "tests".into())]).await;
+    let result = bot.next_message(thread.id).await;
     assert!(
         content(&result).contains("Nothing found: the scan reported no issues for this focus."),
         "{}",
         content(&result)
     );
 
-    // Out of range: refused, ephemeral, nothing recorded.
+    // Out of range: refused, ephemeral, nothing recorded (the refusal comes before any record).
     let before = bot
         .cli(&["scan", "history", "--json"])
         .as_array()
         .unwrap()
         .len();
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        subcommand(
-            bot.fake.snowflake(),
-            "tok-range",
-            "scan",
-            "run",
-            json!([{"name": "repo", "type": 3, "value": "acme/widgets"}, {"name": "max_issues", "type": 4, "value": 500}, {"name": "tool", "type": 3, "value": "cursor"}]),
-            ALICE,
-        ),
+    let bad = bot.slash(
+        alice(),
+        "scan run",
+        &[
+            ("repo", "acme/widgets".into()),
+            ("max_issues", 500.into()),
+            ("tool", "cursor".into()),
+        ],
     );
-    let refusal = bot.fake.wait_for("POST", callback("tok-range"), T).await;
-    assert_eq!(refusal.body["data"]["flags"], 64);
-    let text = refusal.body["data"]["content"].as_str().unwrap();
+    let text = bot.ephemeral_reply(&bad).await;
     assert!(
         text.starts_with("That scan is not valid")
             && text.contains("**max_issues**: is 500; it must be between 1 and 100")
             && text.contains("**tool**"),
         "{text}"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         bot.cli(&["scan", "history", "--json"])
             .as_array()
@@ -524,31 +424,18 @@ async fn a_scan_that_finds_nothing_says_so_and_bad_options_are_refused() {
             .len(),
         before
     );
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scan_model_autocomplete_follows_the_chosen_tool() {
     let bot = start_bot(&[]).await;
-    let mut payload = subcommand(
-        bot.fake.snowflake(),
-        "tok-ac",
-        "scan",
-        "run",
-        json!([
-            {"name": "tool", "type": 3, "value": "codex"},
-            {"name": "model", "type": 3, "value": "mini", "focused": true}
-        ]),
-        ALICE,
+    let typing = bot.autocomplete(
+        alice(),
+        "scan run",
+        &[("tool", "codex".into())],
+        ("model", "mini"),
     );
-    payload["type"] = json!(4);
-    bot.fake.dispatch("INTERACTION_CREATE", payload);
-    let answer = bot.fake.wait_for("POST", callback("tok-ac"), T).await;
-    assert_eq!(answer.body["type"], 8, "{:#}", answer.body);
-    let names: Vec<&str> = answer.body["data"]["choices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["gpt-5.4-mini"]);
+    assert_eq!(bot.choices(&typing).await, ["gpt-5.4-mini"]);
+    bot.finish().await;
 }

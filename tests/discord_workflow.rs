@@ -1,6 +1,6 @@
 //! Workflow runs and work chains from Discord, end to end: the real serenity/poise bot against the
 //! fake Discord, the real Claude Code CLI in local sandboxes against the fake Anthropic API, on a
-//! bare repository on disk.
+//! bare repository on disk. Each test reads everything the bot posted (`bot.finish()` checks).
 
 mod support;
 
@@ -25,20 +25,11 @@ fn verdict(pass: bool, finding: &str) -> Value {
     }
 }
 
-impl Bot {
-    fn workflow_run(&self, token: &str, options: Value) {
-        self.fake.dispatch(
-            "INTERACTION_CREATE",
-            subcommand(
-                self.fake.snowflake(),
-                token,
-                "workflow",
-                "run",
-                options,
-                ALICE,
-            ),
-        );
-    }
+/// `/workflow run task:<task>` plus `options`, by Alice.
+fn workflow_run(bot: &Bot, task: &str, options: &[(&str, Value)]) -> Interaction {
+    let mut all = vec![("task", task.into())];
+    all.extend_from_slice(options);
+    bot.slash(alice(), "workflow run", &all)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,38 +41,28 @@ async fn workflow_run_shows_the_step_timeline_in_its_thread() {
         ],
     })
     .await;
-    bot.workflow_run(
-        "tok-wf",
-        json!([{"name": "task", "type": 3, "value": "Create hello.txt"}]),
-    );
-    let reply = bot.fake.wait_for("POST", callback("tok-wf"), T).await;
-    let summary = reply.body["data"]["content"].as_str().unwrap();
+    let run = workflow_run(&bot, "Create hello.txt", &[]);
+    let summary = bot.public_reply(&run).await;
     assert!(
         summary.starts_with("🔁 **Workflow `default`**")
             && summary
                 .contains("designer Claude Code → optimizer Claude Code → checker Claude Code"),
         "{summary}"
     );
-    let thread = thread_of_launch(&bot).await;
-    let result = bot
-        .wait_thread_message(thread, "result", |m| {
-            content(m).contains("workflow `default` · run")
-        })
-        .await;
+    let thread = bot.run_thread().await;
+    let result = bot.next_message(thread.id).await;
     let text = content(&result);
+    assert!(text.contains("workflow `default` · run"), "{text}");
     assert!(
-        text.starts_with(&format!("<@{ALICE}> **✅ passed**")),
+        text.starts_with(&format!("{} **✅ passed**", alice().mention())),
         "{text}"
     );
     assert!(text.contains("5 steps"), "{text}");
     // The timeline's last edit: every step with its tool, model and verdict; no Stop any more.
-    let timeline = bot
-        .wait_thread_message(thread, "final timeline", |m| {
-            content(m).contains("— ✅ passed")
-        })
-        .await;
+    let timeline = bot.final_status(&thread).await;
     let text = content(&timeline);
     for expected in [
+        "— ✅ passed",
         "✅ **designer** · Claude Code · `claude-sonnet-4-6`",
         "✅ **optimizer** 1 · Claude Code",
         "❌ **checker** 1 · Claude Code · `claude-sonnet-4-6` · verdict fail (1 finding)",
@@ -91,14 +72,11 @@ async fn workflow_run_shows_the_step_timeline_in_its_thread() {
     ] {
         assert!(text.contains(expected), "{expected} not in {text}");
     }
-    assert!(timeline["components"]
-        .as_array()
-        .is_none_or(|c| c.is_empty()));
     let prompts = fake_anthropic::prompts_received(&api).await;
     assert!(prompts
         .iter()
         .any(|p| p.contains("hello.txt needs a second line")));
-    bot.probe.assert_none();
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,73 +88,38 @@ async fn stop_ends_the_current_sandbox_and_the_run() {
         answers: Vec::new(),
     })
     .await;
-    bot.workflow_run(
-        "tok-wfstop",
-        json!([{"name": "task", "type": 3, "value": "Create hello.txt"}]),
-    );
-    let thread = thread_of_launch(&bot).await;
-    wait_status(&bot, "running").await;
+    let run = workflow_run(&bot, "Create hello.txt", &[]);
+    bot.public_reply(&run).await;
+    let thread = bot.run_thread().await;
     // While a step runs, the timeline shows its phases live (the agent waits here until stopped).
     let timeline = bot
-        .wait_thread_message(thread, "live timeline", |m| {
+        .wait_message(&thread.status, "the designer's agent at work", |m| {
             content(m).contains("— ⏳ running")
                 && content(m).contains("⏳ **designer**")
                 && content(m).contains("\u{2003}⏳ **agent**")
         })
         .await;
-    assert!(timeline["components"].to_string().contains("cc:wfstop:"));
-    let stop = timeline["components"][0]["components"][0]["custom_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     // Someone else may not stop it.
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        component(
-            bot.fake.snowflake(),
-            "tok-bob",
-            &stop,
-            2,
-            &[],
-            timeline.clone(),
-            BOB,
-        ),
-    );
-    let refused = bot.fake.wait_for("POST", callback("tok-bob"), T).await;
-    assert!(refused.body["data"]["content"]
-        .as_str()
-        .unwrap()
-        .starts_with("Only the person who started this"));
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        component(
-            bot.fake.snowflake(),
-            "tok-stop",
-            &stop,
-            2,
-            &[],
-            timeline,
-            ALICE,
-        ),
-    );
-    let answer = bot.fake.wait_for("POST", callback("tok-stop"), T).await;
-    assert!(answer.body["data"]["content"]
-        .as_str()
-        .unwrap()
-        .starts_with("Stopping"));
-    let result = bot
-        .wait_thread_message(thread, "result", |m| {
-            content(m).contains("workflow `default` · run")
-        })
-        .await;
+    let refused = bot.press(bob(), &timeline, "Stop");
+    let text = bot.ephemeral_reply(&refused).await;
     assert!(
-        content(&result).contains("**🛑 stopped**"),
+        text.starts_with("Only the person who started this"),
+        "{text}"
+    );
+    let stop = bot.press(alice(), &timeline, "Stop");
+    let text = bot.ephemeral_reply(&stop).await;
+    assert!(text.starts_with("Stopping"), "{text}");
+    let result = bot.next_message(thread.id).await;
+    assert!(
+        content(&result).contains("workflow `default` · run")
+            && content(&result).contains("**🛑 stopped**"),
         "{}",
         content(&result)
     );
     let sandbox = &bot.cli(&["sandboxes", "list", "--json"])[0];
     assert_eq!(sandbox["status"], "stopped");
     assert_eq!(sandbox["workflow_step"], "designer");
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,92 +136,44 @@ async fn fix_as_a_chain_from_a_scans_list_runs_the_issues_on_one_branch() {
         ],
     })
     .await;
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        subcommand(
-            bot.fake.snowflake(),
-            "tok-scan",
-            "scan",
-            "run",
-            json!([]),
-            ALICE,
-        ),
-    );
-    let scan_thread = thread_of_launch(&bot).await;
-    let list = bot
-        .wait_thread_message(scan_thread, "issue list", |m| {
-            content(m).contains("scan** · session")
-        })
-        .await;
-    let pick = list["components"][0]["components"][0]["custom_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        component(
-            bot.fake.snowflake(),
-            "tok-pick",
-            &pick,
-            3,
-            &["1", "3"],
-            list,
-            ALICE,
-        ),
-    );
-    bot.fake.wait_for("POST", callback("tok-pick"), T).await;
-    let chosen = bot.fake.original_response("tok-pick").unwrap();
-    let buttons = chosen["components"][0]["components"].as_array().unwrap();
-    let chain_button = buttons
-        .iter()
-        .find(|b| b["label"] == "Fix as a chain")
-        .expect("a Fix as a chain button")["custom_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        component(
-            bot.fake.snowflake(),
-            "tok-chain",
-            &chain_button,
-            2,
-            &[],
-            chosen,
-            ALICE,
-        ),
-    );
-    let deferred = bot.fake.wait_for("POST", callback("tok-chain"), T).await;
-    assert_eq!(deferred.body["type"], 5);
-    let answered = bot.fake.wait_for("PATCH", "/webhooks/*", T).await;
+    let scan = bot.slash(alice(), "scan run", &[]);
+    bot.public_reply(&scan).await;
+    let scan_thread = bot.run_thread().await;
+    let list = bot.next_message(scan_thread.id).await;
     assert!(
-        answered.body["content"]
-            .as_str()
-            .unwrap()
-            .contains("started with 2 issues"),
-        "{:#}",
-        answered.body
+        content(&list).contains("scan** · session"),
+        "{}",
+        content(&list)
     );
-    let chain_thread = thread_of_launch(&bot).await;
-    let result = bot
-        .wait_thread_message(chain_thread, "chain result", |m| {
-            content(m).contains("work chain `")
-        })
-        .await;
+    let pick = bot.choose(alice(), &list, &["1", "3"]);
+    let chosen = bot.reply(&pick).await.message().clone();
+    let chain = bot.press(alice(), &chosen, "Fix as a chain");
+    let answer = bot.deferred_answer(&chain).await;
+    assert!(answer.contains("started with 2 issues"), "{answer}");
+    // The chain announces itself in the scan's channel and runs in a thread of its own.
+    let announced = bot.next_message(CHANNEL_ID).await;
+    assert!(
+        content(&announced).starts_with("⛓ **Work chain** of 2 issues"),
+        "{}",
+        content(&announced)
+    );
+    let chain_thread = bot.run_thread().await;
+    let result = bot.next_message(chain_thread.id).await;
     let text = content(&result);
-    assert!(text.contains("**✅ passed**"), "{text}");
+    assert!(
+        text.contains("work chain `") && text.contains("**✅ passed**"),
+        "{text}"
+    );
     assert!(
         text.contains("1. Create alpha.txt — ✅ passed")
             && text.contains("2. Create gamma.txt — ✅ passed"),
         "{text}"
     );
-    let timeline = bot
-        .wait_thread_message(chain_thread, "chain timeline", |m| {
-            content(m).contains("**Issues**") && content(m).contains("— ✅ passed")
-        })
-        .await;
+    let timeline = bot.final_status(&chain_thread).await;
     assert!(
-        content(&timeline).contains("✅ 2. Create gamma.txt"),
+        content(&timeline).contains("**Issues**")
+            && content(&timeline).contains("— ✅ passed")
+            && content(&timeline).contains("✅ 2. Create gamma.txt"),
         "{}",
         content(&timeline)
     );
@@ -296,7 +191,7 @@ async fn fix_as_a_chain_from_a_scans_list_runs_the_issues_on_one_branch() {
     assert!(branch.starts_with("codecourier/chain-"), "{branch}");
     assert_eq!(bot.world.file_on_branch(&branch, "alpha.txt"), "alpha\n");
     assert_eq!(bot.world.file_on_branch(&branch, "gamma.txt"), "gamma\n");
-    bot.probe.assert_none();
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -306,143 +201,73 @@ async fn workflow_create_checks_the_form_and_stores_the_workflow() {
     })
     .await;
     // Members who may not manage the server cannot define workflows.
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        subcommand(
-            bot.fake.snowflake(),
-            "tok-create-member",
-            "workflow",
-            "create",
-            json!([]),
-            BOB,
-        ),
-    );
-    let refused = bot
-        .fake
-        .wait_for("POST", callback("tok-create-member"), T)
-        .await;
-    assert!(refused.body["data"]["content"]
-        .as_str()
-        .unwrap()
-        .starts_with("Only a server manager"));
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        with_manage_server(
-            subcommand(
-                bot.fake.snowflake(),
-                "tok-create",
-                "workflow",
-                "create",
-                json!([]),
-                ALICE,
-            ),
-            true,
-        ),
-    );
-    let modal = bot.fake.wait_for("POST", callback("tok-create"), T).await;
-    assert_eq!(modal.body["type"], 9, "a form opens");
-    assert!(
-        modal.status < 300,
-        "Discord accepts the form: {}",
-        modal.summary()
-    );
-    let submit = |token: &str, inputs: &[(&str, &str)]| {
-        bot.fake.dispatch(
-            "INTERACTION_CREATE",
-            with_manage_server(
-                modal_submit(bot.fake.snowflake(), token, "cc:wfcreate", inputs, ALICE),
-                true,
-            ),
-        );
-    };
+    let refused = bot.slash(bob(), "workflow create", &[]);
+    let text = bot.ephemeral_reply(&refused).await;
+    assert!(text.starts_with("Only a server manager"), "{text}");
+    let manager = User::manager(ALICE);
+    let create = bot.slash(manager, "workflow create", &[]);
+    let form = bot.modal(&create).await;
     // An unknown tool and a model of another tool: refused, by field.
-    submit(
-        "tok-create-bad",
-        &[
-            ("name", "careful"),
-            ("tools", "cursor, , opencode"),
-            ("models", ", , claude-sonnet-4-6"),
-            ("checker_template", ""),
-            ("max_rounds", "2"),
-        ],
-    );
     let bad = bot
-        .fake
-        .wait_for("POST", callback("tok-create-bad"), T)
+        .submit_modal(
+            manager,
+            &form,
+            &[
+                ("name", "careful"),
+                ("tools", "cursor, , opencode"),
+                ("models", ", , claude-sonnet-4-6"),
+                ("checker_template", ""),
+                ("max_rounds", "2"),
+            ],
+        )
         .await;
-    let text = bad.body["data"]["content"].as_str().unwrap();
+    let text = bot.ephemeral_reply(&bad).await;
     assert!(
         text.starts_with("That workflow is not valid")
             && text.contains("**designer_cli_id**")
             && text.contains("**checker_model**"),
         "{text}"
     );
-    submit(
-        "tok-create-ok",
-        &[
-            ("name", "careful"),
-            ("tools", ", , opencode"),
-            ("models", ""),
-            ("checker_template", "acme/checker:v2"),
-            ("max_rounds", "2"),
-        ],
-    );
     let ok = bot
-        .fake
-        .wait_for("POST", callback("tok-create-ok"), T)
+        .submit_modal(
+            manager,
+            &form,
+            &[
+                ("name", "careful"),
+                ("tools", ", , opencode"),
+                ("models", ""),
+                ("checker_template", "acme/checker:v2"),
+                ("max_rounds", "2"),
+            ],
+        )
         .await;
-    let text = ok.body["data"]["content"].as_str().unwrap();
+    let text = bot.ephemeral_reply(&ok).await;
     assert!(
         text.contains("Workflow `careful` saved: designer Claude Code → optimizer Claude Code → checker OpenCode"),
         "{text}"
     );
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        subcommand(
-            bot.fake.snowflake(),
-            "tok-list",
-            "workflow",
-            "list",
-            json!([]),
-            ALICE,
-        ),
-    );
-    let list = bot.fake.wait_for("POST", callback("tok-list"), T).await;
-    let text = list.body["data"]["content"].as_str().unwrap();
+    let list = bot.slash(alice(), "workflow list", &[]);
+    let text = bot.ephemeral_reply(&list).await;
     assert!(text.contains("`default`") && text.contains("`careful` — designer Claude Code → optimizer Claude Code → checker OpenCode · up to 2 rounds"), "{text}");
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        subcommand(
-            bot.fake.snowflake(),
-            "tok-show",
-            "workflow",
-            "show",
-            json!([{"name": "name", "type": 3, "value": "careful"}]),
-            ALICE,
-        ),
-    );
-    let shown = bot.fake.wait_for("POST", callback("tok-show"), T).await;
-    let text = shown.body["data"]["content"].as_str().unwrap();
+    let show = bot.slash(alice(), "workflow show", &[("name", "careful".into())]);
+    let text = bot.ephemeral_reply(&show).await;
     assert!(
         text.contains("**checker** · OpenCode") && text.contains("template `acme/checker:v2`"),
         "{text}"
     );
     // An unknown workflow is refused before anything runs.
-    bot.workflow_run(
-        "tok-unknown",
-        json!([{"name": "task", "type": 3, "value": "x"}, {"name": "workflow", "type": 3, "value": "nope"}]),
+    let unknown = workflow_run(&bot, "x", &[("workflow", "nope".into())]);
+    let text = bot.ephemeral_reply(&unknown).await;
+    assert!(
+        text.contains("there is no workflow named \"nope\"; there are: default, careful"),
+        "{text}"
     );
-    let refused = bot.fake.wait_for("POST", callback("tok-unknown"), T).await;
-    assert!(refused.body["data"]["content"]
-        .as_str()
-        .unwrap()
-        .contains("there is no workflow named \"nope\"; there are: default, careful"));
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bot_killed_during_the_optimizer_resumes_the_run_in_its_thread() {
     let world = World::new();
-    let fake = FakeDiscord::start().await;
     let release = Arc::new(AtomicBool::new(false));
     let api = fake_anthropic::start(Mode::HangsFor {
         model: "claude-haiku-4-5".into(),
@@ -464,62 +289,45 @@ async fn a_bot_killed_during_the_optimizer_resumes_the_run_in_its_thread() {
         .unwrap();
     assert!(out.status.success());
     let tools = support::claude_code_tools_dir();
-    let serve = |world: &World, fake: &FakeDiscord| {
-        let mut cmd = world.std_cmd();
-        cmd.env("DISCORD_TOKEN", BOT_TOKEN)
-            .env("DISCORD_API_BASE", fake.api_base())
-            .env("DISCORD_GUILD_ID", GUILD_ID.to_string())
-            .env("CODECOURIER_ALLOW_LOCAL_REPOS", "true")
-            .env("CODECOURIER_TOOLS_DIR", &tools)
-            .arg("serve")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd.spawn().unwrap()
-    };
-    let mut first = serve(&world, &fake);
-    fake.wait_ready(T).await;
-    let bot = Bot {
-        fake,
-        world,
-        probe: UnknownEventProbe::new(),
-        client: tokio::spawn(async {}),
-    };
+    let mut bot = start_bot_process(world, FakeDiscord::start().await, move |cmd| {
+        cmd.env("CODECOURIER_TOOLS_DIR", &tools);
+    })
+    .await;
     bind_project(&bot, &[("ANTHROPIC_BASE_URL", &api.uri())]).await;
-    bot.workflow_run(
-        "tok-crash",
-        json!([{"name": "task", "type": 3, "value": "Create hello.txt"}, {"name": "workflow", "type": 3, "value": "two-models"}]),
+    let run = workflow_run(
+        &bot,
+        "Create hello.txt",
+        &[("workflow", "two-models".into())],
     );
-    let thread = thread_of_launch(&bot).await;
-    let deadline = std::time::Instant::now() + T;
-    let run_id = loop {
-        let list = bot.cli(&["sandboxes", "list", "--json"]);
-        if let Some(s) = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["workflow_step"] == "optimizer" && s["status"] == "running")
-        {
-            break s["workflow_run_id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no optimizer: {list:#}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    bot.public_reply(&run).await;
+    let thread = bot.run_thread().await;
+    // The optimizer's model never answers until released: kill the bot while it waits.
+    bot.wait_message(&thread.status, "the optimizer's agent at work", |m| {
+        content(m).contains("⏳ **optimizer**") && content(m).contains("\u{2003}⏳ **agent**")
+    })
+    .await;
+    let list = bot.cli(&["sandboxes", "list", "--json"]);
+    let optimizer = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["workflow_step"] == "optimizer" && s["status"] == "running")
+        .unwrap_or_else(|| panic!("no optimizer running: {list:#}"));
+    let run_id = optimizer["workflow_run_id"].as_str().unwrap().to_string();
+    bot.kill(); // SIGKILL
     release.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut second = serve(&bot.world, &bot.fake);
-    let result = bot
-        .wait_thread_message(thread, "result after the restart", |m| {
-            content(m).contains("workflow `two-models` · run")
-        })
-        .await;
-    second.kill().unwrap();
-    second.wait().unwrap();
+    bot.restart().await;
+    // The restarted bot picks the run up in the same thread, with a timeline of its own.
+    let resumed = bot.next_message(thread.id).await;
     assert!(
-        content(&result).contains("**✅ passed**"),
+        content(&resumed).contains("CodeCourier restarted"),
+        "{}",
+        content(&resumed)
+    );
+    let result = bot.next_message(thread.id).await;
+    assert!(
+        content(&result).contains("workflow `two-models` · run")
+            && content(&result).contains("**✅ passed**"),
         "{}",
         content(&result)
     );
@@ -544,6 +352,7 @@ async fn a_bot_killed_during_the_optimizer_resumes_the_run_in_its_thread() {
             ("checker".into(), "completed".into()),
         ]
     );
+    bot.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -552,50 +361,27 @@ async fn workflow_chain_runs_lines_of_text_on_one_branch() {
         answers: vec![Some(verdict(true, ""))],
     })
     .await;
-    // Nothing to run: refused, nothing recorded.
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        subcommand(
-            bot.fake.snowflake(),
-            "tok-empty",
-            "workflow",
-            "chain",
-            json!([{"name": "issues", "type": 3, "value": " ; "}]),
-            ALICE,
-        ),
+    // Nothing to run: refused.
+    let empty = bot.slash(alice(), "workflow chain", &[("issues", " ; ".into())]);
+    let text = bot.ephemeral_reply(&empty).await;
+    assert!(text.contains("the chain has no issues"), "{text}");
+    let chain = bot.slash(
+        alice(),
+        "workflow chain",
+        &[("issues", "Create alpha.txt; Create beta.txt".into())],
     );
-    let refused = bot.fake.wait_for("POST", callback("tok-empty"), T).await;
-    assert!(refused.body["data"]["content"]
-        .as_str()
-        .unwrap()
-        .contains("the chain has no issues"));
-    bot.fake.dispatch(
-        "INTERACTION_CREATE",
-        subcommand(
-            bot.fake.snowflake(),
-            "tok-chain",
-            "workflow",
-            "chain",
-            json!([{"name": "issues", "type": 3, "value": "Create alpha.txt; Create beta.txt"}]),
-            ALICE,
-        ),
-    );
-    let reply = bot.fake.wait_for("POST", callback("tok-chain"), T).await;
-    let summary = reply.body["data"]["content"].as_str().unwrap();
+    let summary = bot.public_reply(&chain).await;
     assert!(
         summary.starts_with("⛓ **Work chain**")
             && summary.contains("1. Create alpha.txt\n2. Create beta.txt"),
         "{summary}"
     );
-    let thread = thread_of_launch(&bot).await;
-    let result = bot
-        .wait_thread_message(thread, "chain result", |m| {
-            content(m).contains("work chain `")
-        })
-        .await;
+    let thread = bot.run_thread().await;
+    let result = bot.next_message(thread.id).await;
     let text = content(&result);
     assert!(
-        text.contains("**✅ passed**")
+        text.contains("work chain `")
+            && text.contains("**✅ passed**")
             && text.contains("1. Create alpha.txt — ✅ passed")
             && text.contains("2. Create beta.txt — ✅ passed"),
         "{text}"
@@ -613,4 +399,5 @@ async fn workflow_chain_runs_lines_of_text_on_one_branch() {
     assert!(branch.starts_with("codecourier/chain-"), "{branch}");
     assert_eq!(bot.world.file_on_branch(&branch, "alpha.txt"), "alpha\n");
     assert_eq!(bot.world.file_on_branch(&branch, "beta.txt"), "beta\n");
+    bot.finish().await;
 }

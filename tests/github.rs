@@ -1,4 +1,4 @@
-//! The GitHub module through the real octocrab client against a wiremock server answering with
+//! The GitHub module through its real HTTP client against a wiremock server answering with
 //! GitHub-shaped JSON (tests/data/github/). Each test checks what we sent and what the user is told.
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! A launch against a GitHub repository: octocrab talks to a wiremock GitHub, and a bare repository
+//! A launch against a GitHub repository: the GitHub client talks to a wiremock GitHub, and a bare repository
 //! on disk stands in for the git remote (the mock's `clone_url` points at it).
 
 mod support;

@@ -106,15 +106,25 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         .unwrap()
         .starts_with("local-"));
     assert!(processes_of(full["provider_sandbox_id"].as_str().unwrap()).is_empty());
+    // A proposal only: the next run does not hear of it until someone accepts it.
+    let (_, unreviewed, _) =
+        run_json(world.launch(&["--prompt", "Again", "--env", "FAKE_CLAUDE=recall"]));
+    assert!(
+        !unreviewed["result"].as_str().unwrap().contains("make test"),
+        "{unreviewed:#}"
+    );
+    world.accept_learnings();
     let (_, second, _) =
         run_json(world.launch(&["--prompt", "Again", "--env", "FAKE_CLAUDE=recall"]));
     assert_ne!(second["branch"], r["branch"]);
+    let memory = second["result"].as_str().unwrap();
     assert!(
-        second["result"]
-            .as_str()
-            .unwrap()
-            .contains("run the tests with make test"),
+        memory.contains("run the tests with make test"),
         "{second:#}"
+    );
+    assert!(
+        memory.contains("not instructions"),
+        "learnings are framed as notes: {memory}"
     );
     assert!(
         second["phases"][9]["detail"]

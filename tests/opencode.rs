@@ -167,7 +167,7 @@ fn the_command_line_passes_the_clis_own_checks() {
 }
 
 /// The agent may write the learnings file outside the project (`--auto` answers OpenCode's
-/// external-directory rule), and the next run's system prompt carries what it wrote.
+/// external-directory rule), and once accepted the next run's system prompt carries what it wrote.
 #[tokio::test(flavor = "multi_thread")]
 async fn learnings_of_one_run_reach_the_next() {
     let world = World::new();
@@ -185,6 +185,7 @@ async fn learnings_of_one_run_reach_the_next() {
         "{finish}"
     );
 
+    world.accept_learnings();
     let second = fake::start(Mode::Works).await;
     let (code, r, _) = agent_cli::run(launch(&world, &second, &args)).await;
     assert_eq!(code, 0, "{r:#}");

@@ -180,7 +180,7 @@ fn the_command_line_passes_the_clis_own_checks() {
     assert!(run.took < Duration::from_secs(30), "took {:?}", run.took);
 }
 
-/// What one run appends to the learnings file reaches the next run's model through Pi's global
+/// What one run appends to the learnings file, once accepted, reaches the next run's model through Pi's global
 /// AGENTS.md (the catalog says Pi reads a memory file, so the system prompt leaves it out).
 #[tokio::test(flavor = "multi_thread")]
 async fn learnings_of_one_run_reach_the_next() {
@@ -199,6 +199,7 @@ async fn learnings_of_one_run_reach_the_next() {
         "{finish}"
     );
 
+    world.accept_learnings();
     let second = fake::start(Mode::Works).await;
     let (code, r, _) =
         agent_cli::run(launch(&world, &second, &["--prompt", "Create hello.txt"])).await;

@@ -4,7 +4,9 @@ use codecourier::catalog::{Catalog, LaunchInput, LaunchRequest};
 use codecourier::ids::DiscordId;
 use codecourier::pipeline::{Phase, PhaseOutcome, SandboxStatus};
 use codecourier::secret::{KeySource, Secret, SecretKey};
-use codecourier::store::{DiscordOrigin, NewSandbox, SandboxFilter, Store, StoreError};
+use codecourier::store::{
+    DiscordOrigin, NewSandbox, RunningCaps, SandboxFilter, Store, StoreError,
+};
 
 struct TestStore {
     store: Store,
@@ -39,6 +41,7 @@ fn new_sandbox(request: &LaunchRequest) -> NewSandbox<'_> {
         project_id: None,
         issue_session: None,
         workflow: None,
+        caps: Default::default(),
     }
 }
 
@@ -440,5 +443,90 @@ async fn only_one_process_takes_over_a_run() {
     assert!(
         !t.store.run_heartbeat(id, "h:3:c").await.unwrap(),
         "an ended run stops its driver"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn running_caps_hold_when_launches_are_recorded_at_once() {
+    let t = store().await;
+    let req = request(&[]);
+    let alice = Some(DiscordOrigin {
+        user_id: DiscordId(7),
+        guild_id: Some(DiscordId(1)),
+        channel_id: DiscordId(9),
+    });
+    let per_user = RunningCaps {
+        per_user: Some(2),
+        total: None,
+    };
+    let attempts = (0..5).map(|_| {
+        let (store, req) = (t.store.clone(), req.clone());
+        tokio::spawn(async move {
+            store
+                .insert_sandbox(&NewSandbox {
+                    discord: alice,
+                    caps: per_user,
+                    ..new_sandbox(&req)
+                })
+                .await
+        })
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let refused: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r.as_ref().unwrap() {
+            Err(StoreError::AtCapacity(cap)) => Some(cap.to_string()),
+            Err(other) => panic!("not a cap refusal: {other}"),
+            Ok(_) => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert_eq!(
+        refused[0],
+        "you already have 2 sandboxes running (the limit is 2)"
+    );
+    let recorded = t
+        .store
+        .list_sandboxes(&SandboxFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 2);
+
+    // The deployment's cap counts everyone's, terminal launches included.
+    let total = RunningCaps {
+        per_user: None,
+        total: Some(4),
+    };
+    let attempts = (0..5).map(|_| {
+        let (store, req) = (t.store.clone(), req.clone());
+        tokio::spawn(async move {
+            store
+                .insert_sandbox(&NewSandbox {
+                    caps: total,
+                    ..new_sandbox(&req)
+                })
+                .await
+        })
+    });
+    let admitted = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().is_ok())
+        .count();
+    assert_eq!(admitted, 2);
+    let err = t
+        .store
+        .insert_sandbox(&NewSandbox {
+            caps: total,
+            ..new_sandbox(&req)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "CodeCourier already runs 4 sandboxes, its limit (CODECOURIER_MAX_RUNNING=4)"
     );
 }

@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -10,7 +11,8 @@ use super::progress::TerminalProgress;
 use super::{invalid_request, CliError};
 use crate::catalog::{Catalog, LaunchInput, LaunchRequest};
 use crate::config::Config;
-use crate::pipeline::{recover, LaunchError, LaunchOrigin, Launcher, NoProgress, SandboxStatus};
+use crate::pipeline::ops::{LaunchAsk, Refusal};
+use crate::pipeline::{recover, LaunchOrigin, Launcher, NoProgress, Ops, SandboxStatus};
 use crate::sandbox::provider_for;
 use crate::store::{SandboxRecord, Store};
 
@@ -97,13 +99,13 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
 
-    let (launcher, record) = run_request(config, catalog, request, args.json).await?;
+    let (store, record) = run_request(config, catalog, request, args.json).await?;
     if args.json {
         println!("{}", launch_json(&record));
     } else {
         print_result(&record);
     }
-    launcher.store().clone().close().await;
+    store.close().await;
     Ok(if record.status == SandboxStatus::Completed {
         ExitCode::SUCCESS
     } else {
@@ -112,17 +114,15 @@ pub async fn run(
 }
 
 /// Records and runs a checked request with the live display (none with `json`); Ctrl-C stops the
-/// sandbox and records it as stopped. Returns the launcher (for its store) and the final record.
+/// sandbox and records it as stopped. Returns the store and the final record.
 pub(super) async fn run_request(
     config: &Config,
     catalog: &Catalog,
     request: LaunchRequest,
     json: bool,
-) -> Result<(Launcher, SandboxRecord), CliError> {
-    let provider = provider_for(config).map_err(CliError::Invalid)?;
-    let store = Store::open(config).await?;
-    recover(&store, provider.as_ref()).await?;
-    let launcher = Launcher::new(config, store, provider, catalog.clone());
+) -> Result<(Store, SandboxRecord), CliError> {
+    let ops = ops(config, catalog).await?;
+    let launcher = ops.launcher();
     let origin = LaunchOrigin {
         launched_by: std::env::var("USER").unwrap_or_else(|_| "terminal".into()),
         discord: None,
@@ -130,13 +130,11 @@ pub(super) async fn run_request(
         issue_session: None,
         workflow: None,
     };
-    let prepared = launcher
-        .prepare(request, &origin)
-        .await
-        .map_err(|e| match e {
-            LaunchError::Invalid(message) => CliError::Invalid(message),
-            LaunchError::Store(e) => e.into(),
-        })?;
+    let prepared = match ops.launch(LaunchAsk::Request(request), &origin).await? {
+        Ok(prepared) => prepared,
+        Err(Refusal::Fields(errors)) => return Err(invalid_request(&errors)),
+        Err(Refusal::Said(message)) => return Err(CliError::Invalid(message)),
+    };
 
     // Ctrl-C stops the sandbox and records it as stopped, instead of leaving it running.
     let stop = CancellationToken::new();
@@ -162,7 +160,18 @@ pub(super) async fn run_request(
             .run(prepared, &TerminalProgress::new(), stop)
             .await?
     };
-    Ok((launcher, record))
+    Ok((launcher.store().clone(), record))
+}
+
+/// The pipeline's operations on this machine's store and provider, where what a crashed
+/// CodeCourier left behind has been ended. The terminal's user owns this machine: local
+/// repositories are always allowed here.
+pub(super) async fn ops(config: &Config, catalog: &Catalog) -> Result<Ops, CliError> {
+    let provider = provider_for(config).map_err(CliError::Invalid)?;
+    let store = Store::open(config).await?;
+    recover(&store, provider.as_ref()).await?;
+    let launcher = Arc::new(Launcher::new(config, store, provider, catalog.clone()));
+    Ok(Ops::new(launcher, catalog.clone(), true))
 }
 
 /// The final record as `launch --json` prints it: one flat object.

@@ -4,6 +4,7 @@
 mod doctor;
 mod launch;
 mod progress;
+mod project;
 mod sandboxes;
 mod scan;
 mod tools;
@@ -45,6 +46,9 @@ enum Command {
     /// Work chains: a list of issues run one after another on one branch
     #[command(subcommand)]
     Chain(workflow::ChainCommand),
+    /// Projects: settings, variables, keys, skills, commands and learnings of a repository
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
     /// Show the tool catalog: tools, models, defaults, required keys
     Tools {
         /// Print the catalog as JSON
@@ -147,7 +151,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
     match cli.command {
         Command::Tools { json } => tools::run(&catalog, json),
         Command::Launch(args) => launch::run(&config, &catalog, args).await,
-        Command::Sandboxes(command) => sandboxes::run(&config, command).await,
+        Command::Sandboxes(command) => sandboxes::run(&config, &catalog, command).await,
         Command::Workflow(command) => workflow::run_workflow(&config, &catalog, command).await,
         Command::Chain(command) => workflow::run_chain(&config, &catalog, command).await,
         Command::Serve => {
@@ -156,6 +160,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
             Ok(ExitCode::SUCCESS)
         }
         Command::Scan(args) => scan::run(&config, &catalog, args).await,
+        Command::Project(command) => project::run(&config, command).await,
         Command::Doctor => unreachable!("handled above"),
     }
 }

@@ -1,5 +1,6 @@
 //! The live terminal display of a launch: a line per phase (spinner, then ✓ or ✗ with its duration),
-//! a rolling line of agent activity, all on standard error. Without a terminal, plain lines.
+//! a rolling line of agent activity, all on standard error. Without a terminal, plain lines. And
+//! the timeline of a workflow run or chain: a line per step, with the current step's phases below.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ids::SandboxId;
-use crate::pipeline::{Phase, PhaseOutcome, ProgressEvent, ProgressSink};
+use crate::pipeline::{
+    Phase, PhaseOutcome, ProgressEvent, ProgressSink, WorkflowEvent, WorkflowSink,
+};
 
 pub struct TerminalProgress {
     multi: MultiProgress,
@@ -102,6 +105,88 @@ impl ProgressSink for TerminalProgress {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The live terminal timeline: a line per step as it starts and ends, and the current step's
+/// phases below it.
+#[derive(Default)]
+pub struct TerminalTimeline {
+    current: Mutex<Option<(SandboxId, TerminalProgress)>>,
+}
+
+impl WorkflowSink for TerminalTimeline {
+    fn emit(&self, event: &WorkflowEvent) {
+        match event {
+            WorkflowEvent::BranchReady { base, branch } => {
+                eprintln!("branch {branch} (from {base})")
+            }
+            WorkflowEvent::ItemStarted {
+                position, title, ..
+            } => {
+                eprintln!("\n■ issue {}: {title}", position + 1)
+            }
+            WorkflowEvent::StepStarted {
+                kind,
+                round,
+                sandbox,
+                tool,
+                model,
+                template,
+                ..
+            } => {
+                eprintln!(
+                    "\n▶ {kind}{} · {tool} · {model} · template {template} · sandbox {}",
+                    if *round > 0 {
+                        format!(" {round}")
+                    } else {
+                        String::new()
+                    },
+                    sandbox.short()
+                );
+                *self.current.lock().expect("lock") = Some((*sandbox, TerminalProgress::new()));
+            }
+            WorkflowEvent::Progress { event, .. } => {
+                if let Some((id, progress)) = self.current.lock().expect("lock").as_ref() {
+                    progress.emit(*id, event);
+                }
+            }
+            WorkflowEvent::StepFinished {
+                kind,
+                status,
+                verdict,
+                error,
+                cost_usd,
+                duration_ms,
+                ..
+            } => {
+                let mut line = format!("■ {kind} {}", status.as_str());
+                if let Some(v) = verdict {
+                    line.push_str(if v.pass {
+                        " · verdict pass"
+                    } else {
+                        " · verdict fail"
+                    });
+                }
+                if let Some(c) = cost_usd {
+                    line.push_str(&format!(" · ${c:.4}"));
+                }
+                if let Some(ms) = duration_ms {
+                    line.push_str(&format!(" · {:.1}s", *ms as f64 / 1000.0));
+                }
+                eprintln!("{line}");
+                if let Some(v) = verdict {
+                    for f in &v.findings {
+                        eprintln!("    finding: {f}");
+                    }
+                }
+                if let Some(e) = error {
+                    eprintln!("    {e}");
+                }
+            }
+            WorkflowEvent::RunFinished { status, .. } => eprintln!("run {status}"),
+            WorkflowEvent::ChainFinished { status, .. } => eprintln!("chain {status}"),
         }
     }
 }

@@ -1,14 +1,17 @@
-//! `codecourier sandboxes list|show`: the records, as tables or JSON.
+//! `codecourier sandboxes list|show|stop|logs`: the records, as tables or JSON, and stopping one.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 
 use super::CliError;
+use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::pipeline::{recover, PhaseOutcome, SandboxStatus};
-use crate::sandbox::{provider_for, SandboxError};
-use crate::store::{Finish, SandboxFilter, SandboxRecord, Store};
+use crate::pipeline::ops::SandboxStop;
+use crate::pipeline::{recover, Launcher, Ops, PhaseOutcome, SandboxStatus};
+use crate::sandbox::provider_for;
+use crate::store::{SandboxFilter, SandboxRecord, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SandboxesCommand {
@@ -45,7 +48,11 @@ pub enum SandboxesCommand {
     },
 }
 
-pub async fn run(config: &Config, command: SandboxesCommand) -> Result<ExitCode, CliError> {
+pub async fn run(
+    config: &Config,
+    catalog: &Catalog,
+    command: SandboxesCommand,
+) -> Result<ExitCode, CliError> {
     let store = Store::open(config).await?;
     // Records a crashed CodeCourier left behind get their final status before anyone reads them.
     if let Ok(provider) = provider_for(config) {
@@ -88,30 +95,22 @@ pub async fn run(config: &Config, command: SandboxesCommand) -> Result<ExitCode,
         }
         SandboxesCommand::Stop { id } => {
             let record = store.find_sandbox(&id).await?;
-            if record.status.is_terminal() {
-                println!("Sandbox {} already ended: {}", record.id, record.status);
-            } else {
-                if let Some(provider_id) = &record.provider_sandbox_id {
-                    let provider = provider_for(config).map_err(CliError::Invalid)?;
-                    match provider.kill(provider_id).await {
-                        Ok(()) | Err(SandboxError::NotFound(_)) => {}
-                        Err(e) => {
-                            return Err(CliError::Failed(anyhow::anyhow!(
-                                "could not stop the sandbox: {e}"
-                            )))
-                        }
-                    }
+            let provider = provider_for(config).map_err(CliError::Invalid)?;
+            let launcher = Launcher::new(config, store.clone(), provider, catalog.clone());
+            let ops = Ops::new(Arc::new(launcher), catalog.clone(), true);
+            let by = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+            let by = format!("{by} from the terminal");
+            match ops.stop_sandbox(&record, &by).await? {
+                SandboxStop::AlreadyEnded(status) => {
+                    println!("Sandbox {} already ended: {status}", record.id)
                 }
-                let by = std::env::var("USER").unwrap_or_else(|_| "someone".into());
-                let finish = Finish {
-                    failed_phase: record.current_phase,
-                    error: Some(format!("stopped by {by} from the terminal")),
-                    ..Default::default()
-                };
-                let status = store
-                    .finish(record.id, SandboxStatus::Stopped, &finish)
-                    .await?;
-                println!("Sandbox {} {status}", record.id);
+                SandboxStop::Stopping => println!("Stopping sandbox {}", record.id),
+                SandboxStop::Stopped(status) => println!("Sandbox {} {status}", record.id),
+                SandboxStop::NotStopped(why) => {
+                    return Err(CliError::Failed(anyhow::anyhow!(
+                        "could not stop the sandbox: {why}"
+                    )))
+                }
             }
         }
         SandboxesCommand::Logs { id, json } => {

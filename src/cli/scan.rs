@@ -133,8 +133,7 @@ async fn scan(config: &Config, catalog: &Catalog, args: RunArgs) -> Result<ExitC
     let request = input
         .validate(catalog, true)
         .map_err(|e| invalid_request(&e))?;
-    let (launcher, record) = run_request(config, catalog, request, args.json).await?;
-    let store = launcher.store();
+    let (store, record) = run_request(config, catalog, request, args.json).await?;
     let session_id = record
         .issue_session_id
         .as_deref()
@@ -150,7 +149,7 @@ async fn scan(config: &Config, catalog: &Catalog, args: RunArgs) -> Result<ExitC
     } else {
         print_session(&session, &issues, Some(&record));
     }
-    store.clone().close().await;
+    store.close().await;
     Ok(if session.status == IssueSessionStatus::Completed {
         ExitCode::SUCCESS
     } else {

@@ -3,22 +3,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::progress::TerminalProgress;
+use super::launch::ops;
+use super::progress::TerminalTimeline;
 use super::CliError;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::ids::SandboxId;
-use crate::pipeline::workflow::{Task, WorkflowDef};
-use crate::pipeline::{
-    recover, step_line, LaunchError, Launcher, ProgressSink, RunRequest, Runner, WorkflowEvent,
-    WorkflowSink,
-};
-use crate::sandbox::provider_for;
-use crate::store::{ChainRecord, RunMeta, RunOwner, RunRecord, RunStatus, Store};
+use crate::pipeline::ops::{Job, TaskRef, TaskRefusal};
+use crate::pipeline::workflow::WorkflowDef;
+use crate::pipeline::{step_line, LaunchError, Ops, RunRequest, WorkflowSink};
+use crate::store::{ChainRecord, RunOwner, RunRecord, RunStatus, Store};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkflowCommand {
@@ -129,15 +125,6 @@ pub enum ChainCommand {
     },
 }
 
-/// The runner on a store where crashed runs' sandboxes have been ended.
-async fn runner(config: &Config, catalog: &Catalog) -> Result<Runner, CliError> {
-    let provider = provider_for(config).map_err(CliError::Invalid)?;
-    let store = Store::open(config).await?;
-    recover(&store, provider.as_ref()).await?;
-    let launcher = Arc::new(Launcher::new(config, store, provider, catalog.clone()));
-    Ok(Runner::new(launcher, catalog.clone()))
-}
-
 fn invalid(e: LaunchError) -> CliError {
     match e {
         LaunchError::Invalid(message) => CliError::Invalid(message),
@@ -173,22 +160,23 @@ fn owner() -> String {
     std::env::var("USER").unwrap_or_else(|_| "terminal".into())
 }
 
-/// What `workflow run` and `chain run` start from: the runner, the repository as recorded, its
-/// project, and the workflow by name.
+/// What `workflow run` and `chain run` start from: the operations, the repository as recorded,
+/// its project, and the workflow by name.
 async fn start(
     config: &Config,
     catalog: &Catalog,
     repo: &str,
     workflow: Option<&str>,
-) -> Result<(Runner, String, Option<i64>, WorkflowDef), CliError> {
-    let runner = runner(config, catalog).await?;
+) -> Result<(Ops, String, Option<i64>, WorkflowDef), CliError> {
+    let ops = ops(config, catalog).await?;
     let repo = repo_text(repo)?;
-    let project = project_of(runner.store(), Some(&repo)).await?;
-    let definition = runner
+    let project = project_of(ops.store(), Some(&repo)).await?;
+    let definition = ops
+        .runner()
         .find_workflow(project, workflow)
         .await
         .map_err(invalid)?;
-    Ok((runner, repo, project, definition))
+    Ok((ops, repo, project, definition))
 }
 
 /// Ctrl-C stops the current step's sandbox and ends the run as stopped.
@@ -234,9 +222,10 @@ pub async fn run_workflow(
             Ok(ExitCode::SUCCESS)
         }
         WorkflowCommand::Show { name, repo, json } => {
-            let runner = runner(config, catalog).await?;
-            let project = project_of(runner.store(), repo.as_deref()).await?;
-            let w = runner
+            let ops = ops(config, catalog).await?;
+            let project = project_of(ops.store(), repo.as_deref()).await?;
+            let w = ops
+                .runner()
                 .find_workflow(project, Some(&name))
                 .await
                 .map_err(invalid)?;
@@ -283,31 +272,21 @@ pub async fn run_workflow(
             env,
             json,
         } => {
-            let (runner, repo, project, definition) =
+            let (ops, repo, project, definition) =
                 start(config, catalog, &repo, workflow.as_deref()).await?;
-            let task = match (prompt, issue, github_issue) {
-                (Some(prompt), _, _) => Task::from_prompt(&prompt, "prompt"),
-                (None, Some(issue), _) => {
-                    let (session, position) = issue
-                        .split_once('#')
-                        .and_then(|(s, n)| Some((s, n.parse::<u32>().ok()?)))
-                        .ok_or_else(|| {
-                            CliError::Invalid(format!("--issue: \"{issue}\" is not SESSION#N"))
-                        })?;
-                    runner
-                        .task_from_issue(session, position, &repo, None)
-                        .await
-                        .map_err(invalid)?
+            let named = TaskRef::for_run(prompt.as_deref(), issue.as_deref(), github_issue)
+                .map_err(|refusal| {
+                    match refusal {
+                    TaskRefusal::Blank => CliError::Invalid(
+                        "give the task: --prompt (not blank), --issue SESSION#N or --github-issue N"
+                            .into(),
+                    ),
+                    TaskRefusal::NotSessionIssue(issue) => {
+                        CliError::Invalid(format!("--issue: \"{issue}\" is not SESSION#N"))
+                    }
                 }
-                (None, None, Some(n)) => {
-                    runner.task_from_github(&repo, n).await.map_err(invalid)?
-                }
-                (None, None, None) => {
-                    return Err(CliError::Invalid(
-                        "give the task: --prompt, --issue or --github-issue".into(),
-                    ))
-                }
-            };
+                })?;
+            let task = ops.run_task(&named, &repo, None).await.map_err(invalid)?;
             let user = owner();
             let owner = RunOwner {
                 project_id: project,
@@ -322,30 +301,30 @@ pub async fn run_workflow(
                 owner: &owner,
                 allow_local: true,
             };
-            let id = runner.start_run(&request, task).await.map_err(invalid)?;
+            let id = ops
+                .runner()
+                .start_run(&request, task)
+                .await
+                .map_err(invalid)?;
             if !json {
                 eprintln!("Workflow run {id} ({})", definition.name);
             }
-            let record = drive_run(&runner, id, json).await?;
-            finish_run(&runner, &record, json).await
+            let record = drive_run(&ops, id, json).await?;
+            report_run(&ops, &record, json).await
         }
         WorkflowCommand::Resume { id, json } => {
-            let runner = runner(config, catalog).await?;
-            let run = runner
+            let ops = ops(config, catalog).await?;
+            let run = ops
                 .store()
                 .find_run(&id)
                 .await
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
-            if run.status == RunStatus::Running {
-                let (stale, _) = runner.resumable().await?;
-                let stale = stale.iter().any(|r| r.id == run.id);
-                not_driven_elsewhere("run", &run.id, &run.meta, stale)?;
-                if !json {
-                    eprintln!("Resuming workflow run {}", run.id);
-                }
+            not_driven_elsewhere(&ops, Job::Run(run.id)).await?;
+            if run.status == RunStatus::Running && !json {
+                eprintln!("Resuming workflow run {}", run.id);
             }
-            let record = drive_run(&runner, run.id, json).await?;
-            finish_run(&runner, &record, json).await
+            let record = drive_run(&ops, run.id, json).await?;
+            report_run(&ops, &record, json).await
         }
         WorkflowCommand::Status { id, json } => {
             let store = Store::open(config).await?;
@@ -381,33 +360,35 @@ pub async fn run_chain(
             env,
             json,
         } => {
-            let (runner, repo, project, definition) =
+            let (ops, repo, project, definition) =
                 start(config, catalog, &repo, workflow.as_deref()).await?;
-            let mut items: Vec<Task> = item
-                .iter()
+            // In order: the lines of text (blank ones are no issue), the session's issues, then
+            // GitHub's.
+            let texts = item
+                .into_iter()
                 .filter(|t| !t.trim().is_empty())
-                .map(|t| Task::from_prompt(t, "text"))
-                .collect();
-            let mut session_id = None;
-            if let Some(session) = &from_session {
-                for position in &issues {
-                    items.push(
-                        runner
-                            .task_from_issue(session, *position, &repo, None)
-                            .await
-                            .map_err(invalid)?,
-                    );
-                }
-                session_id = runner
+                .map(TaskRef::Text);
+            let scanned = from_session.iter().flat_map(|session| {
+                issues.iter().map(|&position| TaskRef::ScanIssue {
+                    session: session.clone(),
+                    position,
+                })
+            });
+            let github = github_issue.iter().map(|&n| TaskRef::GithubIssue(n));
+            let named: Vec<TaskRef> = texts.chain(scanned).chain(github).collect();
+            let items = ops
+                .chain_tasks(&named, &repo, None)
+                .await
+                .map_err(invalid)?;
+            let session_id = match &from_session {
+                Some(session) => ops
                     .store()
                     .find_issue_session(session)
                     .await
                     .ok()
-                    .map(|s| s.id);
-            }
-            for n in &github_issue {
-                items.push(runner.task_from_github(&repo, *n).await.map_err(invalid)?);
-            }
+                    .map(|s| s.id),
+                None => None,
+            };
             let user = owner();
             let owner = RunOwner {
                 project_id: project,
@@ -422,7 +403,8 @@ pub async fn run_chain(
                 owner: &owner,
                 allow_local: true,
             };
-            let id = runner
+            let id = ops
+                .runner()
                 .start_chain(
                     &request,
                     items,
@@ -435,23 +417,19 @@ pub async fn run_chain(
             if !json {
                 eprintln!("Work chain {id} ({})", definition.name);
             }
-            let record = drive_chain(&runner, id, json).await?;
-            finish_chain(&runner, &record, json).await
+            let record = drive_chain(&ops, id, json).await?;
+            report_chain(&ops, &record, json).await
         }
         ChainCommand::Resume { id, json } => {
-            let runner = runner(config, catalog).await?;
-            let chain = runner
+            let ops = ops(config, catalog).await?;
+            let chain = ops
                 .store()
                 .find_chain(&id)
                 .await
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
-            if chain.status == RunStatus::Running {
-                let (_, stale) = runner.resumable().await?;
-                let stale = stale.iter().any(|c| c.id == chain.id);
-                not_driven_elsewhere("chain", &chain.id, &chain.meta, stale)?;
-            }
-            let record = drive_chain(&runner, chain.id, json).await?;
-            finish_chain(&runner, &record, json).await
+            not_driven_elsewhere(&ops, Job::Chain(chain.id)).await?;
+            let record = drive_chain(&ops, chain.id, json).await?;
+            report_chain(&ops, &record, json).await
         }
         ChainCommand::Show { id, json } => {
             let store = Store::open(config).await?;
@@ -479,62 +457,57 @@ fn timeline(json: bool) -> Box<dyn WorkflowSink> {
 }
 
 /// Refuses to resume a run or chain that a live process drives right now.
-fn not_driven_elsewhere(
-    what: &str,
-    id: &dyn std::fmt::Display,
-    meta: &RunMeta,
-    stale: bool,
-) -> Result<(), CliError> {
-    if stale {
-        return Ok(());
+async fn not_driven_elsewhere(ops: &Ops, job: Job) -> Result<(), CliError> {
+    match ops.driven_elsewhere(job).await? {
+        None => Ok(()),
+        Some(driver) => Err(CliError::Invalid(format!(
+            "{job} is being driven by {driver} right now; nothing to resume"
+        ))),
     }
-    Err(CliError::Invalid(format!(
-        "{what} {id} is being driven by {} right now; nothing to resume",
-        meta.runner.as_deref().unwrap_or("another CodeCourier")
-    )))
 }
 
 async fn drive_run(
-    runner: &Runner,
+    ops: &Ops,
     id: crate::ids::WorkflowRunId,
     json: bool,
 ) -> Result<RunRecord, CliError> {
-    Ok(runner
-        .drive_run(id, timeline(json).as_ref(), stop_on_interrupt())
+    let sink = timeline(json);
+    Ok(ops
+        .runner()
+        .drive_run(id, sink.as_ref(), stop_on_interrupt())
         .await?)
 }
 
 async fn drive_chain(
-    runner: &Runner,
+    ops: &Ops,
     id: crate::ids::WorkChainId,
     json: bool,
 ) -> Result<ChainRecord, CliError> {
-    Ok(runner
-        .drive_chain(id, timeline(json).as_ref(), stop_on_interrupt())
+    let sink = timeline(json);
+    Ok(ops
+        .runner()
+        .drive_chain(id, sink.as_ref(), stop_on_interrupt())
         .await?)
 }
 
-async fn finish_run(runner: &Runner, record: &RunRecord, json: bool) -> Result<ExitCode, CliError> {
+/// Prints the record as it ended; the exit code says whether it passed.
+async fn report_run(ops: &Ops, record: &RunRecord, json: bool) -> Result<ExitCode, CliError> {
     if json {
         println!("{}", serde_json::to_string(record).expect("serialises"));
     } else {
         print_run(record);
     }
-    runner.store().clone().close().await;
+    ops.store().clone().close().await;
     Ok(exit(record.status))
 }
 
-async fn finish_chain(
-    runner: &Runner,
-    record: &ChainRecord,
-    json: bool,
-) -> Result<ExitCode, CliError> {
+async fn report_chain(ops: &Ops, record: &ChainRecord, json: bool) -> Result<ExitCode, CliError> {
     if json {
         println!("{}", serde_json::to_string(record).expect("serialises"));
     } else {
         print_chain(record);
     }
-    runner.store().clone().close().await;
+    ops.store().clone().close().await;
     Ok(exit(record.status))
 }
 
@@ -615,87 +588,5 @@ fn print_chain(chain: &ChainRecord) {
     }
     if let Some(url) = &chain.pr_url {
         println!("  pull request {url}");
-    }
-}
-
-/// The live terminal timeline: a line per step as it starts and ends, and the current step's
-/// phases below it.
-#[derive(Default)]
-struct TerminalTimeline {
-    current: Mutex<Option<(SandboxId, TerminalProgress)>>,
-}
-
-impl WorkflowSink for TerminalTimeline {
-    fn emit(&self, event: &WorkflowEvent) {
-        match event {
-            WorkflowEvent::BranchReady { base, branch } => {
-                eprintln!("branch {branch} (from {base})")
-            }
-            WorkflowEvent::ItemStarted {
-                position, title, ..
-            } => {
-                eprintln!("\n■ issue {}: {title}", position + 1)
-            }
-            WorkflowEvent::StepStarted {
-                kind,
-                round,
-                sandbox,
-                tool,
-                model,
-                template,
-                ..
-            } => {
-                eprintln!(
-                    "\n▶ {kind}{} · {tool} · {model} · template {template} · sandbox {}",
-                    if *round > 0 {
-                        format!(" {round}")
-                    } else {
-                        String::new()
-                    },
-                    sandbox.short()
-                );
-                *self.current.lock().expect("lock") = Some((*sandbox, TerminalProgress::new()));
-            }
-            WorkflowEvent::Progress { event, .. } => {
-                if let Some((id, progress)) = self.current.lock().expect("lock").as_ref() {
-                    progress.emit(*id, event);
-                }
-            }
-            WorkflowEvent::StepFinished {
-                kind,
-                status,
-                verdict,
-                error,
-                cost_usd,
-                duration_ms,
-                ..
-            } => {
-                let mut line = format!("■ {kind} {}", status.as_str());
-                if let Some(v) = verdict {
-                    line.push_str(if v.pass {
-                        " · verdict pass"
-                    } else {
-                        " · verdict fail"
-                    });
-                }
-                if let Some(c) = cost_usd {
-                    line.push_str(&format!(" · ${c:.4}"));
-                }
-                if let Some(ms) = duration_ms {
-                    line.push_str(&format!(" · {:.1}s", *ms as f64 / 1000.0));
-                }
-                eprintln!("{line}");
-                if let Some(v) = verdict {
-                    for f in &v.findings {
-                        eprintln!("    finding: {f}");
-                    }
-                }
-                if let Some(e) = error {
-                    eprintln!("    {e}");
-                }
-            }
-            WorkflowEvent::RunFinished { status, .. } => eprintln!("run {status}"),
-            WorkflowEvent::ChainFinished { status, .. } => eprintln!("chain {status}"),
-        }
     }
 }

@@ -14,6 +14,7 @@ use serenity::{
     CreateSelectMenuOption, InputTextStyle, ModalInteraction,
 };
 
+use super::custom_id::{CustomId, DialogPart};
 use crate::catalog::{Catalog, LaunchInput};
 
 /// What the person has chosen so far, and the options they gave to `/launch`.
@@ -25,12 +26,6 @@ pub struct Dialog {
 
 #[derive(Default)]
 pub struct Dialogs(Mutex<HashMap<String, Dialog>>);
-
-/// The part of a dialog component's custom id: `cc:dlg:<what>:<dialog id>`.
-pub fn parse(custom_id: &str) -> Option<(&str, &str)> {
-    let rest = custom_id.strip_prefix("cc:dlg:")?;
-    rest.split_once(':')
-}
 
 impl Dialogs {
     /// Opens a dialog with the catalog's defaults filled in where `/launch` left options out.
@@ -72,6 +67,10 @@ impl Dialogs {
     }
 }
 
+fn id(part: DialogPart, dialog: &str) -> String {
+    CustomId::Dialog(part, dialog.to_string()).encode()
+}
+
 fn select(
     custom_id: String,
     placeholder: &str,
@@ -93,7 +92,11 @@ fn select(
 }
 
 /// The dialog message: up to three selects and the button that opens the modal.
-pub fn message(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractionResponseMessage {
+pub fn message(
+    catalog: &Catalog,
+    dialog_id: &str,
+    dialog: &Dialog,
+) -> CreateInteractionResponseMessage {
     let input = &dialog.input;
     let tool = input
         .tool
@@ -102,7 +105,7 @@ pub fn message(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractio
         .unwrap_or_else(|| catalog.default_tool());
     let mut rows = vec![
         select(
-            format!("cc:dlg:tool:{id}"),
+            id(DialogPart::Tool, dialog_id),
             "Agent",
             catalog
                 .tools
@@ -112,7 +115,7 @@ pub fn message(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractio
             Some(&tool.id),
         ),
         select(
-            format!("cc:dlg:model:{id}"),
+            id(DialogPart::Model, dialog_id),
             "Model",
             tool.models.iter().map(|m| (m.clone(), m.clone())).collect(),
             input.model.as_deref(),
@@ -124,14 +127,15 @@ pub fn message(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractio
             .map(|e| (e.to_string(), e.to_string()))
             .collect();
         rows.push(select(
-            format!("cc:dlg:effort:{id}"),
+            id(DialogPart::Effort, dialog_id),
             "Thinking effort",
             efforts,
             input.effort.as_deref(),
         ));
     }
-    rows.push(CreateActionRow::Buttons(vec![CreateButton::new(format!(
-        "cc:dlg:open:{id}"
+    rows.push(CreateActionRow::Buttons(vec![CreateButton::new(id(
+        DialogPart::Open,
+        dialog_id,
     ))
     .label("Write the prompt…")
     .style(ButtonStyle::Primary)]));
@@ -146,7 +150,7 @@ pub fn message(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractio
 pub fn choose(
     dialogs: &Dialogs,
     catalog: &Catalog,
-    what: &str,
+    part: DialogPart,
     id: &str,
     press: &ComponentInteraction,
 ) -> Option<Dialog> {
@@ -154,8 +158,8 @@ pub fn choose(
         return dialogs.get(id);
     };
     let value = values.first()?.clone();
-    dialogs.update(id, |input| match what {
-        "tool" => {
+    dialogs.update(id, |input| match part {
+        DialogPart::Tool => {
             if let Some(tool) = catalog.tool(&value) {
                 input.model = Some(tool.default_model().to_string());
                 if !tool.capabilities.effort {
@@ -164,14 +168,14 @@ pub fn choose(
             }
             input.tool = Some(value);
         }
-        "model" => input.model = Some(value),
-        "effort" => input.effort = Some(value),
-        _ => {}
+        DialogPart::Model => input.model = Some(value),
+        DialogPart::Effort => input.effort = Some(value),
+        DialogPart::Open | DialogPart::Form => {}
     })
 }
 
 /// The modal: the prompt as a paragraph, and the resources pre-filled with the defaults.
-pub fn modal(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractionResponse {
+pub fn modal(catalog: &Catalog, dialog_id: &str, dialog: &Dialog) -> CreateInteractionResponse {
     let input = &dialog.input;
     let limits = catalog.limits;
     let text = |custom: &str, label: String, value: Option<String>| {
@@ -190,7 +194,7 @@ pub fn modal(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractionR
     .max_length(4000)
     .value(input.prompt.clone().unwrap_or_default());
     CreateInteractionResponse::Modal(
-        CreateModal::new(format!("cc:dlg:modal:{id}"), "Launch").components(vec![
+        CreateModal::new(id(DialogPart::Form, dialog_id), "Launch").components(vec![
             CreateActionRow::InputText(prompt),
             text(
                 "memory_mb",
@@ -235,13 +239,11 @@ pub fn modal(catalog: &Catalog, id: &str, dialog: &Dialog) -> CreateInteractionR
     )
 }
 
-/// The `prompt` field of a submitted modal.
-pub fn submitted_prompt(modal: &ModalInteraction, prompt: &mut String) {
+/// The `prompt` field of a submitted form (empty when there is none).
+pub fn submitted_prompt(modal: &ModalInteraction) -> String {
     let mut input = LaunchInput::default();
     submitted(modal, &mut input);
-    if let Some(text) = input.prompt {
-        *prompt = text;
-    }
+    input.prompt.unwrap_or_default()
 }
 
 /// Reads the modal's fields into the launch input. Numbers that are not numbers are kept as an

@@ -4,7 +4,9 @@
 
 use poise::Modal;
 
-use super::{is_admin, render, say_ephemeral, Context, Error};
+use super::access::command_by_manager;
+use super::reply::{field_errors, say_ephemeral};
+use super::{render, Context, Error};
 use crate::catalog::{LaunchInput, RepoRef};
 use crate::config::AGENT_KEY_VARS;
 use crate::ids::DiscordId;
@@ -54,10 +56,10 @@ async fn setup(ctx: Context<'_>) -> Result<(), Error> {
     let poise::Context::Application(app) = ctx else {
         return Ok(());
     };
-    if !is_admin(ctx) {
+    if !command_by_manager(ctx) {
         return say_ephemeral(ctx, "Only server managers can set up a channel's project.").await;
     }
-    let store = &ctx.data().store;
+    let store = ctx.data().ops.store();
     let channel = DiscordId(ctx.channel_id().get());
     let current = store.project_for_channel(channel).await?;
     let defaults = ProjectSetup {
@@ -86,9 +88,12 @@ async fn setup(ctx: Context<'_>) -> Result<(), Error> {
             .collect(),
         ..Default::default()
     };
-    let request = match check.validate(&ctx.data().catalog, ctx.data().config.allow_local_repos) {
+    let request = match check.validate(
+        ctx.data().ops.catalog(),
+        ctx.data().config.allow_local_repos,
+    ) {
         Ok(r) => r,
-        Err(errors) => return say_ephemeral(ctx, super::field_errors(&errors.0)).await,
+        Err(errors) => return say_ephemeral(ctx, field_errors("launch", &errors.0)).await,
     };
     let repo = match &request.repo {
         RepoRef::Github { owner, name } => format!("{owner}/{name}"),
@@ -141,14 +146,14 @@ async fn keys(
     let poise::Context::Application(app) = ctx else {
         return Ok(());
     };
-    let store = &ctx.data().store;
+    let store = ctx.data().ops.store();
     let (scope, whose) = if r#for.as_deref() == Some("me") {
         (
             user_scope(DiscordId(ctx.author().id.get())),
             "your".to_string(),
         )
     } else {
-        if !is_admin(ctx) {
+        if !command_by_manager(ctx) {
             return say_ephemeral(ctx, "Only server managers can set a project's keys; `for: me` stores keys only your launches use.").await;
         }
         let Some(project) = store
@@ -197,7 +202,7 @@ async fn keys(
 /// What this channel's project uses: repository, instructions, variable and key names.
 #[poise::command(slash_command, guild_only)]
 async fn show(ctx: Context<'_>) -> Result<(), Error> {
-    let store = &ctx.data().store;
+    let store = ctx.data().ops.store();
     let Some(project) = store
         .project_for_channel(DiscordId(ctx.channel_id().get()))
         .await?

@@ -1,12 +1,12 @@
-//! What the bot posts, as pure functions: launch summaries, the status message, the result, thread
-//! names and button ids. Discord's limits are respected here (2,000 characters of content, 100 of a
+//! What the bot posts about launches, as pure functions: launch summaries, the status message, the
+//! result and thread names. Discord's limits are respected here (2,000 characters of content, 100 of a
 //! thread name), so no caller has to think about them.
 
 use std::fmt::Write;
 
 use crate::catalog::{LaunchRequest, Tool};
 use crate::ids::SandboxId;
-use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
+use crate::pipeline::{Phase, PhaseOutcome, ProgressEvent, SandboxStatus};
 use crate::store::SandboxRecord;
 
 pub const MAX_CONTENT: usize = 2000;
@@ -90,6 +90,26 @@ pub struct StatusView {
 }
 
 impl StatusView {
+    /// Takes in one progress event of the launch.
+    pub fn apply(&mut self, event: ProgressEvent) {
+        match event {
+            ProgressEvent::PhaseStarted { phase } => self.started(phase),
+            ProgressEvent::PhaseFinished {
+                phase,
+                outcome,
+                detail,
+                duration_ms,
+            } => self.finished(phase, outcome, duration_ms, detail),
+            ProgressEvent::Status { status } => self.status = Some(status),
+            ProgressEvent::Agent { event } => {
+                if let Some(line) = event.activity() {
+                    self.activity = Some(line);
+                }
+            }
+            ProgressEvent::Note { message } => self.activity = Some(format!("⏳ {message}")),
+        }
+    }
+
     pub fn started(&mut self, phase: Phase) {
         self.phases.retain(|p| p.phase != phase);
         self.phases.push(PhaseLine {
@@ -236,65 +256,9 @@ pub fn result_message(
     (cut(text.trim_end(), MAX_CONTENT), attachment)
 }
 
-/// What a button does, carried in its custom id so it still works after a restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ButtonAction {
-    Stop,
-    Retry,
-    OpenPr,
-    FollowUp,
-}
-
-impl ButtonAction {
-    fn word(self) -> &'static str {
-        match self {
-            ButtonAction::Stop => "stop",
-            ButtonAction::Retry => "retry",
-            ButtonAction::OpenPr => "pr",
-            ButtonAction::FollowUp => "follow",
-        }
-    }
-}
-
-pub fn button_id(action: ButtonAction, sandbox: SandboxId) -> String {
-    format!("cc:{}:{sandbox}", action.word())
-}
-
-pub fn parse_button_id(custom_id: &str) -> Option<(ButtonAction, SandboxId)> {
-    let mut parts = custom_id.splitn(3, ':');
-    if parts.next()? != "cc" {
-        return None;
-    }
-    let action = match parts.next()? {
-        "stop" => ButtonAction::Stop,
-        "retry" => ButtonAction::Retry,
-        "pr" => ButtonAction::OpenPr,
-        "follow" => ButtonAction::FollowUp,
-        _ => return None,
-    };
-    Some((action, parts.next()?.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn button_ids_round_trip_and_reject_strangers() {
-        let id = SandboxId::new();
-        for action in [
-            ButtonAction::Stop,
-            ButtonAction::Retry,
-            ButtonAction::OpenPr,
-        ] {
-            let custom = button_id(action, id);
-            assert!(custom.len() <= 100, "Discord's custom id limit");
-            assert_eq!(parse_button_id(&custom), Some((action, id)));
-        }
-        assert_eq!(parse_button_id("cc:explode:x"), None);
-        assert_eq!(parse_button_id("other:stop:x"), None);
-        assert_eq!(parse_button_id("cc:stop:not-a-uuid"), None);
-    }
 
     #[test]
     fn chat_messages_are_wrapped_as_untrusted_input() {

@@ -1,47 +1,43 @@
-//! A launch's thread: the status message edited in place as phases and agent activity come in
-//! (at most one edit per ~1.5 s, however fast the agent talks), then the result message.
+//! A launch's thread (a scan's too): the status message kept up to date as phases and agent
+//! activity come in, then the result with its buttons; and after a restart, the word for threads
+//! whose launch a crash ended.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use poise::serenity_prelude as serenity;
 use serenity::{
     AutoArchiveDuration, ButtonStyle, ChannelId, CreateActionRow, CreateAllowedMentions,
-    CreateAttachment, CreateButton, CreateMessage, CreateThread, EditMessage, Http, Mentionable,
-    MessageId, UserId,
+    CreateAttachment, CreateButton, CreateMessage, CreateThread, Http, Mentionable, MessageId,
+    UserId,
 };
-use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::render::{self, button_id, ButtonAction, StatusView};
+use super::custom_id::{CustomId, SandboxAction};
+use super::render::{self, StatusView};
+use super::status_editor::{self, LiveView};
+use super::{reply, Data};
 use crate::ids::{DiscordId, SandboxId};
-use crate::pipeline::{Launcher, Prepared, ProgressEvent, ProgressSink};
-use crate::store::Store;
+use crate::pipeline::{recover, Ops, Prepared, ProgressEvent};
+use crate::sandbox::SandboxProvider;
+use crate::store::SandboxRecord;
 
-/// At most one status edit per this long per thread.
-pub const EDIT_INTERVAL: Duration = Duration::from_millis(1500);
+impl LiveView for StatusView {
+    type Event = ProgressEvent;
 
-/// What a launch in a thread needs from the bot.
-#[derive(Clone)]
-pub struct Handles {
-    pub launcher: Arc<Launcher>,
-    pub store: Store,
-    pub running: Arc<Mutex<HashMap<SandboxId, CancellationToken>>>,
-}
+    fn apply(&mut self, event: ProgressEvent) {
+        StatusView::apply(self, event)
+    }
 
-/// Queues progress for the thread's updater: the launcher never waits on Discord.
-struct ThreadSink(mpsc::UnboundedSender<ProgressEvent>);
-
-impl ProgressSink for ThreadSink {
-    fn emit(&self, _: SandboxId, event: &ProgressEvent) {
-        let _ = self.0.send(event.clone());
+    fn render(&self) -> String {
+        render::status_message(self)
     }
 }
 
+fn button(action: SandboxAction, id: SandboxId) -> CreateButton {
+    CreateButton::new(CustomId::Sandbox(action, id).encode())
+}
+
 fn stop_row(id: SandboxId) -> CreateActionRow {
-    CreateActionRow::Buttons(vec![CreateButton::new(button_id(ButtonAction::Stop, id))
+    CreateActionRow::Buttons(vec![button(SandboxAction::Stop, id)
         .label("Stop")
         .style(ButtonStyle::Danger)])
 }
@@ -50,7 +46,7 @@ fn stop_row(id: SandboxId) -> CreateActionRow {
 /// background; the thread gets the result when it ends.
 pub async fn follow(
     http: Arc<Http>,
-    handles: Handles,
+    ops: Arc<Ops>,
     channel: ChannelId,
     message: MessageId,
     prepared: Prepared,
@@ -76,14 +72,14 @@ pub async fn follow(
             CreateThread::new(name).auto_archive_duration(AutoArchiveDuration::OneDay),
         )
         .await?;
-    run_in_thread(http, handles, thread.id, prepared, requester).await
+    run_in_thread(http, ops, thread.id, prepared, requester).await
 }
 
 /// Posts the status message in `thread` and runs the launch there (a follow-up stays in the thread
 /// of the launch it continues).
 pub async fn run_in_thread(
     http: Arc<Http>,
-    handles: Handles,
+    ops: Arc<Ops>,
     thread: ChannelId,
     prepared: Prepared,
     requester: UserId,
@@ -98,34 +94,38 @@ pub async fn run_in_thread(
                 .allowed_mentions(CreateAllowedMentions::new()),
         )
         .await?;
-    handles
-        .store
+    ops.store()
         .set_discord_thread(id, DiscordId(thread.get()), DiscordId(status.id.get()))
         .await?;
-
-    let token = CancellationToken::new();
-    handles
-        .running
-        .lock()
-        .expect("lock")
-        .insert(id, token.clone());
+    let tracked = ops.running().sandbox(id);
     tokio::spawn(async move {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let updater = tokio::spawn(update_status(http.clone(), thread, status.id, rx, id));
-        let outcome = handles.launcher.run(prepared, &ThreadSink(tx), token).await;
-        let _ = updater.await;
-        handles.running.lock().expect("lock").remove(&id);
+        let (queue, editor) = status_editor::start(
+            http.clone(),
+            thread,
+            status.id,
+            StatusView::default(),
+            vec![stop_row(id)],
+        );
+        let outcome = ops.launcher().run(prepared, &queue, tracked.token()).await;
+        drop(queue);
+        let _ = editor.await;
+        drop(tracked);
         let record = match outcome {
             Ok(record) => record,
             Err(e) => {
-                tracing::error!(sandbox = %id, error = %format!("{e:#}"), "launch ended without a record");
+                let text = reply::failed_on_our_side(&e, "a launch's run");
+                let post = CreateMessage::new()
+                    .content(format!("❌ {text}"))
+                    .allowed_mentions(CreateAllowedMentions::new());
+                if let Err(e) = thread.send_message(&http, post).await {
+                    tracing::warn!(sandbox = %id, error = %e, "could not post the failure");
+                }
                 return;
             }
         };
         if record.request.scan_task().is_some() {
             if let Err(e) =
-                super::scan::post_result(&http, &handles.store, thread, &record, Some(requester))
-                    .await
+                super::scan::post_result(&http, ops.store(), thread, &record, Some(requester)).await
             {
                 tracing::warn!(sandbox = %id, error = %format!("{e:#}"), "could not post the scan's result");
             }
@@ -145,8 +145,8 @@ pub async fn run_in_thread(
         }
         match thread.send_message(&http, post).await {
             Ok(message) => {
-                let _ = handles
-                    .store
+                let _ = ops
+                    .store()
                     .set_discord_result_message(id, DiscordId(message.id.get()))
                     .await;
             }
@@ -158,8 +158,8 @@ pub async fn run_in_thread(
 
 /// Retry always; Open PR when a GitHub launch pushed commits but has no pull request; Follow up
 /// when the branch was pushed.
-pub fn result_buttons(record: &crate::store::SandboxRecord) -> Vec<CreateButton> {
-    let mut buttons = vec![CreateButton::new(button_id(ButtonAction::Retry, record.id))
+pub fn result_buttons(record: &SandboxRecord) -> Vec<CreateButton> {
+    let mut buttons = vec![button(SandboxAction::Retry, record.id)
         .label("Retry")
         .style(ButtonStyle::Secondary)];
     let github = matches!(record.request.repo, crate::catalog::RepoRef::Github { .. });
@@ -169,7 +169,7 @@ pub fn result_buttons(record: &crate::store::SandboxRecord) -> Vec<CreateButton>
         && !record.commits.is_empty()
     {
         buttons.push(
-            CreateButton::new(button_id(ButtonAction::OpenPr, record.id))
+            button(SandboxAction::OpenPr, record.id)
                 .label("Open PR")
                 .style(ButtonStyle::Success),
         );
@@ -177,7 +177,7 @@ pub fn result_buttons(record: &crate::store::SandboxRecord) -> Vec<CreateButton>
     // A follow-up continues on the branch, so there must be one on the remote.
     if record.pushed == Some(true) {
         buttons.push(
-            CreateButton::new(button_id(ButtonAction::FollowUp, record.id))
+            button(SandboxAction::FollowUp, record.id)
                 .label("Follow up")
                 .style(ButtonStyle::Primary),
         );
@@ -185,66 +185,46 @@ pub fn result_buttons(record: &crate::store::SandboxRecord) -> Vec<CreateButton>
     buttons
 }
 
-fn apply(view: &mut StatusView, event: ProgressEvent) {
-    match event {
-        ProgressEvent::PhaseStarted { phase } => view.started(phase),
-        ProgressEvent::PhaseFinished {
-            phase,
-            outcome,
-            detail,
-            duration_ms,
-        } => view.finished(phase, outcome, duration_ms, detail),
-        ProgressEvent::Status { status } => view.status = Some(status),
-        ProgressEvent::Agent { event } => {
-            if let Some(line) = event.activity() {
-                view.activity = Some(line);
-            }
-        }
-        ProgressEvent::Note { message } => view.activity = Some(format!("⏳ {message}")),
-    }
-}
-
-/// Edits the status message as events arrive, no more than once per `EDIT_INTERVAL`, and once more
-/// at the end (without the Stop button).
-async fn update_status(
-    http: Arc<Http>,
-    thread: ChannelId,
-    message: MessageId,
-    mut rx: mpsc::UnboundedReceiver<ProgressEvent>,
-    id: SandboxId,
+/// After a restart: unfinished sandboxes nobody runs any more are ended, and their threads told.
+pub async fn announce_recovered(
+    ctx: &serenity::Context,
+    data: &Data,
+    provider: &dyn SandboxProvider,
 ) {
-    let mut view = StatusView::default();
-    let mut dirty = false;
-    let mut last_edit: Option<Instant> = None;
-    loop {
-        let due = last_edit
-            .map(|t| t + EDIT_INTERVAL)
-            .unwrap_or_else(Instant::now);
-        tokio::select! {
-            event = rx.recv() => match event {
-                Some(event) => {
-                    apply(&mut view, event);
-                    dirty = true;
-                }
-                None => break,
-            },
-            _ = tokio::time::sleep_until(due), if dirty => {
-                let edit = EditMessage::new().content(render::status_message(&view)).components(vec![stop_row(id)]);
-                if let Err(e) = thread.edit_message(&http, message, edit).await {
-                    tracing::warn!(sandbox = %id, error = %e, "could not edit the status message");
-                }
-                last_edit = Some(Instant::now());
-                dirty = false;
-            }
+    let store = data.ops.store();
+    let ended = match recover(store, provider).await {
+        Ok(ended) => ended,
+        Err(e) => {
+            tracing::warn!(error = %e, "recovery failed");
+            return;
         }
-    }
-    if let Some(at) = last_edit {
-        tokio::time::sleep_until(at + EDIT_INTERVAL).await;
-    }
-    let edit = EditMessage::new()
-        .content(render::status_message(&view))
-        .components(Vec::new());
-    if let Err(e) = thread.edit_message(&http, message, edit).await {
-        tracing::warn!(sandbox = %id, error = %e, "could not edit the status message");
+    };
+    for id in ended {
+        let Ok(Some(record)) = store.get_sandbox(id).await else {
+            continue;
+        };
+        let Some(thread_id) = record.discord.thread_id else {
+            continue;
+        };
+        let requester = record.discord.user_id.map(|u| UserId::new(u.0));
+        let thread = ChannelId::new(thread_id.0);
+        if record.request.scan_task().is_some() {
+            if let Err(e) =
+                super::scan::post_result(&ctx.http, store, thread, &record, requester).await
+            {
+                tracing::warn!(sandbox = %id, error = %format!("{e:#}"), "could not tell the scan's thread about the restart");
+            }
+            continue;
+        }
+        let mention = requester.map(|u| u.mention().to_string());
+        let (text, _) = render::result_message(&record, mention.as_deref());
+        let mut allowed = CreateAllowedMentions::new();
+        if let Some(user) = requester {
+            allowed = allowed.users([user]);
+        }
+        let post = CreateMessage::new().content(text).allowed_mentions(allowed);
+        if let Err(e) = thread.send_message(&ctx.http, post).await {
+            tracing::warn!(sandbox = %id, error = %e, "could not tell the thread about the restart");
+        }
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{ProgressEvent, ProgressSink};
 use super::naming::{pull_request_title, slug};
+use super::ops::continuing;
 use super::workflow::{
     next_step, read_verdict, step_prompt, DoneStep, Next, StepEnd, StepKind, Task, Verdict,
     WorkflowDef,
@@ -566,12 +567,15 @@ impl Runner {
         if kind == StepKind::Checker {
             request.mode = LaunchMode::Check;
         }
-        request.follow_up = Some(FollowUp {
-            of: step.previous,
-            branch: step.branch.to_string(),
-            base_branch: step.base.to_string(),
-            session_id: None,
-        });
+        let request = continuing(
+            request,
+            FollowUp {
+                of: step.previous,
+                branch: step.branch.to_string(),
+                base_branch: step.base.to_string(),
+                session_id: None,
+            },
+        );
         let origin = LaunchOrigin {
             launched_by: run.meta.launched_by.clone(),
             discord: run.meta.discord(),

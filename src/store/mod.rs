@@ -8,10 +8,10 @@ mod secrets;
 mod workflows;
 
 pub use issues::{IssueRecord, IssueSession, NewIssueSession};
-pub use projects::{NamedText, Project};
+pub use projects::{Learning, NamedText, Project, ProjectChange};
 pub use sandboxes::{
-    Commit, DiscordOrigin, EventRecord, Finish, IssueSessionLink, NewSandbox, PhaseRecord,
-    SandboxFilter, SandboxRecord,
+    CapReached, Commit, DiscordOrigin, EventRecord, Finish, IssueSessionLink, NewSandbox,
+    PhaseRecord, RunningCaps, SandboxFilter, SandboxRecord,
 };
 pub use workflows::{
     ChainRecord, NewChain, NewRun, NewStep, RunMeta, RunOwner, RunRecord, RunStatus, StepEnding,
@@ -42,6 +42,9 @@ pub enum StoreError {
         id: SandboxId,
         source: IllegalTransition,
     },
+    /// A launch would exceed a running cap; nothing was recorded.
+    #[error(transparent)]
+    AtCapacity(#[from] sandboxes::CapReached),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

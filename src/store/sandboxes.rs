@@ -30,6 +30,29 @@ pub struct NewSandbox<'a> {
     pub project_id: Option<i64>,
     pub issue_session: Option<IssueSessionLink<'a>>,
     pub workflow: Option<super::WorkflowLink>,
+    /// Checked in the transaction that records the launch, so simultaneous launches cannot
+    /// exceed them.
+    pub caps: RunningCaps,
+}
+
+/// Limits on sandboxes running at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunningCaps {
+    /// Sandboxes one Discord user may have running (the launch's requester).
+    pub per_user: Option<u32>,
+    /// Sandboxes the whole deployment may have running.
+    pub total: Option<u32>,
+}
+
+/// Which cap a launch would exceed, with what is running now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CapReached {
+    #[error("you already have {running} sandboxes running (the limit is {cap})")]
+    User { running: i64, cap: u32 },
+    #[error(
+        "CodeCourier already runs {running} sandboxes, its limit (CODECOURIER_MAX_RUNNING={cap})"
+    )]
+    Deployment { running: i64, cap: u32 },
 }
 
 /// How a sandbox belongs to an issue session.
@@ -227,7 +250,34 @@ impl Store {
             Some(IssueSessionLink::Fix(id)) => Some(*id),
             None => None,
         };
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the counts below and the insert happen under one write lock, so two
+        // launches recorded at once both see each other.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let unfinished = "status IN ('creating', 'provisioning', 'setting_up', 'running')";
+        if let (Some(cap), Some(user)) = (new.caps.per_user, new.discord.map(|d| d.user_id)) {
+            let running: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM sandboxes WHERE discord_user_id = ?1 AND {unfinished}"
+            ))
+            .bind(user.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            if running >= i64::from(cap) {
+                return Err(StoreError::AtCapacity(CapReached::User { running, cap }));
+            }
+        }
+        if let Some(cap) = new.caps.total {
+            let running: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM sandboxes WHERE {unfinished}"
+            ))
+            .fetch_one(&mut *tx)
+            .await?;
+            if running >= i64::from(cap) {
+                return Err(StoreError::AtCapacity(CapReached::Deployment {
+                    running,
+                    cap,
+                }));
+            }
+        }
         if let Some(IssueSessionLink::Scan(session)) = &new.issue_session {
             Self::insert_issue_session(&mut tx, session, id, now).await?;
         }

@@ -91,6 +91,16 @@ impl Store {
             .await
     }
 
+    /// Removes a secret; `false` when there was none.
+    pub async fn delete_secret(&self, scope: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE scope = ?1 AND name = ?2")
+            .bind(scope)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Which secrets exist under `scope`, by name (never their values).
     pub async fn secret_names(&self, scope: &str) -> Result<Vec<String>> {
         Ok(

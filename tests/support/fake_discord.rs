@@ -352,6 +352,8 @@ struct World {
     messages: BTreeMap<u64, Value>,
     /// user id → role ids (members of the guild).
     members: BTreeMap<u64, Vec<u64>>,
+    /// The guild's roles.
+    roles: Vec<Value>,
     users: BTreeMap<u64, Value>,
     interactions: HashMap<u64, TrackedInteraction>,
     /// `None` for global commands, else the guild.
@@ -635,6 +637,24 @@ impl FakeDiscord {
         .await
     }
 
+    /// Waits until a request whose method and path match has arrived, and returns the earliest,
+    /// leaving it as it was (read or not): for checks about reading itself.
+    pub async fn wait_seen(
+        &self,
+        method: &str,
+        path: impl Into<PathPattern>,
+        timeout: Duration,
+    ) -> Recorded {
+        let path = path.into();
+        self.wait_until(&format!("{method} {path}"), timeout, |w| {
+            w.requests
+                .iter()
+                .find(|(r, _)| method_matches(method, &r.method) && path.matches(&r.path))
+                .map(|(r, _)| r.clone())
+        })
+        .await
+    }
+
     /// Every request not yet returned by `wait_for`/`take_unread`, now marked read.
     pub fn take_unread(&self) -> Vec<Recorded> {
         let mut w = self.world();
@@ -714,6 +734,24 @@ impl FakeDiscord {
         self.world().messages.get(&id).cloned()
     }
 
+    /// Waits until message `id`, as it is now, satisfies `done` (the bot edits status messages in
+    /// place), and returns it. On timeout, panics showing every state the message went through.
+    pub async fn wait_message(
+        &self,
+        id: u64,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait_until_reporting(
+            &format!("message {id} to show {what}"),
+            timeout,
+            |w| w.messages.get(&id).filter(|m| done(m)).cloned(),
+            |w| w.message_history(id),
+        )
+        .await
+    }
+
     /// Messages in a channel, oldest first.
     pub fn messages_in(&self, channel_id: u64) -> Vec<Value> {
         self.world()
@@ -752,6 +790,15 @@ impl FakeDiscord {
         }
     }
 
+    /// Adds a role to the guild (REST lists it with the guild's roles), e.g. one an access rule
+    /// names. Members get it through the interactions that carry it.
+    pub fn add_role(&self, id: u64, name: &str, permissions: u64) {
+        let mut w = self.world();
+        let position = w.roles.len() as u64;
+        w.roles
+            .push(role_json(id, name, permissions, position, false));
+    }
+
     /// Hosts a file the way Discord's CDN would and returns its attachment object, e.g. for a
     /// slash command's attachment option. `Attachment::download` fetches it from the fake.
     pub fn host_file(&self, filename: &str, bytes: &[u8]) -> Value {
@@ -771,7 +818,19 @@ impl FakeDiscord {
         &self,
         what: &str,
         timeout: Duration,
+        f: impl FnMut(&mut World) -> Option<T>,
+    ) -> T {
+        self.wait_until_reporting(what, timeout, f, World::describe)
+            .await
+    }
+
+    /// `wait_until` whose timeout panic shows `report` of the world.
+    async fn wait_until_reporting<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
         mut f: impl FnMut(&mut World) -> Option<T>,
+        report: impl Fn(&World) -> String,
     ) -> T {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -784,7 +843,7 @@ impl FakeDiscord {
                 return found;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let seen = self.world().describe();
+                let seen = report(&self.world());
                 panic!("timed out after {timeout:?} waiting for {what}\n{seen}");
             }
         }
@@ -846,6 +905,7 @@ impl World {
             channels,
             messages: BTreeMap::new(),
             members,
+            roles: roles_json().as_array().unwrap().clone(),
             users,
             interactions: HashMap::new(),
             commands: BTreeMap::new(),
@@ -939,6 +999,48 @@ impl World {
         }
     }
 
+    /// Every state message `id` went through (its post, its edits, updates in answer to a
+    /// component on it), then how it is now: for failure messages.
+    fn message_history(&self, id: u64) -> String {
+        let edit_path = format!("/messages/{id}");
+        let mut out = format!("message {id} went through:\n");
+        for (r, _) in &self.requests {
+            let posted = r.method == "POST" && snowflake_of(&r.response["id"]) == Some(id);
+            let edited = r.method == "PATCH" && r.path.ends_with(&edit_path);
+            let updated = r.path.ends_with("/callback")
+                && r.body["type"] == 7
+                && r.path
+                    .split('/')
+                    .nth(2)
+                    .and_then(|i| i.parse().ok())
+                    .and_then(|i: u64| self.interactions.get(&i))
+                    .is_some_and(|i| i.source_message == Some(id));
+            if posted || edited || updated {
+                let body = if updated { &r.body["data"] } else { &r.body };
+                let _ = writeln!(
+                    out,
+                    "  #{} {}: {:?} buttons {}",
+                    r.seq,
+                    r.summary(),
+                    truncate(body["content"].as_str().unwrap_or_default(), 600),
+                    button_labels(&body["components"])
+                );
+            }
+        }
+        match self.messages.get(&id) {
+            Some(m) => {
+                let _ = writeln!(
+                    out,
+                    "now: {:?} buttons {}",
+                    truncate(m["content"].as_str().unwrap_or_default(), 600),
+                    button_labels(&m["components"])
+                );
+            }
+            None => out.push_str("now: unknown to the fake\n"),
+        }
+        out
+    }
+
     /// Everything the fake saw, for failure messages.
     fn describe(&self) -> String {
         let mut out = String::from("REST requests the fake saw:\n");
@@ -978,6 +1080,18 @@ impl World {
         }
         out
     }
+}
+
+/// `["Stop"]`: the labels of the buttons in a message's component rows.
+fn button_labels(rows: &Value) -> String {
+    let labels: Vec<&str> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().into_iter().flatten())
+        .filter_map(|c| c["label"].as_str())
+        .collect();
+    format!("{labels:?}")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -1368,9 +1482,13 @@ fn route_api(inner: &Inner, w: &mut World, req: &Req) -> Reply {
         ("GET", ["channels", _, "thread-members"]) => Reply::ok(json!([])),
 
         // The guild.
-        ("GET", ["guilds", guild]) if id(guild) == Some(GUILD_ID) => Reply::ok(guild_json()),
+        ("GET", ["guilds", guild]) if id(guild) == Some(GUILD_ID) => {
+            let mut guild = guild_json();
+            guild["roles"] = Value::Array(w.roles.clone());
+            Reply::ok(guild)
+        }
         ("GET", ["guilds", guild, "roles"]) if id(guild) == Some(GUILD_ID) => {
-            Reply::ok(roles_json())
+            Reply::ok(Value::Array(w.roles.clone()))
         }
         ("GET", ["guilds", guild, "channels"]) if id(guild) == Some(GUILD_ID) => {
             Reply::ok(Value::Array(

@@ -9,6 +9,7 @@ pub mod fake_discord;
 pub mod fake_e2b;
 pub mod fake_openai_chat;
 pub mod fake_openai_responses;
+pub mod git_http;
 pub mod mock_github;
 pub mod openapi;
 
@@ -81,6 +82,21 @@ impl World {
             .env("ANTHROPIC_API_KEY", API_KEY)
             .current_dir(self.dir.path());
         cmd
+    }
+
+    /// Accepts every learning proposed for the world's repository, as a reviewer would.
+    pub fn accept_learnings(&self) {
+        let out = self
+            .std_cmd()
+            .args(["project", "learnings", "accept", "--all", "--repo"])
+            .arg(&self.origin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn cmd(&self) -> Command {

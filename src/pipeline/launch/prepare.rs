@@ -256,6 +256,7 @@ impl Launcher {
                 project_id: Some(project.id),
                 issue_session,
                 workflow: origin.workflow,
+                caps: Default::default(),
             })
             .await?;
         let issue_session = scan_session.as_ref().map(|s| s.id).or(origin.issue_session);

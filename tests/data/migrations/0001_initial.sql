@@ -1,7 +1,8 @@
 -- Rows as the 0001 schema held them, to prove later migrations keep them.
-INSERT INTO projects (id, name, repo, base_branch, system_prompt, discord_guild_id, discord_channel_id, created_at, updated_at)
-VALUES (1, 'widgets', 'acme/widgets', 'main', 'Be careful.', '18446744073709551615', '1234567890123456789',
-        '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+INSERT INTO projects (id, name, repo, base_branch, system_prompt, learnings, discord_guild_id, discord_channel_id,
+                      created_at, updated_at)
+VALUES (1, 'widgets', 'acme/widgets', 'main', 'Be careful.', '- builds with cargo' || char(10) || '  ' || char(10) ||
+        '- tests need git', '18446744073709551615', '1234567890123456789', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
 
 INSERT INTO secrets (scope, name, nonce, ciphertext, created_at, updated_at)
 VALUES ('project:1', 'ANTHROPIC_API_KEY', x'000102030405060708090a0b0c0d0e0f1011121314151617', x'deadbeef',
