@@ -86,6 +86,34 @@ impl Redactor {
     }
 }
 
+/// Whether a variable's value should be hidden from output: its name says it is a credential, or
+/// the value looks like a token. Plain settings ("fast", a URL) stay readable.
+pub fn looks_secret(name: &str, value: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    let secret_name = [
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "AUTH",
+        "CREDENTIAL",
+        "PRIVATE",
+        "COOKIE",
+        "SESSION",
+    ]
+    .iter()
+    .any(|word| name.contains(word));
+    let plain_url =
+        (value.starts_with("http://") || value.starts_with("https://")) && !value.contains('@');
+    let token_like = value.len() >= 12
+        && !value.chars().any(char::is_whitespace)
+        && value.chars().any(|c| c.is_ascii_alphabetic())
+        && value.chars().any(|c| c.is_ascii_digit())
+        && !plain_url;
+    secret_name || token_like
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +143,14 @@ mod tests {
         let v = serde_json::json!({"a": ["x planted-secret"], "planted-secret": 1});
         let out = r.redact_json(&v).to_string();
         assert!(!out.contains("planted"), "{out}");
+    }
+
+    #[test]
+    fn variables_are_hidden_when_they_look_secret() {
+        assert!(looks_secret("GITHUB_TOKEN", "abc"));
+        assert!(looks_secret("PLANTED", "plantedvalue-9f8e7d"));
+        assert!(looks_secret("DB", "postgres://user:pw@db/x1"));
+        assert!(!looks_secret("MODE", "garbage"));
+        assert!(!looks_secret("ANTHROPIC_BASE_URL", "http://127.0.0.1:8080"));
     }
 }

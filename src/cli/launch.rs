@@ -148,7 +148,7 @@ pub(super) async fn run_request(
     let record = if json {
         launcher.run(prepared, &NoProgress, stop).await?
     } else {
-        match (&prepared.request().scan, prepared.issue_session()) {
+        match (prepared.request().scan_task(), prepared.issue_session()) {
             (Some(_), Some(session)) => eprintln!(
                 "Scanning {} in sandbox {} (issue session {session})",
                 prepared.request().repo,

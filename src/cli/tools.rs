@@ -45,6 +45,7 @@ pub fn run(catalog: &Catalog, json: bool) -> Result<ExitCode, CliError> {
             (caps.skills, "skills"),
             (caps.learnings, "learnings"),
             (caps.effort, "effort"),
+            (caps.resume_session, "resume session"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))

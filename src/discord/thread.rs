@@ -53,7 +53,7 @@ pub async fn follow(
     requester: UserId,
 ) -> anyhow::Result<()> {
     let request = prepared.request();
-    let title = match &request.scan {
+    let title = match request.scan_task() {
         Some(task) => format!(
             "🔎 scan of {}{}",
             request.repo,
@@ -123,7 +123,7 @@ pub async fn run_in_thread(
                 return;
             }
         };
-        if record.request.scan.is_some() {
+        if record.request.scan_task().is_some() {
             if let Err(e) =
                 super::scan::post_result(&http, ops.store(), thread, &record, Some(requester)).await
             {
@@ -208,7 +208,7 @@ pub async fn announce_recovered(
         };
         let requester = record.discord.user_id.map(|u| UserId::new(u.0));
         let thread = ChannelId::new(thread_id.0);
-        if record.request.scan.is_some() {
+        if record.request.scan_task().is_some() {
             if let Err(e) =
                 super::scan::post_result(&ctx.http, store, thread, &record, requester).await
             {

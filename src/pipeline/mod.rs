@@ -3,7 +3,7 @@
 
 mod events;
 pub mod extensions;
-mod launcher;
+mod launch;
 pub mod lockfiles;
 mod naming;
 pub mod ops;
@@ -15,7 +15,7 @@ mod status;
 pub mod workflow;
 
 pub use events::{Fanout, NoProgress, ProgressEvent, ProgressSink};
-pub use launcher::{project_scope, user_scope, LaunchError, LaunchOrigin, Launcher, Prepared};
+pub use launch::{project_scope, user_scope, LaunchError, LaunchOrigin, Launcher, Prepared};
 pub use naming::{branch_name, slug};
 pub use ops::Ops;
 pub use recovery::recover;

@@ -62,7 +62,7 @@ pub async fn recover(
             )
             .await?;
         // A scan ended this way ends its session, with the same reason.
-        if let (Some(_), Some(session)) = (&record.request.scan, &record.issue_session_id) {
+        if let (Some(_), Some(session)) = (record.request.scan_task(), &record.issue_session_id) {
             if let Ok(session) = session.parse() {
                 store
                     .finish_issue_session(session, IssueSessionStatus::Failed, Some(&error), None)

@@ -12,7 +12,6 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{ProgressEvent, ProgressSink};
-use super::launcher::{LaunchError, LaunchOrigin, Launcher};
 use super::naming::{pull_request_title, slug};
 use super::ops::continuing;
 use super::workflow::{
@@ -20,7 +19,8 @@ use super::workflow::{
     WorkflowDef,
 };
 use super::SandboxStatus;
-use crate::catalog::{Catalog, FollowUp, LaunchRequest, RepoRef};
+use super::{LaunchError, LaunchOrigin, Launcher};
+use crate::catalog::{Catalog, FollowUp, LaunchMode, LaunchRequest, RepoRef};
 use crate::ids::{SandboxId, WorkChainId, WorkflowRunId};
 use crate::secret::Secret;
 use crate::store::{
@@ -564,7 +564,9 @@ impl Runner {
             .validate(&self.catalog, true)
             .map_err(|e| format!("the {kind} step cannot start: {e}"))?;
         request.env = step.env.to_vec();
-        request.checker = kind == StepKind::Checker;
+        if kind == StepKind::Checker {
+            request.mode = LaunchMode::Check;
+        }
         let request = continuing(
             request,
             FollowUp {

@@ -310,6 +310,13 @@ impl SandboxProvider for E2bProvider {
         "e2b"
     }
 
+    fn capabilities(&self) -> super::ProviderCapabilities {
+        super::ProviderCapabilities {
+            host_mounts: false,
+            host_network: false,
+        }
+    }
+
     async fn create(
         &self,
         spec: &SandboxSpec,

@@ -333,6 +333,13 @@ impl SandboxProvider for LocalProvider {
         "local"
     }
 
+    fn capabilities(&self) -> super::ProviderCapabilities {
+        super::ProviderCapabilities {
+            host_mounts: true,
+            host_network: true,
+        }
+    }
+
     async fn create(
         &self,
         spec: &SandboxSpec,

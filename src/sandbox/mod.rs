@@ -119,10 +119,24 @@ pub enum SandboxError {
     Other(#[from] anyhow::Error),
 }
 
+/// What a provider can do beyond what every provider does, so the launch sequence asks for a
+/// capability instead of comparing provider names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderCapabilities {
+    /// Host directories can be shown inside a sandbox (`SandboxSpec::mounts`): a local repository,
+    /// or a clone URL on this machine.
+    pub host_mounts: bool,
+    /// Commands reach the network as this machine does, so the host's registry, CA bundle and
+    /// proxy settings apply to an install inside the sandbox.
+    pub host_network: bool,
+}
+
 #[async_trait]
 pub trait SandboxProvider: Send + Sync {
     /// "local" or "e2b", for records and messages.
     fn name(&self) -> &'static str;
+
+    fn capabilities(&self) -> ProviderCapabilities;
 
     /// Creates a sandbox whose life ends after `timeout` unless extended.
     async fn create(

@@ -173,7 +173,7 @@ async fn scan_history(ctx: Context<'_>) -> Result<(), Error> {
 
 /// The channel reply that starts a scan's thread.
 fn scan_summary(request: &LaunchRequest, tool: &Tool, launched_by: &str) -> String {
-    let task = request.scan.as_ref().expect("a scan request");
+    let task = request.scan_task().expect("a scan request");
     let text = format!(
         "🔎 **Scan of {}** · {} · read-only\n{} · `{}` · at most {} issues{}\nstarted by {}",
         inert(&request.repo.to_string()),
