@@ -290,3 +290,43 @@ async fn tools_dir_comes_first_on_path_and_missing_tools_are_left_to_tool_setup(
     assert_eq!(out.stdout, "missing\n");
     provider.kill(&sb.provider_id).await.unwrap();
 }
+
+#[tokio::test]
+async fn files_are_never_written_through_links_the_agent_left() {
+    let data = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let host_file = host.path().join("authorized_keys");
+    std::fs::write(&host_file, "host's own\n").unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // What a restored archive of an earlier agent's ~/.claude may hold.
+    let plant = format!(
+        "ln -s {dir} ~/.claude && ln -s {file} ~/x.md && mkdir -p /tmp/d && ln -s {dir} /tmp/d/up",
+        dir = host.path().display(),
+        file = host_file.display()
+    );
+    let out = run_captured(&provider, &sb, &sh(&plant)).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    for (path, link) in [
+        ("/home/user/.claude/CLAUDE.md", "/home/user/.claude"),
+        ("/home/user/x.md", "/home/user/x.md"),
+        ("/tmp/d/up/skills/x/SKILL.md", "/tmp/d/up"),
+    ] {
+        let err = provider
+            .write_file(&sb, path, b"planted", 0o644)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("cannot write {path}: {link} is a link, and CodeCourier never writes through a link in a sandbox")
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host's own\n");
+    assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 1);
+    provider.kill(&sb.provider_id).await.unwrap();
+}

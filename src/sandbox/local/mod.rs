@@ -23,6 +23,15 @@ use super::{
     SandboxSpec, HOME,
 };
 use crate::secret::Secret;
+use tools::HostTool;
+
+pub use bounds::limits_available;
+pub use tools::{check_bwrap, locate_tool, ToolLocation};
+
+mod bounds;
+mod bwrap;
+mod files;
+mod tools;
 
 /// Inside the sandbox: `CODECOURIER_TOOLS_DIR` is mounted here, and host tools are linked into `bin`.
 const TOOLS_MOUNT: &str = "/run/codecourier/tools";
@@ -42,14 +51,6 @@ struct State {
     cgroup: Cgroup,
     owner_pid: u32,
     deadline_unix_ms: u64,
-}
-
-/// A host executable made visible inside: the directory tree it needs, and the file to link to.
-#[derive(Debug, Clone)]
-struct HostTool {
-    name: String,
-    target: PathBuf,
-    install_root: Option<PathBuf>,
 }
 
 struct Live {
@@ -91,126 +92,6 @@ impl LocalProvider {
             .ok_or_else(|| SandboxError::NotFound(id.to_string()))
     }
 
-    /// Finds `name` on the host PATH, to be linked into the sandbox. `None` when the tools directory
-    /// has it or it is nowhere (the tool-setup phase then installs it or says what to do).
-    fn resolve_tool(&self, name: &str) -> Result<Option<HostTool>, SandboxError> {
-        let found = match locate_tool(self.tools_dir.as_deref(), name) {
-            Some(ToolLocation::HostPath(found)) => found,
-            Some(ToolLocation::ToolsDir(_)) | None => return Ok(None),
-        };
-        let target = found
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", found.display()))?;
-        let install_root = install_root(&target);
-        Ok(Some(HostTool {
-            name: name.to_string(),
-            target,
-            install_root,
-        }))
-    }
-
-    fn bwrap_args(&self, id: &str, live: &Live, exec: &Exec) -> Vec<String> {
-        let mut a: Vec<String> = Vec::new();
-        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-        push(&[
-            "--die-with-parent",
-            "--new-session",
-            "--unshare-pid",
-            "--unshare-uts",
-            "--unshare-ipc",
-        ]);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            push(&["--cap-drop", "ALL"]);
-        } else {
-            push(&["--unshare-user"]);
-        }
-        push(&["--hostname", "codecourier"]);
-        for dir in SYSTEM_DIRS {
-            let path = Path::new(dir);
-            match std::fs::read_link(path) {
-                Ok(target) => push(&["--symlink", &target.to_string_lossy(), dir]),
-                Err(_) if path.is_dir() => push(&["--ro-bind", dir, dir]),
-                Err(_) => {}
-            }
-        }
-        let home = live.dir.join("home");
-        let tmp = live.dir.join("tmp");
-        push(&[
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
-        ]);
-        push(&[
-            "--bind",
-            &home.to_string_lossy(),
-            HOME,
-            "--bind",
-            &tmp.to_string_lossy(),
-            "/tmp",
-        ]);
-        if let Some(tools) = &self.tools_dir {
-            push(&["--ro-bind", &tools.to_string_lossy(), TOOLS_MOUNT]);
-        }
-        push(&["--dir", HOST_TOOLS_DIR]);
-        for tool in &live.host_tools {
-            if let Some(root) = &tool.install_root {
-                push(&[
-                    "--ro-bind",
-                    &root.to_string_lossy(),
-                    &root.to_string_lossy(),
-                ]);
-            }
-            let link = format!("{HOST_TOOLS_DIR}/{}", tool.name);
-            push(&["--symlink", &tool.target.to_string_lossy(), &link]);
-        }
-        for m in &live.mounts {
-            let kind = if m.writable { "--bind" } else { "--ro-bind" };
-            push(&[kind, &m.host.to_string_lossy(), &m.guest]);
-        }
-        push(&["--clearenv"]);
-        let base = [
-            ("HOME", HOME),
-            ("PATH", SANDBOX_PATH),
-            ("TMPDIR", "/tmp"),
-            ("LANG", "C.UTF-8"),
-            ("TERM", "dumb"),
-            ("XDG_CONFIG_HOME", "/home/user/.config"),
-            ("XDG_CACHE_HOME", "/home/user/.cache"),
-            ("XDG_DATA_HOME", "/home/user/.local/share"),
-            ("XDG_STATE_HOME", "/home/user/.local/state"),
-            ("CODECOURIER_SANDBOX_ID", id),
-        ];
-        for (k, v) in base {
-            push(&["--setenv", k, v]);
-        }
-        for (k, v) in live.env.iter().chain(exec.env.iter()) {
-            push(&["--setenv", k, v.expose()]);
-        }
-        push(&["--chdir", exec.cwd.as_deref().unwrap_or(HOME), "--"]);
-        a.extend(exec.argv.iter().cloned());
-        a
-    }
-
-    fn host_path(live: &Live, guest: &str) -> Result<PathBuf, SandboxError> {
-        let guest = Path::new(guest);
-        let relative = |prefix: &str| guest.strip_prefix(prefix).ok().map(Path::to_path_buf);
-        let mapped = relative(HOME)
-            .map(|r| live.dir.join("home").join(r))
-            .or_else(|| relative("/tmp").map(|r| live.dir.join("tmp").join(r)));
-        match mapped {
-            Some(p)
-                if !guest
-                    .components()
-                    .any(|c| c == std::path::Component::ParentDir) =>
-            {
-                Ok(p)
-            }
-            _ => Err(SandboxError::Unsupported(format!(
-                "cannot write {}: local sandboxes accept files under {HOME} or /tmp",
-                guest.display()
-            ))),
-        }
-    }
-
     fn state_path(&self, id: &str) -> PathBuf {
         self.root.join(id).join("state.json")
     }
@@ -242,6 +123,35 @@ impl LocalProvider {
     }
 }
 
+/// Where a guest path lies on the host: the sandbox's home or tmp directory, and the path below it.
+fn guest_location(live: &Live, guest: &str) -> Result<(PathBuf, PathBuf), SandboxError> {
+    let path = Path::new(guest);
+    let below = |prefix: &str| path.strip_prefix(prefix).ok().map(Path::to_path_buf);
+    let located = below(HOME)
+        .map(|r| (live.dir.join("home"), r))
+        .or_else(|| below("/tmp").map(|r| (live.dir.join("tmp"), r)));
+    match located {
+        Some((root, relative))
+            if relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))) =>
+        {
+            Ok((root, relative))
+        }
+        _ => Err(SandboxError::Unsupported(format!(
+            "cannot write {guest}: local sandboxes accept files under {HOME} or /tmp"
+        ))),
+    }
+}
+
+/// `link` (relative to the same root as `relative`) as the sandbox sees it.
+fn guest_path(guest: &str, relative: &Path, link: &Path) -> String {
+    let prefix = guest
+        .strip_suffix(relative.to_string_lossy().as_ref())
+        .unwrap_or(guest);
+    Path::new(prefix).join(link).display().to_string()
+}
+
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -250,81 +160,6 @@ fn unix_ms(at: SystemTime) -> u64 {
 
 fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Which limits hold, in words: the provision phase shows this, so it never claims a limit that a
-/// cgroup could not set.
-fn limits_report(
-    memory_mb: u32,
-    memory: &Result<(), String>,
-    cpus: usize,
-    available: usize,
-    cpu_quota: &Result<(), String>,
-    timeout: Duration,
-) -> String {
-    let memory = match memory {
-        Ok(()) => format!("memory {memory_mb} MB enforced (cgroup)"),
-        Err(why) => format!("memory {memory_mb} MB NOT enforced ({why})"),
-    };
-    let affinity = if cpus < available {
-        format!("affinity to {cpus} of {available} CPUs")
-    } else {
-        format!("all {available} CPUs of this machine")
-    };
-    let cpu = match cpu_quota {
-        Ok(()) => format!("{cpus} CPUs enforced (cgroup quota; {affinity})"),
-        Err(why) if cpus < available => format!("{cpus} CPUs by {affinity} only; no quota ({why})"),
-        Err(why) => format!("{cpus} CPUs NOT enforced ({why}; {affinity})"),
-    };
-    let timeout = humantime::format_duration(Duration::from_secs(timeout.as_secs()));
-    format!("{memory}; {cpu}; timeout {timeout} enforced")
-}
-
-/// What must be mounted for a host executable to run inside: nothing under the system directories
-/// (already visible); a whole npm install for a package's binary; else the executable's directory.
-fn install_root(target: &Path) -> Option<PathBuf> {
-    if SYSTEM_DIRS.iter().any(|d| target.starts_with(d)) {
-        return None;
-    }
-    let text = target.to_string_lossy();
-    Some(match text.find("/node_modules/") {
-        Some(i) => PathBuf::from(&text[..i]),
-        None => target.parent().unwrap_or(Path::new("/")).to_path_buf(),
-    })
-}
-
-/// Where an agent executable was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolLocation {
-    ToolsDir(PathBuf),
-    HostPath(PathBuf),
-}
-
-/// Looks for an executable in `CODECOURIER_TOOLS_DIR` first, then on this process's PATH.
-pub fn locate_tool(tools_dir: Option<&Path>, name: &str) -> Option<ToolLocation> {
-    if let Some(path) = tools_dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-        return Some(ToolLocation::ToolsDir(path));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .map(ToolLocation::HostPath)
-}
-
-/// Which resource limits a sandbox on this machine would get, found by creating a probe cgroup.
-pub fn limits_available() -> (Result<(), String>, Result<(), String>) {
-    let probe = cgroup::create(&format!("doctor-{}", std::process::id()), 256, 1);
-    probe.cgroup.remove();
-    (probe.memory, probe.cpu_quota)
-}
-
-/// Whether bubblewrap can be run here; the error says how to install it.
-pub fn check_bwrap() -> Result<String, String> {
-    match std::process::Command::new("bwrap").arg("--version").output() {
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
-        _ => Err("bubblewrap (bwrap) is needed for local sandboxes: install it with `apt-get install bubblewrap`".into()),
-    }
 }
 
 #[async_trait]
@@ -350,7 +185,7 @@ impl SandboxProvider for LocalProvider {
         let host_tools = spec
             .host_tools
             .iter()
-            .map(|name| self.resolve_tool(name))
+            .map(|name| tools::resolve_tool(self.tools_dir.as_deref(), name))
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .flatten()
@@ -369,7 +204,7 @@ impl SandboxProvider for LocalProvider {
             .unwrap_or(1);
         let cpus = resources.cpus as usize;
 
-        let report = limits_report(
+        let report = bounds::limits_report(
             resources.memory_mb,
             &enforced.memory,
             cpus,
@@ -447,7 +282,7 @@ impl SandboxProvider for LocalProvider {
         if live.killed.load(Ordering::SeqCst) {
             return Err(SandboxError::Killed);
         }
-        let args = self.bwrap_args(&sandbox.provider_id, &live, exec);
+        let args = bwrap::args(&sandbox.provider_id, &live, self.tools_dir.as_deref(), exec);
         let mut command = tokio::process::Command::new("bwrap");
         command
             .args(&args)
@@ -535,20 +370,21 @@ impl SandboxProvider for LocalProvider {
         mode: u32,
     ) -> Result<(), SandboxError> {
         let live = self.live(&sandbox.provider_id)?;
-        let host = Self::host_path(&live, path)?;
-        if let Some(parent) = host.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .with_context(|| format!("cannot create the directory for {path}"))?;
-        }
-        tokio::fs::write(&host, contents)
-            .await
-            .with_context(|| format!("cannot write {path}"))?;
-        use std::os::unix::fs::PermissionsExt;
-        tokio::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
-            .await
-            .with_context(|| format!("cannot set the mode of {path}"))?;
-        Ok(())
+        let (root, relative) = guest_location(&live, path)?;
+        let contents = contents.to_vec();
+        let written = tokio::task::spawn_blocking({
+            let (root, relative) = (root.clone(), relative.clone());
+            move || files::write_beneath(&root, &relative, &contents, mode, None)
+        })
+        .await
+        .context("writing a file into the sandbox")?;
+        written.map_err(|e| match files::first_link(&root, &relative) {
+            Some(link) => SandboxError::Other(anyhow::anyhow!(
+                "cannot write {path}: {} is a link, and CodeCourier never writes through a link in a sandbox",
+                guest_path(path, &relative, &link)
+            )),
+            None => SandboxError::Other(anyhow::anyhow!("cannot write {path}: {e}")),
+        })
     }
 
     async fn kill(&self, provider_id: &str) -> Result<(), SandboxError> {
@@ -647,54 +483,5 @@ fn kill_marked_processes(provider_id: &str) {
             // SAFETY: sending a signal has no memory effects on this process.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_report_names_limits_that_do_not_hold() {
-        let none = Err("no cgroup memory controller".to_string());
-        let report = limits_report(
-            1024,
-            &none,
-            2,
-            2,
-            &Err("no cpu controller".into()),
-            Duration::from_secs(900),
-        );
-        assert_eq!(
-            report,
-            "memory 1024 MB NOT enforced (no cgroup memory controller); 2 CPUs NOT enforced (no cpu controller; all 2 CPUs of this machine); timeout 15m enforced"
-        );
-        let report = limits_report(
-            512,
-            &Ok(()),
-            1,
-            4,
-            &Err("no cpu controller".into()),
-            Duration::from_secs(60),
-        );
-        assert_eq!(
-            report,
-            "memory 512 MB enforced (cgroup); 1 CPUs by affinity to 1 of 4 CPUs only; no quota (no cpu controller); timeout 1m enforced"
-        );
-    }
-
-    #[test]
-    fn npm_installs_are_mounted_whole() {
-        assert_eq!(install_root(Path::new("/usr/local/bin/git")), None);
-        assert_eq!(
-            install_root(Path::new(
-                "/srv/tools/claude/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
-            )),
-            Some(PathBuf::from("/srv/tools/claude"))
-        );
-        assert_eq!(
-            install_root(Path::new("/srv/tools/bin/tool")),
-            Some(PathBuf::from("/srv/tools/bin"))
-        );
     }
 }
