@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use codecourier::catalog::{build_custom_tag, Resources};
 use codecourier::sandbox::local::LocalProvider;
 use codecourier::sandbox::{
-    run_captured, Exec, SandboxError, SandboxHandle, SandboxProvider, SandboxSpec,
+    run_captured, run_captured_within, Exec, SandboxError, SandboxHandle, SandboxProvider,
+    SandboxSpec, CAPTURE_LIMIT,
 };
 use codecourier::secret::Secret;
 
@@ -328,5 +329,62 @@ async fn files_are_never_written_through_links_the_agent_left() {
     }
     assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host's own\n");
     assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 1);
+    provider.kill(&sb.provider_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn output_read_back_from_a_sandbox_is_bounded() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    // A little past the limit: kept up to it, the rest counted, the command's own status kept.
+    let out = run_captured(
+        &provider,
+        &sb,
+        &sh("head -c 3000000 /dev/zero | tr '\\0' a; echo done >&2"),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(out.cut, 3_000_000 - CAPTURE_LIMIT as u64);
+    assert!(out.stdout.starts_with(&"a".repeat(CAPTURE_LIMIT)));
+    assert!(
+        out.stdout.ends_with(&format!(
+            "\n[output cut: the first {CAPTURE_LIMIT} bytes kept, {} more dropped]\n",
+            out.cut
+        )),
+        "{}",
+        &out.stdout[CAPTURE_LIMIT..]
+    );
+    assert_eq!(out.stderr, "done\n");
+
+    // A learnings file linked to /dev/zero: the read ends, and only the limit is kept.
+    let started = Instant::now();
+    let exec = Exec {
+        cwd: Some("/home/user".into()),
+        ..sh("ln -s /dev/zero learnings.md && cat learnings.md")
+    };
+    let out = run_captured_within(&provider, &sb, &exec, 64 * 1024)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!out.status.success(), "{:?}", out.status);
+    assert!(out.was_cut());
+    assert!(out.stdout.len() < 64 * 1024 + 200, "{}", out.stdout.len());
+    assert!(
+        out.stdout
+            .ends_with("more dropped; the command was stopped for printing too much]\n"),
+        "{}",
+        &out.stdout[64 * 1024..]
+    );
+    assert!(
+        processes_of(&sb).is_empty(),
+        "left behind: {:?}",
+        processes_of(&sb)
+    );
     provider.kill(&sb.provider_id).await.unwrap();
 }

@@ -514,7 +514,16 @@ impl SandboxProvider for E2bProvider {
                     ] {
                         if let Some(encoded) = data[key].as_str() {
                             let bytes = BASE64.decode(encoded).unwrap_or_default();
-                            let _ = output.send(wrap(bytes)).await;
+                            if output.send(wrap(bytes)).await.is_err() {
+                                // Nobody wants the rest: end the command rather than stream it.
+                                let signal =
+                                    json!({"process": {"tag": tag}, "signal": "SIGNAL_SIGKILL"});
+                                let _ = self.unary(&envd, "SendSignal", &signal).await;
+                                return Ok(ExitStatus {
+                                    code: None,
+                                    oom_killed: false,
+                                });
+                            }
                         }
                     }
                 } else if let Some(end) = event.get("end") {

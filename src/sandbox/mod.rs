@@ -1,6 +1,7 @@
 //! Sandbox providers: where agents run. `local` (namespaces on this machine, no account needed) and,
 //! later, `e2b` (cloud micro-VMs). The launch sequence sees only this trait.
 
+mod capture;
 mod cgroup;
 pub mod e2b;
 pub mod local;
@@ -15,6 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{Resources, TemplateRef};
 use crate::secret::Secret;
+
+pub use capture::{run_captured, run_captured_within, Captured, CAPTURE_LIMIT};
 
 /// The home directory inside every sandbox; the project is cloned into `project/` below it.
 pub const HOME: &str = "/home/user";
@@ -131,7 +134,8 @@ pub trait SandboxProvider: Send + Sync {
         timeout: Duration,
     ) -> Result<SandboxHandle, SandboxError>;
 
-    /// Runs a command, sending its output as it comes, and returns how it ended.
+    /// Runs a command, sending its output as it comes, and returns how it ended. When the
+    /// receiver of `output` goes away, nobody wants the rest: the command is ended.
     async fn run(
         &self,
         sandbox: &SandboxHandle,
@@ -163,39 +167,6 @@ pub trait SandboxProvider: Send + Sync {
         &self,
         metadata: &BTreeMap<String, String>,
     ) -> Result<Vec<SandboxInfo>, SandboxError>;
-}
-
-/// A command's whole output, for short commands (git, setup steps).
-#[derive(Debug, Clone)]
-pub struct Captured {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs a command and collects its output.
-pub async fn run_captured(
-    provider: &dyn SandboxProvider,
-    sandbox: &SandboxHandle,
-    exec: &Exec,
-) -> Result<Captured, SandboxError> {
-    let (tx, mut rx) = mpsc::channel(64);
-    let collect = async {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        while let Some(chunk) = rx.recv().await {
-            match chunk {
-                Output::Stdout(b) => out.extend(b),
-                Output::Stderr(b) => err.extend(b),
-            }
-        }
-        (out, err)
-    };
-    let (status, (out, err)) = tokio::join!(provider.run(sandbox, exec, tx), collect);
-    Ok(Captured {
-        status: status?,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    })
 }
 
 /// Splits a byte stream into lines without limit on the number of lines but with a cap on one

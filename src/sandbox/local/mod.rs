@@ -317,9 +317,12 @@ impl SandboxProvider for LocalProvider {
                 let _ = stdin.shutdown().await;
             }
         };
+        // Set when the receiver is gone: nobody wants the rest, so the command is ended.
+        let unwanted = tokio::sync::Notify::new();
         let pump = |mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
                     wrap: fn(Vec<u8>) -> Output| {
             let output = output.clone();
+            let unwanted = &unwanted;
             async move {
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
@@ -327,8 +330,8 @@ impl SandboxProvider for LocalProvider {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
                             if output.send(wrap(buf[..n].to_vec())).await.is_err() {
-                                // Nobody listens any more; keep draining so the process never blocks.
-                                continue;
+                                unwanted.notify_one();
+                                break;
                             }
                         }
                     }
@@ -344,7 +347,17 @@ impl SandboxProvider for LocalProvider {
             Output::Stderr,
         );
         drop(output);
-        let (_, _, _, status) = tokio::join!(feed, stdout, stderr, child.wait());
+        let wait = async {
+            tokio::select! {
+                status = child.wait() => status,
+                _ = unwanted.notified() => {
+                    // bwrap's death ends its pid namespace and everything in it.
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            }
+        };
+        let (_, _, _, status) = tokio::join!(feed, stdout, stderr, wait);
         live.children.lock().expect("lock").retain(|p| *p != pid);
         let status = status.context("waiting for the sandbox command")?;
 
