@@ -388,3 +388,61 @@ async fn output_read_back_from_a_sandbox_is_bounded() {
     );
     provider.kill(&sb.provider_id).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_archive_from_an_earlier_sandbox_comes_back_without_links_out() {
+    use base64::Engine;
+    use codecourier::sandbox::archive::restore_tar_gz;
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let earlier = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The earlier agent leaves links in its ~/.claude; the launcher archives it as it is.
+    let script = "mkdir -p ~/.claude/projects && echo notes > ~/.claude/CLAUDE.md \
+        && echo '{}' > ~/.claude/projects/a.jsonl && ln -s projects/a.jsonl ~/.claude/latest \
+        && ln -s /etc ~/.claude/abs && ln -s ../.bashrc ~/.claude/up && mkfifo ~/.claude/fifo \
+        && tar -C /home/user -czf - .claude | base64 -w0";
+    let out = run_captured(&provider, &earlier, &sh(script))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let archive = base64::engine::general_purpose::STANDARD
+        .decode(out.stdout.trim())
+        .unwrap();
+    provider.kill(&earlier.provider_id).await.unwrap();
+
+    let follow_up = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut dropped = restore_tar_gz(&provider, &follow_up, "/home/user", &archive)
+        .await
+        .unwrap();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        [
+            ".claude/abs: a link to /etc, which is not further down",
+            ".claude/fifo: not a file, directory or link (Fifo)",
+            ".claude/up: a link to ../.bashrc, which is not further down",
+        ]
+    );
+    let out = run_captured(
+        &provider,
+        &follow_up,
+        &sh("cd ~ && find .claude | sort && cat .claude/latest && ls /tmp"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.stdout,
+        ".claude\n.claude/CLAUDE.md\n.claude/latest\n.claude/projects\n.claude/projects/a.jsonl\n{}\n"
+    );
+    provider
+        .write_file(&follow_up, "/home/user/.claude/CLAUDE.md", b"new", 0o644)
+        .await
+        .unwrap();
+    provider.kill(&follow_up.provider_id).await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! Sandbox providers: where agents run. `local` (namespaces on this machine, no account needed) and,
 //! later, `e2b` (cloud micro-VMs). The launch sequence sees only this trait.
 
+pub mod archive;
 mod capture;
 mod cgroup;
 pub mod e2b;
