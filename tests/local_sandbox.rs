@@ -446,3 +446,69 @@ async fn an_archive_from_an_earlier_sandbox_comes_back_without_links_out() {
         .unwrap();
     provider.kill(&follow_up.provider_id).await.unwrap();
 }
+
+/// Waits until `probe` holds, failing with what it last saw.
+async fn wait_until<T: std::fmt::Debug>(what: &str, mut probe: impl FnMut() -> (bool, T)) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (done, seen) = probe();
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}; last seen: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn no_secret_is_on_any_command_line_of_the_host() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = std::sync::Arc::new(LocalProvider::new(data.path(), None));
+    let spec_secret = "sk-spec-secret-9f8e7d6c5b4a";
+    let exec_secret = "ghp_exec_secret_0a1b2c3d4e5f";
+    let sb = provider
+        .create(
+            &SandboxSpec {
+                env: vec![("MODEL_KEY".into(), Secret::new(spec_secret))],
+                ..spec(512)
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let exec = Exec {
+        env: vec![("GIT_TOKEN".into(), Secret::new(exec_secret))],
+        ..sh("echo \"$MODEL_KEY $GIT_TOKEN\" > /tmp/seen; sleep 300")
+    };
+    let running = tokio::spawn({
+        let (provider, sb) = (provider.clone(), sb.clone());
+        async move { run_captured(provider.as_ref(), &sb, &exec).await }
+    });
+    let seen = data
+        .path()
+        .join("sandboxes")
+        .join(&sb.provider_id)
+        .join("tmp/seen");
+    wait_until("the command runs with both secrets", || {
+        let text = std::fs::read_to_string(&seen).unwrap_or_default();
+        (text == format!("{spec_secret} {exec_secret}\n"), text)
+    })
+    .await;
+    let mut scanned = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        scanned += 1;
+        let text = String::from_utf8_lossy(&cmdline);
+        assert!(
+            !text.contains(spec_secret) && !text.contains(exec_secret),
+            "a secret is on the command line of {}: {text}",
+            entry.path().display()
+        );
+    }
+    assert!(scanned > 3, "only {scanned} command lines were readable");
+    provider.kill(&sb.provider_id).await.unwrap();
+    let result = running.await.unwrap();
+    assert!(matches!(result, Err(SandboxError::Killed)), "{result:?}");
+}

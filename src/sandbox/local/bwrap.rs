@@ -6,7 +6,7 @@ use std::path::Path;
 use super::{Live, HOST_TOOLS_DIR, SANDBOX_PATH, SYSTEM_DIRS, TOOLS_MOUNT};
 use crate::sandbox::{Exec, HOME};
 
-pub(super) fn args(id: &str, live: &Live, tools_dir: Option<&Path>, exec: &Exec) -> Vec<String> {
+pub(super) fn args(live: &Live, tools_dir: Option<&Path>, exec: &Exec) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&[
@@ -63,7 +63,14 @@ pub(super) fn args(id: &str, live: &Live, tools_dir: Option<&Path>, exec: &Exec)
         let kind = if m.writable { "--bind" } else { "--ro-bind" };
         push(&[kind, &m.host.to_string_lossy(), &m.guest]);
     }
-    push(&["--clearenv"]);
+    push(&["--chdir", exec.cwd.as_deref().unwrap_or(HOME), "--"]);
+    a.extend(exec.argv.iter().cloned());
+    a
+}
+
+/// The command's environment. It reaches bwrap as bwrap's own environment (which bwrap hands on),
+/// never as `--setenv` arguments: a command line is readable by every user of the machine.
+pub(super) fn env(id: &str, live: &Live, exec: &Exec) -> Vec<(String, String)> {
     let base = [
         ("HOME", HOME),
         ("PATH", SANDBOX_PATH),
@@ -76,13 +83,22 @@ pub(super) fn args(id: &str, live: &Live, tools_dir: Option<&Path>, exec: &Exec)
         ("XDG_STATE_HOME", "/home/user/.local/state"),
         ("CODECOURIER_SANDBOX_ID", id),
     ];
-    for (k, v) in base {
-        push(&["--setenv", k, v]);
-    }
-    for (k, v) in live.env.iter().chain(exec.env.iter()) {
-        push(&["--setenv", k, v.expose()]);
-    }
-    push(&["--chdir", exec.cwd.as_deref().unwrap_or(HOME), "--"]);
-    a.extend(exec.argv.iter().cloned());
-    a
+    base.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(
+            live.env
+                .iter()
+                .chain(exec.env.iter())
+                .map(|(k, v)| (k.clone(), v.expose().to_string())),
+        )
+        .collect()
+}
+
+/// bwrap on this machine's PATH: the command's own PATH is the sandbox's, not the host's.
+pub(super) fn program() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "bwrap".into())
 }

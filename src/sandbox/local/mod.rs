@@ -282,10 +282,12 @@ impl SandboxProvider for LocalProvider {
         if live.killed.load(Ordering::SeqCst) {
             return Err(SandboxError::Killed);
         }
-        let args = bwrap::args(&sandbox.provider_id, &live, self.tools_dir.as_deref(), exec);
-        let mut command = tokio::process::Command::new("bwrap");
+        let args = bwrap::args(&live, self.tools_dir.as_deref(), exec);
+        let mut command = tokio::process::Command::new(bwrap::program());
         command
             .args(&args)
+            .env_clear()
+            .envs(bwrap::env(&sandbox.provider_id, &live, exec))
             .stdin(if exec.stdin.is_some() {
                 Stdio::piped()
             } else {
