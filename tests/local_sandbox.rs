@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use codecourier::catalog::{build_custom_tag, Resources};
 use codecourier::sandbox::local::LocalProvider;
 use codecourier::sandbox::{
-    run_captured, run_captured_within, Exec, SandboxError, SandboxHandle, SandboxProvider,
+    run_captured, run_captured_within, Exec, Mount, SandboxError, SandboxHandle, SandboxProvider,
     SandboxSpec, CAPTURE_LIMIT,
 };
 use codecourier::secret::Secret;
@@ -511,4 +511,128 @@ async fn no_secret_is_on_any_command_line_of_the_host() {
     provider.kill(&sb.provider_id).await.unwrap();
     let result = running.await.unwrap();
     assert!(matches!(result, Err(SandboxError::Killed)), "{result:?}");
+}
+
+#[tokio::test]
+async fn the_agent_runs_as_an_unprivileged_user_of_its_own() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let data = tempfile::tempdir().unwrap();
+    // A data directory only CodeCourier may enter, as it should be.
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(&spec(1024), Duration::from_secs(120))
+        .await
+        .unwrap();
+    let script = format!(
+        "id -u; id -g; cat /etc/shadow >/dev/null 2>&1 && echo shadow-read || echo shadow-refused; \
+         ls {data} >/dev/null 2>&1 && echo data-read || echo data-refused; \
+         touch ~/mine && stat -c %u ~/mine",
+        data = data.path().display()
+    );
+    let out = run_captured(&provider, &sb, &sh(&script)).await.unwrap();
+    assert_eq!(
+        out.stdout, "1000\n1000\nshadow-refused\ndata-refused\n1000\n",
+        "{out:?}"
+    );
+    // The toolchains an agent uses still work as that user.
+    let out = run_captured(
+        &provider,
+        &sb,
+        &sh("git --version && bash --version | head -1 && node --version && npm --version && python3 --version \
+             && cd /tmp && git init -q repo && cd repo && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m x && echo committed \
+             && npm config get prefix && python3 -c 'import ssl, json; print(\"py ok\")'"),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("committed\n"), "{out:?}");
+    assert!(out.stdout.contains("py ok\n"), "{out:?}");
+
+    // On the host, what the sandbox and CodeCourier write there belongs to the sandbox's user:
+    // CodeCourier's own when it is not root, else a uid that is nobody's.
+    provider
+        .write_file(&sb, "/home/user/.config/app/settings.json", b"{}", 0o600)
+        .await
+        .unwrap();
+    let home = data
+        .path()
+        .join("sandboxes")
+        .join(&sb.provider_id)
+        .join("home");
+    let owners = [
+        home.join("mine").metadata().unwrap().uid(),
+        home.join(".config/app/settings.json")
+            .metadata()
+            .unwrap()
+            .uid(),
+        home.join(".config/app").metadata().unwrap().uid(),
+    ];
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if me == 0 {
+        assert!(
+            owners
+                .iter()
+                .all(|o| *o == owners[0] && *o >= 2_000_000_000),
+            "{owners:?}"
+        );
+        assert!(
+            sb.limits_report.contains("user: uid ") && sb.limits_report.contains(" of its own"),
+            "{}",
+            sb.limits_report
+        );
+    } else {
+        assert_eq!(owners, [me; 3]);
+    }
+    let out = run_captured(&provider, &sb, &sh("cat ~/.config/app/settings.json"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "{}");
+    provider.kill(&sb.provider_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_writable_mount_is_the_sandbox_users_and_stays_its_owners() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let data = tempfile::tempdir().unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let repo = parent.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "hello\n").unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(
+            &SandboxSpec {
+                mounts: vec![Mount {
+                    host: repo.clone(),
+                    guest: "/srv/origin".into(),
+                    writable: true,
+                }],
+                ..spec(512)
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let out = run_captured(
+        &provider,
+        &sb,
+        &sh("stat -c %u /srv/origin/README.md && cat /srv/origin/README.md && echo pushed > /srv/origin/new && id -u"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.stdout, "1000\nhello\n1000\n",
+        "{out:?}\n{}",
+        sb.limits_report
+    );
+    let me = std::fs::metadata(&repo).unwrap().uid();
+    assert_eq!(
+        std::fs::read_to_string(repo.join("new")).unwrap(),
+        "pushed\n"
+    );
+    assert_eq!(repo.join("new").metadata().unwrap().uid(), me);
+    provider.kill(&sb.provider_id).await.unwrap();
 }

@@ -1,12 +1,52 @@
 //! The bubblewrap command line of one command in a local sandbox: namespaces, what the sandbox sees
 //! of the host, its own home and /tmp, and the environment.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::identity::{HostUser, INSIDE_ID};
+use super::tools::HostTool;
 use super::{Live, HOST_TOOLS_DIR, SANDBOX_PATH, SYSTEM_DIRS, TOOLS_MOUNT};
-use crate::sandbox::{Exec, HOME};
+use crate::sandbox::{Exec, Mount, HOME};
 
-pub(super) fn args(live: &Live, tools_dir: Option<&Path>, exec: &Exec) -> Vec<String> {
+/// A host path shown inside.
+#[derive(Debug, Clone)]
+pub(super) struct Bind {
+    pub source: PathBuf,
+    pub dest: String,
+    pub writable: bool,
+    /// The sandbox's user must own what it holds (a repository it works in).
+    pub owned: bool,
+}
+
+/// Everything a sandbox shows of the host besides the system directories, in mount order.
+pub(super) fn binds(
+    dir: &Path,
+    tools_dir: Option<&Path>,
+    host_tools: &[HostTool],
+    mounts: &[Mount],
+) -> Vec<Bind> {
+    let bind = |source: &Path, dest: &str, writable: bool| Bind {
+        source: source.to_path_buf(),
+        dest: dest.to_string(),
+        writable,
+        owned: false,
+    };
+    let mut binds = vec![
+        bind(&dir.join("home"), HOME, true),
+        bind(&dir.join("tmp"), "/tmp", true),
+    ];
+    binds.extend(tools_dir.map(|tools| bind(tools, TOOLS_MOUNT, false)));
+    for root in host_tools.iter().filter_map(|t| t.install_root.as_ref()) {
+        binds.push(bind(root, &root.to_string_lossy(), false));
+    }
+    binds.extend(mounts.iter().map(|m| Bind {
+        owned: true,
+        ..bind(&m.host, &m.guest, m.writable)
+    }));
+    binds
+}
+
+pub(super) fn args(live: &Live, exec: &Exec) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&[
@@ -16,11 +56,12 @@ pub(super) fn args(live: &Live, tools_dir: Option<&Path>, exec: &Exec) -> Vec<St
         "--unshare-uts",
         "--unshare-ipc",
     ]);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        push(&["--cap-drop", "ALL"]);
-    } else {
-        push(&["--unshare-user"]);
+    let inside = INSIDE_ID.to_string();
+    match &live.user {
+        HostUser::Own | HostUser::Dedicated(_) => {
+            push(&["--unshare-user", "--uid", &inside, "--gid", &inside]);
+        }
+        HostUser::Root(_) => push(&["--cap-drop", "ALL"]),
     }
     push(&["--hostname", "codecourier"]);
     for dir in SYSTEM_DIRS {
@@ -31,37 +72,17 @@ pub(super) fn args(live: &Live, tools_dir: Option<&Path>, exec: &Exec) -> Vec<St
             Err(_) => {}
         }
     }
-    let home = live.dir.join("home");
-    let tmp = live.dir.join("tmp");
     push(&[
         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
     ]);
-    push(&[
-        "--bind",
-        &home.to_string_lossy(),
-        HOME,
-        "--bind",
-        &tmp.to_string_lossy(),
-        "/tmp",
-    ]);
-    if let Some(tools) = tools_dir {
-        push(&["--ro-bind", &tools.to_string_lossy(), TOOLS_MOUNT]);
+    for (index, bind) in live.binds.iter().enumerate() {
+        let kind = if bind.writable { "--bind" } else { "--ro-bind" };
+        push(&[kind, &live.source(index), &bind.dest]);
     }
     push(&["--dir", HOST_TOOLS_DIR]);
     for tool in &live.host_tools {
-        if let Some(root) = &tool.install_root {
-            push(&[
-                "--ro-bind",
-                &root.to_string_lossy(),
-                &root.to_string_lossy(),
-            ]);
-        }
         let link = format!("{HOST_TOOLS_DIR}/{}", tool.name);
         push(&["--symlink", &tool.target.to_string_lossy(), &link]);
-    }
-    for m in &live.mounts {
-        let kind = if m.writable { "--bind" } else { "--ro-bind" };
-        push(&[kind, &m.host.to_string_lossy(), &m.guest]);
     }
     push(&["--chdir", exec.cwd.as_deref().unwrap_or(HOME), "--"]);
     a.extend(exec.argv.iter().cloned());
@@ -95,7 +116,7 @@ pub(super) fn env(id: &str, live: &Live, exec: &Exec) -> Vec<(String, String)> {
 }
 
 /// bwrap on this machine's PATH: the command's own PATH is the sandbox's, not the host's.
-pub(super) fn program() -> std::path::PathBuf {
+pub(super) fn program() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join("bwrap"))

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,16 +12,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::cgroup::{self, Cgroup};
 use super::{
-    Exec, ExitStatus, Mount, Output, SandboxError, SandboxHandle, SandboxInfo, SandboxProvider,
+    Exec, ExitStatus, Output, SandboxError, SandboxHandle, SandboxInfo, SandboxProvider,
     SandboxSpec, HOME,
 };
 use crate::secret::Secret;
+use bwrap::Bind;
+use identity::HostUser;
+use stage::Stage;
 use tools::HostTool;
 
 pub use bounds::limits_available;
@@ -31,6 +32,9 @@ pub use tools::{check_bwrap, locate_tool, ToolLocation};
 mod bounds;
 mod bwrap;
 mod files;
+mod identity;
+mod process;
+mod stage;
 mod tools;
 
 /// Inside the sandbox: `CODECOURIER_TOOLS_DIR` is mounted here, and host tools are linked into `bin`.
@@ -56,8 +60,11 @@ struct State {
 struct Live {
     dir: PathBuf,
     env: Vec<(String, Secret)>,
-    mounts: Vec<Mount>,
     host_tools: Vec<HostTool>,
+    binds: Vec<Bind>,
+    user: HostUser,
+    /// A root-run sandbox's bind sources, staged where its own user reaches them.
+    stage: Option<Stage>,
     cgroup: Cgroup,
     cpus: usize,
     deadline: watch::Sender<Instant>,
@@ -65,6 +72,16 @@ struct Live {
     killed: AtomicBool,
     /// bwrap processes currently running, killed directly when there is no cgroup.
     children: Mutex<Vec<u32>>,
+}
+
+impl Live {
+    /// Where bwrap finds the source of bind `index`.
+    fn source(&self, index: usize) -> String {
+        match &self.stage {
+            Some(stage) => stage.path(index).to_string(),
+            None => self.binds[index].source.to_string_lossy().into_owned(),
+        }
+    }
 }
 
 pub struct LocalProvider {
@@ -152,6 +169,35 @@ fn guest_path(guest: &str, relative: &Path, link: &Path) -> String {
     Path::new(prefix).join(link).display().to_string()
 }
 
+/// A root-run sandbox's user and staged sources. A mount the sandbox's user must own is id-mapped
+/// to it; where this machine cannot, and the mount must stay writable, the sandbox runs as root
+/// with its capabilities dropped instead, and says so.
+fn staged(binds: &[Bind], uid: u32) -> Result<(HostUser, Option<Stage>), SandboxError> {
+    let mut sources = Vec::new();
+    for bind in binds {
+        let mapping = if bind.owned {
+            match identity::owner_mapping(&bind.source, uid)
+                .and_then(|ns| identity::can_idmap(&bind.source, &ns).map(|_| ns))
+            {
+                Ok(ns) => Some(ns),
+                Err(e) if bind.writable => {
+                    let why = format!(
+                        "{} must stay writable, and this machine cannot map its owner to the sandbox's user: {e}",
+                        bind.source.display()
+                    );
+                    return Ok((HostUser::Root(why), None));
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        sources.push((bind.source.clone(), mapping));
+    }
+    let stage = Stage::new(sources).context("cannot prepare the sandbox's mounts")?;
+    Ok((HostUser::Dedicated(uid), Some(stage)))
+}
+
 fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -182,7 +228,7 @@ impl SandboxProvider for LocalProvider {
                 )));
             }
         }
-        let host_tools = spec
+        let host_tools: Vec<HostTool> = spec
             .host_tools
             .iter()
             .map(|name| tools::resolve_tool(self.tools_dir.as_deref(), name))
@@ -193,9 +239,27 @@ impl SandboxProvider for LocalProvider {
 
         let id = format!("local-{}", uuid::Uuid::new_v4().simple());
         let dir = self.root.join(&id);
+        let binds = bwrap::binds(&dir, self.tools_dir.as_deref(), &host_tools, &spec.mounts);
+        for (sub, mode) in [("home", 0o755), ("tmp", 0o1777)] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path)
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                })
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        let (user, stage) = match HostUser::for_sandbox(&id) {
+            HostUser::Dedicated(uid) => staged(&binds, uid)?,
+            other => (other, None),
+        };
         for sub in ["home", "tmp"] {
-            std::fs::create_dir_all(dir.join(sub))
-                .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+            identity::hand_over(&dir.join(sub), &user).with_context(|| {
+                format!(
+                    "cannot hand {} to the sandbox's user",
+                    dir.join(sub).display()
+                )
+            })?;
         }
         let resources = spec.resources;
         let enforced = cgroup::create(&id, resources.memory_mb, resources.cpus);
@@ -212,14 +276,17 @@ impl SandboxProvider for LocalProvider {
             &enforced.cpu_quota,
             timeout,
         );
+        let report = format!("{report}; {}", user.describe());
 
         let deadline = Instant::now() + timeout;
         let (deadline_tx, mut deadline_rx) = watch::channel(deadline);
         let live = Arc::new(Live {
             dir: dir.clone(),
             env: spec.env.clone(),
-            mounts: spec.mounts.clone(),
             host_tools,
+            binds,
+            user,
+            stage,
             cgroup: enforced.cgroup.clone(),
             cpus: cpus.min(available),
             deadline: deadline_tx,
@@ -282,87 +349,8 @@ impl SandboxProvider for LocalProvider {
         if live.killed.load(Ordering::SeqCst) {
             return Err(SandboxError::Killed);
         }
-        let args = bwrap::args(&live, self.tools_dir.as_deref(), exec);
-        let mut command = tokio::process::Command::new(bwrap::program());
-        command
-            .args(&args)
-            .env_clear()
-            .envs(bwrap::env(&sandbox.provider_id, &live, exec))
-            .stdin(if exec.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Our own process group: a Ctrl-C in the terminal reaches CodeCourier, which then
-            // stops the sandbox and records it, instead of killing the agent behind its back.
-            .process_group(0);
-        let procs_files = live.cgroup.procs_files();
-        let cpus = live.cpus;
-        // SAFETY: the closure only makes async-signal-safe calls (see enter_in_child).
-        unsafe {
-            command.pre_exec(move || cgroup::enter_in_child(&procs_files, cpus));
-        }
         let oom_before = live.cgroup.oom_kills();
-        let mut child = command.spawn().context("cannot start bwrap")?;
-        let pid = child.id().unwrap_or(0);
-        live.children.lock().expect("lock").push(pid);
-
-        let stdin = child.stdin.take();
-        let input = exec.stdin.clone();
-        let feed = async move {
-            if let (Some(mut stdin), Some(bytes)) = (stdin, input) {
-                // A command that exits without reading its input is not an error.
-                let _ = stdin.write_all(&bytes).await;
-                let _ = stdin.shutdown().await;
-            }
-        };
-        // Set when the receiver is gone: nobody wants the rest, so the command is ended.
-        let unwanted = tokio::sync::Notify::new();
-        let pump = |mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-                    wrap: fn(Vec<u8>) -> Output| {
-            let output = output.clone();
-            let unwanted = &unwanted;
-            async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match reader.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if output.send(wrap(buf[..n].to_vec())).await.is_err() {
-                                unwanted.notify_one();
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        let stdout = pump(
-            Box::new(child.stdout.take().expect("piped")),
-            Output::Stdout,
-        );
-        let stderr = pump(
-            Box::new(child.stderr.take().expect("piped")),
-            Output::Stderr,
-        );
-        drop(output);
-        let wait = async {
-            tokio::select! {
-                status = child.wait() => status,
-                _ = unwanted.notified() => {
-                    // bwrap's death ends its pid namespace and everything in it.
-                    let _ = child.start_kill();
-                    child.wait().await
-                }
-            }
-        };
-        let (_, _, _, status) = tokio::join!(feed, stdout, stderr, wait);
-        live.children.lock().expect("lock").retain(|p| *p != pid);
-        let status = status.context("waiting for the sandbox command")?;
-
+        let status = process::run(&sandbox.provider_id, &live, exec, output).await?;
         if live.expired.load(Ordering::SeqCst) {
             return Err(SandboxError::Expired);
         }
@@ -389,7 +377,8 @@ impl SandboxProvider for LocalProvider {
         let contents = contents.to_vec();
         let written = tokio::task::spawn_blocking({
             let (root, relative) = (root.clone(), relative.clone());
-            move || files::write_beneath(&root, &relative, &contents, mode, None)
+            let owner = live.user.owner();
+            move || files::write_beneath(&root, &relative, &contents, mode, owner)
         })
         .await
         .context("writing a file into the sandbox")?;
@@ -417,7 +406,7 @@ impl SandboxProvider for LocalProvider {
                     state.cgroup.kill_all();
                 }
                 // Without a cgroup, the owning process's bwrap children are found by their marker.
-                kill_marked_processes(provider_id);
+                process::kill_marked(provider_id);
             }
         }
         let state = self.read_state(provider_id);
@@ -478,25 +467,5 @@ impl SandboxProvider for LocalProvider {
             });
         }
         Ok(found)
-    }
-}
-
-/// Kills bwrap processes of this sandbox found through /proc (their command line names its home).
-fn kill_marked_processes(provider_id: &str) {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&cmdline);
-        if text.starts_with("bwrap\0") && text.contains(&format!("/{provider_id}/home")) {
-            // SAFETY: sending a signal has no memory effects on this process.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
     }
 }
