@@ -636,3 +636,85 @@ async fn a_writable_mount_is_the_sandbox_users_and_stays_its_owners() {
     assert_eq!(repo.join("new").metadata().unwrap().uid(), me);
     provider.kill(&sb.provider_id).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_sandbox_sees_only_the_host_files_a_toolchain_needs() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None);
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let out = run_captured(
+        &provider,
+        &sb,
+        &sh("whoami; getent passwd user; cat /etc/passwd | wc -l; \
+             for f in /etc/shadow /etc/gshadow /etc/ssl/private /etc/ssh /etc/npmrc /etc/sudoers /opt; do \
+               test -e $f && echo \"visible $f\"; done; \
+             ls /etc/ssl/certs | grep -c . | grep -qv '^0$' && echo certs; \
+             git ls-remote https://127.0.0.1:1/x 2>&1 | grep -q 'Failed to connect\\|Could not connect\\|unable to access' && echo tls-stack"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.stdout,
+        "user\nuser:x:1000:1000:CodeCourier sandbox:/home/user:/bin/bash\n3\ncerts\ntls-stack\n",
+        "{out:?}"
+    );
+    provider.kill(&sb.provider_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn codecourier_files_are_never_shown_to_a_sandbox() {
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("repo");
+    let data = repo.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("codecourier.db"), "records").unwrap();
+    std::fs::write(repo.join(".env"), "ANTHROPIC_API_KEY=sk-ant-host-key").unwrap();
+    std::fs::write(repo.join("README.md"), "# repo\n").unwrap();
+
+    // A data directory under what the provider shows of its own accord (here the tools
+    // directory): refused, with what to do.
+    let provider = LocalProvider::new(&data, Some(repo.clone()));
+    let refused = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.starts_with(&format!(
+            "refusing to create a sandbox: {} (CodeCourier's own) lies under {}",
+            data.canonicalize().unwrap().display(),
+            repo.canonicalize().unwrap().display()
+        )),
+        "{refused}"
+    );
+
+    // A repository that holds them (`launch --repo .` with ./data): they are covered up inside.
+    let provider = LocalProvider::new(&data, None).protecting([repo.join(".env")]);
+    let sb = provider
+        .create(
+            &SandboxSpec {
+                mounts: vec![Mount {
+                    host: repo.clone(),
+                    guest: "/srv/origin".into(),
+                    writable: true,
+                }],
+                ..spec(512)
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let out = run_captured(
+        &provider,
+        &sb,
+        &sh("cat /srv/origin/README.md; ls -A /srv/origin/data | wc -l; wc -c < /srv/origin/.env; \
+             grep -rl sk-ant-host-key /srv /home /tmp /etc /run /var 2>/dev/null | head -1; echo end"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stdout, "# repo\n0\n0\nend\n", "{out:?}");
+    provider.kill(&sb.provider_id).await.unwrap();
+}

@@ -230,14 +230,36 @@ pub fn provider_for(
     config: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn SandboxProvider>, String> {
     match config.sandbox_provider {
-        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(local::LocalProvider::new(
-            &config.data_dir,
-            config.tools_dir.clone(),
-        ))),
+        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(
+            local::LocalProvider::new(&config.data_dir, config.tools_dir.clone())
+                .protecting(codecourier_files(config)),
+        )),
         crate::config::ProviderKind::E2b => {
             Ok(std::sync::Arc::new(e2b::E2bProvider::new(&config.e2b)?))
         }
     }
+}
+
+/// CodeCourier's own files besides the data directory: the `.env` it read (dotenvy looks in the
+/// working directory and its parents) and a database kept elsewhere.
+fn codecourier_files(config: &crate::config::Config) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        files.extend(
+            cwd.ancestors()
+                .map(|d| d.join(".env"))
+                .find(|f| f.is_file()),
+        );
+    }
+    let database = config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let database = database.split('?').next().unwrap_or_default();
+    if !database.is_empty() && database != ":memory:" {
+        files.push(PathBuf::from(database));
+    }
+    files
 }
 
 #[cfg(test)]

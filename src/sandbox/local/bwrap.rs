@@ -1,50 +1,12 @@
 //! The bubblewrap command line of one command in a local sandbox: namespaces, what the sandbox sees
 //! of the host, its own home and /tmp, and the environment.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::identity::{HostUser, INSIDE_ID};
-use super::tools::HostTool;
-use super::{Live, HOST_TOOLS_DIR, SANDBOX_PATH, SYSTEM_DIRS, TOOLS_MOUNT};
-use crate::sandbox::{Exec, Mount, HOME};
-
-/// A host path shown inside.
-#[derive(Debug, Clone)]
-pub(super) struct Bind {
-    pub source: PathBuf,
-    pub dest: String,
-    pub writable: bool,
-    /// The sandbox's user must own what it holds (a repository it works in).
-    pub owned: bool,
-}
-
-/// Everything a sandbox shows of the host besides the system directories, in mount order.
-pub(super) fn binds(
-    dir: &Path,
-    tools_dir: Option<&Path>,
-    host_tools: &[HostTool],
-    mounts: &[Mount],
-) -> Vec<Bind> {
-    let bind = |source: &Path, dest: &str, writable: bool| Bind {
-        source: source.to_path_buf(),
-        dest: dest.to_string(),
-        writable,
-        owned: false,
-    };
-    let mut binds = vec![
-        bind(&dir.join("home"), HOME, true),
-        bind(&dir.join("tmp"), "/tmp", true),
-    ];
-    binds.extend(tools_dir.map(|tools| bind(tools, TOOLS_MOUNT, false)));
-    for root in host_tools.iter().filter_map(|t| t.install_root.as_ref()) {
-        binds.push(bind(root, &root.to_string_lossy(), false));
-    }
-    binds.extend(mounts.iter().map(|m| Bind {
-        owned: true,
-        ..bind(&m.host, &m.guest, m.writable)
-    }));
-    binds
-}
+use super::view::SystemPath;
+use super::{Live, HOST_TOOLS_DIR, SANDBOX_PATH};
+use crate::sandbox::{Exec, HOME};
 
 pub(super) fn args(live: &Live, exec: &Exec) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
@@ -64,12 +26,12 @@ pub(super) fn args(live: &Live, exec: &Exec) -> Vec<String> {
         HostUser::Root(_) => push(&["--cap-drop", "ALL"]),
     }
     push(&["--hostname", "codecourier"]);
-    for dir in SYSTEM_DIRS {
-        let path = Path::new(dir);
-        match std::fs::read_link(path) {
-            Ok(target) => push(&["--symlink", &target.to_string_lossy(), dir]),
-            Err(_) if path.is_dir() => push(&["--ro-bind", dir, dir]),
-            Err(_) => {}
+    for path in &live.system {
+        match path {
+            SystemPath::Bind { source, dest } => {
+                push(&["--ro-bind", &source.to_string_lossy(), dest]);
+            }
+            SystemPath::Link { target, dest } => push(&["--symlink", target, dest]),
         }
     }
     push(&[
@@ -78,6 +40,9 @@ pub(super) fn args(live: &Live, exec: &Exec) -> Vec<String> {
     for (index, bind) in live.binds.iter().enumerate() {
         let kind = if bind.writable { "--bind" } else { "--ro-bind" };
         push(&[kind, &live.source(index), &bind.dest]);
+    }
+    for hidden in &live.hidden {
+        push(&["--tmpfs", &hidden.guest]);
     }
     push(&["--dir", HOST_TOOLS_DIR]);
     for tool in &live.host_tools {

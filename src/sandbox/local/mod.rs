@@ -21,10 +21,10 @@ use super::{
     SandboxSpec, HOME,
 };
 use crate::secret::Secret;
-use bwrap::Bind;
 use identity::HostUser;
 use stage::Stage;
 use tools::HostTool;
+use view::{Bind, Hidden, SystemPath};
 
 pub use bounds::limits_available;
 pub use tools::{check_bwrap, locate_tool, ToolLocation};
@@ -36,16 +36,13 @@ mod identity;
 mod process;
 mod stage;
 mod tools;
+mod view;
 
 /// Inside the sandbox: `CODECOURIER_TOOLS_DIR` is mounted here, and host tools are linked into `bin`.
 const TOOLS_MOUNT: &str = "/run/codecourier/tools";
 const HOST_TOOLS_DIR: &str = "/run/codecourier/bin";
 /// `~/.local/bin` last: where the tool-setup phase installs a CLI the sandbox lacks.
 const SANDBOX_PATH: &str = "/run/codecourier/tools:/run/codecourier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/home/user/.local/bin";
-/// Host directories shown read-only in every sandbox.
-const SYSTEM_DIRS: [&str; 8] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt",
-];
 
 /// What survives on disk so another process (`sandboxes stop`, recovery) can find and kill it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,7 +58,10 @@ struct Live {
     dir: PathBuf,
     env: Vec<(String, Secret)>,
     host_tools: Vec<HostTool>,
+    system: Vec<SystemPath>,
     binds: Vec<Bind>,
+    /// CodeCourier's own directories inside a repository the sandbox mounts, covered by a tmpfs.
+    hidden: Vec<Hidden>,
     user: HostUser,
     /// A root-run sandbox's bind sources, staged where its own user reaches them.
     stage: Option<Stage>,
@@ -87,6 +87,8 @@ impl Live {
 pub struct LocalProvider {
     root: PathBuf,
     tools_dir: Option<PathBuf>,
+    /// CodeCourier's own paths no sandbox may see: the data directory, `.env`, key files.
+    protected: Vec<PathBuf>,
     live: Mutex<HashMap<String, Arc<Live>>>,
 }
 
@@ -96,8 +98,17 @@ impl LocalProvider {
         Self {
             root: data_dir.join("sandboxes"),
             tools_dir,
+            protected: vec![data_dir.to_path_buf()],
             live: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// More of CodeCourier's own paths no sandbox may see (`.env`, a database outside the data
+    /// directory): a sandbox is refused when one lies below what it would be shown, and a
+    /// repository it mounts has them covered up.
+    pub fn protecting(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.protected.extend(paths);
+        self
     }
 
     fn live(&self, id: &str) -> Result<Arc<Live>, SandboxError> {
@@ -239,7 +250,18 @@ impl SandboxProvider for LocalProvider {
 
         let id = format!("local-{}", uuid::Uuid::new_v4().simple());
         let dir = self.root.join(&id);
-        let binds = bwrap::binds(&dir, self.tools_dir.as_deref(), &host_tools, &spec.mounts);
+        let system = view::system();
+        let binds = view::binds(&dir, self.tools_dir.as_deref(), &host_tools, &spec.mounts);
+        let mut binds = binds;
+        let hidden = view::protect(&self.protected, &system, &binds)?;
+        // A file is covered by an empty one (a device would not open on the sandbox's mounts).
+        let (hidden, files): (Vec<Hidden>, Vec<Hidden>) = hidden.into_iter().partition(|h| h.dir);
+        binds.extend(files.into_iter().map(|h| Bind {
+            source: dir.join(view::EMPTY_FILE),
+            dest: h.guest,
+            writable: false,
+            owned: false,
+        }));
         for (sub, mode) in [("home", 0o755), ("tmp", 0o1777)] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path)
@@ -249,6 +271,8 @@ impl SandboxProvider for LocalProvider {
                 })
                 .with_context(|| format!("cannot create {}", path.display()))?;
         }
+        view::write_accounts(&dir)
+            .with_context(|| format!("cannot write the accounts of {}", dir.display()))?;
         let (user, stage) = match HostUser::for_sandbox(&id) {
             HostUser::Dedicated(uid) => staged(&binds, uid)?,
             other => (other, None),
@@ -284,7 +308,9 @@ impl SandboxProvider for LocalProvider {
             dir: dir.clone(),
             env: spec.env.clone(),
             host_tools,
+            system,
             binds,
+            hidden,
             user,
             stage,
             cgroup: enforced.cgroup.clone(),

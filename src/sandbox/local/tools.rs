@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::SYSTEM_DIRS;
+use super::view::SYSTEM_DIRS;
 use crate::sandbox::SandboxError;
 
 /// A host executable made visible inside: the directory tree it needs, and the file to link to.
