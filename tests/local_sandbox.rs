@@ -718,3 +718,140 @@ async fn codecourier_files_are_never_shown_to_a_sandbox() {
     assert_eq!(out.stdout, "# repo\n0\n0\nend\n", "{out:?}");
     provider.kill(&sb.provider_id).await.unwrap();
 }
+
+/// Connects from inside the sandbox and says how it went: `connected <reply>` or the error.
+fn connect_from_inside(host: &str, port: u16) -> Exec {
+    let family = if host.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let program = [
+        "import socket".to_string(),
+        format!("s = socket.socket(socket.{family})"),
+        "s.settimeout(10)".into(),
+        "try:".into(),
+        format!("    s.connect(('{host}', {port}))"),
+        "    s.sendall(b'ping')".into(),
+        "    print('connected', s.recv(100).decode())".into(),
+        "except OSError as e:".into(),
+        "    print(type(e).__name__, e.errno)".into(),
+    ]
+    .join("\n");
+    Exec {
+        argv: vec!["python3".into(), "-c".into(), program],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_sandbox_has_a_network_of_its_own_reaching_the_host_only_through_forwards() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None)
+        .with_init_binary(env!("CARGO_BIN_EXE_codecourier").into());
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        sb.limits_report
+            .contains("network: its own (loopback only, and what CodeCourier forwards)"),
+        "{}",
+        sb.limits_report
+    );
+
+    // A service on the host's loopback: not reachable from inside.
+    let host_service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = host_service.local_addr().unwrap().port();
+    let out = run_captured(&provider, &sb, &connect_from_inside("127.0.0.1", port))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "ConnectionRefusedError 111\n", "{out:?}");
+    // Nothing outside either: link-local (cloud metadata), the LAN, the internet.
+    for address in ["169.254.169.254", "10.0.0.1", "192.168.1.1", "1.1.1.1"] {
+        let out = run_captured(&provider, &sb, &connect_from_inside(address, 80))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "OSError 101\n", "{address}: {out:?}");
+    }
+    let nothing = tokio::time::timeout(Duration::from_millis(1), host_service.accept()).await;
+    assert!(nothing.is_err(), "the host's service was reached");
+
+    // An echo server on a host socket, forwarded to the sandbox's port 8080.
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = sockets.path().join("echo.sock");
+    let echo = tokio::net::UnixListener::bind(&socket).unwrap();
+    let served = tokio::spawn(async move {
+        let mut served = 0;
+        loop {
+            let (mut conn, _) = echo.accept().await.unwrap();
+            let mut buf = [0u8; 4];
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            conn.read_exact(&mut buf).await.unwrap();
+            conn.write_all(&[b"echo:", &buf[..]].concat())
+                .await
+                .unwrap();
+            served += 1;
+            if served == 2 {
+                return served;
+            }
+        }
+    });
+    provider.forward(&sb, 8080, &socket).await.unwrap();
+    let out = run_captured(&provider, &sb, &connect_from_inside("127.0.0.1", 8080))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "connected echo:ping\n", "{out:?}");
+    // The command keeps its exit status, stdin and environment behind the forwarder.
+    let exec = Exec {
+        stdin: Some(b"input".to_vec()),
+        env: vec![("EXTRA".into(), Secret::new("x"))],
+        ..sh("cat; echo \" $EXTRA\"; python3 -c \"import socket; s=socket.create_connection(('localhost', 8080)); s.sendall(b'pong'); print(s.recv(9).decode())\"; exit 7")
+    };
+    let out = run_captured(&provider, &sb, &exec).await.unwrap();
+    assert_eq!(out.stdout, "input x\necho:pong\n", "{out:?}");
+    assert_eq!(out.status.code, Some(7));
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    provider.kill(&sb.provider_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn with_egress_open_the_sandbox_shares_the_hosts_network_and_says_so() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None).with_egress_open(true);
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        sb.limits_report
+            .ends_with("; network: host's (egress open)"),
+        "{}",
+        sb.limits_report
+    );
+    let host_service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = host_service.local_addr().unwrap().port();
+    let accepted = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let (mut conn, _) = host_service.accept().await.unwrap();
+        conn.write_all(b"hi").await.unwrap();
+    });
+    let out = run_captured(&provider, &sb, &connect_from_inside("127.0.0.1", port))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "connected hi\n", "{out:?}");
+    accepted.await.unwrap();
+    let refused = provider
+        .forward(&sb, 8080, std::path::Path::new("/nonexistent.sock"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("shares the host's network"), "{refused}");
+    provider.kill(&sb.provider_id).await.unwrap();
+}

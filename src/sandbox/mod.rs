@@ -5,10 +5,11 @@ pub mod archive;
 mod capture;
 mod cgroup;
 pub mod e2b;
+pub mod init;
 pub mod local;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -153,6 +154,22 @@ pub trait SandboxProvider: Send + Sync {
         mode: u32,
     ) -> Result<(), SandboxError>;
 
+    /// Makes `port` on the sandbox's own loopback reach the Unix socket `socket` on the host, for
+    /// every command started from now on: the sandbox's bridge to CodeCourier's gateway and
+    /// proxy. A provider whose sandboxes have no network of their own refuses.
+    async fn forward(
+        &self,
+        sandbox: &SandboxHandle,
+        port: u16,
+        socket: &Path,
+    ) -> Result<(), SandboxError> {
+        let _ = (sandbox, socket);
+        Err(SandboxError::Unsupported(format!(
+            "{} sandboxes cannot forward port {port}: they have no network of their own",
+            self.name()
+        )))
+    }
+
     /// Ends the sandbox and everything running in it. Works from another process too.
     async fn kill(&self, provider_id: &str) -> Result<(), SandboxError>;
 
@@ -232,7 +249,10 @@ pub fn provider_for(
     match config.sandbox_provider {
         crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(
             local::LocalProvider::new(&config.data_dir, config.tools_dir.clone())
-                .protecting(codecourier_files(config)),
+                .protecting(codecourier_files(config))
+                // Until the gateway carries model and git traffic through forwards, agents reach
+                // their APIs directly: CODECOURIER_EGRESS will decide this then.
+                .with_egress_open(true),
         )),
         crate::config::ProviderKind::E2b => {
             Ok(std::sync::Arc::new(e2b::E2bProvider::new(&config.e2b)?))

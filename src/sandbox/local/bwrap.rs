@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 
 use super::identity::{HostUser, INSIDE_ID};
+use super::mounts::Mounts;
 use super::view::SystemPath;
 use super::{Live, HOST_TOOLS_DIR, SANDBOX_PATH};
 use crate::sandbox::{Exec, HOME};
 
-pub(super) fn args(live: &Live, exec: &Exec) -> Vec<String> {
+pub(super) fn args(live: &Live, mounts: &Mounts, exec: &Exec) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&[
@@ -18,6 +19,10 @@ pub(super) fn args(live: &Live, exec: &Exec) -> Vec<String> {
         "--unshare-uts",
         "--unshare-ipc",
     ]);
+    if !live.host_network {
+        // Only a loopback: the host's, the LAN's and the internet's addresses are unreachable.
+        push(&["--unshare-net"]);
+    }
     let inside = INSIDE_ID.to_string();
     match &live.user {
         HostUser::Own | HostUser::Dedicated(_) => {
@@ -37,9 +42,9 @@ pub(super) fn args(live: &Live, exec: &Exec) -> Vec<String> {
     push(&[
         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run", "--dir", "/var/tmp",
     ]);
-    for (index, bind) in live.binds.iter().enumerate() {
+    for (index, bind) in mounts.binds.iter().enumerate() {
         let kind = if bind.writable { "--bind" } else { "--ro-bind" };
-        push(&[kind, &live.source(index), &bind.dest]);
+        push(&[kind, &mounts.source(index), &bind.dest]);
     }
     for hidden in &live.hidden {
         push(&["--tmpfs", &hidden.guest]);
@@ -50,7 +55,7 @@ pub(super) fn args(live: &Live, exec: &Exec) -> Vec<String> {
         push(&["--symlink", &tool.target.to_string_lossy(), &link]);
     }
     push(&["--chdir", exec.cwd.as_deref().unwrap_or(HOME), "--"]);
-    a.extend(exec.argv.iter().cloned());
+    a.extend(mounts.argv(&exec.argv));
     a
 }
 

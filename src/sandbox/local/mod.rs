@@ -1,7 +1,9 @@
 //! The local provider: a sandbox is a directory under the data directory (its own `/home/user` and
-//! `/tmp`), cgroups for memory and CPU where the machine allows, and every command runs in fresh
-//! mount, pid, uts and ipc namespaces through bubblewrap, seeing the host's system directories
-//! read-only. The timeout is enforced here by a watchdog that kills the whole process tree.
+//! `/tmp`), cgroups for its limits where the machine allows, and every command runs through
+//! bubblewrap in fresh mount, pid, uts, ipc, user and (unless egress is open) network namespaces,
+//! as an unprivileged user, seeing only the host files a toolchain needs, read-only. Forwards
+//! bridge ports on its loopback to sockets on the host. The timeout is enforced here by a watchdog
+//! that kills the whole process tree.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use super::{
 };
 use crate::secret::Secret;
 use identity::HostUser;
-use stage::Stage;
+use mounts::{Mounts, NoOwnUser};
 use tools::HostTool;
 use view::{Bind, Hidden, SystemPath};
 
@@ -33,6 +35,7 @@ mod bounds;
 mod bwrap;
 mod files;
 mod identity;
+mod mounts;
 mod process;
 mod stage;
 mod tools;
@@ -59,12 +62,16 @@ struct Live {
     env: Vec<(String, Secret)>,
     host_tools: Vec<HostTool>,
     system: Vec<SystemPath>,
-    binds: Vec<Bind>,
+    /// The binds it was created with; forwards add to them.
+    base_binds: Vec<Bind>,
     /// CodeCourier's own directories inside a repository the sandbox mounts, covered by a tmpfs.
     hidden: Vec<Hidden>,
     user: HostUser,
-    /// A root-run sandbox's bind sources, staged where its own user reaches them.
-    stage: Option<Stage>,
+    /// Shares the host's network (egress open) instead of having its own.
+    host_network: bool,
+    /// Ports on the sandbox's loopback and the host sockets behind them.
+    forwards: Mutex<Vec<(u16, PathBuf)>>,
+    mounts: Mutex<Arc<Mounts>>,
     cgroup: Cgroup,
     cpus: usize,
     deadline: watch::Sender<Instant>,
@@ -74,21 +81,15 @@ struct Live {
     children: Mutex<Vec<u32>>,
 }
 
-impl Live {
-    /// Where bwrap finds the source of bind `index`.
-    fn source(&self, index: usize) -> String {
-        match &self.stage {
-            Some(stage) => stage.path(index).to_string(),
-            None => self.binds[index].source.to_string_lossy().into_owned(),
-        }
-    }
-}
-
 pub struct LocalProvider {
     root: PathBuf,
     tools_dir: Option<PathBuf>,
     /// CodeCourier's own paths no sandbox may see: the data directory, `.env`, key files.
     protected: Vec<PathBuf>,
+    /// Sandboxes share the host's network instead of having their own (`CODECOURIER_EGRESS=open`).
+    egress_open: bool,
+    /// CodeCourier's own binary, the forwarder inside a sandbox with forwards.
+    init_binary: Option<PathBuf>,
     live: Mutex<HashMap<String, Arc<Live>>>,
 }
 
@@ -99,8 +100,26 @@ impl LocalProvider {
             root: data_dir.join("sandboxes"),
             tools_dir,
             protected: vec![data_dir.to_path_buf()],
+            egress_open: false,
+            init_binary: std::env::current_exe()
+                .ok()
+                .filter(|exe| exe.file_name().is_some_and(|n| n == "codecourier")),
             live: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// With `open`, sandboxes share the host's network (and can have no forwards); without it
+    /// (the default) each has a network of its own with only a loopback.
+    pub fn with_egress_open(mut self, open: bool) -> Self {
+        self.egress_open = open;
+        self
+    }
+
+    /// CodeCourier's binary, mounted into sandboxes with forwards (by default this process's
+    /// executable when it is `codecourier`; tests name the built binary).
+    pub fn with_init_binary(mut self, path: PathBuf) -> Self {
+        self.init_binary = Some(path);
+        self
     }
 
     /// More of CodeCourier's own paths no sandbox may see (`.env`, a database outside the data
@@ -180,33 +199,20 @@ fn guest_path(guest: &str, relative: &Path, link: &Path) -> String {
     Path::new(prefix).join(link).display().to_string()
 }
 
-/// A root-run sandbox's user and staged sources. A mount the sandbox's user must own is id-mapped
-/// to it; where this machine cannot, and the mount must stay writable, the sandbox runs as root
-/// with its capabilities dropped instead, and says so.
-fn staged(binds: &[Bind], uid: u32) -> Result<(HostUser, Option<Stage>), SandboxError> {
-    let mut sources = Vec::new();
-    for bind in binds {
-        let mapping = if bind.owned {
-            match identity::owner_mapping(&bind.source, uid)
-                .and_then(|ns| identity::can_idmap(&bind.source, &ns).map(|_| ns))
-            {
-                Ok(ns) => Some(ns),
-                Err(e) if bind.writable => {
-                    let why = format!(
-                        "{} must stay writable, and this machine cannot map its owner to the sandbox's user: {e}",
-                        bind.source.display()
-                    );
-                    return Ok((HostUser::Root(why), None));
-                }
-                Err(_) => None,
+/// The sandbox's user and mounts: a user of its own where it can have one, else root with
+/// capabilities dropped (the reason kept for the report).
+fn user_and_mounts(id: &str, binds: &[Bind]) -> Result<(HostUser, Mounts), SandboxError> {
+    let user = HostUser::for_sandbox(id);
+    match mounts::build(binds, &[], None, &user)? {
+        Ok(mounts) => Ok((user, mounts)),
+        Err(NoOwnUser(why)) => {
+            let user = HostUser::Root(why);
+            match mounts::build(binds, &[], None, &user)? {
+                Ok(mounts) => Ok((user, mounts)),
+                Err(NoOwnUser(why)) => Err(SandboxError::Other(anyhow::anyhow!(why))),
             }
-        } else {
-            None
-        };
-        sources.push((bind.source.clone(), mapping));
+        }
     }
-    let stage = Stage::new(sources).context("cannot prepare the sandbox's mounts")?;
-    Ok((HostUser::Dedicated(uid), Some(stage)))
 }
 
 fn unix_ms(at: SystemTime) -> u64 {
@@ -273,9 +279,11 @@ impl SandboxProvider for LocalProvider {
         }
         view::write_accounts(&dir)
             .with_context(|| format!("cannot write the accounts of {}", dir.display()))?;
-        let (user, stage) = match HostUser::for_sandbox(&id) {
-            HostUser::Dedicated(uid) => staged(&binds, uid)?,
-            other => (other, None),
+        let (user, mounts) = {
+            let (id, binds) = (id.clone(), binds.clone());
+            tokio::task::spawn_blocking(move || user_and_mounts(&id, &binds))
+                .await
+                .map_err(|e| SandboxError::Other(e.into()))??
         };
         for sub in ["home", "tmp"] {
             identity::hand_over(&dir.join(sub), &user).with_context(|| {
@@ -300,7 +308,12 @@ impl SandboxProvider for LocalProvider {
             &enforced.cpu_quota,
             timeout,
         );
-        let report = format!("{report}; {}", user.describe());
+        let network = if self.egress_open {
+            "network: host's (egress open)"
+        } else {
+            "network: its own (loopback only, and what CodeCourier forwards)"
+        };
+        let report = format!("{report}; {}; {network}", user.describe());
 
         let deadline = Instant::now() + timeout;
         let (deadline_tx, mut deadline_rx) = watch::channel(deadline);
@@ -309,10 +322,12 @@ impl SandboxProvider for LocalProvider {
             env: spec.env.clone(),
             host_tools,
             system,
-            binds,
+            base_binds: binds,
             hidden,
             user,
-            stage,
+            host_network: self.egress_open,
+            forwards: Mutex::new(Vec::new()),
+            mounts: Mutex::new(Arc::new(mounts)),
             cgroup: enforced.cgroup.clone(),
             cpus: cpus.min(available),
             deadline: deadline_tx,
@@ -415,6 +430,44 @@ impl SandboxProvider for LocalProvider {
             )),
             None => SandboxError::Other(anyhow::anyhow!("cannot write {path}: {e}")),
         })
+    }
+
+    async fn forward(
+        &self,
+        sandbox: &SandboxHandle,
+        port: u16,
+        socket: &Path,
+    ) -> Result<(), SandboxError> {
+        let live = self.live(&sandbox.provider_id)?;
+        if live.host_network {
+            return Err(SandboxError::Unsupported(format!(
+                "cannot forward port {port}: the sandbox shares the host's network (egress open), so it reaches the host's services directly"
+            )));
+        }
+        if !socket.exists() {
+            return Err(SandboxError::Unsupported(format!(
+                "cannot forward port {port}: {} does not exist",
+                socket.display()
+            )));
+        }
+        let mut forwards = live.forwards.lock().expect("lock").clone();
+        forwards.retain(|(p, _)| *p != port);
+        forwards.push((port, socket.to_path_buf()));
+        let built = {
+            let (live, forwards) = (live.clone(), forwards.clone());
+            let binary = self.init_binary.clone();
+            tokio::task::spawn_blocking(move || {
+                mounts::build(&live.base_binds, &forwards, binary.as_deref(), &live.user)
+            })
+            .await
+            .map_err(|e| SandboxError::Other(e.into()))??
+        };
+        let mounts = built.map_err(|NoOwnUser(why)| {
+            SandboxError::Unsupported(format!("cannot forward port {port}: {why}"))
+        })?;
+        *live.mounts.lock().expect("lock") = Arc::new(mounts);
+        *live.forwards.lock().expect("lock") = forwards;
+        Ok(())
     }
 
     async fn kill(&self, provider_id: &str) -> Result<(), SandboxError> {

@@ -20,9 +20,10 @@ pub(super) async fn run(
     exec: &Exec,
     output: mpsc::Sender<Output>,
 ) -> anyhow::Result<std::process::ExitStatus> {
+    let mounts = live.mounts.lock().expect("lock").clone();
     let mut command = tokio::process::Command::new(bwrap::program());
     command
-        .args(bwrap::args(live, exec))
+        .args(bwrap::args(live, &mounts, exec))
         .env_clear()
         .envs(bwrap::env(id, live, exec))
         .stdin(if exec.stdin.is_some() {
@@ -37,16 +38,16 @@ pub(super) async fn run(
         // stops the sandbox and records it, instead of killing the agent behind its back.
         .process_group(0);
     let procs_files = live.cgroup.procs_files();
-    let prepared = live.clone();
+    let (cpus, user) = (live.cpus, live.user.clone());
     // SAFETY: the closure only makes async-signal-safe calls: the cgroup is joined while still
     // root, then the staged mounts are made, then the sandbox's user is taken.
     unsafe {
         command.pre_exec(move || {
-            cgroup::enter_in_child(&procs_files, prepared.cpus)?;
-            if let Some(stage) = &prepared.stage {
+            cgroup::enter_in_child(&procs_files, cpus)?;
+            if let Some(stage) = &mounts.stage {
                 stage.enter()?;
             }
-            if let HostUser::Dedicated(id) = prepared.user {
+            if let HostUser::Dedicated(id) = user {
                 identity::drop_to(id)?;
             }
             Ok(())
