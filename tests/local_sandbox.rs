@@ -855,3 +855,161 @@ async fn with_egress_open_the_sandbox_shares_the_hosts_network_and_says_so() {
     assert!(refused.contains("shares the host's network"), "{refused}");
     provider.kill(&sb.provider_id).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_fork_bomb_ends_at_the_process_limit_and_the_host_stays_responsive() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = std::sync::Arc::new(LocalProvider::new(data.path(), None).with_pids_max(64));
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(120))
+        .await
+        .unwrap();
+    if !sb.limits_report.contains("64 processes enforced") {
+        // Never claimed where it cannot hold; nothing more to see on this machine.
+        assert!(
+            sb.limits_report.contains("64 processes NOT enforced ("),
+            "{}",
+            sb.limits_report
+        );
+        provider.kill(&sb.provider_id).await.unwrap();
+        return;
+    }
+    // Forks until the limit refuses one: the count stays below it, and the status says so.
+    let counting = "import os, time\n\
+n = 0\n\
+try:\n    while n < 1000:\n        if os.fork() == 0:\n            time.sleep(120)\n            os._exit(0)\n        n += 1\n\
+except OSError as e:\n    print(n, e.errno)\n";
+    let exec = Exec {
+        argv: vec!["python3".into(), "-c".into(), counting.into()],
+        ..Default::default()
+    };
+    let out = run_captured(provider.as_ref(), &sb, &exec).await.unwrap();
+    let (forked, errno) = out.stdout.trim().split_once(' ').expect(&out.stdout);
+    let forked: u32 = forked.parse().unwrap();
+    assert!((10..64).contains(&forked), "{out:?}");
+    assert_eq!(errno, "11", "EAGAIN: {out:?}");
+    assert!(out.status.pids_limited, "{out:?}");
+
+    // A real fork bomb: it fills the limit and stays there while the host carries on.
+    let mut bomb = tokio::spawn({
+        let (provider, sb) = (provider.clone(), sb.clone());
+        async move {
+            run_captured(
+                provider.as_ref(),
+                &sb,
+                &Exec {
+                    // bash, not sh: it retries a refused fork, so the bomb keeps pressing.
+                    argv: [
+                        "bash",
+                        "-c",
+                        "bomb() { bomb | bomb & }; bomb 2>/dev/null; exec sleep 100",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    });
+    wait_until("the bomb fills the process limit", || {
+        let n = processes_of(&sb).len();
+        if bomb.is_finished() {
+            let result = futures_util::FutureExt::now_or_never(&mut bomb);
+            panic!("the bomb ended before filling the limit: {result:?}");
+        }
+        (n >= 40, n)
+    })
+    .await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert!(std::process::Command::new("true")
+            .status()
+            .unwrap()
+            .success());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let n = processes_of(&sb).len();
+        assert!(n <= 64, "{n} processes in a sandbox limited to 64");
+    }
+    let other = provider
+        .create(&spec(512), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let out = run_captured(provider.as_ref(), &other, &sh("echo alive"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "alive\n");
+    provider.kill(&other.provider_id).await.unwrap();
+
+    provider.kill(&sb.provider_id).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(20), bomb)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(result, Err(SandboxError::Killed)), "{result:?}");
+    assert!(
+        processes_of(&sb).is_empty(),
+        "left behind: {:?}",
+        processes_of(&sb)
+    );
+}
+
+#[tokio::test]
+async fn a_sandbox_that_fills_its_disk_is_ended_with_the_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::new(data.path(), None).with_disk_limit_mb(16);
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(
+        sb.limits_report
+            .contains("disk 16 MB enforced (checked while it runs)"),
+        "{}",
+        sb.limits_report
+    );
+    // Many files, one after another: the measure while it runs ends it.
+    let started = Instant::now();
+    let result = run_captured(
+        &provider,
+        &sb,
+        &sh("i=0; while [ $i -lt 300 ]; do head -c 1048576 /dev/zero > /tmp/f$i || exit 9; i=$((i+1)); sleep 0.02; done; echo survived"),
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, SandboxError::DiskLimit { limit_mb: 16 }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "the sandbox used more than 16 MB of disk");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(matches!(
+        run_captured(&provider, &sb, &sh("true")).await,
+        Err(SandboxError::DiskLimit { .. })
+    ));
+    let dir = data.path().join("sandboxes").join(&sb.provider_id);
+    provider.kill(&sb.provider_id).await.unwrap();
+    assert!(!dir.join("tmp").exists());
+
+    // One file growing past the bound: stopped just past it, and the sandbox ended.
+    let sb = provider
+        .create(&spec(512), Duration::from_secs(120))
+        .await
+        .unwrap();
+    let result = run_captured(&provider, &sb, &sh("head -c 200M /dev/zero > ~/big")).await;
+    assert!(
+        matches!(result, Err(SandboxError::DiskLimit { limit_mb: 16 })),
+        "{result:?}"
+    );
+    let big = data
+        .path()
+        .join("sandboxes")
+        .join(&sb.provider_id)
+        .join("home/big");
+    assert!(big.metadata().unwrap().len() <= 17 * 1024 * 1024);
+    provider.kill(&sb.provider_id).await.unwrap();
+}

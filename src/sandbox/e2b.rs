@@ -522,6 +522,7 @@ impl SandboxProvider for E2bProvider {
                                 return Ok(ExitStatus {
                                     code: None,
                                     oom_killed: false,
+                                    pids_limited: false,
                                 });
                             }
                         }
@@ -533,6 +534,7 @@ impl SandboxProvider for E2bProvider {
                     exit = Some(ExitStatus {
                         code: exited.then_some(code),
                         oom_killed: false,
+                        pids_limited: false,
                     });
                 }
             }

@@ -90,6 +90,8 @@ pub struct ExitStatus {
     pub code: Option<i32>,
     /// The kernel killed a process of this command for exceeding the sandbox's memory limit.
     pub oom_killed: bool,
+    /// A fork of this command failed at the sandbox's process limit.
+    pub pids_limited: bool,
 }
 
 impl ExitStatus {
@@ -114,6 +116,8 @@ pub enum SandboxError {
     Expired,
     #[error("the sandbox was stopped")]
     Killed,
+    #[error("the sandbox used more than {limit_mb} MB of disk")]
+    DiskLimit { limit_mb: u64 },
     #[error("the provider has no capacity for another sandbox: {0}")]
     QuotaExceeded(String),
     #[error("the provider did not answer in time: {0}")]

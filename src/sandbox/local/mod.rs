@@ -7,14 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::cgroup::{self, Cgroup};
@@ -23,6 +22,7 @@ use super::{
     SandboxSpec, HOME,
 };
 use crate::secret::Secret;
+use bounds::{Held, PidsBound};
 use identity::HostUser;
 use mounts::{Mounts, NoOwnUser};
 use tools::HostTool;
@@ -40,12 +40,19 @@ mod process;
 mod stage;
 mod tools;
 mod view;
+mod watch;
 
 /// Inside the sandbox: `CODECOURIER_TOOLS_DIR` is mounted here, and host tools are linked into `bin`.
 const TOOLS_MOUNT: &str = "/run/codecourier/tools";
 const HOST_TOOLS_DIR: &str = "/run/codecourier/bin";
 /// `~/.local/bin` last: where the tool-setup phase installs a CLI the sandbox lacks.
 const SANDBOX_PATH: &str = "/run/codecourier/tools:/run/codecourier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/home/user/.local/bin";
+
+/// Processes (and threads) a sandbox may have: a fork bomb ends here, an agent with npm and a
+/// build does not.
+const DEFAULT_PIDS_MAX: u32 = 2048;
+/// Disk a sandbox's home and /tmp may take.
+const DEFAULT_DISK_LIMIT_MB: u64 = 10 * 1024;
 
 /// What survives on disk so another process (`sandboxes stop`, recovery) can find and kill it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,9 +81,11 @@ struct Live {
     mounts: Mutex<Arc<Mounts>>,
     cgroup: Cgroup,
     cpus: usize,
-    deadline: watch::Sender<Instant>,
-    expired: AtomicBool,
-    killed: AtomicBool,
+    deadline: tokio::sync::watch::Sender<Instant>,
+    ending: Mutex<Option<watch::Ending>>,
+    disk_limit_mb: u64,
+    /// A uid of its own holds its processes where no cgroup can.
+    own_uid_pids: Option<u32>,
     /// bwrap processes currently running, killed directly when there is no cgroup.
     children: Mutex<Vec<u32>>,
 }
@@ -90,6 +99,8 @@ pub struct LocalProvider {
     egress_open: bool,
     /// CodeCourier's own binary, the forwarder inside a sandbox with forwards.
     init_binary: Option<PathBuf>,
+    pids_max: u32,
+    disk_limit_mb: u64,
     live: Mutex<HashMap<String, Arc<Live>>>,
 }
 
@@ -104,8 +115,23 @@ impl LocalProvider {
             init_binary: std::env::current_exe()
                 .ok()
                 .filter(|exe| exe.file_name().is_some_and(|n| n == "codecourier")),
+            pids_max: DEFAULT_PIDS_MAX,
+            disk_limit_mb: DEFAULT_DISK_LIMIT_MB,
             live: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// At most this many processes (and threads) in each sandbox.
+    pub fn with_pids_max(mut self, pids: u32) -> Self {
+        self.pids_max = pids;
+        self
+    }
+
+    /// At most this much disk for each sandbox's home and /tmp: past it the sandbox is ended and
+    /// its commands fail with [`SandboxError::DiskLimit`].
+    pub fn with_disk_limit_mb(mut self, mb: u64) -> Self {
+        self.disk_limit_mb = mb;
+        self
     }
 
     /// With `open`, sandboxes share the host's network (and can have no forwards); without it
@@ -152,21 +178,6 @@ impl LocalProvider {
         let path = self.state_path(&state.provider_id);
         std::fs::write(&path, serde_json::to_vec_pretty(state)?)
             .with_context(|| format!("cannot write {}", path.display()))
-    }
-
-    /// Kills everything in the sandbox. `expired` says whether the watchdog did it.
-    fn terminate(live: &Live, expired: bool) {
-        if expired {
-            live.expired.store(true, Ordering::SeqCst);
-        } else {
-            live.killed.store(true, Ordering::SeqCst);
-        }
-        for pid in live.children.lock().expect("lock").iter() {
-            // SAFETY: sending a signal has no memory effects on this process. bwrap dies and, with
-            // it, the pid namespace and everything in it.
-            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
-        }
-        live.cgroup.kill_all();
     }
 }
 
@@ -294,20 +305,27 @@ impl SandboxProvider for LocalProvider {
             })?;
         }
         let resources = spec.resources;
-        let enforced = cgroup::create(&id, resources.memory_mb, resources.cpus);
+        let enforced = cgroup::create(&id, resources.memory_mb, resources.cpus, self.pids_max);
         let available = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
         let cpus = resources.cpus as usize;
-
-        let report = bounds::limits_report(
-            resources.memory_mb,
-            &enforced.memory,
+        let pids = match (&enforced.pids, &user) {
+            (Ok(()), _) => PidsBound::Cgroup,
+            (Err(_), HostUser::Dedicated(_)) => PidsBound::OwnUid,
+            (Err(why), _) => PidsBound::None(why.clone()),
+        };
+        let report = bounds::limits_report(&Held {
+            memory_mb: resources.memory_mb,
+            memory: &enforced.memory,
             cpus,
             available,
-            &enforced.cpu_quota,
+            cpu_quota: &enforced.cpu_quota,
+            pids_max: self.pids_max,
+            pids: &pids,
+            disk_mb: self.disk_limit_mb,
             timeout,
-        );
+        });
         let network = if self.egress_open {
             "network: host's (egress open)"
         } else {
@@ -316,7 +334,7 @@ impl SandboxProvider for LocalProvider {
         let report = format!("{report}; {}; {network}", user.describe());
 
         let deadline = Instant::now() + timeout;
-        let (deadline_tx, mut deadline_rx) = watch::channel(deadline);
+        let (deadline_tx, deadline_rx) = tokio::sync::watch::channel(deadline);
         let live = Arc::new(Live {
             dir: dir.clone(),
             env: spec.env.clone(),
@@ -331,8 +349,9 @@ impl SandboxProvider for LocalProvider {
             cgroup: enforced.cgroup.clone(),
             cpus: cpus.min(available),
             deadline: deadline_tx,
-            expired: AtomicBool::new(false),
-            killed: AtomicBool::new(false),
+            ending: Mutex::new(None),
+            disk_limit_mb: self.disk_limit_mb,
+            own_uid_pids: (pids == PidsBound::OwnUid).then_some(self.pids_max),
             children: Mutex::new(Vec::new()),
         });
         self.write_state(&State {
@@ -347,29 +366,8 @@ impl SandboxProvider for LocalProvider {
             .expect("lock")
             .insert(id.clone(), live.clone());
 
-        // The watchdog: sleeps until the deadline (which set_timeout may move) and then kills.
-        let watched = Arc::downgrade(&live);
-        tokio::spawn(async move {
-            loop {
-                let at = *deadline_rx.borrow_and_update();
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {
-                        if *deadline_rx.borrow() <= Instant::now() {
-                            if let Some(live) = watched.upgrade() {
-                                tracing::info!(sandbox = %live.dir.display(), "sandbox timed out");
-                                let _ = tokio::task::spawn_blocking(move || {
-                                    LocalProvider::terminate(&live, true);
-                                    live.cgroup.remove();
-                                })
-                                .await;
-                            }
-                            return;
-                        }
-                    }
-                    changed = deadline_rx.changed() => if changed.is_err() { return },
-                }
-            }
-        });
+        tokio::spawn(watch::deadline(Arc::downgrade(&live), deadline_rx));
+        tokio::spawn(watch::disk(Arc::downgrade(&live)));
 
         Ok(SandboxHandle {
             provider_id: id,
@@ -384,25 +382,27 @@ impl SandboxProvider for LocalProvider {
         output: mpsc::Sender<Output>,
     ) -> Result<ExitStatus, SandboxError> {
         let live = self.live(&sandbox.provider_id)?;
-        if live.expired.load(Ordering::SeqCst) {
-            return Err(SandboxError::Expired);
-        }
-        if live.killed.load(Ordering::SeqCst) {
-            return Err(SandboxError::Killed);
+        if let Some(ended) = live.ended() {
+            return Err(ended);
         }
         let oom_before = live.cgroup.oom_kills();
+        let refused_before = live.cgroup.refused_forks();
         let status = process::run(&sandbox.provider_id, &live, exec, output).await?;
-        if live.expired.load(Ordering::SeqCst) {
-            return Err(SandboxError::Expired);
+        if live.ending().is_none() {
+            // What the command left counts now, not at the next measure.
+            let measured = live.clone();
+            let _ = tokio::task::spawn_blocking(move || measured.check_disk()).await;
         }
-        if live.killed.load(Ordering::SeqCst)
-            || self.root.join(&sandbox.provider_id).join("killed").exists()
-        {
+        if let Some(ended) = live.ended() {
+            return Err(ended);
+        }
+        if self.root.join(&sandbox.provider_id).join("killed").exists() {
             return Err(SandboxError::Killed);
         }
         Ok(ExitStatus {
             code: status.code(),
             oom_killed: live.cgroup.oom_kills() > oom_before,
+            pids_limited: live.cgroup.refused_forks() > refused_before,
         })
     }
 
@@ -479,7 +479,7 @@ impl SandboxProvider for LocalProvider {
         // Mark first, so the process that owns the sandbox reports "stopped", not a failure.
         let _ = std::fs::write(dir.join("killed"), b"");
         match &live {
-            Some(live) => Self::terminate(live, false),
+            Some(live) => live.end(watch::Ending::Stopped),
             None => {
                 if let Some(state) = self.read_state(provider_id) {
                     state.cgroup.kill_all();

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::identity::{self, HostUser};
-use super::{bwrap, Live};
+use super::{bounds, bwrap, Live};
 use crate::sandbox::{cgroup, Exec, Output};
 
 /// Runs bwrap for `exec` and waits for it.
@@ -39,11 +39,15 @@ pub(super) async fn run(
         .process_group(0);
     let procs_files = live.cgroup.procs_files();
     let (cpus, user) = (live.cpus, live.user.clone());
+    // A file past the bound is stopped just past it, so the measure after the command sees it.
+    let file_bound = (live.disk_limit_mb + 1) * 1024 * 1024;
+    let own_uid_pids = live.own_uid_pids;
     // SAFETY: the closure only makes async-signal-safe calls: the cgroup is joined while still
     // root, then the staged mounts are made, then the sandbox's user is taken.
     unsafe {
         command.pre_exec(move || {
             cgroup::enter_in_child(&procs_files, cpus)?;
+            bounds::limit_in_child(file_bound, own_uid_pids)?;
             if let Some(stage) = &mounts.stage {
                 stage.enter()?;
             }
