@@ -1,5 +1,9 @@
 //! The local provider for real: bubblewrap namespaces, cgroup limits where the machine has them,
-//! the watchdog timeout, and kill from a second provider (as `sandboxes stop` does from another process).
+//! the watchdog timeout, and kill from a second provider (as `sandboxes stop` does from another
+//! process); then what the host never trusts (links, output, archives, command lines), what a
+//! sandbox sees and who it runs as (its own user, the parts of /etc it needs, none of
+//! CodeCourier's files), its own network with forwards, and its bounds on processes and disk.
+//! Run as root (as in CI) they also show the sandbox's user of its own.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -273,8 +273,8 @@ mod tests {
         dir = open_dirs(root_fd.as_fd(), &[c"made".to_owned()], None).unwrap();
         assert!(root.path().join("made").is_dir());
         drop(dir);
-        assert_eq!(root.path().join("made").metadata().unwrap().uid(), unsafe {
-            libc::geteuid()
-        });
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!(root.path().join("made").metadata().unwrap().uid(), me);
     }
 }

@@ -267,18 +267,17 @@ impl SandboxProvider for LocalProvider {
 
         let id = format!("local-{}", uuid::Uuid::new_v4().simple());
         let dir = self.root.join(&id);
-        let system = view::system();
-        let binds = view::binds(&dir, self.tools_dir.as_deref(), &host_tools, &spec.mounts);
-        let mut binds = binds;
-        let hidden = view::protect(&self.protected, &system, &binds)?;
-        // A file is covered by an empty one (a device would not open on the sandbox's mounts).
-        let (hidden, files): (Vec<Hidden>, Vec<Hidden>) = hidden.into_iter().partition(|h| h.dir);
-        binds.extend(files.into_iter().map(|h| Bind {
-            source: dir.join(view::EMPTY_FILE),
-            dest: h.guest,
-            writable: false,
-            owned: false,
-        }));
+        let view::Shown {
+            system,
+            binds,
+            hidden,
+        } = view::shown(
+            &dir,
+            self.tools_dir.as_deref(),
+            &host_tools,
+            &spec.mounts,
+            &self.protected,
+        )?;
         for (sub, mode) in [("home", 0o755), ("tmp", 0o1777)] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path)

@@ -69,7 +69,7 @@ impl SystemPath {
 }
 
 /// The system directories and `/etc` entries of this machine, in mount order.
-pub(super) fn system() -> Vec<SystemPath> {
+fn system() -> Vec<SystemPath> {
     let mut paths = Vec::new();
     for dir in SYSTEM_DIRS {
         match std::fs::read_link(dir) {
@@ -115,7 +115,7 @@ pub(super) struct Bind {
 }
 
 /// The sandbox's own paths and what the launch asked for, in mount order.
-pub(super) fn binds(
+fn binds(
     dir: &Path,
     tools_dir: Option<&Path>,
     host_tools: &[HostTool],
@@ -145,7 +145,7 @@ pub(super) fn binds(
 }
 
 /// An empty file of the sandbox's, shown over files of CodeCourier's that must stay hidden.
-pub(super) const EMPTY_FILE: &str = "etc/empty";
+const EMPTY_FILE: &str = "etc/empty";
 
 /// Writes the sandbox's own passwd and group (its user, root and nobody) and its empty file.
 pub(super) fn write_accounts(dir: &Path) -> std::io::Result<()> {
@@ -166,6 +166,41 @@ pub(super) fn write_accounts(dir: &Path) -> std::io::Result<()> {
     )
 }
 
+/// Everything a new sandbox is shown, in mount order.
+pub(super) struct Shown {
+    pub system: Vec<SystemPath>,
+    pub binds: Vec<Bind>,
+    /// Directories of CodeCourier's inside a repository, covered by a tmpfs.
+    pub hidden: Vec<Hidden>,
+}
+
+/// What the sandbox in `dir` is shown; refused when that would include a `protected` path.
+pub(super) fn shown(
+    dir: &Path,
+    tools_dir: Option<&Path>,
+    host_tools: &[HostTool],
+    mounts: &[Mount],
+    protected: &[PathBuf],
+) -> Result<Shown, SandboxError> {
+    let system = system();
+    let mut binds = binds(dir, tools_dir, host_tools, mounts);
+    let (hidden, files): (Vec<Hidden>, Vec<Hidden>) = protect(protected, &system, &binds)?
+        .into_iter()
+        .partition(|h| h.dir);
+    // A file is covered by an empty one (a device would not open on the sandbox's mounts).
+    binds.extend(files.into_iter().map(|h| Bind {
+        source: dir.join(EMPTY_FILE),
+        dest: h.guest,
+        writable: false,
+        owned: false,
+    }));
+    Ok(Shown {
+        system,
+        binds,
+        hidden,
+    })
+}
+
 /// A path of CodeCourier's hidden inside a mount that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Hidden {
@@ -176,7 +211,7 @@ pub(super) struct Hidden {
 /// Checks that no mounted path holds a protected one (the data directory, `.env`, a key file).
 /// Below what the provider shows of its own accord that is refused; below a repository the launch
 /// mounts (a data directory inside the repository, as `launch --repo .` has it) it is hidden.
-pub(super) fn protect(
+fn protect(
     protected: &[PathBuf],
     system: &[SystemPath],
     binds: &[Bind],
