@@ -57,6 +57,16 @@ enum Command {
     },
     /// Check the configuration and this machine, and say what to fix
     Doctor,
+    /// Inside a local sandbox: start its forwards, then run the command (CodeCourier runs this)
+    #[command(name = "sandbox-init", hide = true)]
+    SandboxInit {
+        /// PORT=SOCKET: listen on the sandbox's 127.0.0.1:PORT, piping each connection to SOCKET
+        #[arg(long = "forward")]
+        forwards: Vec<String>,
+        /// The command to run
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 /// What went wrong, sorted by who can fix it.
@@ -105,6 +115,10 @@ pub(crate) fn invalid_request(errors: &ValidationErrors) -> CliError {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Inside a sandbox: no configuration, no logging set-up, nothing but the command.
+    if let Command::SandboxInit { forwards, argv } = &cli.command {
+        return crate::sandbox::init::main(forwards, argv);
+    }
     let config = Config::from_env();
     if let Ok(config) = &config {
         init_logging(&config.log_filter);
@@ -161,6 +175,6 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
         }
         Command::Scan(args) => scan::run(&config, &catalog, args).await,
         Command::Project(command) => project::run(&config, command).await,
-        Command::Doctor => unreachable!("handled above"),
+        Command::Doctor | Command::SandboxInit { .. } => unreachable!("handled above"),
     }
 }

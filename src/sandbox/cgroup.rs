@@ -1,5 +1,5 @@
-//! Memory and CPU limits through cgroups, v2 or v1, where this machine lets us create one. What could
-//! not be set is reported in words, never claimed.
+//! Memory, CPU and process limits through cgroups, v2 or v1, where this machine lets us create one.
+//! What could not be set is reported in words, never claimed.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ pub struct Cgroup {
     pub dirs: Vec<PathBuf>,
     /// Where the OOM-kill counter lives (`memory.events` on v2, `memory.oom_control` on v1).
     pub oom_file: Option<PathBuf>,
+    /// Where the count of refused forks lives (`pids.events`, v2 and v1).
+    #[serde(default)]
+    pub pids_events: Option<PathBuf>,
 }
 
 /// What `create` managed to enforce.
@@ -24,6 +27,7 @@ pub struct Enforced {
     pub cgroup: Cgroup,
     pub memory: Result<(), String>,
     pub cpu_quota: Result<(), String>,
+    pub pids: Result<(), String>,
 }
 
 fn is_cgroup2() -> bool {
@@ -42,7 +46,7 @@ fn write(path: &Path, value: &str) -> Result<(), String> {
 }
 
 /// Creates `codecourier/<name>` with the limits. Never fails: each limit says whether it holds.
-pub fn create(name: &str, memory_mb: u32, cpus: u32) -> Enforced {
+pub fn create(name: &str, memory_mb: u32, cpus: u32, pids_max: u32) -> Enforced {
     let memory_bytes = u64::from(memory_mb) * 1024 * 1024;
     let quota = u64::from(cpus) * CPU_PERIOD_US;
     if is_cgroup2() {
@@ -51,11 +55,11 @@ pub fn create(name: &str, memory_mb: u32, cpus: u32) -> Enforced {
             // Controllers must be enabled on every level above the cgroup that uses them.
             let _ = write(
                 &Path::new(ROOT).join("cgroup.subtree_control"),
-                "+memory +cpu",
+                "+memory +cpu +pids",
             );
             std::fs::create_dir_all(&parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-            let _ = write(&parent.join("cgroup.subtree_control"), "+memory +cpu");
+            let _ = write(&parent.join("cgroup.subtree_control"), "+memory +cpu +pids");
             let dir = parent.join(name);
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -65,20 +69,24 @@ pub fn create(name: &str, memory_mb: u32, cpus: u32) -> Enforced {
             Err(e) => Enforced {
                 cgroup: Cgroup::default(),
                 memory: Err(e.clone()),
-                cpu_quota: Err(e),
+                cpu_quota: Err(e.clone()),
+                pids: Err(e),
             },
             Ok(dir) => {
                 let memory = write(&dir.join("memory.max"), &memory_bytes.to_string()).map(|_| {
                     let _ = write(&dir.join("memory.swap.max"), "0");
                 });
                 let cpu_quota = write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"));
+                let pids = write(&dir.join("pids.max"), &pids_max.to_string());
                 Enforced {
                     cgroup: Cgroup {
                         oom_file: Some(dir.join("memory.events")),
+                        pids_events: pids.is_ok().then(|| dir.join("pids.events")),
                         dirs: vec![dir],
                     },
                     memory,
                     cpu_quota,
+                    pids,
                 }
             }
         };
@@ -120,10 +128,24 @@ pub fn create(name: &str, memory_mb: u32, cpus: u32) -> Enforced {
     } else {
         Err("this machine has no cgroup cpu controller that CodeCourier can use".into())
     };
+    let pids_root = Path::new(ROOT).join("pids");
+    let pids = if pids_root.join("cgroup.procs").exists() {
+        let dir = pids_root.join("codecourier").join(name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+            .and_then(|_| write(&dir.join("pids.max"), &pids_max.to_string()))
+            .map(|_| {
+                cgroup.pids_events = Some(dir.join("pids.events"));
+                cgroup.dirs.push(dir);
+            })
+    } else {
+        Err("this machine has no cgroup pids controller that CodeCourier can use".into())
+    };
     Enforced {
         cgroup,
         memory,
         cpu_quota,
+        pids,
     }
 }
 
@@ -148,6 +170,20 @@ impl Cgroup {
                     l.strip_prefix("oom_kill ")
                         .and_then(|n| n.trim().parse().ok())
                 })
+            })
+            .unwrap_or(0)
+    }
+
+    /// How many forks the process limit refused.
+    pub fn refused_forks(&self) -> u64 {
+        let Some(file) = &self.pids_events else {
+            return 0;
+        };
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("max ").and_then(|n| n.trim().parse().ok()))
             })
             .unwrap_or(0)
     }

@@ -521,7 +521,17 @@ impl SandboxProvider for E2bProvider {
                     ] {
                         if let Some(encoded) = data[key].as_str() {
                             let bytes = BASE64.decode(encoded).unwrap_or_default();
-                            let _ = output.send(wrap(bytes)).await;
+                            if output.send(wrap(bytes)).await.is_err() {
+                                // Nobody wants the rest: end the command rather than stream it.
+                                let signal =
+                                    json!({"process": {"tag": tag}, "signal": "SIGNAL_SIGKILL"});
+                                let _ = self.unary(&envd, "SendSignal", &signal).await;
+                                return Ok(ExitStatus {
+                                    code: None,
+                                    oom_killed: false,
+                                    pids_limited: false,
+                                });
+                            }
                         }
                     }
                 } else if let Some(end) = event.get("end") {
@@ -531,6 +541,7 @@ impl SandboxProvider for E2bProvider {
                     exit = Some(ExitStatus {
                         code: exited.then_some(code),
                         oom_killed: false,
+                        pids_limited: false,
                     });
                 }
             }

@@ -1,12 +1,15 @@
 //! Sandbox providers: where agents run. `local` (namespaces on this machine, no account needed) and,
 //! later, `e2b` (cloud micro-VMs). The launch sequence sees only this trait.
 
+pub mod archive;
+mod capture;
 mod cgroup;
 pub mod e2b;
+pub mod init;
 pub mod local;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{Resources, TemplateRef};
 use crate::secret::Secret;
+
+pub use capture::{run_captured, run_captured_within, Captured, CAPTURE_LIMIT};
 
 /// The home directory inside every sandbox; the project is cloned into `project/` below it.
 pub const HOME: &str = "/home/user";
@@ -85,6 +90,8 @@ pub struct ExitStatus {
     pub code: Option<i32>,
     /// The kernel killed a process of this command for exceeding the sandbox's memory limit.
     pub oom_killed: bool,
+    /// A fork of this command failed at the sandbox's process limit.
+    pub pids_limited: bool,
 }
 
 impl ExitStatus {
@@ -109,6 +116,8 @@ pub enum SandboxError {
     Expired,
     #[error("the sandbox was stopped")]
     Killed,
+    #[error("the sandbox used more than {limit_mb} MB of disk")]
+    DiskLimit { limit_mb: u64 },
     #[error("the provider has no capacity for another sandbox: {0}")]
     QuotaExceeded(String),
     #[error("the provider did not answer in time: {0}")]
@@ -145,7 +154,8 @@ pub trait SandboxProvider: Send + Sync {
         timeout: Duration,
     ) -> Result<SandboxHandle, SandboxError>;
 
-    /// Runs a command, sending its output as it comes, and returns how it ended.
+    /// Runs a command, sending its output as it comes, and returns how it ended. When the
+    /// receiver of `output` goes away, nobody wants the rest: the command is ended.
     async fn run(
         &self,
         sandbox: &SandboxHandle,
@@ -162,6 +172,22 @@ pub trait SandboxProvider: Send + Sync {
         mode: u32,
     ) -> Result<(), SandboxError>;
 
+    /// Makes `port` on the sandbox's own loopback reach the Unix socket `socket` on the host, for
+    /// every command started from now on: the sandbox's bridge to CodeCourier's gateway and
+    /// proxy. A provider whose sandboxes have no network of their own refuses.
+    async fn forward(
+        &self,
+        sandbox: &SandboxHandle,
+        port: u16,
+        socket: &Path,
+    ) -> Result<(), SandboxError> {
+        let _ = (sandbox, socket);
+        Err(SandboxError::Unsupported(format!(
+            "{} sandboxes cannot forward port {port}: they have no network of their own",
+            self.name()
+        )))
+    }
+
     /// Ends the sandbox and everything running in it. Works from another process too.
     async fn kill(&self, provider_id: &str) -> Result<(), SandboxError>;
 
@@ -177,39 +203,6 @@ pub trait SandboxProvider: Send + Sync {
         &self,
         metadata: &BTreeMap<String, String>,
     ) -> Result<Vec<SandboxInfo>, SandboxError>;
-}
-
-/// A command's whole output, for short commands (git, setup steps).
-#[derive(Debug, Clone)]
-pub struct Captured {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs a command and collects its output.
-pub async fn run_captured(
-    provider: &dyn SandboxProvider,
-    sandbox: &SandboxHandle,
-    exec: &Exec,
-) -> Result<Captured, SandboxError> {
-    let (tx, mut rx) = mpsc::channel(64);
-    let collect = async {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        while let Some(chunk) = rx.recv().await {
-            match chunk {
-                Output::Stdout(b) => out.extend(b),
-                Output::Stderr(b) => err.extend(b),
-            }
-        }
-        (out, err)
-    };
-    let (status, (out, err)) = tokio::join!(provider.run(sandbox, exec, tx), collect);
-    Ok(Captured {
-        status: status?,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    })
 }
 
 /// Splits a byte stream into lines without limit on the number of lines but with a cap on one
@@ -272,14 +265,39 @@ pub fn provider_for(
     config: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn SandboxProvider>, String> {
     match config.sandbox_provider {
-        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(local::LocalProvider::new(
-            &config.data_dir,
-            config.tools_dir.clone(),
-        ))),
+        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(
+            local::LocalProvider::new(&config.data_dir, config.tools_dir.clone())
+                .protecting(codecourier_files(config))
+                // Until the gateway carries model and git traffic through forwards, agents reach
+                // their APIs directly: CODECOURIER_EGRESS will decide this then.
+                .with_egress_open(true),
+        )),
         crate::config::ProviderKind::E2b => {
             Ok(std::sync::Arc::new(e2b::E2bProvider::new(&config.e2b)?))
         }
     }
+}
+
+/// CodeCourier's own files besides the data directory: the `.env` it read (dotenvy looks in the
+/// working directory and its parents) and a database kept elsewhere.
+fn codecourier_files(config: &crate::config::Config) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        files.extend(
+            cwd.ancestors()
+                .map(|d| d.join(".env"))
+                .find(|f| f.is_file()),
+        );
+    }
+    let database = config
+        .database_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let database = database.split('?').next().unwrap_or_default();
+    if !database.is_empty() && database != ":memory:" {
+        files.push(PathBuf::from(database));
+    }
+    files
 }
 
 #[cfg(test)]

@@ -3,13 +3,11 @@
 
 use super::{Ending, Launch, Launcher};
 use crate::pipeline::Phase;
-use crate::sandbox::{run_captured, Exec, HOME};
+use crate::sandbox::{archive, run_captured_within, Exec, HOME};
 use crate::secret::Secret;
 
 /// Session archives beyond this (base64 bytes) are not kept: a follow-up then starts afresh.
 const MAX_SESSION_ARCHIVE: usize = 32 * 1024 * 1024;
-/// Where a restored archive is unpacked from.
-const ARCHIVE_PATH: &str = "/home/user/.codecourier/session.tgz";
 
 impl Launcher {
     /// Keeps the agent's session files (Claude Code's config directory) encrypted, so a follow-up
@@ -25,12 +23,9 @@ impl Launcher {
             cwd: Some(HOME.into()),
             ..Exec::script("tar -C /home/user -czf - .claude 2>/dev/null | base64 -w0")
         };
-        match run_captured(self.provider.as_ref(), handle, &exec).await {
-            Ok(out)
-                if out.status.success()
-                    && !out.stdout.is_empty()
-                    && out.stdout.len() < MAX_SESSION_ARCHIVE =>
-            {
+        match run_captured_within(self.provider.as_ref(), handle, &exec, MAX_SESSION_ARCHIVE).await
+        {
+            Ok(out) if out.status.success() && !out.stdout.is_empty() && !out.was_cut() => {
                 if let Err(e) = self
                     .store
                     .save_agent_session(launch.id, &Secret::new(out.stdout))
@@ -73,21 +68,24 @@ impl Launcher {
             phase: Phase::ToolSetup,
             error: "the kept agent session is damaged".into(),
         })?;
-        self.provider
-            .write_file(launch.handle(), ARCHIVE_PATH, &bytes, 0o600)
-            .await
-            .map_err(|e| Ending::from_sandbox(Phase::ToolSetup, e))?;
-        let mut unpack = Exec::script(format!(
-            "tar -xzf {ARCHIVE_PATH} -C /home/user && rm {ARCHIVE_PATH}"
-        ));
-        unpack.cwd = Some(HOME.into());
-        self.sh(
-            launch,
-            Phase::ToolSetup,
-            "restoring the agent session",
-            unpack,
-        )
-        .await?;
+        // Rebuilt on the way in: no entry may point or climb out of the home directory, whatever
+        // the earlier agent left in it.
+        let dropped =
+            archive::restore_tar_gz(self.provider.as_ref(), launch.handle(), HOME, &bytes)
+                .await
+                .map_err(|e| Ending::from_sandbox(Phase::ToolSetup, e))?;
+        if !dropped.is_empty() {
+            self.note(
+                launch,
+                format!(
+                    "the kept session had {} entr{} pointing out of the sandbox's home, left out: {}",
+                    dropped.len(),
+                    if dropped.len() == 1 { "y" } else { "ies" },
+                    dropped.join(", ")
+                ),
+            )
+            .await;
+        }
         Ok(Some(session.clone()))
     }
 }
