@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::ids::SandboxId;
+use crate::ids::{JobKind, SandboxId};
 use crate::pipeline::{
     Phase, PhaseOutcome, ProgressEvent, ProgressSink, WorkflowEvent, WorkflowSink,
 };
@@ -185,8 +185,10 @@ impl WorkflowSink for TerminalTimeline {
                     eprintln!("    {e}");
                 }
             }
-            WorkflowEvent::RunFinished { status, .. } => eprintln!("run {status}"),
-            WorkflowEvent::ChainFinished { status, .. } => eprintln!("chain {status}"),
+            WorkflowEvent::JobFinished { job, status, .. } => match job.kind() {
+                JobKind::Run => eprintln!("run {status}"),
+                JobKind::Chain => eprintln!("chain {status}"),
+            },
         }
     }
 }
