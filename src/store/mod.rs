@@ -5,6 +5,7 @@
 mod issues;
 mod jobs;
 mod projects;
+mod sandbox_log;
 mod sandboxes;
 mod secrets;
 mod steps;
@@ -15,9 +16,10 @@ pub use jobs::{
     ChainWork, JobEnd, JobMeta, JobOwner, JobRecord, JobStatus, NewJob, NewWork, RunWork, Work,
 };
 pub use projects::{Learning, NamedText, Project, ProjectChange};
+pub use sandbox_log::{EventRecord, PhaseRecord};
 pub use sandboxes::{
-    CapReached, Commit, DiscordOrigin, EventRecord, Finish, IssueSessionLink, NewSandbox,
-    PhaseRecord, RunningCaps, SandboxFilter, SandboxRecord,
+    CapReached, Commit, DiscordOrigin, Finish, IssueSessionLink, NewSandbox, RunningCaps,
+    SandboxFilter, SandboxRecord,
 };
 pub use steps::{NewStep, StepEnding, StepRecord, StepStatus, WorkflowLink};
 pub use workflows::StoredWorkflow;
