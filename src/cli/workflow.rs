@@ -162,22 +162,62 @@ fn owner() -> String {
 }
 
 /// What `workflow run` and `chain run` start from: the operations, the repository as recorded,
-/// its project, and the workflow by name.
-async fn start(
-    config: &Config,
-    catalog: &Catalog,
-    repo: &str,
-    workflow: Option<&str>,
-) -> Result<(Ops, String, Option<i64>, WorkflowDef), CliError> {
-    let ops = ops(config, catalog).await?;
-    let repo = repo_text(repo)?;
-    let project = project_of(ops.store(), Some(&repo)).await?;
-    let definition = ops
-        .runner()
-        .find_workflow(project, workflow)
-        .await
-        .map_err(invalid)?;
-    Ok((ops, repo, project, definition))
+/// its project, the workflow by name, and who starts the job.
+struct Start {
+    ops: Ops,
+    repo: String,
+    project: Option<i64>,
+    definition: WorkflowDef,
+    user: String,
+}
+
+impl Start {
+    async fn new(
+        config: &Config,
+        catalog: &Catalog,
+        repo: &str,
+        workflow: Option<&str>,
+    ) -> Result<Self, CliError> {
+        let ops = ops(config, catalog).await?;
+        let repo = repo_text(repo)?;
+        let project = project_of(ops.store(), Some(&repo)).await?;
+        let definition = ops
+            .runner()
+            .find_workflow(project, workflow)
+            .await
+            .map_err(invalid)?;
+        Ok(Self {
+            ops,
+            repo,
+            project,
+            definition,
+            user: owner(),
+        })
+    }
+
+    fn owner(&self) -> JobOwner<'_> {
+        JobOwner {
+            project_id: self.project,
+            launched_by: &self.user,
+            discord: None,
+        }
+    }
+
+    fn request<'a>(
+        &'a self,
+        owner: &'a JobOwner<'a>,
+        base_branch: Option<&'a str>,
+        env: &'a [String],
+    ) -> JobRequest<'a> {
+        JobRequest {
+            workflow: &self.definition,
+            repo: &self.repo,
+            base_branch,
+            env,
+            owner,
+            allow_local: true,
+        }
+    }
 }
 
 /// Ctrl-C stops the current step's sandbox and ends the run as stopped.
@@ -273,8 +313,7 @@ pub async fn run_workflow(
             env,
             json,
         } => {
-            let (ops, repo, project, definition) =
-                start(config, catalog, &repo, workflow.as_deref()).await?;
+            let start = Start::new(config, catalog, &repo, workflow.as_deref()).await?;
             let named = TaskRef::for_run(prompt.as_deref(), issue.as_deref(), github_issue)
                 .map_err(|refusal| {
                     match refusal {
@@ -287,27 +326,19 @@ pub async fn run_workflow(
                     }
                 }
                 })?;
-            let task = ops.run_task(&named, &repo, None).await.map_err(invalid)?;
-            let user = owner();
-            let owner = JobOwner {
-                project_id: project,
-                launched_by: &user,
-                discord: None,
-            };
-            let request = JobRequest {
-                workflow: &definition,
-                repo: &repo,
-                base_branch: base_branch.as_deref(),
-                env: &env,
-                owner: &owner,
-                allow_local: true,
-            };
+            let ops = &start.ops;
+            let task = ops
+                .run_task(&named, &start.repo, None)
+                .await
+                .map_err(invalid)?;
+            let owner = start.owner();
+            let request = start.request(&owner, base_branch.as_deref(), &env);
             let job = ops
                 .runner()
                 .start_run(&request, task)
                 .await
                 .map_err(invalid)?;
-            follow(&ops, job, &definition, json).await
+            follow(ops, job, &start.definition, json).await
         }
         WorkflowCommand::Resume { id, json } => {
             resume(config, catalog, JobKind::Run, &id, json).await
@@ -334,8 +365,8 @@ pub async fn run_chain(
             env,
             json,
         } => {
-            let (ops, repo, project, definition) =
-                start(config, catalog, &repo, workflow.as_deref()).await?;
+            let start = Start::new(config, catalog, &repo, workflow.as_deref()).await?;
+            let ops = &start.ops;
             // In order: the lines of text (blank ones are no issue), the session's issues, then
             // GitHub's.
             let texts = item
@@ -351,7 +382,7 @@ pub async fn run_chain(
             let github = github_issue.iter().map(|&n| TaskRef::GithubIssue(n));
             let named: Vec<TaskRef> = texts.chain(scanned).chain(github).collect();
             let items = ops
-                .chain_tasks(&named, &repo, None)
+                .chain_tasks(&named, &start.repo, None)
                 .await
                 .map_err(invalid)?;
             let session_id = match &from_session {
@@ -363,20 +394,8 @@ pub async fn run_chain(
                     .map(|s| s.id),
                 None => None,
             };
-            let user = owner();
-            let owner = JobOwner {
-                project_id: project,
-                launched_by: &user,
-                discord: None,
-            };
-            let request = JobRequest {
-                workflow: &definition,
-                repo: &repo,
-                base_branch: base_branch.as_deref(),
-                env: &env,
-                owner: &owner,
-                allow_local: true,
-            };
+            let owner = start.owner();
+            let request = start.request(&owner, base_branch.as_deref(), &env);
             let job = ops
                 .runner()
                 .start_chain(
@@ -388,7 +407,7 @@ pub async fn run_chain(
                 )
                 .await
                 .map_err(invalid)?;
-            follow(&ops, job, &definition, json).await
+            follow(ops, job, &start.definition, json).await
         }
         ChainCommand::Resume { id, json } => {
             resume(config, catalog, JobKind::Chain, &id, json).await
