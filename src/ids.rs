@@ -185,4 +185,19 @@ mod tests {
         assert!(id.to_string().starts_with(&id.short()));
         assert_eq!(id.to_string().parse::<SandboxId>().unwrap(), id);
     }
+
+    #[test]
+    fn a_job_id_says_its_kind_and_keeps_the_id_of_its_run_or_chain() {
+        let run = WorkflowRunId::new();
+        let job = JobId::Run(run);
+        assert_eq!(job.kind(), JobKind::Run);
+        assert_eq!(job.id_text(), run.to_string());
+        assert_eq!(job.short(), run.short());
+        assert_eq!(job.to_string(), format!("workflow run {run}"));
+        let chain = WorkChainId::new();
+        assert_eq!(
+            JobId::Chain(chain).to_string(),
+            format!("work chain {chain}")
+        );
+    }
 }
