@@ -14,7 +14,7 @@ use crate::pipeline::ops::continuing;
 use crate::pipeline::workflow::{
     next_step, read_verdict, step_prompt, DoneStep, Next, StepEnd, StepKind, Verdict,
 };
-use crate::pipeline::{LaunchError, LaunchOrigin, SandboxStatus};
+use crate::pipeline::{LaunchError, LaunchOrigin, ProjectChoice, SandboxStatus};
 use crate::store::{
     JobEnd, JobRecord, JobStatus, NewStep, RunWork, StepEnding, StepRecord, StepStatus,
     WorkflowLink,
@@ -145,7 +145,12 @@ impl Runner {
         let origin = LaunchOrigin {
             launched_by: job.meta.launched_by.clone(),
             discord: job.meta.discord(),
-            project_id: job.project_id,
+            // A run started without a project of its own (a repository named from another
+            // channel) keeps none for every step.
+            project: job
+                .project_id
+                .map_or(ProjectChoice::Nothing, ProjectChoice::Project),
+            keys_of: job.meta.discord().map(|d| d.user_id),
             issue_session: None,
             workflow: Some(WorkflowLink {
                 run: step.run.id,
