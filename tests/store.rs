@@ -2,7 +2,7 @@
 
 use codecourier::catalog::{Catalog, LaunchInput, LaunchRequest};
 use codecourier::ids::DiscordId;
-use codecourier::pipeline::{Phase, PhaseOutcome, SandboxStatus};
+use codecourier::model::{Phase, PhaseOutcome, SandboxStatus};
 use codecourier::secret::{KeySource, Secret, SecretKey};
 use codecourier::store::{
     DiscordOrigin, NewSandbox, RunningCaps, SandboxFilter, Store, StoreError,
@@ -399,7 +399,7 @@ async fn opening_waits_for_a_database_another_connection_holds_locked() {
 #[tokio::test]
 async fn only_one_process_takes_over_a_run() {
     use codecourier::ids::WorkflowRunId;
-    use codecourier::pipeline::workflow::{Task, WorkflowDef};
+    use codecourier::model::workflow::{Task, WorkflowDef};
     use codecourier::store::{JobEnd, JobOwner, JobStatus, NewJob, NewWork};
     let t = store().await;
     let workflow = WorkflowDef::built_in();
@@ -453,7 +453,7 @@ async fn only_one_process_takes_over_a_run() {
 #[tokio::test]
 async fn a_chain_holds_its_runs_and_each_job_prints_its_own_fields() {
     use codecourier::ids::{JobId, JobKind, WorkChainId, WorkflowRunId};
-    use codecourier::pipeline::workflow::{Task, WorkflowDef};
+    use codecourier::model::workflow::{Task, WorkflowDef};
     use codecourier::store::{JobEnd, JobOwner, JobStatus, NewJob, NewWork, Work};
     let t = store().await;
     let workflow = WorkflowDef::built_in();

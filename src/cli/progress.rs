@@ -10,9 +10,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ids::{JobKind, SandboxId};
-use crate::pipeline::{
-    Phase, PhaseOutcome, ProgressEvent, ProgressSink, WorkflowEvent, WorkflowSink,
-};
+use crate::model::{Phase, PhaseOutcome};
+use crate::pipeline::{ProgressEvent, ProgressSink, WorkflowEvent, WorkflowSink};
 
 pub struct TerminalProgress {
     multi: MultiProgress,

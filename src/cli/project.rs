@@ -11,9 +11,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::CliError;
 use crate::catalog::RepoRef;
 use crate::config::{Config, AGENT_KEY_VARS};
+use crate::model::NamedText;
 use crate::pipeline::{extensions, project_scope};
 use crate::secret::Secret;
-use crate::store::{NamedText, Project, ProjectChange, Store};
+use crate::store::{Project, ProjectChange, Store};
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {

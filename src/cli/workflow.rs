@@ -12,8 +12,8 @@ use super::CliError;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::ids::{JobId, JobKind};
+use crate::model::workflow::{StepKind, WorkflowDef};
 use crate::pipeline::ops::{TaskRef, TaskRefusal};
-use crate::pipeline::workflow::WorkflowDef;
 use crate::pipeline::{step_line, JobRequest, LaunchError, Ops, WorkflowSink};
 use crate::store::{JobOwner, JobRecord, JobStatus, Store, Work};
 
@@ -503,7 +503,7 @@ fn capitalised(text: &str) -> String {
 /// A workflow in a few lines: the steps with the tool each uses.
 fn describe(catalog: &Catalog, w: &WorkflowDef) -> String {
     let mut text = format!("{} · up to {} optimizer rounds", w.name, w.max_rounds);
-    for kind in crate::pipeline::workflow::StepKind::ALL {
+    for kind in StepKind::ALL {
         let (tool, model, template) = w.step_tool(catalog, kind);
         text.push_str(&format!(
             "\n  {kind:<9} {tool} · {model}{} — {}",

@@ -12,7 +12,6 @@ pub mod ops;
 mod prompt;
 mod recovery;
 pub mod scan;
-mod status;
 pub mod workflow;
 
 pub use events::{Fanout, NoProgress, ProgressEvent, ProgressSink};
@@ -23,4 +22,3 @@ pub use launch::{
 pub use naming::{branch_name, slug};
 pub use ops::Ops;
 pub use recovery::recover;
-pub use status::{IllegalTransition, Phase, PhaseOutcome, SandboxStatus};

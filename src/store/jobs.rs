@@ -13,7 +13,7 @@ use super::sandboxes::{parse_id, text_id, DiscordOrigin};
 use super::steps::StepRecord;
 use super::{Result, Store, StoreError};
 use crate::ids::{DiscordId, IssueSessionId, JobId, JobKind, WorkChainId, WorkflowRunId};
-use crate::pipeline::workflow::{Task, WorkflowDef};
+use crate::model::workflow::{Task, WorkflowDef};
 
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -15,7 +15,7 @@ pub use issues::{IssueRecord, IssueSession, NewIssueSession};
 pub use jobs::{
     ChainWork, JobEnd, JobMeta, JobOwner, JobRecord, JobStatus, NewJob, NewWork, RunWork, Work,
 };
-pub use projects::{Learning, NamedText, Project, ProjectChange};
+pub use projects::{Learning, Project, ProjectChange};
 pub use sandbox_log::{EventRecord, PhaseRecord};
 pub use sandboxes::{
     CapReached, Commit, DiscordOrigin, Finish, IssueSessionLink, NewSandbox, RunningCaps,
@@ -33,7 +33,7 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::ids::SandboxId;
-use crate::pipeline::IllegalTransition;
+use crate::model::IllegalTransition;
 use crate::secret::{KeySource, SecretKey};
 
 /// Errors a caller branches on; everything else is `Other`.

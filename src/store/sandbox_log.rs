@@ -8,7 +8,7 @@ use sqlx::{FromRow, Row};
 use super::{Result, Store, StoreError};
 use crate::agent::AgentEvent;
 use crate::ids::SandboxId;
-use crate::pipeline::{Phase, PhaseOutcome};
+use crate::model::{Phase, PhaseOutcome};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseRecord {

@@ -15,7 +15,7 @@ use super::{Result, Store, StoreError};
 use crate::agent::AgentResult;
 use crate::catalog::LaunchRequest;
 use crate::ids::{DiscordId, IssueSessionId, SandboxId};
-use crate::pipeline::{Phase, SandboxStatus};
+use crate::model::{Phase, SandboxStatus};
 use crate::secret::Secret;
 
 /// Where a launch came from in Discord.

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::{Result, Store};
 use crate::ids::{SandboxId, WorkChainId, WorkflowRunId};
-use crate::pipeline::workflow::{StepKind, Verdict};
+use crate::model::workflow::{StepKind, Verdict};
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Result, Store, StoreError};
-use crate::pipeline::workflow::WorkflowDef;
+use crate::model::workflow::{WorkflowDef, DEFAULT_WORKFLOW};
 
 /// A project's workflow as stored.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,7 @@ impl Store {
         definition: &WorkflowDef,
         created_by: &str,
     ) -> Result<()> {
-        if definition.name.trim() == crate::pipeline::workflow::DEFAULT_WORKFLOW {
+        if definition.name.trim() == DEFAULT_WORKFLOW {
             return Err(StoreError::Other(anyhow::anyhow!(
                 "\"{}\" is the built-in workflow's name; choose another",
                 definition.name

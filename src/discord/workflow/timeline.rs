@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use crate::discord::render::{self, cut, inert, StatusView, MAX_CONTENT};
 use crate::discord::status_editor::LiveView;
 use crate::ids::JobKind;
-use crate::pipeline::workflow::StepKind;
+use crate::model::workflow::StepKind;
 use crate::pipeline::{ProgressEvent, WorkflowEvent};
 use crate::store::{JobRecord, JobStatus, StepRecord, StepStatus, Work};
 

@@ -2,8 +2,8 @@
 //! launch's progress, and its end.
 
 use crate::ids::{JobId, SandboxId};
+use crate::model::workflow::{StepKind, Verdict};
 use crate::pipeline::events::{ProgressEvent, ProgressSink};
-use crate::pipeline::workflow::{StepKind, Verdict};
 use crate::store::{JobStatus, StepStatus};
 
 /// What a run or chain reports as it goes (the current step's launch progress included).

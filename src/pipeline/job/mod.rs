@@ -21,7 +21,7 @@ pub use run::step_line;
 use super::{LaunchError, Launcher};
 use crate::catalog::{Catalog, LaunchRequest};
 use crate::ids::{IssueSessionId, JobId, WorkChainId, WorkflowRunId};
-use crate::pipeline::workflow::{StepKind, Task, WorkflowDef};
+use crate::model::workflow::{StepKind, Task, WorkflowDef};
 use crate::secret::Secret;
 use crate::store::{JobEnd, JobOwner, JobRecord, JobStatus, NewJob, NewWork, Store, Work};
 

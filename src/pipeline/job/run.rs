@@ -10,11 +10,11 @@ use super::events::{StepProgress, WorkflowEvent, WorkflowSink};
 use super::{Driving, PullRequest, Runner};
 use crate::catalog::{FollowUp, LaunchMode};
 use crate::ids::SandboxId;
+use crate::model::workflow::{StepKind, Verdict};
+use crate::model::SandboxStatus;
 use crate::pipeline::ops::continuing;
-use crate::pipeline::workflow::{
-    next_step, read_verdict, step_prompt, DoneStep, Next, StepEnd, StepKind, Verdict,
-};
-use crate::pipeline::{LaunchError, LaunchOrigin, ProjectChoice, SandboxStatus};
+use crate::pipeline::workflow::{next_step, read_verdict, step_prompt, DoneStep, Next, StepEnd};
+use crate::pipeline::{LaunchError, LaunchOrigin, ProjectChoice};
 use crate::store::{
     JobEnd, JobRecord, JobStatus, NewStep, RunWork, StepEnding, StepRecord, StepStatus,
     WorkflowLink,

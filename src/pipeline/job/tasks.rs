@@ -4,7 +4,7 @@
 use super::Runner;
 use crate::catalog::RepoRef;
 use crate::ids::DiscordId;
-use crate::pipeline::workflow::{Task, WorkflowDef, DEFAULT_WORKFLOW};
+use crate::model::workflow::{Task, WorkflowDef, DEFAULT_WORKFLOW};
 use crate::pipeline::LaunchError;
 
 impl Runner {

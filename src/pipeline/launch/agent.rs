@@ -10,7 +10,7 @@ use super::answers::CheckedAnswer;
 use super::git::shell_quote;
 use super::{tail, Ending, Launch, Launcher, ERROR_TAIL};
 use crate::agent::{AgentPlan, AgentResult};
-use crate::pipeline::Phase;
+use crate::model::Phase;
 use crate::sandbox::{run_captured, Exec, LineSplitter, Output, HOME, PROJECT_DIR};
 use crate::secret::Secret;
 

@@ -8,8 +8,8 @@ use super::git::push_summary;
 use super::publish::Links;
 use super::{answers, count, Ending, Launch, Launcher};
 use crate::agent::{AgentResult, LEARNINGS_FILE};
+use crate::model::{Phase, SandboxStatus};
 use crate::pipeline::events::ProgressEvent;
-use crate::pipeline::{Phase, SandboxStatus};
 use crate::sandbox::{run_captured, Exec, SandboxError, HOME};
 use crate::store::{Finish, SandboxRecord};
 

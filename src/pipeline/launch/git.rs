@@ -6,8 +6,8 @@
 use super::{count, Detail, Ending, Launch, Launcher};
 use crate::catalog::{LaunchMode, RepoRef};
 use crate::github::{self, GithubError, RepoClient};
+use crate::model::Phase;
 use crate::pipeline::naming::{branch_name, commit_message};
-use crate::pipeline::Phase;
 use crate::sandbox::{Exec, Mount, HOME, PROJECT_DIR};
 use crate::secret::Secret;
 use crate::store::Commit;

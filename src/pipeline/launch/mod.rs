@@ -25,10 +25,10 @@ use self::answers::AnswerForm;
 use self::git::GitRemote;
 use self::publish::Links;
 use super::events::{ProgressEvent, ProgressSink};
-use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::catalog::{Catalog, LaunchRequest, Tool};
 use crate::config::{Config, GithubConfig};
 use crate::ids::{IssueSessionId, SandboxId};
+use crate::model::{Phase, PhaseOutcome, SandboxStatus};
 use crate::redact::Redactor;
 use crate::sandbox::{
     run_captured, Exec, SandboxError, SandboxHandle, SandboxProvider, SandboxSpec,

@@ -76,8 +76,8 @@ mod tests {
     use crate::catalog::{build_custom_tag, LaunchInput, Resources};
     use crate::config::Config;
     use crate::ids::{JobId, WorkflowRunId};
-    use crate::pipeline::workflow::{Task, WorkflowDef};
-    use crate::pipeline::SandboxStatus;
+    use crate::model::workflow::{Task, WorkflowDef};
+    use crate::model::SandboxStatus;
     use crate::sandbox::local::LocalProvider;
     use crate::sandbox::{provider_for, SandboxProvider, SandboxSpec};
     use crate::store::{JobOwner, JobStatus, NewJob, NewSandbox, NewWork, SandboxRecord};

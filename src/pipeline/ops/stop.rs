@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Ops;
 use crate::ids::{JobId, SandboxId};
-use crate::pipeline::SandboxStatus;
+use crate::model::SandboxStatus;
 use crate::sandbox::SandboxError;
 use crate::store::{Finish, SandboxRecord, StoreError};
 
