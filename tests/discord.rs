@@ -222,6 +222,7 @@ async fn a_launch_replies_opens_a_thread_shows_every_phase_and_posts_the_result(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_out_of_range_option_gets_an_ephemeral_error_and_records_nothing() {
     let bot = start_bot(&[]).await;
+    bind_project(&bot, &[]).await;
     let launch = bot.slash(
         alice(),
         "launch",
@@ -239,6 +240,7 @@ async fn an_out_of_range_option_gets_an_ephemeral_error_and_records_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_path_is_refused_unless_the_operator_allows_it() {
     let bot = start_bot(&[("CODECOURIER_ALLOW_LOCAL_REPOS", "false")]).await;
+    bind_project(&bot, &[]).await;
     let launch = bot.slash(alice(), "launch", &bot.with_repo(&prompt("Read the disk")));
     let text = bot.ephemeral_reply(&launch).await;
     assert!(text.contains("CODECOURIER_ALLOW_LOCAL_REPOS"), "{text}");
@@ -573,7 +575,7 @@ async fn open_pr_opens_a_draft_for_a_launch_that_had_none() {
         ],
     )
     .await;
-    bind_project(&bot, &[("FAKE_CLAUDE", "commit")]).await;
+    bind_project_to(&bot, "acme/widgets", &[("FAKE_CLAUDE", "commit")]).await;
     let launch = bot.slash(
         alice(),
         "launch",
@@ -716,6 +718,7 @@ async fn roles_and_the_per_user_cap_are_enforced_with_reasons() {
     let roles = BUILDERS_ROLE.to_string();
     let bot = start_bot(&[("CODECOURIER_ALLOWED_ROLES", roles.as_str())]).await;
     bot.fake.add_role(BUILDERS_ROLE, "builders", 0);
+    bind_project(&bot, &[]).await;
     let refused = bot.slash(alice(), "launch", &bot.with_repo(&prompt("Do it")));
     let text = bot.ephemeral_reply(&refused).await;
     assert!(

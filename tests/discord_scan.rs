@@ -108,7 +108,7 @@ async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, MockServer) {
     )
     .await;
     let api = fake_anthropic::start(Mode::Scan { answers }).await;
-    bind_project(&bot, &[("ANTHROPIC_BASE_URL", &api.uri())]).await;
+    bind_project_to(&bot, "acme/widgets", &[("ANTHROPIC_BASE_URL", &api.uri())]).await;
     (bot, api, github)
 }
 
