@@ -41,6 +41,7 @@ fn spec(cpus: u32, memory_mb: u32, template: &str) -> SandboxSpec {
         metadata: BTreeMap::from([("codecourier_sandbox_id".into(), "test".into())]),
         mounts: Vec::new(),
         host_tools: Vec::new(),
+        network: None,
     }
 }
 

@@ -219,6 +219,7 @@ async fn create(
             })
             .collect(),
         host_tools: Vec::new(),
+        network: None,
     };
     let handle = match fake.local.create(&spec, Duration::from_secs(timeout)).await {
         Ok(h) => h,
