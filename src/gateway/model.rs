@@ -13,9 +13,9 @@ use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 
 use super::grants::ModelKey;
-use crate::secret::Secret;
 use super::listener::{full, strip_hop_by_hop, Body};
 use super::Shared;
+use crate::secret::Secret;
 
 /// The model APIs the agent CLIs speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,10 +61,9 @@ impl ModelApi {
         let key = ModelKey::ApiKey(value.clone());
         match var {
             "ANTHROPIC_API_KEY" => Some((ModelApi::Anthropic, key)),
-            "CLAUDE_CODE_OAUTH_TOKEN" => Some((
-                ModelApi::Anthropic,
-                ModelKey::OAuthToken(value.clone()),
-            )),
+            "CLAUDE_CODE_OAUTH_TOKEN" => {
+                Some((ModelApi::Anthropic, ModelKey::OAuthToken(value.clone())))
+            }
             "OPENAI_API_KEY" => Some((ModelApi::OpenAi, key)),
             "OPENROUTER_API_KEY" => Some((ModelApi::OpenRouter, key)),
             _ => None,

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::{
-    Exec, ExitStatus, Output, SandboxError, SandboxHandle, SandboxInfo, SandboxProvider,
-    NetworkPolicy, SandboxSpec,
+    Exec, ExitStatus, NetworkPolicy, Output, SandboxError, SandboxHandle, SandboxInfo,
+    SandboxProvider, SandboxSpec,
 };
 use crate::config::E2bConfig;
 use crate::secret::Secret;

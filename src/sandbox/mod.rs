@@ -299,18 +299,15 @@ pub fn provider_for(
     config: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn SandboxProvider>, String> {
     match config.sandbox_provider {
-        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(
-            {
-                let provider =
-                    local::LocalProvider::new(&config.data_dir, config.tools_dir.clone())
-                        .protecting(codecourier_files(config))
-                        .with_egress_open(config.gateway.egress_open);
-                match &config.bridge_binary {
-                    Some(binary) => provider.with_init_binary(binary.clone()),
-                    None => provider,
-                }
-            },
-        )),
+        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new({
+            let provider = local::LocalProvider::new(&config.data_dir, config.tools_dir.clone())
+                .protecting(codecourier_files(config))
+                .with_egress_open(config.gateway.egress_open);
+            match &config.bridge_binary {
+                Some(binary) => provider.with_init_binary(binary.clone()),
+                None => provider,
+            }
+        })),
         crate::config::ProviderKind::E2b => {
             Ok(std::sync::Arc::new(e2b::E2bProvider::new(&config.e2b)?))
         }

@@ -56,9 +56,7 @@ impl Access {
                 .into_iter()
                 .map(|name| (name.to_string(), proxy.clone()))
                 .collect();
-        env.extend(
-            ["NO_PROXY", "no_proxy"].map(|name| (name.to_string(), Secret::new(NO_PROXY))),
-        );
+        env.extend(["NO_PROXY", "no_proxy"].map(|name| (name.to_string(), Secret::new(NO_PROXY))));
         env
     }
 
@@ -188,7 +186,9 @@ impl Launcher {
                 .find(|(n, v)| n == api.base_url_var() && !v.expose().is_empty());
             let upstream = match own {
                 Some((var, value)) => Some(url::Url::parse(value.expose()).map_err(|_| {
-                    fail(format!("{var} is not a URL such as https://api.example.com"))
+                    fail(format!(
+                        "{var} is not a URL such as https://api.example.com"
+                    ))
                 })?),
                 None => None,
             };
@@ -198,7 +198,7 @@ impl Launcher {
             upstreams.push((api, resolved));
             models.push(ModelGrant { api, key, upstream });
         }
-        let git = match (&launch.remote.upstream, &launch.remote.token) {
+        let git = match (launch.remote.upstream(), &launch.remote.token) {
             (Some(upstream), Some(token)) => Some(GitGrant {
                 upstream: upstream.clone(),
                 token: token.clone(),
@@ -245,14 +245,15 @@ impl Launcher {
             return None;
         }
         let mut rules: Vec<HeaderRule> = Vec::new();
-        let mut add = |host: &str, name: String, value: Secret| {
-            match rules.iter_mut().find(|r| r.host == host) {
-                Some(rule) => rule.headers.push((name, value)),
-                None => rules.push(HeaderRule {
-                    host: host.to_string(),
-                    headers: vec![(name, value)],
-                }),
-            }
+        let mut add = |host: &str, name: String, value: Secret| match rules
+            .iter_mut()
+            .find(|r| r.host == host)
+        {
+            Some(rule) => rule.headers.push((name, value)),
+            None => rules.push(HeaderRule {
+                host: host.to_string(),
+                headers: vec![(name, value)],
+            }),
         };
         let grant = access.grant.grant();
         for model in &grant.models {
@@ -311,16 +312,23 @@ impl Launcher {
         std::fs::create_dir_all(&dir)
             .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(format!("{}.sock", handle.provider_id));
-        let socket = self
-            .gateway()
-            .await?
-            .listen_unix(&path)
-            .map_err(|e| fail(format!("the gateway cannot listen on {}: {e}", path.display())))?;
+        let socket = self.gateway().await?.listen_unix(&path).map_err(|e| {
+            fail(format!(
+                "the gateway cannot listen on {}: {e}",
+                path.display()
+            ))
+        })?;
         {
             use std::os::unix::fs::PermissionsExt;
             // The sandbox's user owns nothing on the host; the placeholder is what admits it.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
-                .map_err(|e| fail(format!("cannot open {} to the sandbox: {e}", path.display())))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(
+                |e| {
+                    fail(format!(
+                        "cannot open {} to the sandbox: {e}",
+                        path.display()
+                    ))
+                },
+            )?;
         }
         self.provider
             .forward(handle, GATEWAY_PORT, &path)

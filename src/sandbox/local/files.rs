@@ -81,12 +81,7 @@ pub fn read_beneath(root: &Path, relative: &Path, max: u64) -> io::Result<Vec<u8
         0,
     )?;
     for name in dirs {
-        dir = open_at(
-            Some(dir.as_fd()),
-            name,
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-        )?;
+        dir = open_at(Some(dir.as_fd()), name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
     }
     // O_NONBLOCK: a pipe planted under the name must not hang the host.
     let fd = open_at(
