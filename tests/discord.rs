@@ -535,7 +535,8 @@ async fn open_pr_opens_a_draft_for_a_launch_that_had_none() {
     let world = World::new();
     let github = MockServer::start().await;
     let sha = support::git(&world.origin, &["rev-parse", "main"]);
-    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": format!("file://{}", world.origin.display()), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
+    let git_host = support::mock_github::serve_git(&world).await;
+    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": git_host.clone_url("acme/widgets"), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
     Mock::given(method("GET"))
         .and(path("/repos/acme/widgets"))
         .respond_with(ResponseTemplate::new(200).set_body_json(repo))
@@ -569,7 +570,7 @@ async fn open_pr_opens_a_draft_for_a_launch_that_had_none() {
         FakeDiscord::start().await,
         &[
             ("GITHUB_API_URL", uri.as_str()),
-            ("GITHUB_TOKEN", "ghp_test0123456789abcdefghijklmnopqrstu"),
+            ("GITHUB_TOKEN", support::mock_github::TOKEN),
         ],
     )
     .await;

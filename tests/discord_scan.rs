@@ -75,7 +75,7 @@ impl Respond for NewIssue {
 }
 
 /// The mock GitHub with issue search and creation.
-async fn github(world: &World) -> MockServer {
+async fn github(world: &World) -> mock_github::Github {
     let server = mock_github::start(world).await;
     Mock::given(method("GET"))
         .and(path("/search/issues"))
