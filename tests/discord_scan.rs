@@ -92,7 +92,7 @@ async fn github(world: &World) -> mock_github::Github {
 
 /// The bot with the real Claude Code CLI, the fake model API answering `answers` to scans, and a
 /// mock GitHub.
-async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, MockServer) {
+async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, mock_github::Github) {
     let world = World::new();
     let github = github(&world).await;
     let tools = support::claude_code_tools_dir().display().to_string();

@@ -358,12 +358,7 @@ fn e2b_launch(
 async fn the_whole_launch_sequence_runs_on_e2b() {
     let world = World::new();
     let vms = world.dir.path().join("vms");
-    let fake = fake_e2b::start(
-        vms,
-        fixtures_bin(),
-        Vec::new(),
-    )
-    .await;
+    let fake = fake_e2b::start(vms, fixtures_bin(), Vec::new()).await;
     fake.fake.switches.envd_not_ready.store(2, Ordering::SeqCst);
     let api = github(&world).await;
     let mut cmd = e2b_launch(
@@ -416,7 +411,10 @@ async fn the_whole_launch_sequence_runs_on_e2b() {
         format!("Basic {basic}"),
         "{network:#}"
     );
-    assert!(network["allowOut"].as_array().unwrap().contains(&json!(host)));
+    assert!(network["allowOut"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(host)));
     assert!(network["allowOut"]
         .as_array()
         .unwrap()
@@ -426,7 +424,11 @@ async fn the_whole_launch_sequence_runs_on_e2b() {
         network["rules"]["api.anthropic.com"][0]["transform"]["headers"]["x-api-key"],
         support::API_KEY
     );
-    let secrets = [support::API_KEY, support::mock_github::TOKEN, basic.as_str()];
+    let secrets = [
+        support::API_KEY,
+        support::mock_github::TOKEN,
+        basic.as_str(),
+    ];
     let env = create["envVars"].to_string();
     let uploads = fake.fake.uploads.lock().unwrap().clone();
     let starts = fake.fake.process_starts.lock().unwrap().clone();
@@ -454,12 +456,7 @@ async fn the_whole_launch_sequence_runs_on_e2b() {
 async fn after_a_crash_the_next_command_ends_the_orphaned_e2b_sandbox() {
     let world = World::new();
     let vms = world.dir.path().join("vms");
-    let fake = fake_e2b::start(
-        vms,
-        fixtures_bin(),
-        Vec::new(),
-    )
-    .await;
+    let fake = fake_e2b::start(vms, fixtures_bin(), Vec::new()).await;
     let api = github(&world).await;
     let mut child = e2b_launch(
         &world,

@@ -132,7 +132,9 @@ async fn the_branch_is_created_before_provisioning_and_a_draft_pull_request_afte
             .any(|r| r.method == "POST" && r.path.ends_with("/git-receive-pack") && r.authorized),
         "{git_requests:#?}"
     );
-    assert!(git_requests.iter().all(|r| r.authorized || r.method == "GET"));
+    assert!(git_requests
+        .iter()
+        .all(|r| r.authorized || r.method == "GET"));
 
     let requests = api.received_requests().await.unwrap();
     let refs = requests_to(&requests, "POST", "/repos/acme/widgets/git/refs");

@@ -431,7 +431,11 @@ async fn egress_proxy(network: &Value) -> String {
     }
     if network["denyOut"].as_array().is_some_and(|d| !d.is_empty()) {
         let allow = network["allowOut"].as_array().into_iter().flatten();
-        egress.allow = Some(allow.filter_map(|a| a.as_str().map(str::to_string)).collect());
+        egress.allow = Some(
+            allow
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
+        );
     }
     let egress = Arc::new(egress);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -447,11 +451,19 @@ async fn egress_proxy(network: &Value) -> String {
                 })
             });
             if !allowed {
-                return error(StatusCode::FORBIDDEN, &format!("egress to {host} is denied"));
+                return error(
+                    StatusCode::FORBIDDEN,
+                    &format!("egress to {host} is denied"),
+                );
             }
             let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
             let mut headers = parts.headers.clone();
-            for hop in ["host", "proxy-authorization", "proxy-connection", "connection"] {
+            for hop in [
+                "host",
+                "proxy-authorization",
+                "proxy-connection",
+                "connection",
+            ] {
                 headers.remove(hop);
             }
             for (rule_host, set) in &egress.rules {
@@ -474,7 +486,10 @@ async fn egress_proxy(network: &Value) -> String {
             };
             let mut response = Response::builder().status(answer.status().as_u16());
             for (name, value) in answer.headers() {
-                if !matches!(name.as_str(), "transfer-encoding" | "content-length" | "connection") {
+                if !matches!(
+                    name.as_str(),
+                    "transfer-encoding" | "content-length" | "connection"
+                ) {
                     response = response.header(name.as_str(), value.as_bytes());
                 }
             }

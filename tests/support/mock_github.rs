@@ -55,8 +55,13 @@ pub async fn serve_git(world: &World) -> GitHost {
 }
 
 pub async fn start(world: &World) -> Github {
+    start_with_token(world, TOKEN).await
+}
+
+/// The mock, its git behind `token`.
+pub async fn start_with_token(world: &World, token: &str) -> Github {
     let server = MockServer::start().await;
-    let git_host = serve_git(world).await;
+    let git_host = GitHost::start(token, &[("acme/widgets", &world.origin)]).await;
     let sha = git(&world.origin, &["rev-parse", "main"]);
     let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": git_host.clone_url("acme/widgets"), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
     Mock::given(method("GET"))

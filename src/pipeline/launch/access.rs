@@ -154,6 +154,11 @@ impl Access {
 }
 
 impl Launcher {
+    /// Where this process's gateway listens on this machine, once a launch has started it.
+    pub fn gateway_addr(&self) -> Option<std::net::SocketAddr> {
+        self.gateway.get().map(Gateway::addr)
+    }
+
     /// The gateway of this process, started on first use.
     pub(super) async fn gateway(&self) -> Result<&Gateway, Ending> {
         self.gateway
