@@ -838,6 +838,40 @@ async fn the_real_claude_code_cli_runs_a_launch_from_discord() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn serve_sends_every_agent_to_the_model_api_in_its_own_environment() {
+    use support::fake_anthropic::{self, Mode, FINAL_TEXT};
+    let api = fake_anthropic::start(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let base = api.uri();
+    let tools = support::claude_code_tools_dir();
+    // The operator's gateway or proxy, set for the whole deployment; the project sets nothing.
+    let bot = start_bot_process(World::new(), FakeDiscord::start().await, move |cmd| {
+        cmd.env("ANTHROPIC_BASE_URL", &base)
+            .env("CODECOURIER_TOOLS_DIR", &tools);
+    })
+    .await;
+    bind_project(&bot, &[]).await;
+    let launch = bot.slash(alice(), "launch", &prompt("Create hello.txt"));
+    bot.public_reply(&launch).await;
+    let thread = bot.run_thread().await;
+    let result = bot.next_message(thread.id).await;
+    assert!(
+        content(&result).contains("✅ completed") && content(&result).contains(FINAL_TEXT),
+        "{}",
+        content(&result)
+    );
+    // Every request of the agent arrived there, with the real key the gateway added.
+    let requests = api.received_requests().await.unwrap();
+    assert!(!requests.is_empty());
+    assert!(requests
+        .iter()
+        .all(|r| r.headers.get("x-api-key").is_some_and(|k| k == API_KEY)));
+    bot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn doctor_checks_that_discord_accepts_the_token() {
     let world = World::new();
     let fake = FakeDiscord::start().await;

@@ -219,7 +219,7 @@ impl Launcher {
             let workflows = changed_workflows(&diff);
             if !workflows.is_empty() {
                 return Ok(Some(format!(
-                    "push refused: it changes {} under {WORKFLOWS}, which run with the repository's CI secrets, and this project does not allow workflow changes (`project set --allow-workflow-changes on`); the commits stay in CodeCourier's repository, nothing was pushed",
+                    "push refused: it changes {} under {WORKFLOWS}, which run with the repository's CI secrets, and this project does not allow workflow changes (`codecourier project setup --repo … --allow-workflow-changes on`); the commits stay in CodeCourier's repository, nothing was pushed",
                     workflows.join(", ")
                 )));
             }
