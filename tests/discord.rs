@@ -222,6 +222,7 @@ async fn a_launch_replies_opens_a_thread_shows_every_phase_and_posts_the_result(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_out_of_range_option_gets_an_ephemeral_error_and_records_nothing() {
     let bot = start_bot(&[]).await;
+    bind_project(&bot, &[]).await;
     let launch = bot.slash(
         alice(),
         "launch",
@@ -239,6 +240,7 @@ async fn an_out_of_range_option_gets_an_ephemeral_error_and_records_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_path_is_refused_unless_the_operator_allows_it() {
     let bot = start_bot(&[("CODECOURIER_ALLOW_LOCAL_REPOS", "false")]).await;
+    bind_project(&bot, &[]).await;
     let launch = bot.slash(alice(), "launch", &bot.with_repo(&prompt("Read the disk")));
     let text = bot.ephemeral_reply(&launch).await;
     assert!(text.contains("CODECOURIER_ALLOW_LOCAL_REPOS"), "{text}");
@@ -575,8 +577,9 @@ async fn open_pr_opens_a_draft_for_a_launch_that_had_none() {
     )
     .await;
     bind_project(&bot, &[("FAKE_CLAUDE", "commit")]).await;
+    // Another repository than the channel's: a server manager's launch, with no project's settings.
     let launch = bot.slash(
-        alice(),
+        User::manager(ALICE),
         "launch",
         &[
             ("prompt", "Add one file".into()),
@@ -716,6 +719,7 @@ async fn a_launch_uses_the_projects_key_when_the_bot_has_none() {
 async fn roles_and_the_per_user_cap_are_enforced_with_reasons() {
     let roles = BUILDERS_ROLE.to_string();
     let bot = start_bot(&[("CODECOURIER_ALLOWED_ROLES", roles.as_str())]).await;
+    bind_project(&bot, &[]).await;
     bot.fake.add_role(BUILDERS_ROLE, "builders", 0);
     let refused = bot.slash(alice(), "launch", &bot.with_repo(&prompt("Do it")));
     let text = bot.ephemeral_reply(&refused).await;
