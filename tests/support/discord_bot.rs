@@ -273,6 +273,11 @@ pub async fn start_bot_in(world: World, fake: FakeDiscord, extra: &[(&str, &str)
             ),
             ("ANTHROPIC_API_KEY", API_KEY.into()),
             ("CODECOURIER_ALLOW_LOCAL_REPOS", "true".into()),
+            // The bot runs in the test process: its sandboxes' bridge is the built binary.
+            (
+                "CODECOURIER_BRIDGE_BINARY",
+                env!("CARGO_BIN_EXE_codecourier").into(),
+            ),
         ]
         .map(|(k, v): (&str, String)| (k.to_string(), v)),
     );
