@@ -1,6 +1,7 @@
 //! Talking to one sandbox's envd: the requests' headers and access token, unary Connect calls,
-//! the Connect envelopes of a command's stream, what a failed call means (the sandbox ended, or a
-//! stated error), and waiting for envd to come up after a create.
+//! the files API (upload and bounded download), the Connect envelopes of a command's stream, what
+//! a failed call means (the sandbox ended, or a stated error), and waiting for envd to come up
+//! after a create.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use super::E2bProvider;
 use crate::sandbox::SandboxError;
 use crate::secret::Secret;
 
-pub(super) const ENVD_PORT: u16 = 49983;
+const ENVD_PORT: u16 = 49983;
 
 /// Basic auth for the sandbox user `user` with an empty password: `base64("user:")`.
 const USER_AUTH: &str = "Basic dXNlcjo=";
@@ -141,6 +142,96 @@ impl E2bProvider {
             true => Some(SandboxError::Killed),
             false => None,
         }
+    }
+
+    /// A request to envd's files API for `path`, as the sandbox user.
+    fn files_request(
+        &self,
+        envd: &Envd,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, SandboxError> {
+        let mut url = reqwest::Url::parse(&format!("{}/files", envd.base))
+            .map_err(|e| SandboxError::Other(e.into()))?;
+        url.query_pairs_mut()
+            .append_pair("path", path)
+            .append_pair("username", "user");
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("E2b-Sandbox-Id", &envd.sandbox_id)
+            .header("E2b-Sandbox-Port", ENVD_PORT.to_string());
+        if let Some(token) = &envd.token {
+            request = request.header("X-Access-Token", token.expose());
+        }
+        Ok(request)
+    }
+
+    /// Writes `contents` to `path` (envd's default mode).
+    pub(super) async fn upload(
+        &self,
+        envd: &Envd,
+        path: &str,
+        contents: &[u8],
+    ) -> Result<(), SandboxError> {
+        let response = self
+            .files_request(envd, reqwest::Method::POST, path)?
+            .header("Content-Type", "application/octet-stream")
+            .body(contents.to_vec())
+            .send()
+            .await
+            .map_err(|e| {
+                SandboxError::Transient(format!("envd could not take {path}: {}", without_url(&e)))
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(self
+                .envd_error(envd, status, &text, &format!("writing {path}"))
+                .await);
+        }
+        Ok(())
+    }
+
+    /// Reads `path`, refusing a file over `max_bytes` without holding more than that.
+    pub(super) async fn download(
+        &self,
+        envd: &Envd,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, SandboxError> {
+        let mut response = self
+            .files_request(envd, reqwest::Method::GET, path)?
+            .send()
+            .await
+            .map_err(|e| {
+                SandboxError::Transient(format!("envd could not send {path}: {}", without_url(&e)))
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(self
+                .envd_error(envd, status, &text, &format!("reading {path}"))
+                .await);
+        }
+        let too_large = || {
+            SandboxError::Other(anyhow::anyhow!(
+                "cannot read {path}: it holds more than the {max_bytes} bytes read from a sandbox"
+            ))
+        };
+        if response.content_length().is_some_and(|n| n > max_bytes) {
+            return Err(too_large());
+        }
+        let mut contents = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            SandboxError::Transient(format!("envd broke off {path}: {}", without_url(&e)))
+        })? {
+            if (contents.len() + chunk.len()) as u64 > max_bytes {
+                return Err(too_large());
+            }
+            contents.extend_from_slice(&chunk);
+        }
+        Ok(contents)
     }
 
     pub(super) async fn wait_for_envd(&self, envd: &Envd) -> Result<(), SandboxError> {

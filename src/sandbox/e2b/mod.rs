@@ -25,7 +25,7 @@ use super::{
 };
 use crate::config::E2bConfig;
 use crate::secret::Secret;
-use envd::{without_url, Envd, ENVD_PORT};
+use envd::{without_url, Envd};
 // The Connect framing, which the tests' fake envd speaks too.
 pub use envd::{envelope, EnvelopeReader};
 
@@ -399,31 +399,7 @@ impl SandboxProvider for E2bProvider {
         mode: u32,
     ) -> Result<(), SandboxError> {
         let envd = self.envd(&sandbox.provider_id)?;
-        let mut url = reqwest::Url::parse(&format!("{}/files", envd.base))
-            .map_err(|e| SandboxError::Other(e.into()))?;
-        url.query_pairs_mut()
-            .append_pair("path", path)
-            .append_pair("username", "user");
-        let mut request = self
-            .http
-            .post(url)
-            .header("E2b-Sandbox-Id", &envd.sandbox_id)
-            .header("E2b-Sandbox-Port", ENVD_PORT.to_string())
-            .header("Content-Type", "application/octet-stream")
-            .body(contents.to_vec());
-        if let Some(token) = &envd.token {
-            request = request.header("X-Access-Token", token.expose());
-        }
-        let response = request.send().await.map_err(|e| {
-            SandboxError::Transient(format!("envd could not take {path}: {}", without_url(&e)))
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(self
-                .envd_error(&envd, status, &text, &format!("writing {path}"))
-                .await);
-        }
+        self.upload(&envd, path, contents).await?;
         // The files API keeps envd's default mode; private files are narrowed afterwards.
         if mode != 0o644 {
             let exec = Exec {
@@ -449,47 +425,7 @@ impl SandboxProvider for E2bProvider {
         max_bytes: u64,
     ) -> Result<Vec<u8>, SandboxError> {
         let envd = self.envd(&sandbox.provider_id)?;
-        let mut url = reqwest::Url::parse(&format!("{}/files", envd.base))
-            .map_err(|e| SandboxError::Other(e.into()))?;
-        url.query_pairs_mut()
-            .append_pair("path", path)
-            .append_pair("username", "user");
-        let mut request = self
-            .http
-            .get(url)
-            .header("E2b-Sandbox-Id", &envd.sandbox_id)
-            .header("E2b-Sandbox-Port", ENVD_PORT.to_string());
-        if let Some(token) = &envd.token {
-            request = request.header("X-Access-Token", token.expose());
-        }
-        let mut response = request.send().await.map_err(|e| {
-            SandboxError::Transient(format!("envd could not send {path}: {}", without_url(&e)))
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(self
-                .envd_error(&envd, status, &text, &format!("reading {path}"))
-                .await);
-        }
-        let too_large = || {
-            SandboxError::Other(anyhow::anyhow!(
-                "cannot read {path}: it holds more than the {max_bytes} bytes read from a sandbox"
-            ))
-        };
-        if response.content_length().is_some_and(|n| n > max_bytes) {
-            return Err(too_large());
-        }
-        let mut contents = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| {
-            SandboxError::Transient(format!("envd broke off {path}: {}", without_url(&e)))
-        })? {
-            if (contents.len() + chunk.len()) as u64 > max_bytes {
-                return Err(too_large());
-            }
-            contents.extend_from_slice(&chunk);
-        }
-        Ok(contents)
+        self.download(&envd, path, max_bytes).await
     }
 
     async fn kill(&self, provider_id: &str) -> Result<(), SandboxError> {
