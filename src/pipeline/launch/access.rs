@@ -16,6 +16,9 @@ use crate::model::Phase;
 use crate::sandbox::{HeaderRule, NetworkPolicy, SandboxHandle};
 use crate::secret::Secret;
 
+/// Named variables as a launch carries them: the agent's keys, or its environment.
+type Vars = Vec<(String, Secret)>;
+
 /// The port on a sandbox's own loopback that leads to the gateway.
 pub(super) const GATEWAY_PORT: u16 = 3128;
 
@@ -89,7 +92,7 @@ impl Access {
         &self,
         keys: &[(String, Secret)],
         env: &[(String, Secret)],
-    ) -> (Vec<(String, Secret)>, Vec<(String, Secret)>) {
+    ) -> (Vars, Vars) {
         let placeholder = Secret::new(self.placeholder());
         let agent_keys = keys
             .iter()
@@ -99,7 +102,7 @@ impl Access {
             ModelApi::ALL.iter().any(|api| api.base_url_var() == name)
                 || keys.iter().any(|(key, _)| key == name)
         };
-        let mut agent_env: Vec<(String, Secret)> = env
+        let mut agent_env: Vars = env
             .iter()
             .filter(|(name, _)| !hidden(name))
             .cloned()
