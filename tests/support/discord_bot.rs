@@ -335,6 +335,11 @@ pub async fn start_claude_bot(
 /// Binds #general to the bot's bare repository, with project variables (how a test makes the
 /// stand-in agent misbehave, since Discord launches carry no `--env`).
 pub async fn bind_project(bot: &Bot, vars: &[(&str, &str)]) {
+    bind_project_to(bot, &bot.repo(), vars).await;
+}
+
+/// Binds #general to `repo` (`acme/widgets`, say), with project variables.
+pub async fn bind_project_to(bot: &Bot, repo: &str, vars: &[(&str, &str)]) {
     let data = bot.world.dir.path().join("data").display().to_string();
     let config =
         Config::from_lookup(|name| (name == "CODECOURIER_DATA_DIR").then(|| data.clone())).unwrap();
@@ -343,7 +348,7 @@ pub async fn bind_project(bot: &Bot, vars: &[(&str, &str)]) {
         .bind_channel_project(
             codecourier::ids::DiscordId(CHANNEL_ID),
             Some(codecourier::ids::DiscordId(GUILD_ID)),
-            &bot.repo(),
+            repo,
             None,
             None,
         )
