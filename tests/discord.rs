@@ -576,8 +576,7 @@ async fn open_pr_opens_a_draft_for_a_launch_that_had_none() {
         ],
     )
     .await;
-    bind_project(&bot, &[("FAKE_CLAUDE", "commit")]).await;
-    // Another repository than the channel's: a server manager's launch, with no project's settings.
+    bind_project_to(&bot, "acme/widgets", &[("FAKE_CLAUDE", "commit")]).await;
     let launch = bot.slash(
         User::manager(ALICE),
         "launch",
@@ -719,8 +718,8 @@ async fn a_launch_uses_the_projects_key_when_the_bot_has_none() {
 async fn roles_and_the_per_user_cap_are_enforced_with_reasons() {
     let roles = BUILDERS_ROLE.to_string();
     let bot = start_bot(&[("CODECOURIER_ALLOWED_ROLES", roles.as_str())]).await;
-    bind_project(&bot, &[]).await;
     bot.fake.add_role(BUILDERS_ROLE, "builders", 0);
+    bind_project(&bot, &[]).await;
     let refused = bot.slash(alice(), "launch", &bot.with_repo(&prompt("Do it")));
     let text = bot.ephemeral_reply(&refused).await;
     assert!(

@@ -108,7 +108,6 @@ async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, mock_github::Gi
     )
     .await;
     let api = fake_anthropic::start(Mode::Scan { answers }).await;
-    // The channel works on the GitHub repository its scans name.
     bind_project_to(&bot, "acme/widgets", &[("ANTHROPIC_BASE_URL", &api.uri())]).await;
     (bot, api, github)
 }

@@ -205,6 +205,7 @@ impl Launcher {
             launched_by,
             request,
             project,
+            with_project_settings: _,
             redactor,
             keys,
             issue_session,

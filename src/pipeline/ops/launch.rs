@@ -60,16 +60,9 @@ impl Ops {
         match self.launcher.prepare(request, origin).await {
             Ok(prepared) => Ok(Ok(prepared)),
             Err(LaunchError::Invalid(message)) => Ok(Err(Refusal::Said(message))),
-            // A cap reached is the person's to wait out, not a failure.
+            // A cap reached as the launch was recorded is an answer, not a failure.
             Err(LaunchError::Store(StoreError::AtCapacity(cap))) => {
-                let text = cap.to_string();
-                let mut chars = text.chars();
-                let first = chars.next().map(|c| c.to_uppercase().to_string());
-                Ok(Err(Refusal::Said(format!(
-                    "{}{}. Stop one, or wait for one to finish.",
-                    first.unwrap_or_default(),
-                    chars.as_str()
-                ))))
+                Ok(Err(Refusal::Said(cap.to_string())))
             }
             Err(LaunchError::Store(e)) => Err(e),
         }
