@@ -16,8 +16,8 @@ use crate::model::Phase;
 use crate::sandbox::{HeaderRule, NetworkPolicy, SandboxHandle};
 use crate::secret::Secret;
 
-/// Named variables as a launch carries them: the agent's keys, or its environment.
-type Vars = Vec<(String, Secret)>;
+/// Variables by name, as the agent is given them.
+type Variables = Vec<(String, Secret)>;
 
 /// The port on a sandbox's own loopback that leads to the gateway.
 pub(super) const GATEWAY_PORT: u16 = 3128;
@@ -92,7 +92,7 @@ impl Access {
         &self,
         keys: &[(String, Secret)],
         env: &[(String, Secret)],
-    ) -> (Vars, Vars) {
+    ) -> (Variables, Variables) {
         let placeholder = Secret::new(self.placeholder());
         let agent_keys = keys
             .iter()
@@ -102,7 +102,7 @@ impl Access {
             ModelApi::ALL.iter().any(|api| api.base_url_var() == name)
                 || keys.iter().any(|(key, _)| key == name)
         };
-        let mut agent_env: Vars = env
+        let mut agent_env: Vec<(String, Secret)> = env
             .iter()
             .filter(|(name, _)| !hidden(name))
             .cloned()
