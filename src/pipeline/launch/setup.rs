@@ -74,7 +74,11 @@ impl Launcher {
                 output_schema: schema.as_deref(),
             })
             .map_err(Ending::failed(Phase::ToolSetup))?;
+            let mut plan = plan;
             let installed = self.ensure_cli(launch, &plan).await?;
+            if let Some(installed) = &installed {
+                plan.argv[0] = installed.path.clone();
+            }
             for file in &plan.files {
                 self.provider
                     .write_file(launch.handle(), &file.path, &file.contents, file.mode)
@@ -90,8 +94,8 @@ impl Launcher {
                 count(plan.files.len(), "setup file"),
                 keys.join(", "),
             );
-            if let Some(package) = installed {
-                detail.push_str(&format!(" · installed {package} from npm"));
+            if let Some(installed) = installed {
+                detail.push_str(&super::agent::install_note(launch, &installed));
             }
             if let Some(session) = &resumed {
                 detail.push_str(&format!(" · resuming session {session}"));
