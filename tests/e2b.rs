@@ -731,3 +731,38 @@ async fn doctor_lists_the_team_templates_and_how_to_build_the_missing_ones() {
         .any(|r| r.0 == "GET" && r.1 == "/templates");
     assert!(listed, "doctor asked E2B for the template list");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_install_that_fails_on_e2b_says_to_build_the_template() {
+    let world = World::new();
+    let empty = world.dir.path().join("no-tools");
+    std::fs::create_dir(&empty).unwrap();
+    let fake = fake_e2b::start(world.dir.path().join("vms"), empty, Vec::new()).await;
+    fake.fake
+        .team_templates
+        .lock()
+        .unwrap()
+        .retain(|t| t != "codecourier-claude-code");
+    // A registry without the package: npm's install fails at once.
+    let registry = support::npm_registry::serve(Vec::new()).await;
+    *fake.fake.npm_registry.lock().unwrap() = Some(registry.url.clone());
+    let api = github(&world).await;
+    let mut cmd = e2b_launch(&world, &fake, &api, &["--prompt", "Do it"]);
+    cmd.env("CODECOURIER_EGRESS_ALLOW", "127.0.0.1");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(r["status"], "failed", "{r:#}");
+    assert_eq!(r["failed_phase"], "tool_setup");
+    let error = r["error"].as_str().unwrap();
+    let spec = codecourier::agent::packages::CLAUDE_CODE.spec();
+    assert!(
+        error.contains(&format!("installing {spec} failed"))
+            && error.contains("build the template codecourier-claude-code with the CLI in it (`e2b template create codecourier-claude-code --path templates/claude-code")
+            && !error.contains("CODECOURIER_TOOLS_DIR")
+            && !error.contains("on this machine"),
+        "{error}"
+    );
+}

@@ -16,6 +16,9 @@ use crate::pipeline::Phase;
 use crate::sandbox::{HeaderRule, NetworkPolicy, SandboxHandle};
 use crate::secret::Secret;
 
+/// Named values for a sandbox: variables, or keys by their variable.
+type Vars = Vec<(String, Secret)>;
+
 /// The port on a sandbox's own loopback that leads to the gateway.
 pub(super) const GATEWAY_PORT: u16 = 3128;
 
@@ -89,7 +92,7 @@ impl Access {
         &self,
         keys: &[(String, Secret)],
         env: &[(String, Secret)],
-    ) -> (Vec<(String, Secret)>, Vec<(String, Secret)>) {
+    ) -> (Vars, Vars) {
         let placeholder = Secret::new(self.placeholder());
         let agent_keys = keys
             .iter()
