@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::answers::CheckedAnswer;
 use super::git::shell_quote;
-use super::{tail, Ending, Launch, Launcher, ERROR_TAIL};
+use super::{seconds, tail, Ending, Launch, Launcher, ERROR_TAIL};
 use crate::agent::packages::CliPackage;
 use crate::agent::{AgentPlan, AgentResult};
 use crate::catalog::build_custom_tag;
@@ -166,9 +166,7 @@ impl Launcher {
             );
         }
         let build = templates::build_command(tool, &self.catalog.limits);
-        if build_custom_tag(&tool.default_template).as_ref() == Ok(&launch.request.template)
-            || launch.fallback.is_some()
-        {
+        if build_custom_tag(&tool.default_template).as_ref() == Ok(&launch.request.template) {
             format!(
                 "build the template {} with the CLI in it (`{build}`), so no launch installs it",
                 tool.default_template
@@ -308,9 +306,9 @@ fn usage_summary(outcome: &AgentOutcome) -> String {
 /// Tool setup's words on an install: what, how long, and on a fallback how to stop paying it.
 pub(super) fn install_note(launch: &Launch<'_>, installed: &Installed) -> String {
     let mut note = format!(
-        " · installed {} from npm in {:.1} s",
+        " · installed {} from npm in {}",
         installed.package.spec(),
-        installed.took.as_secs_f64()
+        seconds(installed.took)
     );
     if let Some(fallback) = &launch.fallback {
         note.push_str(&format!(

@@ -59,7 +59,7 @@ impl Launcher {
         let resumed = self.restore_session(launch).await?;
         let schema = launch.answer_schema();
         self.phase(launch, Phase::ToolSetup, async {
-            let plan = agent::plan(AgentContext {
+            let mut plan = agent::plan(AgentContext {
                 tool: launch.tool,
                 model: &request.model,
                 effort: request.effort,
@@ -74,7 +74,6 @@ impl Launcher {
                 output_schema: schema.as_deref(),
             })
             .map_err(Ending::failed(Phase::ToolSetup))?;
-            let mut plan = plan;
             let installed = self.ensure_cli(launch, &plan).await?;
             if let Some(installed) = &installed {
                 plan.argv[0] = installed.path.clone();

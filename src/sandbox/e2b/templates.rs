@@ -80,3 +80,31 @@ pub fn build_command(tool: &Tool, limits: &Limits) -> String {
         tool.default_template, tool.id, limits.cpus.default, limits.memory_mb.default
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    #[test]
+    fn a_template_answers_to_its_alias_with_or_without_the_namespace() {
+        let t = TeamTemplate {
+            names: vec!["acme/codecourier-pi".into()],
+            build_status: "ready".into(),
+        };
+        assert!(t.is_named("codecourier-pi"));
+        assert!(t.is_named("acme/codecourier-pi"));
+        assert!(!t.is_named("other/codecourier-pi"));
+        assert!(!t.is_named("codecourier"));
+    }
+
+    #[test]
+    fn the_build_command_names_the_catalog_template_and_its_definition() {
+        let catalog = Catalog::built_in();
+        let codex = catalog.tool("codex").unwrap();
+        assert_eq!(
+            build_command(codex, &catalog.limits),
+            "e2b template create codecourier-codex --path templates/codex --dockerfile e2b.Dockerfile --cpu-count 2 --memory-mb 1024"
+        );
+    }
+}
