@@ -15,16 +15,16 @@ use support::agent_cli::{self, run};
 use support::fake_openai_responses::{self as fake, Mode, FINAL_TEXT};
 use support::{npm_cli_bin, processes_of, World};
 
-const CODEX_VERSION: &str = "0.169.0";
 const OPENAI_KEY: &str = "sk-test-openai-0123456789";
 
 /// The directory holding the real `codex` (CODECOURIER_TEST_CODEX_BIN overrides).
 fn codex_bin() -> std::path::PathBuf {
+    let package = codecourier::agent::packages::CODEX;
     npm_cli_bin(
         "CODECOURIER_TEST_CODEX_BIN",
-        "@openai/codex",
-        CODEX_VERSION,
-        "codex",
+        package.name,
+        package.version,
+        package.command,
     )
 }
 

@@ -567,4 +567,12 @@ fn a_cli_that_is_not_installed_fails_tool_setup_with_what_to_do() {
         error.contains("Claude Code's `claude` is not available in the sandbox"),
         "{error}"
     );
+    // Advice for a local sandbox: this machine, or the tools directory, with the pinned version.
+    assert!(
+        error.contains(&format!(
+            "install it on this machine (`npm install -g {}`) or put it in CODECOURIER_TOOLS_DIR",
+            codecourier::agent::packages::CLAUDE_CODE.spec()
+        )),
+        "{error}"
+    );
 }

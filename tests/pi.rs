@@ -19,11 +19,12 @@ const KEY: &str = "sk-or-v1-test-key-0123456789";
 const MODEL: &str = "openrouter/google/gemini-2.5-pro";
 
 fn pi_bin() -> PathBuf {
+    let package = codecourier::agent::packages::PI;
     npm_cli_bin(
         "CODECOURIER_TEST_PI_BIN",
-        "@mariozechner/pi-coding-agent",
-        "0.73.1",
-        "pi",
+        package.name,
+        package.version,
+        package.command,
     )
 }
 

@@ -60,7 +60,8 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         argv,
         env,
         files,
-        install_if_missing: None,
+        package: super::packages::CLAUDE_CODE,
+        install_if_missing: false,
         parser: Box::new(StreamParser::new()),
     }
 }

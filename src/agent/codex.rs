@@ -13,8 +13,6 @@ use crate::catalog::Effort;
 use crate::sandbox::PROJECT_DIR;
 use crate::secret::Secret;
 
-/// The release whose command line and stream this adapter was checked against.
-pub const PACKAGE: &str = "@openai/codex@0.169.0";
 /// Must exist before Codex starts; kept out of TMPDIR, where Codex refuses to create the helper
 /// binaries (`apply_patch` aliases) it puts on the commands' PATH.
 pub const CODEX_HOME: &str = "/home/user/.codex";
@@ -44,7 +42,8 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
             format!("{CODEX_HOME}/config.toml"),
             config_toml(base_url),
         )],
-        install_if_missing: Some(PACKAGE),
+        package: super::packages::CODEX,
+        install_if_missing: true,
         parser: Box::new(StreamParser::new()),
     }
 }
@@ -596,7 +595,8 @@ mod tests {
         let config = String::from_utf8(plan.files[0].contents.clone()).unwrap();
         assert!(config.contains("base_url = \"http://127.0.0.1:4242/v1\""));
         assert!(!config.contains("sk-test-abc"));
-        assert_eq!(plan.install_if_missing, Some("@openai/codex@0.169.0"));
+        assert_eq!(plan.package.spec(), "@openai/codex@0.169.0");
+        assert!(plan.install_if_missing);
         assert!(plan
             .argv
             .contains(&"model_reasoning_effort=\"medium\"".to_string()));

@@ -4,6 +4,7 @@
 pub mod claude;
 pub mod codex;
 pub mod opencode;
+pub mod packages;
 pub mod pi;
 
 use serde::{Deserialize, Serialize};
@@ -203,8 +204,11 @@ pub struct AgentPlan {
     pub argv: Vec<String>,
     pub env: Vec<(String, Secret)>,
     pub files: Vec<SetupFile>,
-    /// An npm package that provides the CLI, installed into the sandbox when it lacks the command.
-    pub install_if_missing: Option<&'static str>,
+    /// The npm package that provides the CLI, at its pinned version.
+    pub package: packages::CliPackage,
+    /// Whether a sandbox that lacks the command gets the package installed even from the tool's
+    /// own template or host (a sandbox from E2B's `base` template always does).
+    pub install_if_missing: bool,
     pub parser: Box<dyn AgentStream>,
 }
 

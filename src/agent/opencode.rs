@@ -14,9 +14,6 @@ use super::{
 };
 use crate::secret::Secret;
 
-/// The npm release the adapter was written against; installed when the sandbox lacks `opencode`.
-pub const PACKAGE: &str = "opencode-ai@1.18.33";
-
 /// The global config file: OpenCode reads `$XDG_CONFIG_HOME/opencode/opencode.json` (HOME is
 /// /home/user in every sandbox) and merges a project's own `opencode.json` over it, concatenating
 /// `instructions`, so the system prompt survives a project config.
@@ -59,7 +56,8 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         argv: command_line(ctx.model),
         env,
         files,
-        install_if_missing: Some(PACKAGE),
+        package: super::packages::OPENCODE,
+        install_if_missing: true,
         parser: Box::new(StreamParser::new(ctx.model)),
     }
 }
@@ -380,7 +378,8 @@ mod tests {
             commands: Vec::new(),
             output_schema: None,
         });
-        assert_eq!(plan.install_if_missing, Some("opencode-ai@1.18.33"));
+        assert_eq!(plan.package.spec(), "opencode-ai@1.18.33");
+        assert!(plan.install_if_missing);
         assert_eq!(plan.files.len(), 1);
         assert_eq!(plan.files[0].path, CONFIG_FILE);
         let config: Value = serde_json::from_slice(&plan.files[0].contents).unwrap();

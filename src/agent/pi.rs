@@ -15,9 +15,6 @@ use super::{
 use crate::catalog::Effort;
 use crate::secret::Secret;
 
-/// The npm release the adapter was written against; installed when the sandbox lacks `pi`.
-pub const PACKAGE: &str = "@mariozechner/pi-coding-agent@0.73.1";
-
 /// Pi's config directory (its default under HOME, made explicit).
 pub const AGENT_DIR: &str = "/home/user/.pi/agent";
 
@@ -54,7 +51,8 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         argv: command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE),
         env,
         files,
-        install_if_missing: Some(PACKAGE),
+        package: super::packages::PI,
+        install_if_missing: true,
         parser: Box::new(StreamParser::new(ctx.model)),
     }
 }
@@ -397,10 +395,8 @@ mod tests {
             Secret::new("http://127.0.0.1:9/api/v1/"),
         )];
         let plan = plan(context(&catalog, &env));
-        assert_eq!(
-            plan.install_if_missing,
-            Some("@mariozechner/pi-coding-agent@0.73.1")
-        );
+        assert_eq!(plan.package.spec(), "@mariozechner/pi-coding-agent@0.73.1");
+        assert!(plan.install_if_missing);
         assert_eq!(plan.argv[plan.argv.len() - 1], SYSTEM_PROMPT_FILE);
         assert_eq!(plan.files.len(), 1);
         assert_eq!(plan.files[0].path, "/home/user/.pi/agent/models.json");

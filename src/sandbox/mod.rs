@@ -144,6 +144,10 @@ pub enum SandboxError {
     QuotaExceeded(String),
     #[error("the provider did not answer in time: {0}")]
     Transient(String),
+    /// The provider has no template of this name for this account (E2B answers 404 for a
+    /// template the team lacks): the launch may start from a public one instead.
+    #[error("E2B has no template {0} in this team; build it in your E2B team or choose another with --template")]
+    TemplateNotFound(String),
     #[error("{0}")]
     Unsupported(String),
     #[error(transparent)]

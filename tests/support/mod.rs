@@ -11,6 +11,7 @@ pub mod fake_openai_chat;
 pub mod fake_openai_responses;
 pub mod git_http;
 pub mod mock_github;
+pub mod npm_registry;
 pub mod openapi;
 
 use std::path::{Path, PathBuf};
@@ -189,26 +190,28 @@ pub fn processes_of(provider_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// The pinned Claude Code release the end-to-end tests run.
-pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
+/// The pinned Claude Code release the end-to-end tests run (the one sandboxes install).
+pub const CLAUDE_CODE_VERSION: &str = codecourier::agent::packages::CLAUDE_CODE.version;
 
 /// The pinned OpenCode release (CODECOURIER_TEST_OPENCODE_BIN overrides the directory).
 pub fn opencode_bin() -> PathBuf {
+    let package = codecourier::agent::packages::OPENCODE;
     npm_cli_bin(
         "CODECOURIER_TEST_OPENCODE_BIN",
-        "opencode-ai",
-        "1.18.33",
-        "opencode",
+        package.name,
+        package.version,
+        package.command,
     )
 }
 
 /// The directory holding the real `claude` executable (CODECOURIER_TEST_CLAUDE_BIN overrides).
 pub fn claude_code_bin() -> PathBuf {
+    let package = codecourier::agent::packages::CLAUDE_CODE;
     npm_cli_bin(
         "CODECOURIER_TEST_CLAUDE_BIN",
-        "@anthropic-ai/claude-code",
-        CLAUDE_CODE_VERSION,
-        "claude",
+        package.name,
+        package.version,
+        package.command,
     )
 }
 

@@ -29,11 +29,13 @@ use self::git::GitRemote;
 use self::publish::Links;
 use super::events::{ProgressEvent, ProgressSink};
 use super::{Phase, PhaseOutcome, SandboxStatus};
-use crate::catalog::{Catalog, LaunchRequest, Tool};
+use crate::agent::packages;
+use crate::catalog::{build_custom_tag, Catalog, LaunchRequest, TemplateRef, Tool};
 use crate::config::{Config, GithubConfig};
 use crate::gateway::{Gateway, GatewaySettings};
 use crate::ids::{IssueSessionId, SandboxId};
 use crate::redact::Redactor;
+use crate::sandbox::e2b::templates;
 use crate::sandbox::{
     run_captured, Exec, SandboxError, SandboxHandle, SandboxProvider, SandboxSpec,
 };
@@ -113,6 +115,8 @@ struct Launch<'a> {
     /// The keys as the agent holds them (placeholders) and its variables (no key, no upstream).
     agent_keys: Vec<(String, Secret)>,
     agent_env: Vec<(String, Secret)>,
+    /// Set when the tool's own template was missing and the sandbox started from E2B's base.
+    fallback: Option<TemplateFallback>,
     /// Where git clones from and pushes to.
     remote: GitRemote,
     base_branch: String,
@@ -240,6 +244,7 @@ impl Launcher {
             access: None,
             agent_keys: Vec::new(),
             agent_env: Vec::new(),
+            fallback: None,
             remote: GitRemote::default(),
             base_branch: String::new(),
             base_sha: String::new(),
@@ -302,32 +307,71 @@ impl Launcher {
             network: self.network_policy(&access),
         };
         let timeout = Duration::from_millis(request.resources.timeout_ms);
-        let handle = self
+        let created = self
             .phase(launch, Phase::Provision, async {
-                let handle = self
-                    .provider
-                    .create(&spec, timeout)
-                    .await
-                    .map_err(|e| Ending::from_sandbox(Phase::Provision, e))?;
+                let (handle, fallback) = self.create_sandbox(launch, spec, timeout).await?;
                 self.store
                     .set_provider(launch.id, self.provider.name(), &handle.provider_id)
                     .await
                     .map_err(|e| Ending::failed(Phase::Provision)(e.to_string()))?;
                 self.connect_access(&mut access, &handle).await?;
-                let detail = format!(
+                let mut detail = format!(
                     "{} sandbox {}: {}; {}",
                     self.provider.name(),
                     handle.provider_id,
                     handle.limits_report,
                     access.describe(self.gateway_settings.egress.open)
                 );
-                Ok((handle, Ok(detail)))
+                if let Some(fallback) = &fallback {
+                    detail.push_str(&format!("; {}", fallback.describe(launch.tool)));
+                }
+                Ok(((handle, fallback), Ok(detail)))
             })
             .await;
         // Held from here on: a sandbox that failed to start ends the grant with the launch.
         launch.access = Some(access);
-        launch.handle = Some(handle?);
+        let (handle, fallback) = created?;
+        launch.handle = Some(handle);
+        launch.fallback = fallback;
         Ok(())
+    }
+
+    /// Creates the sandbox from the launch's template. When that is the tool's own template from
+    /// the catalog and the provider has none of that name, the sandbox starts from E2B's public
+    /// base template instead and tool setup installs the CLI; a template named explicitly (a
+    /// launch's, project's or workflow's) never falls back.
+    async fn create_sandbox(
+        &self,
+        launch: &Launch<'_>,
+        spec: SandboxSpec,
+        timeout: Duration,
+    ) -> Result<(SandboxHandle, Option<TemplateFallback>), Ending> {
+        let started = Instant::now();
+        let own_template = build_custom_tag(&launch.tool.default_template).ok();
+        match self.provider.create(&spec, timeout).await {
+            Ok(handle) => Ok((handle, None)),
+            Err(SandboxError::TemplateNotFound(_))
+                if own_template.as_ref() == Some(&spec.template) =>
+            {
+                let refused_after = started.elapsed();
+                let base = SandboxSpec {
+                    template: build_custom_tag(templates::BASE).expect("a valid name"),
+                    ..spec.clone()
+                };
+                let handle = self
+                    .provider
+                    .create(&base, timeout)
+                    .await
+                    .map_err(|e| Ending::from_sandbox(Phase::Provision, e))?;
+                let fallback = TemplateFallback {
+                    missing: spec.template,
+                    refused_after,
+                    build_command: templates::build_command(launch.tool, &self.catalog.limits),
+                };
+                Ok((handle, Some(fallback)))
+            }
+            Err(e) => Err(Ending::from_sandbox(Phase::Provision, e)),
+        }
     }
 
     /// Runs a command in the sandbox; a non-zero exit is a phase failure showing the output's tail.
@@ -362,6 +406,36 @@ impl Launcher {
             .await
             .map(|_| ())
     }
+}
+
+/// The tool's own template was not in the provider's account: what started instead, and how to
+/// build the template so that the next launch needs no install.
+struct TemplateFallback {
+    missing: TemplateRef,
+    /// How long the refused create took.
+    refused_after: Duration,
+    build_command: String,
+}
+
+impl TemplateFallback {
+    /// The provision phase's words on it.
+    fn describe(&self, tool: &Tool) -> String {
+        let cli = packages::of_tool(&tool.id)
+            .map(|p| p.spec())
+            .unwrap_or_else(|| tool.command.clone());
+        format!(
+            "⚠️ template {} is not in this E2B team (E2B refused it in {}): started from E2B's {} template instead, and tool setup installs {cli} on every launch until the template is built: `{}`",
+            self.missing,
+            seconds(self.refused_after),
+            templates::BASE,
+            self.build_command
+        )
+    }
+}
+
+/// A duration in seconds with one decimal: "0.4 s", "38.2 s".
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 /// "1 file", "2 files": a count with its noun.

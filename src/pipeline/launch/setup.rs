@@ -59,7 +59,7 @@ impl Launcher {
         let resumed = self.restore_session(launch).await?;
         let schema = launch.answer_schema();
         self.phase(launch, Phase::ToolSetup, async {
-            let plan = agent::plan(AgentContext {
+            let mut plan = agent::plan(AgentContext {
                 tool: launch.tool,
                 model: &request.model,
                 effort: request.effort,
@@ -75,6 +75,9 @@ impl Launcher {
             })
             .map_err(Ending::failed(Phase::ToolSetup))?;
             let installed = self.ensure_cli(launch, &plan).await?;
+            if let Some(installed) = &installed {
+                plan.argv[0] = installed.path.clone();
+            }
             for file in &plan.files {
                 self.provider
                     .write_file(launch.handle(), &file.path, &file.contents, file.mode)
@@ -90,8 +93,8 @@ impl Launcher {
                 count(plan.files.len(), "setup file"),
                 keys.join(", "),
             );
-            if let Some(package) = installed {
-                detail.push_str(&format!(" · installed {package} from npm"));
+            if let Some(installed) = installed {
+                detail.push_str(&super::agent::install_note(launch, &installed));
             }
             if let Some(session) = &resumed {
                 detail.push_str(&format!(" · resuming session {session}"));
