@@ -314,6 +314,7 @@ impl SandboxProvider for E2bProvider {
         super::ProviderCapabilities {
             host_mounts: false,
             host_network: false,
+            dependency_caches: false,
         }
     }
 

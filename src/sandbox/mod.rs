@@ -138,6 +138,9 @@ pub struct ProviderCapabilities {
     /// Commands reach the network as this machine does, so the host's registry, CA bundle and
     /// proxy settings apply to an install inside the sandbox.
     pub host_network: bool,
+    /// A sandbox created with `SandboxSpec::cache` keeps package managers' download caches
+    /// between the launches of one project.
+    pub dependency_caches: bool,
 }
 
 #[async_trait]

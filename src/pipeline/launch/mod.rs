@@ -7,6 +7,7 @@ mod answers;
 mod finish;
 mod git;
 mod prepare;
+mod project_setup;
 mod publish;
 mod recorder;
 mod session;
@@ -50,6 +51,8 @@ pub struct Launcher {
     /// CodeCourier's own secrets; each launch adds its keys and secret-looking variables.
     redactor: Redactor,
     idle_notice: Duration,
+    /// The longest the setup phase may take (within the launch's own timeout).
+    setup_timeout: Duration,
 }
 
 /// A phase's detail line: `Err` when the phase failed but the launch goes on.
@@ -149,6 +152,7 @@ impl Launcher {
             github: config.github.clone(),
             redactor,
             idle_notice: config.agent_idle_notice,
+            setup_timeout: config.setup_timeout,
         }
     }
 
@@ -244,6 +248,7 @@ impl Launcher {
         self.install_credentials(launch).await?;
         self.pass_environment(launch).await?;
         self.write_system_prompt(launch).await?;
+        self.set_up_project(launch).await?;
         let plan = self.set_up_tool(launch).await?;
         self.set_status(launch, SandboxStatus::Running, Phase::Agent)
             .await?;
