@@ -16,7 +16,7 @@ use codecourier::agent::{claude, codex, opencode, pi, AgentStream};
 use codecourier::catalog::{Catalog, LaunchInput};
 use codecourier::config::Config;
 use codecourier::ids::SandboxId;
-use codecourier::pipeline::{LaunchOrigin, Launcher, ProgressEvent, ProgressSink};
+use codecourier::pipeline::{LaunchOrigin, Launcher, ProgressEvent, ProgressSink, ProjectChoice};
 use codecourier::sandbox::local::LocalProvider;
 use codecourier::sandbox::{run_captured, Exec, SandboxProvider, SandboxSpec};
 use codecourier::store::Store;
@@ -225,7 +225,8 @@ async fn bench_launch() {
                 &LaunchOrigin {
                     launched_by: "bench".into(),
                     discord: None,
-                    project_id: None,
+                    project: ProjectChoice::OfRepository,
+                    keys_of: None,
                     issue_session: None,
                     workflow: None,
                 },

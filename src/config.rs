@@ -105,9 +105,11 @@ pub struct Config {
     /// Present agent keys by variable name (only those that are set).
     pub agent_keys: BTreeMap<String, Secret>,
     pub gateway: GatewayConfig,
-    /// Discord role names or ids allowed to launch; empty means everyone in the guild.
-    pub allowed_roles: Vec<String>,
+    /// Discord role ids allowed to launch; empty means everyone in the server.
+    pub allowed_roles: Vec<DiscordId>,
     pub max_running_per_user: u32,
+    /// Sandboxes the whole deployment may run at once.
+    pub max_running: u32,
     /// The most issues one work chain may take.
     pub max_chain_items: u32,
     pub catalog_path: Option<PathBuf>,
@@ -185,26 +187,9 @@ impl Config {
             "DISCORD_GUILD_ID",
             "is not a Discord id (a number); in Discord enable Developer Mode, right-click the server and Copy Server ID",
         );
-        let allowed_guilds = match r.text("CODECOURIER_ALLOWED_GUILDS") {
-            None => guild_id.into_iter().collect(),
-            Some(list) => {
-                let ids: Result<Vec<DiscordId>, _> = list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|id| !id.is_empty())
-                    .map(str::parse)
-                    .collect();
-                ids.unwrap_or_else(|_| {
-                    r.problem(
-                        "CODECOURIER_ALLOWED_GUILDS",
-                        &format!(
-                            "\"{list}\" is not a comma-separated list of server ids (numbers)"
-                        ),
-                    );
-                    Vec::new()
-                })
-            }
-        };
+        let allowed_guilds = r
+            .ids("CODECOURIER_ALLOWED_GUILDS", "server")
+            .unwrap_or_else(|| guild_id.into_iter().collect());
         let discord = DiscordConfig {
             token: r.secret("DISCORD_TOKEN"),
             guild_id,
@@ -276,14 +261,9 @@ impl Config {
 
         let gateway = r.gateway();
 
+        // Ids only: anyone who may create roles could create one with an allowed role's name.
         let allowed_roles = r
-            .text("CODECOURIER_ALLOWED_ROLES")
-            .map(|s| {
-                s.split(',')
-                    .map(|role| role.trim().to_string())
-                    .filter(|role| !role.is_empty())
-                    .collect()
-            })
+            .ids("CODECOURIER_ALLOWED_ROLES", "role")
             .unwrap_or_default();
         let max_running_per_user = match r.text("CODECOURIER_MAX_RUNNING_PER_USER") {
             None => 3,
@@ -295,6 +275,24 @@ impl Config {
                         &format!("\"{s}\" is not a whole number of at least 1"),
                     );
                     3
+                }
+            },
+        };
+        // By machine size: a local sandbox takes two CPUs by default; an E2B one costs money.
+        let by_machine = std::thread::available_parallelism()
+            .map(|n| 2 * n.get() as u32)
+            .unwrap_or(4)
+            .max(4);
+        let max_running = match r.text("CODECOURIER_MAX_RUNNING") {
+            None => by_machine,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    r.problem(
+                        "CODECOURIER_MAX_RUNNING",
+                        &format!("\"{s}\" is not a whole number of at least 1"),
+                    );
+                    by_machine
                 }
             },
         };
@@ -358,6 +356,7 @@ impl Config {
             gateway,
             allowed_roles,
             max_running_per_user,
+            max_running,
             max_chain_items,
             catalog_path,
             tools_dir,
@@ -408,6 +407,24 @@ impl Reader<'_> {
         (self.lookup)(var)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
+    }
+
+    /// A comma-separated list of Discord ids (`what`: "server", "role"), when set.
+    fn ids(&mut self, var: &str, what: &str) -> Option<Vec<DiscordId>> {
+        let list = self.text(var)?;
+        let ids: Result<Vec<DiscordId>, _> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::parse)
+            .collect();
+        Some(ids.unwrap_or_else(|_| {
+            self.problem(
+                var,
+                &format!("\"{list}\" is not a comma-separated list of {what} ids (numbers; in Discord enable Developer Mode, right-click the {what} and Copy ID)"),
+            );
+            Vec::new()
+        }))
     }
 
     fn secret(&mut self, var: &str) -> Option<Secret> {
@@ -697,13 +714,17 @@ mod tests {
     fn discord_ids_and_roles_parse() {
         let c = config_from(&[
             ("DISCORD_GUILD_ID", "18446744073709551615"),
-            ("CODECOURIER_ALLOWED_ROLES", "devs, 123 ,,"),
+            ("CODECOURIER_ALLOWED_ROLES", "456, 123 ,,"),
             ("CODECOURIER_ALLOW_LOCAL_REPOS", "TRUE"),
         ])
         .unwrap();
         assert_eq!(c.discord.guild_id, Some(DiscordId(u64::MAX)));
-        assert_eq!(c.allowed_roles, vec!["devs", "123"]);
+        assert_eq!(c.allowed_roles, vec![DiscordId(456), DiscordId(123)]);
         assert!(c.allow_local_repos);
+
+        // A role name is refused with how to find the id: names can be renamed by anyone who manages roles.
+        let err = config_from(&[("CODECOURIER_ALLOWED_ROLES", "devs")]).unwrap_err();
+        assert!(err.to_string().contains("Copy ID"), "{err}");
     }
 
     #[test]

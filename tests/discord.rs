@@ -713,12 +713,24 @@ async fn a_launch_uses_the_projects_key_when_the_bot_has_none() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn roles_and_the_per_user_cap_are_enforced_with_reasons() {
-    let bot = start_bot(&[("CODECOURIER_ALLOWED_ROLES", "builders")]).await;
+    let roles = BUILDERS_ROLE.to_string();
+    let bot = start_bot(&[("CODECOURIER_ALLOWED_ROLES", roles.as_str())]).await;
     bot.fake.add_role(BUILDERS_ROLE, "builders", 0);
     let refused = bot.slash(alice(), "launch", &bot.with_repo(&prompt("Do it")));
     let text = bot.ephemeral_reply(&refused).await;
     assert!(
-        text.contains("Only members with one of these roles may launch: builders"),
+        text.contains(&format!(
+            "Only members with one of these roles may launch: <@&{BUILDERS_ROLE}>"
+        )),
+        "{text}"
+    );
+    // Roles are matched by id: another role renamed to "builders" does not pass.
+    bot.fake.add_role(BUILDERS_ROLE + 1, "builders", 0);
+    let renamed = User::member(BOB).with_roles(&[BUILDERS_ROLE + 1]);
+    let refused = bot.slash(renamed, "launch", &bot.with_repo(&prompt("Do it")));
+    let text = bot.ephemeral_reply(&refused).await;
+    assert!(
+        text.contains("Only members with one of these roles"),
         "{text}"
     );
     // A builder gets past the rule (here, on to checking the options).

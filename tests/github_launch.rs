@@ -302,7 +302,7 @@ async fn a_missing_base_branch_is_named() {
 async fn a_follow_up_continues_the_github_branch_without_creating_another() {
     use codecourier::catalog::{Catalog, FollowUp, LaunchInput};
     use codecourier::config::Config;
-    use codecourier::pipeline::{LaunchOrigin, Launcher, NoProgress};
+    use codecourier::pipeline::{LaunchOrigin, Launcher, NoProgress, ProjectChoice};
     use codecourier::sandbox::local::LocalProvider;
     use codecourier::store::Store;
     use std::sync::Arc;
@@ -335,7 +335,8 @@ async fn a_follow_up_continues_the_github_branch_without_creating_another() {
     let origin = LaunchOrigin {
         launched_by: "alice".into(),
         discord: None,
-        project_id: None,
+        project: ProjectChoice::OfRepository,
+        keys_of: None,
         issue_session: None,
         workflow: None,
     };

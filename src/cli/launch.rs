@@ -12,7 +12,9 @@ use super::{invalid_request, CliError};
 use crate::catalog::{Catalog, LaunchInput, LaunchRequest};
 use crate::config::Config;
 use crate::pipeline::ops::{LaunchAsk, Refusal};
-use crate::pipeline::{recover, LaunchOrigin, Launcher, NoProgress, Ops, SandboxStatus};
+use crate::pipeline::{
+    recover, LaunchOrigin, Launcher, NoProgress, Ops, ProjectChoice, SandboxStatus,
+};
 use crate::sandbox::provider_for;
 use crate::store::{SandboxRecord, Store};
 
@@ -126,7 +128,8 @@ pub(super) async fn run_request(
     let origin = LaunchOrigin {
         launched_by: std::env::var("USER").unwrap_or_else(|_| "terminal".into()),
         discord: None,
-        project_id: None,
+        project: ProjectChoice::OfRepository,
+        keys_of: None,
         issue_session: None,
         workflow: None,
     };

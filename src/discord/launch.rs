@@ -14,9 +14,10 @@ use super::{access, dialog, render, thread, Context, Data, Error};
 use crate::catalog::LaunchInput;
 use crate::ids::{DiscordId, SandboxId};
 use crate::pipeline::ops::LaunchAsk;
-use crate::pipeline::{LaunchOrigin, Prepared};
+use crate::pipeline::{LaunchOrigin, Prepared, ProjectChoice};
 use crate::store::{DiscordOrigin, SandboxRecord};
 
+const NOT_YOUR_DIALOG: &str = "This dialog belongs to someone else: run /launch to open your own.";
 const DIALOG_EXPIRED: &str =
     "This launch dialog has expired (CodeCourier restarted since). Run /launch again.";
 
@@ -72,15 +73,22 @@ pub async fn launch(
     #[description = "Pull request: draft (default), ready or none"] pr: Option<String>,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    if let Some(refusal) = access::launch_refusal(ctx).await? {
+    if let Some(refusal) = access::command_launch_refusal(ctx) {
         return say_ephemeral(ctx, refusal).await;
     }
     let channel = DiscordId(ctx.channel_id().get());
     let project = data.ops.store().project_for_channel(channel).await?;
+    let actor = access::Actor::of_command(ctx);
+    let used = match access::repo_use(data, &actor, project.as_ref(), repo.as_deref(), base_branch)
+        .await?
+    {
+        Ok(used) => used,
+        Err(refusal) => return say_ephemeral(ctx, refusal).await,
+    };
     let input = LaunchInput {
         prompt,
-        repo: repo.or_else(|| project.as_ref().map(|p| p.repo.clone())),
-        base_branch: base_branch.or_else(|| project.as_ref().and_then(|p| p.base_branch.clone())),
+        repo: used.repo,
+        base_branch: used.base_branch,
         tool,
         model,
         effort,
@@ -109,7 +117,7 @@ pub async fn launch(
         ctx.author().id,
         ctx.guild_id(),
         channel,
-        project.as_ref().map(|p| p.id),
+        used.project,
     );
     launch_and_follow(ctx, input, &origin, project.is_some()).await
 }
@@ -121,7 +129,7 @@ pub async fn launch_from_message(
     message: serenity::Message,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    if let Some(refusal) = access::launch_refusal(ctx).await? {
+    if let Some(refusal) = access::command_launch_refusal(ctx) {
         return say_ephemeral(ctx, refusal).await;
     }
     let channel = DiscordId(ctx.channel_id().get());
@@ -143,7 +151,7 @@ pub async fn launch_from_message(
         ctx.author().id,
         ctx.guild_id(),
         channel,
-        Some(project.id),
+        ProjectChoice::Project(project.id),
     );
     launch_and_follow(ctx, input, &origin, true).await
 }
@@ -188,7 +196,7 @@ pub fn origin(
     user: UserId,
     guild: Option<GuildId>,
     channel: DiscordId,
-    project_id: Option<i64>,
+    project: ProjectChoice,
 ) -> LaunchOrigin {
     LaunchOrigin {
         launched_by: name.to_string(),
@@ -197,9 +205,28 @@ pub fn origin(
             guild_id: guild.map(|g| DiscordId(g.get())),
             channel_id: channel,
         }),
-        project_id,
+        project,
+        keys_of: Some(DiscordId(user.get())),
         issue_session: None,
         workflow: None,
+    }
+}
+
+/// Who launches again on `record` (Retry, Follow up): the presser, for the record and their own
+/// cap; the requester's keys and the record's project (or none), never the presser's keys.
+fn again(name: &str, user: UserId, guild: Option<GuildId>, record: &SandboxRecord) -> LaunchOrigin {
+    let channel = record.discord.channel_id.unwrap_or(DiscordId(0));
+    LaunchOrigin {
+        keys_of: record.discord.user_id,
+        ..origin(
+            name,
+            user,
+            guild,
+            channel,
+            record
+                .project_id
+                .map_or(ProjectChoice::Nothing, ProjectChoice::Project),
+        )
     }
 }
 
@@ -229,8 +256,13 @@ pub async fn on_dialog_press(
         return Ok(());
     };
     if !access::owns_dialog(&dialog, press.user.id) {
-        let text = "This dialog belongs to someone else: run /launch to open your own.";
-        press.create_response(&ctx.http, ephemeral(text)).await?;
+        press
+            .create_response(&ctx.http, ephemeral(NOT_YOUR_DIALOG))
+            .await?;
+        return Ok(());
+    }
+    if let Some(refusal) = access::launch_refusal(&data.config, &access::Actor::of_press(press)) {
+        press.create_response(&ctx.http, ephemeral(refusal)).await?;
         return Ok(());
     }
     let catalog = data.ops.catalog();
@@ -257,22 +289,36 @@ pub async fn on_dialog_submit(
             .await?;
         return Ok(());
     };
-    dialog::submitted(submit, &mut dialog.input);
-    let user = DiscordId(submit.user.id.get());
-    let channel = DiscordId(submit.channel_id.get());
-    let project = data.ops.store().project_for_channel(channel).await?;
-    if let Some(refusal) = access::cap_refusal(data, user, 1).await? {
+    // The form re-checks what the dialog's command checked: its opener, their roles.
+    if !access::owns_dialog(&dialog, submit.user.id) {
+        submit
+            .create_response(&ctx.http, ephemeral(NOT_YOUR_DIALOG))
+            .await?;
+        return Ok(());
+    }
+    let actor = access::Actor::of_submit(submit);
+    if let Some(refusal) = access::launch_refusal(&data.config, &actor) {
         submit
             .create_response(&ctx.http, ephemeral(refusal))
             .await?;
         return Ok(());
     }
+    dialog::submitted(submit, &mut dialog.input);
+    let channel = DiscordId(submit.channel_id.get());
+    let project = data.ops.store().project_for_channel(channel).await?;
+    let chosen = dialog
+        .input
+        .repo
+        .as_deref()
+        .map_or(ProjectChoice::Nothing, |repo| {
+            access::project_for(project.as_ref(), repo)
+        });
     let origin = origin(
         &submit.user.name,
         submit.user.id,
         submit.guild_id,
         channel,
-        project.as_ref().map(|p| p.id),
+        chosen,
     );
     // Keep what was typed while the person fixes a mistake; the dialog ends once the launch is recorded.
     data.dialogs
@@ -321,13 +367,7 @@ pub async fn retry(
         .channel_id
         .map(|c| ChannelId::new(c.0))
         .unwrap_or(press.channel_id);
-    let origin = origin(
-        &press.user.name,
-        press.user.id,
-        press.guild_id,
-        DiscordId(channel.get()),
-        record.project_id,
-    );
+    let origin = again(&press.user.name, press.user.id, press.guild_id, record);
     let request = data.ops.retry(record).await?;
     let prepared = match data
         .ops
@@ -397,14 +437,18 @@ pub async fn on_follow_up_submit(
         submit.create_response(&ctx.http, ephemeral(text)).await?;
         return Ok(());
     };
-    if !access::owner_or_manager(
-        record.discord.user_id,
-        submit.user.id,
-        submit.member.as_ref(),
-    ) {
+    // The form re-checks what its button checked.
+    let actor = access::Actor::of_submit(submit);
+    if !actor.owns_or_manages(record.discord.user_id, record.discord.guild_id) {
         let text =
             "Only the person who launched this sandbox, or a server manager, can follow it up.";
         submit.create_response(&ctx.http, ephemeral(text)).await?;
+        return Ok(());
+    }
+    if let Some(refusal) = access::launch_refusal(&data.config, &actor) {
+        submit
+            .create_response(&ctx.http, ephemeral(refusal))
+            .await?;
         return Ok(());
     }
     let user = DiscordId(submit.user.id.get());
@@ -414,17 +458,7 @@ pub async fn on_follow_up_submit(
             .await?;
         return Ok(());
     }
-    let channel = record
-        .discord
-        .channel_id
-        .unwrap_or(DiscordId(submit.channel_id.get()));
-    let origin = origin(
-        &submit.user.name,
-        submit.user.id,
-        submit.guild_id,
-        channel,
-        record.project_id,
-    );
+    let origin = again(&submit.user.name, submit.user.id, submit.guild_id, &record);
     let asked = match data
         .ops
         .follow_up(&record, &dialog::submitted_prompt(submit))

@@ -24,7 +24,8 @@ pub async fn on_button(
         press.create_response(&ctx.http, ephemeral(text)).await?;
         return Ok(());
     };
-    if !access::owner_or_manager(record.discord.user_id, press.user.id, press.member.as_ref()) {
+    let actor = access::Actor::of_press(press);
+    if !actor.owns_or_manages(record.discord.user_id, record.discord.guild_id) {
         let what = match action {
             SandboxAction::Stop => "stop it",
             SandboxAction::Retry => "retry it",
@@ -35,6 +36,13 @@ pub async fn on_button(
             format!("Only the person who launched this sandbox, or a server manager, can {what}.");
         press.create_response(&ctx.http, ephemeral(text)).await?;
         return Ok(());
+    }
+    // Retry and Follow up launch: the same rule as every launch.
+    if matches!(action, SandboxAction::Retry | SandboxAction::FollowUp) {
+        if let Some(refusal) = access::launch_refusal(&data.config, &actor) {
+            press.create_response(&ctx.http, ephemeral(refusal)).await?;
+            return Ok(());
+        }
     }
     match action {
         SandboxAction::Stop => {
@@ -121,32 +129,56 @@ async fn sandbox_autocomplete(
         .collect()
 }
 
-/// The sandbox an id (or its first characters) names, or `None` once the person was told why not.
+/// The sandbox an id (or its first characters) names, if the person may see it here; `None`
+/// once they were told. A record they may not see is answered exactly as one that does not exist.
 async fn find(ctx: Context<'_>, id: &str) -> Result<Option<SandboxRecord>, Error> {
+    let not_here = format!(
+        "No sandbox of this channel (or of yours) matches \"{}\"; `/sandboxes` lists them.",
+        render::inert(&render::cut(id.trim(), 40))
+    );
     match ctx.data().ops.store().find_sandbox(id).await {
-        Ok(record) => Ok(Some(record)),
-        Err(e @ (StoreError::NotFound(_) | StoreError::Ambiguous(..))) => {
-            say_ephemeral(ctx, e.to_string()).await?;
+        Ok(record)
+            if access::sees_sandbox(&access::Actor::of_command(ctx), ctx.channel_id(), &record) =>
+        {
+            Ok(Some(record))
+        }
+        Ok(_) | Err(StoreError::NotFound(_)) => {
+            say_ephemeral(ctx, not_here).await?;
+            Ok(None)
+        }
+        Err(StoreError::Ambiguous(..)) => {
+            say_ephemeral(ctx, "Give more characters of the sandbox's id.").await?;
             Ok(None)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Recent sandboxes: this channel's (default), yours, or all.
+/// Recent sandboxes: this channel's (default), yours, or the whole server's (managers).
 #[poise::command(slash_command, guild_only)]
 pub async fn sandboxes(
     ctx: Context<'_>,
-    #[description = "channel (default), mine or all"] show: Option<String>,
+    #[description = "channel (default), mine, or all of this server (Manage Server)"] show: Option<
+        String,
+    >,
     #[description = "Only this status"] status: Option<String>,
 ) -> Result<(), Error> {
+    // Always this server's only.
     let mut filter = SandboxFilter {
         limit: 15,
+        discord_guild: ctx.guild_id().map(|g| DiscordId(g.get())),
         ..Default::default()
     };
     match show.as_deref().unwrap_or("channel") {
         "mine" => filter.discord_user = Some(DiscordId(ctx.author().id.get())),
-        "all" => {}
+        "all" if access::command_by_manager(ctx) => {}
+        "all" => {
+            return say_ephemeral(
+                ctx,
+                "Only server managers see every sandbox of the server; `show: mine` lists yours.",
+            )
+            .await
+        }
         _ => filter.discord_channel = Some(DiscordId(ctx.channel_id().get())),
     }
     if let Some(status) = status {
@@ -230,8 +262,8 @@ async fn sandbox_stop(
     let Some(record) = find(ctx, &id).await? else {
         return Ok(());
     };
-    let member = access::command_member(ctx);
-    if !access::owner_or_manager(record.discord.user_id, ctx.author().id, member) {
+    let actor = access::Actor::of_command(ctx);
+    if !actor.owns_or_manages(record.discord.user_id, record.discord.guild_id) {
         return say_ephemeral(
             ctx,
             "Only the person who launched this sandbox, or a server manager, can stop it.",

@@ -15,7 +15,9 @@ mod status;
 pub mod workflow;
 
 pub use events::{Fanout, NoProgress, ProgressEvent, ProgressSink};
-pub use launch::{project_scope, user_scope, LaunchError, LaunchOrigin, Launcher, Prepared};
+pub use launch::{
+    project_scope, user_scope, LaunchError, LaunchOrigin, Launcher, Prepared, ProjectChoice,
+};
 pub use naming::{branch_name, slug};
 pub use ops::Ops;
 pub use recovery::recover;

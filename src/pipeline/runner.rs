@@ -19,7 +19,7 @@ use super::workflow::{
     WorkflowDef,
 };
 use super::SandboxStatus;
-use super::{LaunchError, LaunchOrigin, Launcher};
+use super::{LaunchError, LaunchOrigin, Launcher, ProjectChoice};
 use crate::catalog::{Catalog, FollowUp, LaunchMode, LaunchRequest, RepoRef};
 use crate::ids::{SandboxId, WorkChainId, WorkflowRunId};
 use crate::secret::Secret;
@@ -579,7 +579,12 @@ impl Runner {
         let origin = LaunchOrigin {
             launched_by: run.meta.launched_by.clone(),
             discord: run.meta.discord(),
-            project_id: run.project_id,
+            // A run started without a project of its own (a repository named from another
+            // channel) keeps none for every step.
+            project: run
+                .project_id
+                .map_or(ProjectChoice::Nothing, ProjectChoice::Project),
+            keys_of: run.meta.discord().map(|d| d.user_id),
             issue_session: None,
             workflow: Some(WorkflowLink {
                 run: run.id,

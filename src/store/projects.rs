@@ -161,6 +161,16 @@ impl Store {
         )
     }
 
+    /// The projects bound to channels of a Discord server.
+    pub async fn projects_in_guild(&self, guild: crate::ids::DiscordId) -> Result<Vec<Project>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM projects WHERE discord_guild_id = ?1 ORDER BY id"
+        ))
+        .bind(guild.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every project, by id.
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
         Ok(
@@ -315,6 +325,19 @@ impl Store {
 }
 
 impl Project {
+    /// This project with none of its team's settings: for a launch recorded under it that may
+    /// not use them (a repository named from another channel).
+    pub fn without_team_settings(self) -> Self {
+        Self {
+            system_prompt: None,
+            learnings: String::new(),
+            skills_json: "[]".into(),
+            commands_json: "[]".into(),
+            setup_script: None,
+            ..self
+        }
+    }
+
     /// The accepted learnings that fit a prompt: the newest, up to `MAX_LEARNINGS_BYTES`.
     pub fn compiled_learnings(&self) -> String {
         let mut kept: Vec<&str> = Vec::new();

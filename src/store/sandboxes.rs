@@ -206,6 +206,8 @@ pub struct SandboxFilter {
     pub discord_user: Option<DiscordId>,
     /// Only sandboxes launched from this Discord channel.
     pub discord_channel: Option<DiscordId>,
+    /// Only sandboxes launched from this Discord server.
+    pub discord_guild: Option<DiscordId>,
     pub limit: u32,
 }
 
@@ -385,12 +387,14 @@ impl Store {
         let rows = sqlx::query(
             "SELECT * FROM sandboxes WHERE (?1 IS NULL OR status = ?1)
                AND (?3 IS NULL OR discord_user_id = ?3) AND (?4 IS NULL OR discord_channel_id = ?4)
+               AND (?5 IS NULL OR discord_guild_id = ?5)
              ORDER BY created_at DESC, rowid DESC LIMIT ?2",
         )
         .bind(filter.status.map(|s| s.as_str()))
         .bind(i64::from(filter.limit))
         .bind(text_id(filter.discord_user))
         .bind(text_id(filter.discord_channel))
+        .bind(text_id(filter.discord_guild))
         .fetch_all(&self.pool)
         .await?;
         let mut records = Vec::with_capacity(rows.len());

@@ -62,14 +62,21 @@ async fn scan_run(
     base_branch: Option<String>,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    if let Some(refusal) = access::launch_refusal(ctx).await? {
+    if let Some(refusal) = access::command_launch_refusal(ctx) {
         return say_ephemeral(ctx, refusal).await;
     }
     let channel = DiscordId(ctx.channel_id().get());
     let project = data.ops.store().project_for_channel(channel).await?;
+    let actor = access::Actor::of_command(ctx);
+    let used = match access::repo_use(data, &actor, project.as_ref(), repo.as_deref(), base_branch)
+        .await?
+    {
+        Ok(used) => used,
+        Err(refusal) => return say_ephemeral(ctx, refusal).await,
+    };
     let input = ScanInput {
-        repo: repo.or_else(|| project.as_ref().map(|p| p.repo.clone())),
-        base_branch: base_branch.or_else(|| project.as_ref().and_then(|p| p.base_branch.clone())),
+        repo: used.repo,
+        base_branch: used.base_branch,
         focus,
         tool,
         model,
@@ -81,7 +88,7 @@ async fn scan_run(
         ctx.author().id,
         ctx.guild_id(),
         channel,
-        project.as_ref().map(|p| p.id),
+        used.project,
     );
     let prepared = match data.ops.launch(LaunchAsk::Scan(input), &origin).await? {
         Ok(prepared) => prepared,
@@ -210,11 +217,12 @@ pub async fn on_press(
             .await?;
         return Ok(());
     };
-    let may_act = access::owner_or_manager(
-        session.discord_user_id,
-        press.user.id,
-        press.member.as_ref(),
-    );
+    let actor = access::Actor::of_press(press);
+    // The scan's server is its sandbox's.
+    let guild = sandbox.as_ref().and_then(|s| s.discord.guild_id);
+    let may_act = actor.owns_or_manages(session.discord_user_id, guild);
+    // Fixes launch: the same rule as every launch.
+    let launch_refusal = access::launch_refusal(&data.config, &actor);
     match action {
         ScanAction::Page(page) => {
             let (text, rows, _) = result_page(&session, &issues, sandbox.as_ref(), page, None);
@@ -334,6 +342,10 @@ pub async fn on_press(
                 press.create_response(&ctx.http, ephemeral("Only the person who started this scan, or a server manager, can fix its issues.")).await?;
                 return Ok(());
             }
+            if let Some(refusal) = launch_refusal {
+                press.create_response(&ctx.http, ephemeral(refusal)).await?;
+                return Ok(());
+            }
             let user = DiscordId(press.user.id.get());
             if let Some(refusal) = access::cap_refusal(data, user, 1).await? {
                 press.create_response(&ctx.http, ephemeral(refusal)).await?;
@@ -358,6 +370,10 @@ pub async fn on_press(
         ScanAction::Fix(positions) => {
             if !may_act {
                 press.create_response(&ctx.http, ephemeral("Only the person who started this scan, or a server manager, can launch fixes from it.")).await?;
+                return Ok(());
+            }
+            if let Some(refusal) = launch_refusal {
+                press.create_response(&ctx.http, ephemeral(refusal)).await?;
                 return Ok(());
             }
             let chosen: Vec<&IssueRecord> = issues
@@ -429,7 +445,7 @@ async fn launch_fixes(
             press.user.id,
             press.guild_id,
             DiscordId(channel.get()),
-            project.map(|p| p.id).or(session.project_id),
+            access::project_for(project.as_ref(), &session.repo),
         )
     };
     let mut lines = Vec::new();

@@ -23,7 +23,7 @@ use super::{access, Context, Data, Error};
 use crate::ids::{DiscordId, IssueSessionId};
 use crate::pipeline::ops::{Job, TaskRef, TaskRefusal};
 use crate::pipeline::workflow::WorkflowDef;
-use crate::pipeline::{LaunchError, RunRequest};
+use crate::pipeline::{LaunchError, ProjectChoice, RunRequest};
 use crate::store::{Project, RunOwner};
 pub use define::on_create_submit;
 use define::steps_summary;
@@ -183,7 +183,7 @@ impl Setting {
             ctx.author().id,
             ctx.guild_id(),
             self.channel,
-            project_id,
+            project_id.map_or(ProjectChoice::Nothing, ProjectChoice::Project),
         );
         RunOwner {
             project_id,
@@ -217,16 +217,34 @@ async fn setting(
     workflow: Option<&str>,
 ) -> Result<Option<Setting>, Error> {
     let data = ctx.data();
-    if let Some(refusal) = access::launch_refusal(ctx).await? {
+    if let Some(refusal) = access::command_launch_refusal(ctx) {
         say_ephemeral(ctx, refusal).await?;
         return Ok(None);
     }
     let channel = DiscordId(ctx.channel_id().get());
-    let project = data.ops.store().project_for_channel(channel).await?;
-    let Some(repo) = repo.or_else(|| project.as_ref().map(|p| p.repo.clone())) else {
+    let channel_project = data.ops.store().project_for_channel(channel).await?;
+    let actor = access::Actor::of_command(ctx);
+    let used = match access::repo_use(
+        data,
+        &actor,
+        channel_project.as_ref(),
+        repo.as_deref(),
+        None,
+    )
+    .await?
+    {
+        Ok(used) => used,
+        Err(refusal) => {
+            say_ephemeral(ctx, refusal).await?;
+            return Ok(None);
+        }
+    };
+    let Some(repo) = used.repo else {
         say_ephemeral(ctx, "Which repository? Pass `repo`, or a server manager can bind this channel with `/project setup`.").await?;
         return Ok(None);
     };
+    // Only the channel's own project's settings apply, and only to its repository.
+    let project = channel_project.filter(|p| used.project == ProjectChoice::Project(p.id));
     let project_id = project.as_ref().map(|p| p.id);
     match data.ops.runner().find_workflow(project_id, workflow).await {
         Ok(definition) => Ok(Some(Setting {
@@ -346,14 +364,18 @@ pub async fn chain_from_scan(
         .unwrap_or(press.channel_id);
     let channel_id = DiscordId(channel.get());
     let project = store.project_for_channel(channel_id).await?;
-    let project_id = project.map(|p| p.id).or(scan.project_id);
+    let chosen = access::project_for(project.as_ref(), &repo);
+    let project_id = match chosen {
+        ProjectChoice::Project(id) => Some(id),
+        _ => None,
+    };
     let definition = match data.ops.runner().find_workflow(project_id, None).await {
         Ok(d) => d,
         Err(LaunchError::Invalid(message)) => return Ok(inert(&message)),
         Err(LaunchError::Store(e)) => return Err(e.into()),
     };
     let by = &press.user.name;
-    let origin = origin(by, press.user.id, press.guild_id, channel_id, project_id);
+    let origin = origin(by, press.user.id, press.guild_id, channel_id, chosen);
     let owner = RunOwner {
         project_id,
         launched_by: by,

@@ -144,12 +144,11 @@ pub async fn on_stop(
     data: &Data,
     job: Job,
 ) -> Result<(), Error> {
-    let owner = data
-        .ops
-        .job_state(job)
-        .await?
-        .and_then(|s| s.meta.discord_user_id);
-    let text = if !access::owner_or_manager(owner, press.user.id, press.member.as_ref()) {
+    let meta = data.ops.job_state(job).await?.map(|s| s.meta);
+    let (owner, guild) = meta
+        .map(|m| (m.discord_user_id, m.discord_guild_id))
+        .unwrap_or_default();
+    let text = if !access::Actor::of_press(press).owns_or_manages(owner, guild) {
         "Only the person who started this, or a server manager, can stop it."
     } else {
         let by = format!("{} from Discord", press.user.name);

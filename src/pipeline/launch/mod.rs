@@ -13,7 +13,7 @@ mod recorder;
 mod session;
 mod setup;
 
-pub use prepare::{project_scope, user_scope, LaunchError, LaunchOrigin, Prepared};
+pub use prepare::{project_scope, user_scope, LaunchError, LaunchOrigin, Prepared, ProjectChoice};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ use crate::sandbox::{
     run_captured, Exec, SandboxError, SandboxHandle, SandboxProvider, SandboxSpec,
 };
 use crate::secret::Secret;
-use crate::store::{Commit, Project, SandboxRecord, Store, StoreError};
+use crate::store::{Commit, Project, RunningCaps, SandboxRecord, Store, StoreError};
 
 /// Past the sandbox's own timeout, how long before the launcher stops waiting for the provider.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(15);
@@ -53,6 +53,9 @@ pub struct Launcher {
     idle_notice: Duration,
     /// The longest the setup phase may take (within the launch's own timeout).
     setup_timeout: Duration,
+    /// Running sandboxes per Discord user and for the whole deployment, checked where a launch
+    /// is recorded.
+    caps: RunningCaps,
 }
 
 /// A phase's detail line: `Err` when the phase failed but the launch goes on.
@@ -153,6 +156,10 @@ impl Launcher {
             redactor,
             idle_notice: config.agent_idle_notice,
             setup_timeout: config.setup_timeout,
+            caps: RunningCaps {
+                per_user: Some(config.max_running_per_user),
+                total: Some(config.max_running),
+            },
         }
     }
 

@@ -12,7 +12,8 @@ use crate::pipeline::Phase;
 use crate::redact::{looks_secret, Redactor};
 use crate::secret::Secret;
 use crate::store::{
-    DiscordOrigin, IssueSessionLink, NewIssueSession, NewSandbox, Project, StoreError, WorkflowLink,
+    DiscordOrigin, IssueSessionLink, NewIssueSession, NewSandbox, Project, RunningCaps, StoreError,
+    WorkflowLink,
 };
 
 /// Who launched, for the record and the messages.
@@ -20,13 +21,28 @@ use crate::store::{
 pub struct LaunchOrigin {
     pub launched_by: String,
     pub discord: Option<DiscordOrigin>,
-    /// The project the launch belongs to (a Discord channel's); else the repository's own.
-    pub project_id: Option<i64>,
+    /// Whose project's variables, keys, instructions and learnings the launch gets.
+    pub project: ProjectChoice,
+    /// Whose personal keys (`/project keys for: me`) the launch may use: its requester's, also
+    /// when someone else presses Retry or Follow up on it — never the presser's.
+    pub keys_of: Option<DiscordId>,
     /// The issue session whose issue this launch works on (a scan's own session is made by
     /// `prepare`).
     pub issue_session: Option<IssueSessionId>,
     /// The workflow run and step the launch is.
     pub workflow: Option<WorkflowLink>,
+}
+
+/// Which project a launch takes its variables, keys, instructions and learnings from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectChoice {
+    /// This one: a Discord channel's, or the one a workflow run was started with.
+    Project(i64),
+    /// The project bound to the launch's repository (a terminal launch).
+    OfRepository,
+    /// None: only CodeCourier's own keys, no project's variables, keys or instructions (a
+    /// repository named from a channel that is not its project's).
+    Nothing,
 }
 
 /// Where a project's keys and variables are stored.
@@ -85,34 +101,44 @@ impl Launcher {
         })?;
         agent::supported(tool).map_err(LaunchError::Invalid)?;
 
-        let project = match origin.project_id {
-            Some(id) => self.store.get_project(id).await?,
-            None => None,
-        };
-        let project = match project {
-            Some(p) => p,
-            None => {
+        let project = match origin.project {
+            ProjectChoice::Project(id) => Some(self.store.get_project(id).await?.ok_or_else(|| {
+                LaunchError::Invalid("this channel's project no longer exists; a server manager can run /project setup again".into())
+            })?),
+            ProjectChoice::OfRepository => Some(
                 self.store
                     .project_for_repo(&request.repo.to_string())
-                    .await?
-            }
+                    .await?,
+            ),
+            ProjectChoice::Nothing => None,
         };
         // The project's variables, under what the launch itself sets.
         let mut request = request;
-        for (name, value) in self.store.get_env(&project_scope(project.id)).await? {
-            if !request.env.iter().any(|(n, _)| *n == name) {
-                request.env.push((name, value));
+        if let Some(project) = &project {
+            for (name, value) in self.store.get_env(&project_scope(project.id)).await? {
+                if !request.env.iter().any(|(n, _)| *n == name) {
+                    request.env.push((name, value));
+                }
             }
         }
-        let keys = self.resolve_keys(tool, &request, origin, &project).await?;
+        let keys = self
+            .resolve_keys(tool, &request, origin, project.as_ref())
+            .await?;
         self.check_repository_reach(&request.repo)?;
         let validate_ended = Utc::now();
 
-        let project = self
-            .store
-            .project_for_repo(&request.repo.to_string())
-            .await?;
-        let (id, issue_session) = self.record(&request, origin, &project).await?;
+        // Without a project of its own the launch records none; what it learns is still
+        // proposed to its repository's project, with nothing of that project's settings applied.
+        let recorded_project = project.as_ref().map(|p| p.id);
+        let project = match project {
+            Some(project) => project,
+            None => self
+                .store
+                .project_for_repo(&request.repo.to_string())
+                .await?
+                .without_team_settings(),
+        };
+        let (id, issue_session) = self.record(&request, origin, recorded_project).await?;
         let recorded = Utc::now();
         let key_names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
         let validated = format!(
@@ -161,13 +187,15 @@ impl Launcher {
         tool: &Tool,
         request: &LaunchRequest,
         origin: &LaunchOrigin,
-        project: &Project,
+        project: Option<&Project>,
     ) -> Result<Vec<(String, Secret)>, LaunchError> {
         let mut scopes = Vec::new();
-        if let Some(discord) = &origin.discord {
-            scopes.push(user_scope(discord.user_id));
+        if let Some(owner) = origin.keys_of {
+            scopes.push(user_scope(owner));
         }
-        scopes.push(project_scope(project.id));
+        if let Some(project) = project {
+            scopes.push(project_scope(project.id));
+        }
         let mut keys: Vec<(String, Secret)> = Vec::new();
         for name in tool.required_keys.iter().flatten() {
             if keys.iter().any(|(n, _)| n == name) {
@@ -228,12 +256,12 @@ impl Launcher {
         &self,
         request: &LaunchRequest,
         origin: &LaunchOrigin,
-        project: &Project,
+        project_id: Option<i64>,
     ) -> Result<(SandboxId, Option<IssueSessionId>), StoreError> {
         let repo_text = request.repo.to_string();
         let scan_session = request.scan_task().map(|task| NewIssueSession {
             id: IssueSessionId::new(),
-            project_id: Some(project.id),
+            project_id,
             repo: &repo_text,
             focus: task.focus.as_deref(),
             tool: &request.tool,
@@ -253,10 +281,17 @@ impl Launcher {
                 request,
                 launched_by: &origin.launched_by,
                 discord: origin.discord,
-                project_id: Some(project.id),
+                project_id,
                 issue_session,
                 workflow: origin.workflow,
-                caps: Default::default(),
+                // A workflow's steps belong to a run admitted when it started.
+                caps: match origin.workflow {
+                    Some(_) => RunningCaps::default(),
+                    None => RunningCaps {
+                        per_user: origin.discord.map(|_| self.caps.per_user).flatten(),
+                        total: self.caps.total,
+                    },
+                },
             })
             .await?;
         let issue_session = scan_session.as_ref().map(|s| s.id).or(origin.issue_session);
