@@ -11,6 +11,7 @@ pub mod fake_openai_chat;
 pub mod fake_openai_responses;
 pub mod git_http;
 pub mod mock_github;
+pub mod npm_registry;
 pub mod openapi;
 
 use std::path::{Path, PathBuf};

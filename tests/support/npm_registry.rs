@@ -1,0 +1,200 @@
+//! A stand-in npm registry on loopback, serving packuments and tarballs as npm's registry does
+//! (`GET /<name>` → the packument JSON, `GET /<name>/-/<name>-<version>.tgz` → the gzipped tarball),
+//! and counting tarball downloads. It also writes what a repository needs to install from it:
+//! `package.json`, a lockfile whose entries resolve here with their integrity, and an `.npmrc`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use serde_json::json;
+use sha1::Digest as _;
+
+/// One published version of a package.
+struct Package {
+    version: String,
+    tarball: Vec<u8>,
+    integrity: String,
+    shasum: String,
+}
+
+struct Shared {
+    base: String,
+    packages: BTreeMap<String, Package>,
+    tarballs_served: AtomicUsize,
+}
+
+pub struct NpmRegistry {
+    /// `http://127.0.0.1:<port>/`
+    pub url: String,
+    /// `127.0.0.1:<port>`, as `CODECOURIER_EGRESS_ALLOW` lists it.
+    pub host_port: String,
+    shared: Arc<Shared>,
+}
+
+/// A package's tarball: `package/package.json` and `package/index.js`, gzipped.
+fn tarball(name: &str, version: &str) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    let manifest = json!({"name": name, "version": version, "main": "index.js"}).to_string();
+    let index = format!("module.exports = {:?};\n", format!("{name}@{version}"));
+    for (path, body) in [
+        ("package/package.json", manifest),
+        ("package/index.js", index),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, path, body.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+impl NpmRegistry {
+    /// Serves `packages` (name, version) on a free loopback port.
+    pub async fn start(packages: &[(&str, &str)]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host_port = listener.local_addr().unwrap().to_string();
+        let base = format!("http://{host_port}/");
+        let packages = packages
+            .iter()
+            .map(|(name, version)| {
+                let tarball = tarball(name, version);
+                let integrity = format!(
+                    "sha512-{}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(sha2::Sha512::digest(&tarball))
+                );
+                let shasum = hex::encode(sha1::Sha1::digest(&tarball));
+                let package = Package {
+                    version: version.to_string(),
+                    tarball,
+                    integrity,
+                    shasum,
+                };
+                (name.to_string(), package)
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            base: base.clone(),
+            packages,
+            tarballs_served: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/{name}", get(packument))
+            .route("/{name}/-/{file}", get(download))
+            .with_state(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: base,
+            host_port,
+            shared,
+        }
+    }
+
+    /// How many tarballs were downloaded so far.
+    pub fn tarballs_served(&self) -> usize {
+        self.shared.tarballs_served.load(Ordering::SeqCst)
+    }
+
+    /// Writes `package.json`, `package-lock.json` (version 3, every package resolved here with its
+    /// integrity) and `.npmrc` (this registry) into `dir`, for a project depending on all packages.
+    pub fn write_project(&self, dir: &Path, project: &str) {
+        let dependencies: serde_json::Map<String, serde_json::Value> = self
+            .shared
+            .packages
+            .iter()
+            .map(|(name, p)| (name.clone(), json!(p.version)))
+            .collect();
+        let mut lock_packages = serde_json::Map::new();
+        lock_packages.insert(
+            String::new(),
+            json!({"name": project, "version": "1.0.0", "dependencies": dependencies}),
+        );
+        for (name, p) in &self.shared.packages {
+            lock_packages.insert(
+                format!("node_modules/{name}"),
+                json!({
+                    "version": p.version,
+                    "resolved": tarball_url(&self.shared.base, name, &p.version),
+                    "integrity": p.integrity,
+                }),
+            );
+        }
+        let manifest = json!({"name": project, "version": "1.0.0", "private": true, "dependencies": dependencies});
+        let lock = json!({"name": project, "version": "1.0.0", "lockfileVersion": 3, "requires": true, "packages": lock_packages});
+        std::fs::write(
+            dir.join("package.json"),
+            serde_json::to_string_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("package-lock.json"),
+            serde_json::to_string_pretty(&lock).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join(".npmrc"), format!("registry={}\n", self.url)).unwrap();
+    }
+}
+
+fn tarball_url(base: &str, name: &str, version: &str) -> String {
+    format!("{base}{name}/-/{name}-{version}.tgz")
+}
+
+async fn packument(State(shared): State<Arc<Shared>>, UrlPath(name): UrlPath<String>) -> Response {
+    let Some(p) = shared.packages.get(&name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "Not found"})),
+        )
+            .into_response();
+    };
+    let version = json!({
+        "name": name,
+        "version": p.version,
+        "main": "index.js",
+        "dist": {
+            "tarball": tarball_url(&shared.base, &name, &p.version),
+            "integrity": p.integrity,
+            "shasum": p.shasum,
+        },
+    });
+    axum::Json(json!({
+        "name": name,
+        "dist-tags": {"latest": p.version},
+        "versions": {p.version.clone(): version},
+    }))
+    .into_response()
+}
+
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    UrlPath((name, file)): UrlPath<(String, String)>,
+) -> Response {
+    match shared.packages.get(&name) {
+        Some(p) if file == format!("{name}-{}.tgz", p.version) => {
+            shared.tarballs_served.fetch_add(1, Ordering::SeqCst);
+            (
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                p.tarball.clone(),
+            )
+                .into_response()
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "Not found"})),
+        )
+            .into_response(),
+    }
+}
