@@ -175,3 +175,57 @@ async fn a_secret_in_the_models_answer_is_redacted_everywhere() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&logs.stdout).contains("plantedSECRET"));
 }
+
+/// The effort each request the CLI sent asked for (`output_config.effort`: the pinned release
+/// gives Claude 4.6 models adaptive thinking).
+async fn efforts_sent(api: &wiremock::MockServer) -> Vec<String> {
+    fake_anthropic::requests_received(api)
+        .await
+        .iter()
+        .map(|body| {
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            body["output_config"]["effort"]
+                .as_str()
+                .unwrap_or("(none)")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_models_default_effort_reaches_the_cli_and_an_explicit_one_wins() {
+    let world = World::new();
+    for (args, effort) in [
+        (&["--model", "claude-opus-4-6"][..], "high"),
+        (
+            &["--model", "claude-opus-4-6", "--effort", "low"][..],
+            "low",
+        ),
+        (&[][..], "medium"),
+    ] {
+        let api = fake_anthropic::start(Mode::Works {
+            extra_text: String::new(),
+        })
+        .await;
+        let mut all = vec!["--prompt", "Create hello.txt"];
+        all.extend(args);
+        let (code, r, stderr) = run(launch(&world, &api.uri(), &all)).await;
+        assert_eq!(code, 0, "{r:#}\n{stderr}");
+        let tool_setup = r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == "tool_setup")
+            .unwrap()["detail"]
+            .to_string();
+        assert!(
+            tool_setup.contains(&format!("· effort {effort} ·")),
+            "{args:?}: {tool_setup}"
+        );
+        let sent = efforts_sent(&api).await;
+        assert!(
+            !sent.is_empty() && sent.iter().all(|e| e == effort),
+            "{args:?}: {sent:?}"
+        );
+    }
+}
