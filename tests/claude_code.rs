@@ -229,3 +229,84 @@ async fn the_models_default_effort_reaches_the_cli_and_an_explicit_one_wins() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skills_and_commands_added_from_the_terminal_reach_the_cli_and_the_model() {
+    let world = World::new();
+    let api = fake_anthropic::start(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let skill = world.dir.path().join("SKILL.md");
+    std::fs::write(
+        &skill,
+        "---\nname: widget-tests\ndescription: Runs the widget test suite with make widgetcheck\n---\nRun `make widgetcheck`.\n",
+    )
+    .unwrap();
+    let command = world.dir.path().join("review.md");
+    std::fs::write(
+        &command,
+        "---\ndescription: Reviews the widget diff for races\n---\nReview the diff for data races.\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["skills", "add", "--file", skill.to_str().unwrap()],
+        vec![
+            "commands",
+            "add",
+            "--name",
+            "widget-review",
+            "--file",
+            command.to_str().unwrap(),
+        ],
+    ] {
+        let out = world
+            .std_cmd()
+            .arg("project")
+            .args(&args)
+            .arg("--repo")
+            .arg(&world.origin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (code, r, stderr) = run(launch(
+        &world,
+        &api.uri(),
+        &[
+            "--prompt",
+            "Run `cat ~/.claude/skills/widget-tests/SKILL.md ~/.claude/commands/widget-review.md`",
+        ],
+    ))
+    .await;
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    let results = fake_anthropic::tool_results_received(&api).await;
+    assert!(
+        results.iter().any(|t| t.contains("Run `make widgetcheck`.")
+            && t.contains("Review the diff for data races.")),
+        "{results:?}"
+    );
+    // Claude Code lists both to the model, with their descriptions.
+    let requests = fake_anthropic::requests_received(&api).await;
+    assert!(
+        requests[0].contains("widget-tests: Runs the widget test suite with make widgetcheck")
+            && requests[0].contains("widget-review: Reviews the widget diff for races"),
+        "{}",
+        requests[0]
+    );
+    let tool_setup = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "tool_setup")
+        .unwrap()["detail"]
+        .to_string();
+    assert!(
+        tool_setup.contains("1 skill and 1 command given"),
+        "{tool_setup}"
+    );
+}

@@ -197,3 +197,66 @@ async fn the_setup_form_sets_the_setup_script_and_auto_setup() {
     assert_eq!(p["auto_setup"], false);
     bot.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skills_and_commands_added_from_discord_reach_the_cli_and_the_model() {
+    let (bot, api) = start_claude_bot(
+        support::fake_anthropic::Mode::Works {
+            extra_text: String::new(),
+        },
+        &[],
+    )
+    .await;
+    let manager = User::manager(ALICE);
+    let add = bot.slash(manager, "project skills add", &[]);
+    let form = bot.modal(&add).await;
+    let submit = bot
+        .submit_modal(
+            manager,
+            &form,
+            &[
+                ("name", "gadget-tests"),
+                ("description", "Runs the gadget suite with make gadgetcheck"),
+                ("body", "Run `make gadgetcheck`."),
+            ],
+        )
+        .await;
+    assert_eq!(bot.reply(&submit).await.kind(), ReplyKind::Acknowledged);
+    bot.follow_up(&add).await;
+    let add = bot.slash(manager, "project commands add", &[]);
+    let form = bot.modal(&add).await;
+    let submit = bot
+        .submit_modal(
+            manager,
+            &form,
+            &[
+                ("name", "gadget-review"),
+                ("body", "Review the gadget diff."),
+            ],
+        )
+        .await;
+    assert_eq!(bot.reply(&submit).await.kind(), ReplyKind::Acknowledged);
+    bot.follow_up(&add).await;
+
+    let text = launch_to_the_end(
+        &bot,
+        "Run `cat ~/.claude/skills/gadget-tests/SKILL.md ~/.claude/commands/gadget-review.md`",
+    )
+    .await;
+    assert!(text.contains("✅ completed"), "{text}");
+    let results = support::fake_anthropic::tool_results_received(&api).await;
+    assert!(
+        results.iter().any(|t| t.contains("Run `make gadgetcheck`.")
+            && t.contains("description: Runs the gadget suite with make gadgetcheck")
+            && t.contains("Review the gadget diff.")),
+        "{results:?}"
+    );
+    let requests = support::fake_anthropic::requests_received(&api).await;
+    assert!(
+        requests[0].contains("gadget-tests: Runs the gadget suite with make gadgetcheck")
+            && requests[0].contains("gadget-review"),
+        "{}",
+        requests[0]
+    );
+    bot.finish().await;
+}
