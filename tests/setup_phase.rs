@@ -198,6 +198,22 @@ async fn a_package_lock_runs_npm_ci_against_the_registry_and_names_it() {
     );
     let tree = git(&world.origin, &["ls-tree", "-r", "--name-only", branch]);
     assert!(!tree.contains("node_modules"), "{tree}");
+    assert!(
+        detail.contains("download caches kept between the project's launches"),
+        "{detail}"
+    );
+
+    // The next launch of the project installs from its npm cache: nothing is downloaded again.
+    let mut cmd = launch(&world, &api.uri(), &["--prompt", "Create again.txt"]);
+    cmd.env("CODECOURIER_EGRESS_ALLOW", &registry.host_port);
+    let (code, r, stderr) = run(cmd).await;
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    assert!(
+        setup_detail(&r).contains("ran npm ci"),
+        "{}",
+        setup_detail(&r)
+    );
+    assert_eq!(registry.tarballs_served(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -29,6 +29,8 @@ struct Shared {
     base: String,
     packages: BTreeMap<String, Package>,
     tarballs_served: AtomicUsize,
+    /// Added to every answer, as a registry across the internet takes its round trip.
+    latency: std::time::Duration,
 }
 
 pub struct NpmRegistry {
@@ -64,6 +66,14 @@ fn tarball(name: &str, version: &str) -> Vec<u8> {
 impl NpmRegistry {
     /// Serves `packages` (name, version) on a free loopback port.
     pub async fn start(packages: &[(&str, &str)]) -> Self {
+        Self::start_with_latency(packages, std::time::Duration::ZERO).await
+    }
+
+    /// As `start`, each answer given after `latency`.
+    pub async fn start_with_latency(
+        packages: &[(&str, &str)],
+        latency: std::time::Duration,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host_port = listener.local_addr().unwrap().to_string();
         let base = format!("http://{host_port}/");
@@ -90,6 +100,7 @@ impl NpmRegistry {
             base: base.clone(),
             packages,
             tarballs_served: AtomicUsize::new(0),
+            latency,
         });
         let app = Router::new()
             .route("/{name}", get(packument))
@@ -153,6 +164,7 @@ fn tarball_url(base: &str, name: &str, version: &str) -> String {
 }
 
 async fn packument(State(shared): State<Arc<Shared>>, UrlPath(name): UrlPath<String>) -> Response {
+    tokio::time::sleep(shared.latency).await;
     let Some(p) = shared.packages.get(&name) else {
         return (
             StatusCode::NOT_FOUND,
@@ -182,6 +194,7 @@ async fn download(
     State(shared): State<Arc<Shared>>,
     UrlPath((name, file)): UrlPath<(String, String)>,
 ) -> Response {
+    tokio::time::sleep(shared.latency).await;
     match shared.packages.get(&name) {
         Some(p) if file == format!("{name}-{}.tgz", p.version) => {
             shared.tarballs_served.fetch_add(1, Ordering::SeqCst);

@@ -27,6 +27,7 @@ use self::git::GitRemote;
 use self::publish::Links;
 use super::events::{ProgressEvent, ProgressSink};
 use super::{Phase, PhaseOutcome, SandboxStatus};
+use crate::caches::Caches;
 use crate::catalog::{Catalog, LaunchRequest, Tool};
 use crate::config::{Config, GithubConfig};
 use crate::ids::{IssueSessionId, SandboxId};
@@ -53,6 +54,8 @@ pub struct Launcher {
     idle_notice: Duration,
     /// The longest the setup phase may take (within the launch's own timeout).
     setup_timeout: Duration,
+    /// Package managers' caches kept between a project's launches, where the provider keeps any.
+    caches: Caches,
     /// Running sandboxes per Discord user and for the whole deployment, checked where a launch
     /// is recorded.
     caps: RunningCaps,
@@ -156,6 +159,7 @@ impl Launcher {
             redactor,
             idle_notice: config.agent_idle_notice,
             setup_timeout: config.setup_timeout,
+            caches: Caches::new(&config.data_dir),
             caps: RunningCaps {
                 per_user: Some(config.max_running_per_user),
                 total: Some(config.max_running),
@@ -266,7 +270,7 @@ impl Launcher {
     /// The provision phase: the provider creates the sandbox, with the repository's mounts.
     async fn provision(&self, launch: &mut Launch<'_>) -> Result<(), Ending> {
         let request = launch.request;
-        let spec = SandboxSpec {
+        let mut spec = SandboxSpec {
             template: request.template.clone(),
             resources: request.resources,
             env: Vec::new(),
@@ -280,6 +284,14 @@ impl Launcher {
         let timeout = Duration::from_millis(request.resources.timeout_ms);
         let handle = self
             .phase(launch, Phase::Provision, async {
+                if self.provider.capabilities().dependency_caches {
+                    let caches = self.caches.mounts(launch.project.id).map_err(|e| {
+                        Ending::failed(Phase::Provision)(format!(
+                            "cannot prepare the project's dependency caches: {e}"
+                        ))
+                    })?;
+                    spec.mounts.extend(caches);
+                }
                 let handle = self
                     .provider
                     .create(&spec, timeout)

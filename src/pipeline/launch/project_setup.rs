@@ -421,7 +421,7 @@ impl Launcher {
     /// What the provider keeps between this project's launches, for the detail.
     fn cache_words(&self) -> String {
         if self.provider.capabilities().dependency_caches {
-            "dependency caches kept between the project's launches".into()
+            "npm, pip, uv, cargo and Go download caches kept between the project's launches".into()
         } else {
             format!(
                 "no dependency cache on {}: installs download again each launch",
