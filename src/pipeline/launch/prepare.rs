@@ -288,7 +288,7 @@ impl Launcher {
                 caps: match origin.workflow {
                     Some(_) => RunningCaps::default(),
                     None => RunningCaps {
-                        per_user: origin.discord.map(|_| self.caps.per_user).flatten(),
+                        per_user: origin.discord.and(self.caps.per_user),
                         total: self.caps.total,
                     },
                 },

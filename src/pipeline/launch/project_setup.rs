@@ -401,9 +401,9 @@ impl Launcher {
         if patterns.is_empty() {
             return Ok(None);
         }
-        let mut append = Exec::script(format!(
-            "mkdir -p \"$(git rev-parse --git-path info)\" && cat >> \"$(git rev-parse --git-path info/exclude)\""
-        ));
+        let mut append = Exec::script(
+            "mkdir -p \"$(git rev-parse --git-path info)\" && cat >> \"$(git rev-parse --git-path info/exclude)\"",
+        );
         append.stdin = Some(format!("{}\n", patterns.join("\n")).into_bytes());
         self.sh(
             launch,
