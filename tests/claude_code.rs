@@ -237,43 +237,7 @@ async fn skills_and_commands_added_from_the_terminal_reach_the_cli_and_the_model
         extra_text: String::new(),
     })
     .await;
-    let skill = world.dir.path().join("SKILL.md");
-    std::fs::write(
-        &skill,
-        "---\nname: widget-tests\ndescription: Runs the widget test suite with make widgetcheck\n---\nRun `make widgetcheck`.\n",
-    )
-    .unwrap();
-    let command = world.dir.path().join("review.md");
-    std::fs::write(
-        &command,
-        "---\ndescription: Reviews the widget diff for races\n---\nReview the diff for data races.\n",
-    )
-    .unwrap();
-    for args in [
-        vec!["skills", "add", "--file", skill.to_str().unwrap()],
-        vec![
-            "commands",
-            "add",
-            "--name",
-            "widget-review",
-            "--file",
-            command.to_str().unwrap(),
-        ],
-    ] {
-        let out = world
-            .std_cmd()
-            .arg("project")
-            .args(&args)
-            .arg("--repo")
-            .arg(&world.origin)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    world.add_skill_and_command();
     let (code, r, stderr) = run(launch(
         &world,
         &api.uri(),
