@@ -261,6 +261,7 @@ async fn bench_launch() {
         metadata: Default::default(),
         mounts: Vec::new(),
         host_tools: Vec::new(),
+        network: None,
     };
     let mut baselines = Vec::new();
     for i in 0..RUNS {

@@ -114,6 +114,9 @@ pub struct Config {
     pub max_chain_items: u32,
     pub catalog_path: Option<PathBuf>,
     pub tools_dir: Option<PathBuf>,
+    /// The `codecourier` executable mounted into local sandboxes as their network bridge
+    /// (`CODECOURIER_BRIDGE_BINARY`); unset, the running executable when it is `codecourier`.
+    pub bridge_binary: Option<PathBuf>,
     pub allow_local_repos: bool,
     /// After this long without output from an agent, its progress says so.
     pub agent_idle_notice: std::time::Duration,
@@ -311,6 +314,7 @@ impl Config {
         };
         let catalog_path = r.existing_path("CODECOURIER_CATALOG", false);
         let tools_dir = r.existing_path("CODECOURIER_TOOLS_DIR", true);
+        let bridge_binary = r.existing_path("CODECOURIER_BRIDGE_BINARY", false);
         let allow_local_repos = r.flag("CODECOURIER_ALLOW_LOCAL_REPOS");
         let agent_idle_notice = r.duration(
             "CODECOURIER_AGENT_IDLE_NOTICE",
@@ -360,6 +364,7 @@ impl Config {
             max_chain_items,
             catalog_path,
             tools_dir,
+            bridge_binary,
             allow_local_repos,
             agent_idle_notice,
             setup_timeout,

@@ -324,7 +324,12 @@ async fn skills_reach_codex_and_commands_are_named_left_out() {
     let world = World::new();
     world.add_skill_and_command();
     let api = fake::start(Mode::Works).await;
-    let (code, r, stderr) = run(launch(&world, &api.uri(), &["--prompt", "Create hello.txt"])).await;
+    let (code, r, stderr) = run(launch(
+        &world,
+        &api.uri(),
+        &["--prompt", "Create hello.txt"],
+    ))
+    .await;
     assert_eq!(code, 0, "{r:#}\n{stderr}");
     let requests = fake::requests_received(&api).await;
     let sent = requests[0].to_string();

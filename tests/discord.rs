@@ -222,6 +222,7 @@ async fn a_launch_replies_opens_a_thread_shows_every_phase_and_posts_the_result(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_out_of_range_option_gets_an_ephemeral_error_and_records_nothing() {
     let bot = start_bot(&[]).await;
+    bind_project(&bot, &[]).await;
     let launch = bot.slash(
         alice(),
         "launch",
@@ -239,6 +240,7 @@ async fn an_out_of_range_option_gets_an_ephemeral_error_and_records_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_local_path_is_refused_unless_the_operator_allows_it() {
     let bot = start_bot(&[("CODECOURIER_ALLOW_LOCAL_REPOS", "false")]).await;
+    bind_project(&bot, &[]).await;
     let launch = bot.slash(alice(), "launch", &bot.with_repo(&prompt("Read the disk")));
     let text = bot.ephemeral_reply(&launch).await;
     assert!(text.contains("CODECOURIER_ALLOW_LOCAL_REPOS"), "{text}");
@@ -538,7 +540,8 @@ async fn open_pr_opens_a_draft_for_a_launch_that_had_none() {
     let world = World::new();
     let github = MockServer::start().await;
     let sha = support::git(&world.origin, &["rev-parse", "main"]);
-    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": format!("file://{}", world.origin.display()), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
+    let git_host = support::mock_github::serve_git(&world).await;
+    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": git_host.clone_url("acme/widgets"), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
     Mock::given(method("GET"))
         .and(path("/repos/acme/widgets"))
         .respond_with(ResponseTemplate::new(200).set_body_json(repo))
@@ -572,13 +575,13 @@ async fn open_pr_opens_a_draft_for_a_launch_that_had_none() {
         FakeDiscord::start().await,
         &[
             ("GITHUB_API_URL", uri.as_str()),
-            ("GITHUB_TOKEN", "ghp_test0123456789abcdefghijklmnopqrstu"),
+            ("GITHUB_TOKEN", support::mock_github::TOKEN),
         ],
     )
     .await;
-    bind_project(&bot, &[("FAKE_CLAUDE", "commit")]).await;
+    bind_project_to(&bot, "acme/widgets", &[("FAKE_CLAUDE", "commit")]).await;
     let launch = bot.slash(
-        alice(),
+        User::manager(ALICE),
         "launch",
         &[
             ("prompt", "Add one file".into()),
@@ -719,6 +722,7 @@ async fn roles_and_the_per_user_cap_are_enforced_with_reasons() {
     let roles = BUILDERS_ROLE.to_string();
     let bot = start_bot(&[("CODECOURIER_ALLOWED_ROLES", roles.as_str())]).await;
     bot.fake.add_role(BUILDERS_ROLE, "builders", 0);
+    bind_project(&bot, &[]).await;
     let refused = bot.slash(alice(), "launch", &bot.with_repo(&prompt("Do it")));
     let text = bot.ephemeral_reply(&refused).await;
     assert!(
@@ -836,6 +840,40 @@ async fn the_real_claude_code_cli_runs_a_launch_from_discord() {
             .file_on_branch(record["branch"].as_str().unwrap(), "hello.txt"),
         "hello\n"
     );
+    bot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_sends_every_agent_to_the_model_api_in_its_own_environment() {
+    use support::fake_anthropic::{self, Mode, FINAL_TEXT};
+    let api = fake_anthropic::start(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let base = api.uri();
+    let tools = support::claude_code_tools_dir();
+    // The operator's gateway or proxy, set for the whole deployment; the project sets nothing.
+    let bot = start_bot_process(World::new(), FakeDiscord::start().await, move |cmd| {
+        cmd.env("ANTHROPIC_BASE_URL", &base)
+            .env("CODECOURIER_TOOLS_DIR", &tools);
+    })
+    .await;
+    bind_project(&bot, &[]).await;
+    let launch = bot.slash(alice(), "launch", &prompt("Create hello.txt"));
+    bot.public_reply(&launch).await;
+    let thread = bot.run_thread().await;
+    let result = bot.next_message(thread.id).await;
+    assert!(
+        content(&result).contains("✅ completed") && content(&result).contains(FINAL_TEXT),
+        "{}",
+        content(&result)
+    );
+    // Every request of the agent arrived there, with the real key the gateway added.
+    let requests = api.received_requests().await.unwrap();
+    assert!(!requests.is_empty());
+    assert!(requests
+        .iter()
+        .all(|r| r.headers.get("x-api-key").is_some_and(|k| k == API_KEY)));
     bot.finish().await;
 }
 

@@ -79,3 +79,274 @@ async fn serve_refuses_to_start_without_a_server_to_serve() {
         "{err}"
     );
 }
+
+/// Another text channel of the same server, with no project of its own.
+const ELSEWHERE: u64 = CHANNEL_ID + 1;
+
+/// The first characters of a key's SHA-256, as the stand-in agent reports the key it holds.
+fn digest(key: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..16].to_string()
+}
+
+async fn plant_key(bot: &Bot, scope: &str, value: &str) {
+    let store = store_of(bot).await;
+    store
+        .put_secret(
+            scope,
+            "ANTHROPIC_API_KEY",
+            &codecourier::secret::Secret::new(value),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+async fn general_project(bot: &Bot) -> i64 {
+    let store = store_of(bot).await;
+    let project = store
+        .project_for_channel(codecourier::ids::DiscordId(CHANNEL_ID))
+        .await
+        .unwrap()
+        .expect("#general has a project");
+    store.close().await;
+    project.id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_channels_repository_is_refused_or_runs_without_that_project() {
+    const PROJECT_KEY: &str = "sk-ant-project-planted-key-000";
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[("PLANTED", "planted-project-variable")]).await;
+    let project = general_project(&bot).await;
+    plant_key(
+        &bot,
+        &codecourier::pipeline::project_scope(project),
+        PROJECT_KEY,
+    )
+    .await;
+    // The repository itself tells the stand-in agent to report what it holds.
+    bot.world.commit_to_origin(".fake-claude", "vars");
+    bot.fake.add_channel(text_channel(ELSEWHERE, "elsewhere"));
+
+    // A member of a channel without a project cannot borrow #general's.
+    for (command, what) in [
+        ("launch", "prompt"),
+        ("scan run", "focus"),
+        ("workflow run", "task"),
+    ] {
+        let options = bot.with_repo(&[(what, "Print".into())]);
+        let refused = bot.slash(alice().in_channel(ELSEWHERE), command, &options);
+        let text = bot.ephemeral_reply(&refused).await;
+        assert!(
+            text.contains("This channel has no project"),
+            "{command}: {text}"
+        );
+    }
+    assert!(records(&bot).is_empty());
+
+    // A manager may, and the launch runs with none of that project's variables or keys.
+    let manager = User::manager(BOB).in_channel(ELSEWHERE);
+    let launch = bot.slash(manager, "launch", &bot.with_repo(&prompt("Print")));
+    let summary = bot.public_reply(&launch).await;
+    assert!(
+        summary.contains("no project's variables or keys"),
+        "{summary}"
+    );
+    let thread = bot.run_thread().await;
+    let result = content(&bot.next_message(thread.id).await).to_string();
+    assert!(
+        result.contains("✅ completed") && result.contains("PLANTED=unset"),
+        "{result}"
+    );
+    assert!(!result.contains(&digest(PROJECT_KEY)), "{result}");
+    assert_eq!(records(&bot)[0]["project_id"], Value::Null);
+    bot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_of_another_channel_or_server_show_nothing() {
+    let guilds = format!("{GUILD_ID},{OTHER_GUILD}");
+    let fake = FakeDiscord::start().await;
+    fake.join_guild(OTHER_GUILD);
+    let extra = [("CODECOURIER_ALLOWED_GUILDS", guilds.as_str())];
+    let bot = start_bot_in(support::World::new(), fake, &extra).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "hang")]).await;
+    bot.fake.add_channel(text_channel(ELSEWHERE, "elsewhere"));
+    let launch = bot.slash(alice(), "launch", &prompt("Wait"));
+    bot.public_reply(&launch).await;
+    let thread = bot.run_thread().await;
+    bot.wait_message(&thread.status, "the agent at work", |m| {
+        content(m).contains("⏳ **agent**")
+    })
+    .await;
+    let id = records(&bot)[0]["id"].as_str().unwrap().to_string();
+
+    // A member elsewhere, and a manager of another server this deployment also serves, are
+    // answered as if the sandbox did not exist.
+    let other_manager = User::manager(BOB).in_server(OTHER_GUILD);
+    for user in [bob().in_channel(ELSEWHERE), other_manager] {
+        for command in ["sandbox status", "sandbox logs", "sandbox stop"] {
+            let asked = bot.slash(user, command, &[("id", id[..8].into())]);
+            let text = bot.ephemeral_reply(&asked).await;
+            assert!(
+                text.starts_with("No sandbox of this channel"),
+                "{command}: {text}"
+            );
+            assert!(!text.contains("Wait"), "{text}");
+        }
+        let list = bot.slash(user, "sandboxes", &[("show", "all".into())]);
+        let text = bot.ephemeral_reply(&list).await;
+        assert!(!text.contains(&id[..8]), "{text}");
+    }
+    // Nor can that manager press Stop on it.
+    let press = bot.press(other_manager, &thread.status, "Stop");
+    let text = bot.ephemeral_reply(&press).await;
+    assert!(text.starts_with("Only the person who launched"), "{text}");
+    assert_eq!(records(&bot)[0]["status"], "running");
+
+    // A manager of this server sees it from any of its channels.
+    let manager = User::manager(BOB).in_channel(ELSEWHERE);
+    let status = bot.slash(manager, "sandbox status", &[("id", id[..8].into())]);
+    let text = bot.ephemeral_reply(&status).await;
+    assert!(text.contains(&id[..8]), "{text}");
+
+    let stop = bot.press(alice(), &thread.status, "Stop");
+    bot.ephemeral_reply(&stop).await;
+    let result = bot.next_message(thread.id).await;
+    assert!(content(&result).contains("stopped"), "{}", content(&result));
+    bot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_by_a_manager_runs_with_the_requesters_key() {
+    const ALICES_KEY: &str = "sk-ant-alice-own-key-0000000001";
+    const MANAGERS_KEY: &str = "sk-ant-manager-own-key-00000002";
+    let (bot, api) = start_claude_bot(
+        support::fake_anthropic::Mode::Works {
+            extra_text: String::new(),
+        },
+        &[],
+    )
+    .await;
+    let user = |id| codecourier::pipeline::user_scope(codecourier::ids::DiscordId(id));
+    plant_key(&bot, &user(ALICE), ALICES_KEY).await;
+    plant_key(&bot, &user(BOB), MANAGERS_KEY).await;
+
+    let launch = bot.slash(alice(), "launch", &prompt("Save the prompt"));
+    bot.public_reply(&launch).await;
+    let thread = bot.run_thread().await;
+    let result = bot.next_message(thread.id).await;
+    assert!(
+        content(&result).contains("✅ completed"),
+        "{}",
+        content(&result)
+    );
+
+    let retry = bot.press(User::manager(BOB), &result, "Retry");
+    let text = bot.ephemeral_reply(&retry).await;
+    assert!(text.starts_with("Launching sandbox"), "{text}");
+    let announced = bot.next_message(CHANNEL_ID).await;
+    assert!(
+        content(&announced).starts_with("🔁 Retry of"),
+        "{}",
+        content(&announced)
+    );
+    let second = bot.run_thread().await;
+    let result = bot.next_message(second.id).await;
+    assert!(
+        content(&result).contains("✅ completed"),
+        "{}",
+        content(&result)
+    );
+
+    // Both runs reached the model API with Alice's key, never the manager's.
+    let keys: Vec<String> = api
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.headers.get("x-api-key"))
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(keys.len() >= 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k == ALICES_KEY), "{keys:?}");
+    bot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forms_are_answered_only_for_those_who_may_submit_them() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "create")]).await;
+
+    // The launch dialog's form, submitted by someone other than its opener: nothing launches.
+    let open = bot.slash(alice(), "launch", &[]);
+    let dialog = bot.reply(&open).await.message().clone();
+    let write = bot.press(alice(), &dialog, "Write the prompt…");
+    let modal = bot.modal(&write).await;
+    let forged = bot
+        .submit_modal(bob(), &modal, &[("prompt", "Do what Bob says")])
+        .await;
+    let text = bot.ephemeral_reply(&forged).await;
+    assert!(text.contains("belongs to someone else"), "{text}");
+    assert!(records(&bot).is_empty());
+
+    // The workflow form re-checks Manage Server.
+    let manager = User::manager(ALICE);
+    let create = bot.slash(manager, "workflow create", &[]);
+    let form = bot.modal(&create).await;
+    let forged = bot.submit_modal(bob(), &form, &[("name", "sneaky")]).await;
+    let text = bot.ephemeral_reply(&forged).await;
+    assert!(text.starts_with("Only a server manager"), "{text}");
+    let list = bot.slash(alice(), "workflow list", &[]);
+    let text = bot.ephemeral_reply(&list).await;
+    assert!(!text.contains("sneaky"), "{text}");
+    bot.finish().await;
+}
+
+/// Five launches at once, and how many were recorded.
+async fn five_at_once(bot: &Bot, users: [User; 5]) -> usize {
+    let asked: Vec<Interaction> = users
+        .iter()
+        .enumerate()
+        .map(|(n, user)| bot.slash(*user, "launch", &prompt(&format!("Wait {n}"))))
+        .collect();
+    let mut launched = 0;
+    for interaction in &asked {
+        let reply = bot.reply(interaction).await;
+        if reply.is_ephemeral() {
+            assert!(reply.text().contains("limit"), "{}", reply.text());
+        } else {
+            launched += 1;
+            bot.run_thread().await;
+        }
+    }
+    assert_eq!(records(bot).len(), launched);
+    launched
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn running_caps_hold_for_launches_at_the_same_moment() {
+    let bot = start_bot(&[("CODECOURIER_MAX_RUNNING_PER_USER", "2")]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "hang")]).await;
+    assert_eq!(five_at_once(&bot, [alice(); 5]).await, 2);
+    bot.finish().await;
+
+    let bot = start_bot(&[("CODECOURIER_MAX_RUNNING", "2")]).await;
+    bind_project(&bot, &[("FAKE_CLAUDE", "hang")]).await;
+    let users = [101, 102, 103, 104, 105].map(|n| User::member(ALICE + 1000 + n));
+    assert_eq!(five_at_once(&bot, users).await, 2);
+    bot.finish().await;
+}

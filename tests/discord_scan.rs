@@ -75,7 +75,7 @@ impl Respond for NewIssue {
 }
 
 /// The mock GitHub with issue search and creation.
-async fn github(world: &World) -> MockServer {
+async fn github(world: &World) -> mock_github::Github {
     let server = mock_github::start(world).await;
     Mock::given(method("GET"))
         .and(path("/search/issues"))
@@ -92,7 +92,7 @@ async fn github(world: &World) -> MockServer {
 
 /// The bot with the real Claude Code CLI, the fake model API answering `answers` to scans, and a
 /// mock GitHub.
-async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, MockServer) {
+async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, mock_github::Github) {
     let world = World::new();
     let github = github(&world).await;
     let tools = support::claude_code_tools_dir().display().to_string();
@@ -108,7 +108,7 @@ async fn start(answers: Vec<Option<Value>>) -> (Bot, MockServer, MockServer) {
     )
     .await;
     let api = fake_anthropic::start(Mode::Scan { answers }).await;
-    bind_project(&bot, &[("ANTHROPIC_BASE_URL", &api.uri())]).await;
+    bind_project_to(&bot, "acme/widgets", &[("ANTHROPIC_BASE_URL", &api.uri())]).await;
     (bot, api, github)
 }
 

@@ -3,6 +3,8 @@
 
 mod support;
 
+use base64::Engine;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -41,6 +43,7 @@ fn spec(cpus: u32, memory_mb: u32, template: &str) -> SandboxSpec {
         metadata: BTreeMap::from([("codecourier_sandbox_id".into(), "test".into())]),
         mounts: Vec::new(),
         host_tools: Vec::new(),
+        network: None,
     }
 }
 
@@ -293,10 +296,11 @@ async fn timeout_kill_and_extend() {
     assert_eq!(timeouts, [json!({"timeout": 30})]);
 }
 
-/// A GitHub for acme/widgets whose clone URL is the bare repository as mounted inside the fake VMs.
-async fn github(world: &World) -> MockServer {
+/// A GitHub for acme/widgets whose git is the world's bare repository behind the token.
+async fn github(world: &World) -> support::mock_github::Github {
     let server = MockServer::start().await;
-    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": "file:///srv/origin",
+    let git_host = support::mock_github::serve_git(world).await;
+    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": git_host.clone_url("acme/widgets"),
         "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
     let sha = git(&world.origin, &["rev-parse", "main"]);
     Mock::given(method("GET"))
@@ -326,7 +330,10 @@ async fn github(world: &World) -> MockServer {
         ))
         .mount(&server)
         .await;
-    server
+    support::mock_github::Github {
+        api: server,
+        git: git_host,
+    }
 }
 
 fn e2b_launch(
@@ -341,7 +348,7 @@ fn e2b_launch(
         .env("E2B_API_URL", &fake.url)
         .env("E2B_SANDBOX_URL", &fake.url)
         .env("GITHUB_API_URL", api.uri())
-        .env("GITHUB_TOKEN", "ghp_test0123456789abcdefghijklmnopqrstu")
+        .env("GITHUB_TOKEN", support::mock_github::TOKEN)
         .args(["launch", "--json", "--repo", "acme/widgets"])
         .args(args);
     cmd
@@ -351,12 +358,7 @@ fn e2b_launch(
 async fn the_whole_launch_sequence_runs_on_e2b() {
     let world = World::new();
     let vms = world.dir.path().join("vms");
-    let fake = fake_e2b::start(
-        vms,
-        fixtures_bin(),
-        vec![(world.origin.clone(), "/srv/origin".into())],
-    )
-    .await;
+    let fake = fake_e2b::start(vms, fixtures_bin(), Vec::new()).await;
     fake.fake.switches.envd_not_ready.store(2, Ordering::SeqCst);
     let api = github(&world).await;
     let mut cmd = e2b_launch(
@@ -394,18 +396,67 @@ async fn the_whole_launch_sequence_runs_on_e2b() {
     );
     assert_eq!(fake.fake.vm_count(), 0, "the sandbox is killed at the end");
     assert_requests_follow_the_spec(&fake);
+
+    // E2B's egress adds the credentials; the VM holds placeholders and reaches only what the
+    // launch needs.
+    let requests = fake.fake.requests.lock().unwrap().clone();
+    let create = &requests.iter().find(|r| r.1 == "/sandboxes").unwrap().2;
+    let network = &create["network"];
+    let git_host = url::Url::parse(&api.git.clone_url("acme/widgets")).unwrap();
+    let host = git_host.host_str().unwrap();
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("x-access-token:{}", support::mock_github::TOKEN));
+    assert_eq!(
+        network["rules"][host][0]["transform"]["headers"]["Authorization"],
+        format!("Basic {basic}"),
+        "{network:#}"
+    );
+    assert!(network["allowOut"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(host)));
+    assert!(network["allowOut"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("api.anthropic.com")));
+    assert_eq!(network["denyOut"], json!(["0.0.0.0/0"]));
+    assert_eq!(
+        network["rules"]["api.anthropic.com"][0]["transform"]["headers"]["x-api-key"],
+        support::API_KEY
+    );
+    let secrets = [
+        support::API_KEY,
+        support::mock_github::TOKEN,
+        basic.as_str(),
+    ];
+    let env = create["envVars"].to_string();
+    let uploads = fake.fake.uploads.lock().unwrap().clone();
+    let starts = fake.fake.process_starts.lock().unwrap().clone();
+    assert!(!uploads.is_empty() && !starts.is_empty());
+    for secret in secrets {
+        assert!(!env.contains(secret), "a key in envVars: {env}");
+        for (path, contents) in &uploads {
+            assert!(
+                !String::from_utf8_lossy(contents).contains(secret),
+                "a key written to {path}"
+            );
+        }
+        for start in &starts {
+            assert!(!start.to_string().contains(secret), "a key in {start}");
+        }
+    }
+    let provision = provision["detail"].as_str().unwrap();
+    assert!(
+        provision.contains("pushes are not limited to the branch"),
+        "{provision}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_crash_the_next_command_ends_the_orphaned_e2b_sandbox() {
     let world = World::new();
     let vms = world.dir.path().join("vms");
-    let fake = fake_e2b::start(
-        vms,
-        fixtures_bin(),
-        vec![(world.origin.clone(), "/srv/origin".into())],
-    )
-    .await;
+    let fake = fake_e2b::start(vms, fixtures_bin(), Vec::new()).await;
     let api = github(&world).await;
     let mut child = e2b_launch(
         &world,

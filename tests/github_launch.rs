@@ -1,11 +1,13 @@
-//! A launch against a GitHub repository: the GitHub client talks to a wiremock GitHub, and a bare repository
-//! on disk stands in for the git remote (the mock's `clone_url` points at it).
+//! A launch against a GitHub repository: the GitHub client talks to a wiremock GitHub, and a bare
+//! repository on disk, served over smart HTTP behind the token, stands in for the git remote (the
+//! mock's `clone_url` points at it).
 
 mod support;
 
 use std::path::Path;
 
 use serde_json::{json, Value};
+use support::git_http::GitHost;
 use support::{git, World};
 use wiremock::matchers::{header, method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -19,11 +21,12 @@ fn data(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
 }
 
-/// A GitHub for acme/widgets whose git remote is the world's bare repository.
-async fn github(world: &World) -> MockServer {
+/// A GitHub for acme/widgets whose git remote is the world's bare repository, behind the token.
+async fn github(world: &World) -> support::mock_github::Github {
     let server = MockServer::start().await;
+    let git_host = GitHost::start(TOKEN, &[("acme/widgets", &world.origin)]).await;
     let mut repo = data("repo.json");
-    repo["clone_url"] = json!(format!("file://{}", world.origin.display()));
+    repo["clone_url"] = json!(git_host.clone_url("acme/widgets"));
     let mut branch = data("branch.json");
     branch["commit"]["sha"] = json!(git(&world.origin, &["rev-parse", "main"]).trim());
     let auth = format!("Bearer {TOKEN}");
@@ -58,7 +61,10 @@ async fn github(world: &World) -> MockServer {
         .respond_with(ResponseTemplate::new(204))
         .mount(&server)
         .await;
-    server
+    support::mock_github::Github {
+        api: server,
+        git: git_host,
+    }
 }
 
 async fn launch(world: &World, api: &MockServer, args: &[&str]) -> (i32, Value, String) {
@@ -117,6 +123,18 @@ async fn the_branch_is_created_before_provisioning_and_a_draft_pull_request_afte
         world.file_on_branch(branch, "prompt.txt"),
         "Save the prompt for later"
     );
+    // Clone and push took GitHub's path: smart HTTP behind the token, which git only ever sent
+    // from the host (the sandbox's clone went through the gateway).
+    let git_requests = api.git.requests();
+    assert!(
+        git_requests
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/git-receive-pack") && r.authorized),
+        "{git_requests:#?}"
+    );
+    assert!(git_requests
+        .iter()
+        .all(|r| r.authorized || r.method == "GET"));
 
     let requests = api.received_requests().await.unwrap();
     let refs = requests_to(&requests, "POST", "/repos/acme/widgets/git/refs");
@@ -326,10 +344,10 @@ async fn a_follow_up_continues_the_github_branch_without_creating_another() {
         Config::from_lookup(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone()))
             .unwrap();
     let store = Store::open(&config).await.unwrap();
-    let provider = Arc::new(LocalProvider::new(
-        &config.data_dir,
-        config.tools_dir.clone(),
-    ));
+    let provider = Arc::new(
+        LocalProvider::new(&config.data_dir, config.tools_dir.clone())
+            .with_init_binary(env!("CARGO_BIN_EXE_codecourier").into()),
+    );
     let catalog = Catalog::built_in();
     let launcher = Launcher::new(&config, store, provider, catalog.clone());
     let origin = LaunchOrigin {

@@ -28,6 +28,7 @@ fn spec(memory_mb: u32) -> SandboxSpec {
         metadata: BTreeMap::from([("sandbox_id".into(), "test".into())]),
         mounts: Vec::new(),
         host_tools: Vec::new(),
+        network: None,
     }
 }
 
@@ -258,6 +259,7 @@ async fn tools_dir_comes_first_on_path_and_missing_tools_are_left_to_tool_setup(
         .create(
             &SandboxSpec {
                 host_tools: vec!["fake-agent".into(), "git".into()],
+                network: None,
                 ..spec(512)
             },
             Duration::from_secs(60),
@@ -279,6 +281,7 @@ async fn tools_dir_comes_first_on_path_and_missing_tools_are_left_to_tool_setup(
         .create(
             &SandboxSpec {
                 host_tools: vec!["no-such-agent-cli".into()],
+                network: None,
                 ..spec(512)
             },
             Duration::from_secs(60),

@@ -483,7 +483,7 @@ async fn running_caps_hold_when_launches_are_recorded_at_once() {
     assert_eq!(refused.len(), 3, "{refused:?}");
     assert_eq!(
         refused[0],
-        "you already have 2 sandboxes running (the limit is 2)"
+        "You already have 2 sandboxes running (the limit is 2): stop one, or wait for one to finish."
     );
     let recorded = t
         .store
@@ -527,6 +527,6 @@ async fn running_caps_hold_when_launches_are_recorded_at_once() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "CodeCourier already runs 4 sandboxes, its limit (CODECOURIER_MAX_RUNNING=4)"
+        "CodeCourier already runs 4 sandboxes, its limit (CODECOURIER_MAX_RUNNING=4): wait for one to finish."
     );
 }

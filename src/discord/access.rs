@@ -11,7 +11,7 @@ use crate::catalog::RepoRef;
 use crate::config::Config;
 use crate::ids::DiscordId;
 use crate::pipeline::ProjectChoice;
-use crate::store::Project;
+use crate::store::{CapReached, Project};
 
 /// What a person in a server the bot does not serve (or in a direct message) is told; nothing else
 /// happens.
@@ -87,7 +87,7 @@ impl<'a> Actor<'a> {
 }
 
 /// Whether `actor`, in channel `here`, may see a sandbox's record (its status, log, id): one of
-/// this channel (or its thread), or their own — always of this server.
+/// this channel (or its thread), their own, or any for a manager — always of this server.
 pub fn sees_sandbox(
     actor: &Actor<'_>,
     here: serenity::ChannelId,
@@ -96,7 +96,10 @@ pub fn sees_sandbox(
     let here = Some(DiscordId(here.get()));
     let d = &record.discord;
     actor.in_guild(d.guild_id)
-        && (d.channel_id == here || d.thread_id == here || d.user_id == Some(actor.id()))
+        && (d.channel_id == here
+            || d.thread_id == here
+            || d.user_id == Some(actor.id())
+            || actor.manages_server())
 }
 
 /// Whether the member who invoked a command may manage the server.
@@ -146,9 +149,13 @@ pub async fn cap_refusal(
     let running = data.ops.store().unfinished_for_user(user).await?;
     let cap = i64::from(data.config.max_running_per_user);
     if running >= cap {
-        return Ok(Some(format!(
-            "You already have {running} sandboxes running (the limit is {cap}). Stop one with its Stop button, or wait for one to finish."
-        )));
+        return Ok(Some(
+            CapReached::User {
+                running,
+                cap: data.config.max_running_per_user,
+            }
+            .to_string(),
+        ));
     }
     if running + wanted as i64 > cap {
         return Ok(Some(format!(

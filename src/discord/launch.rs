@@ -238,7 +238,11 @@ pub fn summary(data: &Data, prepared: &Prepared, launched_by: &str) -> String {
         .catalog()
         .tool(&request.tool)
         .expect("a prepared launch's tool is in the catalog");
-    render::launch_summary(request, tool, launched_by)
+    let mut text = render::launch_summary(request, tool, launched_by);
+    if prepared.settings_of().is_none() {
+        text.push_str("\nRuns with no project's variables or keys: this repository is not this channel's project.");
+    }
+    text
 }
 
 /// A press on the dialog's menus or its button.

@@ -196,11 +196,26 @@ async fn register(
         }
         payload.push(value);
     }
+    // A server the bot was removed from must not keep it from serving the others.
+    let mut registered = 0;
     for guild in guilds {
-        ctx.http
+        match ctx
+            .http
             .create_guild_commands(GuildId::new(guild.0), &payload)
-            .await?;
+            .await
+        {
+            Ok(_) => registered += 1,
+            Err(e) => tracing::warn!(
+                server = %guild,
+                error = %e,
+                "could not register the commands in this server of CODECOURIER_ALLOWED_GUILDS: is the bot invited there?"
+            ),
+        }
     }
+    anyhow::ensure!(
+        registered > 0,
+        "could not register the commands in any server of CODECOURIER_ALLOWED_GUILDS: invite the bot to one of them (see the README's Discord setup)"
+    );
     Ok(())
 }
 

@@ -21,8 +21,10 @@ pub async fn ask<M: poise::Modal>(
     // poise's naming: the form is called after the interaction that opened it.
     let custom_id = app.interaction.id.to_string();
     let wanted = custom_id.clone();
+    // The form is its opener's: a submit from anyone else is not this form's answer.
+    let opener = app.interaction.user.id;
     let mut submits = serenity::ModalInteractionCollector::new(app.serenity_context())
-        .filter(move |submit| submit.data.custom_id == wanted)
+        .filter(move |submit| submit.data.custom_id == wanted && submit.user.id == opener)
         .timeout(FILL_IN)
         .stream();
     app.interaction

@@ -24,7 +24,9 @@ use url::Url;
 
 pub use egress::{EgressPolicy, HostPattern, REGISTRIES};
 pub use grants::{GitGrant, Grant, GrantGuard, ModelGrant, ModelKey, Placeholder, Push};
-pub use model::{ModelApi, ModelRequest, ModelTraffic, Refusal, ResponseObserver};
+pub use model::{
+    credential_header, ModelApi, ModelRequest, ModelTraffic, Refusal, ResponseObserver,
+};
 
 use crate::config::GatewayConfig;
 use crate::secret::Secret;

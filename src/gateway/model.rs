@@ -15,6 +15,7 @@ use hyper::body::{Frame, Incoming};
 use super::grants::ModelKey;
 use super::listener::{full, strip_hop_by_hop, Body};
 use super::Shared;
+use crate::secret::Secret;
 
 /// The model APIs the agent CLIs speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +53,20 @@ impl ModelApi {
             ModelApi::Anthropic => "ANTHROPIC_BASE_URL",
             ModelApi::OpenAi => "OPENAI_BASE_URL",
             ModelApi::OpenRouter => "OPENROUTER_BASE_URL",
+        }
+    }
+
+    /// The API a key variable of the catalog is for, and the key as that API takes it.
+    pub fn of_key(var: &str, value: &Secret) -> Option<(ModelApi, ModelKey)> {
+        let key = ModelKey::ApiKey(value.clone());
+        match var {
+            "ANTHROPIC_API_KEY" => Some((ModelApi::Anthropic, key)),
+            "CLAUDE_CODE_OAUTH_TOKEN" => {
+                Some((ModelApi::Anthropic, ModelKey::OAuthToken(value.clone())))
+            }
+            "OPENAI_API_KEY" => Some((ModelApi::OpenAi, key)),
+            "OPENROUTER_API_KEY" => Some((ModelApi::OpenRouter, key)),
+            _ => None,
         }
     }
 
@@ -250,7 +265,7 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The real credential, in the header its API takes for its kind.
-fn credential_header(api: ModelApi, key: &ModelKey) -> (HeaderName, HeaderValue) {
+pub fn credential_header(api: ModelApi, key: &ModelKey) -> (HeaderName, HeaderValue) {
     let (name, text) = match (api, key) {
         (ModelApi::Anthropic, ModelKey::ApiKey(key)) => (
             HeaderName::from_static("x-api-key"),

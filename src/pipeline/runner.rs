@@ -1015,8 +1015,17 @@ impl Runner {
                 Ok((base, branch))
             }
             Some(RepoRef::Local { path }) => {
+                // Hooks and configuration other than the repository's own out of play.
                 let git = |args: &[&str]| {
                     std::process::Command::new("git")
+                        .env("GIT_CONFIG_NOSYSTEM", "1")
+                        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                        .args([
+                            "-c",
+                            "core.hooksPath=/dev/null",
+                            "-c",
+                            "core.fsmonitor=false",
+                        ])
                         .arg("-C")
                         .arg(&path)
                         .args(args)

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::{
-    Exec, ExitStatus, Output, SandboxError, SandboxHandle, SandboxInfo, SandboxProvider,
-    SandboxSpec,
+    Exec, ExitStatus, NetworkPolicy, Output, SandboxError, SandboxHandle, SandboxInfo,
+    SandboxProvider, SandboxSpec,
 };
 use crate::config::E2bConfig;
 use crate::secret::Secret;
@@ -294,6 +294,33 @@ impl EnvelopeReader {
     }
 }
 
+/// `NewSandbox.network`: E2B's egress proxy sets each rule's headers on the requests to its host
+/// (the VM never holds the credential), and lets out only the allowed hosts (allow entries win
+/// over `denyOut`).
+pub fn network_config(policy: &NetworkPolicy) -> Value {
+    let rules: serde_json::Map<String, Value> = policy
+        .header_rules
+        .iter()
+        .map(|rule| {
+            let headers: serde_json::Map<String, Value> = rule
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::String(value.expose().to_string())))
+                .collect();
+            (
+                rule.host.clone(),
+                json!([{ "transform": { "headers": headers } }]),
+            )
+        })
+        .collect();
+    let mut network = json!({ "rules": rules });
+    if !policy.open {
+        network["allowOut"] = json!(policy.allow_out);
+        network["denyOut"] = json!(["0.0.0.0/0"]);
+    }
+    network
+}
+
 fn secs_ceil(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).max(1) as u64
 }
@@ -315,6 +342,7 @@ impl SandboxProvider for E2bProvider {
             host_mounts: false,
             host_network: false,
             dependency_caches: false,
+            egress_rules: true,
         }
     }
 
@@ -337,7 +365,7 @@ impl SandboxProvider for E2bProvider {
             .iter()
             .map(|(k, v)| (k.as_str(), v.expose()))
             .collect();
-        let body = json!({
+        let mut body = json!({
             "templateID": spec.template.to_string(),
             // Always sent: without it E2B's default lifetime is 15 seconds.
             "timeout": secs_ceil(timeout),
@@ -346,6 +374,9 @@ impl SandboxProvider for E2bProvider {
             "metadata": metadata,
             "envVars": env,
         });
+        if let Some(policy) = &spec.network {
+            body["network"] = network_config(policy);
+        }
         let mut attempt = 0;
         let created: Value = loop {
             attempt += 1;
@@ -612,6 +643,56 @@ impl SandboxProvider for E2bProvider {
             }
         }
         Ok(())
+    }
+
+    async fn read_file(
+        &self,
+        sandbox: &SandboxHandle,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, SandboxError> {
+        let envd = self.envd(&sandbox.provider_id)?;
+        let mut url = reqwest::Url::parse(&format!("{}/files", envd.base))
+            .map_err(|e| SandboxError::Other(e.into()))?;
+        url.query_pairs_mut()
+            .append_pair("path", path)
+            .append_pair("username", "user");
+        let mut request = self
+            .http
+            .get(url)
+            .header("E2b-Sandbox-Id", &envd.sandbox_id)
+            .header("E2b-Sandbox-Port", ENVD_PORT.to_string());
+        if let Some(token) = &envd.token {
+            request = request.header("X-Access-Token", token.expose());
+        }
+        let mut response = request.send().await.map_err(|e| {
+            SandboxError::Transient(format!("envd could not send {path}: {}", without_url(&e)))
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(self
+                .envd_error(&envd, status, &text, &format!("reading {path}"))
+                .await);
+        }
+        let too_large = || {
+            SandboxError::Other(anyhow::anyhow!(
+                "cannot read {path}: it holds more than the {max_bytes} bytes read from a sandbox"
+            ))
+        };
+        if response.content_length().is_some_and(|n| n > max_bytes) {
+            return Err(too_large());
+        }
+        let mut contents = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            SandboxError::Transient(format!("envd broke off {path}: {}", without_url(&e)))
+        })? {
+            if (contents.len() + chunk.len()) as u64 > max_bytes {
+                return Err(too_large());
+            }
+            contents.extend_from_slice(&chunk);
+        }
+        Ok(contents)
     }
 
     async fn kill(&self, provider_id: &str) -> Result<(), SandboxError> {

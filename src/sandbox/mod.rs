@@ -38,6 +38,28 @@ pub struct SandboxSpec {
     pub mounts: Vec<Mount>,
     /// Executables to make available from the host (local provider only; templates carry their own).
     pub host_tools: Vec<String>,
+    /// What the sandbox may reach and the credentials its egress adds, for a provider whose own
+    /// egress enforces it (`ProviderCapabilities::egress_rules`); a local sandbox has a network of
+    /// its own and reaches CodeCourier's gateway through forwards instead.
+    pub network: Option<NetworkPolicy>,
+}
+
+/// A sandbox's egress as its provider enforces it: only `allow_out` (unless `open`), and on each
+/// rule's host the headers added to every request, so the agent holds placeholders, never keys.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkPolicy {
+    /// Any destination, not only the list (`CODECOURIER_EGRESS=open`).
+    pub open: bool,
+    /// Host names (`*.suffix` allowed) the sandbox may reach.
+    pub allow_out: Vec<String>,
+    pub header_rules: Vec<HeaderRule>,
+}
+
+/// Headers set (replacing any the agent sent) on every request to `host`.
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    pub host: String,
+    pub headers: Vec<(String, Secret)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,9 +160,12 @@ pub struct ProviderCapabilities {
     /// Commands reach the network as this machine does, so the host's registry, CA bundle and
     /// proxy settings apply to an install inside the sandbox.
     pub host_network: bool,
-    /// A sandbox created with `SandboxSpec::cache` keeps package managers' download caches
-    /// between the launches of one project.
+    /// Host directories mounted writable keep package managers' download caches between the
+    /// launches of one project (`caches`).
     pub dependency_caches: bool,
+    /// The provider's own egress enforces `SandboxSpec::network` and adds its headers (E2B): the
+    /// sandbox talks to the real upstreams and never reaches CodeCourier's gateway.
+    pub egress_rules: bool,
 }
 
 #[async_trait]
@@ -174,6 +199,15 @@ pub trait SandboxProvider: Send + Sync {
         contents: &[u8],
         mode: u32,
     ) -> Result<(), SandboxError>;
+
+    /// Reads a file of the sandbox, refusing one larger than `max_bytes` and never following a
+    /// link (nor reading a device or a pipe): what a sandbox offers is the agent's to choose.
+    async fn read_file(
+        &self,
+        sandbox: &SandboxHandle,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, SandboxError>;
 
     /// Makes `port` on the sandbox's own loopback reach the Unix socket `socket` on the host, for
     /// every command started from now on: the sandbox's bridge to CodeCourier's gateway and
@@ -268,13 +302,15 @@ pub fn provider_for(
     config: &crate::config::Config,
 ) -> Result<std::sync::Arc<dyn SandboxProvider>, String> {
     match config.sandbox_provider {
-        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new(
-            local::LocalProvider::new(&config.data_dir, config.tools_dir.clone())
+        crate::config::ProviderKind::Local => Ok(std::sync::Arc::new({
+            let provider = local::LocalProvider::new(&config.data_dir, config.tools_dir.clone())
                 .protecting(codecourier_files(config))
-                // Until the gateway carries model and git traffic through forwards, agents reach
-                // their APIs directly: CODECOURIER_EGRESS will decide this then.
-                .with_egress_open(true),
-        )),
+                .with_egress_open(config.gateway.egress_open);
+            match &config.bridge_binary {
+                Some(binary) => provider.with_init_binary(binary.clone()),
+                None => provider,
+            }
+        })),
         crate::config::ProviderKind::E2b => {
             Ok(std::sync::Arc::new(e2b::E2bProvider::new(&config.e2b)?))
         }

@@ -47,10 +47,10 @@ pub struct RunningCaps {
 /// Which cap a launch would exceed, with what is running now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CapReached {
-    #[error("you already have {running} sandboxes running (the limit is {cap})")]
+    #[error("You already have {running} sandboxes running (the limit is {cap}): stop one, or wait for one to finish.")]
     User { running: i64, cap: u32 },
     #[error(
-        "CodeCourier already runs {running} sandboxes, its limit (CODECOURIER_MAX_RUNNING={cap})"
+        "CodeCourier already runs {running} sandboxes, its limit (CODECOURIER_MAX_RUNNING={cap}): wait for one to finish."
     )]
     Deployment { running: i64, cap: u32 },
 }

@@ -37,6 +37,8 @@ pub struct User {
     roles: &'static [u64],
     /// Where they act from: `Some(guild)`, or `None` for a direct message with the bot.
     server: Option<u64>,
+    /// The channel they act in, when not #general (add it with `FakeDiscord::add_channel`).
+    channel: Option<u64>,
 }
 
 impl User {
@@ -47,6 +49,7 @@ impl User {
             permissions: PERMS_MEMBER,
             roles: &[],
             server: Some(GUILD_ID),
+            channel: None,
         }
     }
 
@@ -57,6 +60,7 @@ impl User {
             permissions: PERMS_MANAGE_SERVER,
             roles: &[],
             server: Some(GUILD_ID),
+            channel: None,
         }
     }
 
@@ -69,6 +73,14 @@ impl User {
     pub const fn in_server(self, guild: u64) -> Self {
         Self {
             server: Some(guild),
+            ..self
+        }
+    }
+
+    /// The same person acting in another channel of the server.
+    pub const fn in_channel(self, channel: u64) -> Self {
+        Self {
+            channel: Some(channel),
             ..self
         }
     }
@@ -261,6 +273,11 @@ pub async fn start_bot_in(world: World, fake: FakeDiscord, extra: &[(&str, &str)
             ),
             ("ANTHROPIC_API_KEY", API_KEY.into()),
             ("CODECOURIER_ALLOW_LOCAL_REPOS", "true".into()),
+            // The bot runs in the test process: its sandboxes' bridge is the built binary.
+            (
+                "CODECOURIER_BRIDGE_BINARY",
+                env!("CARGO_BIN_EXE_codecourier").into(),
+            ),
         ]
         .map(|(k, v): (&str, String)| (k.to_string(), v)),
     );
@@ -330,15 +347,17 @@ pub async fn start_claude_bot(
 /// Binds #general to the bot's bare repository, with project variables (how a test makes the
 /// stand-in agent misbehave, since Discord launches carry no `--env`).
 pub async fn bind_project(bot: &Bot, vars: &[(&str, &str)]) {
-    let data = bot.world.dir.path().join("data").display().to_string();
-    let config =
-        Config::from_lookup(|name| (name == "CODECOURIER_DATA_DIR").then(|| data.clone())).unwrap();
-    let store = codecourier::store::Store::open(&config).await.unwrap();
+    bind_project_to(bot, &bot.repo(), vars).await
+}
+
+/// Binds #general to `repo`, with project variables.
+pub async fn bind_project_to(bot: &Bot, repo: &str, vars: &[(&str, &str)]) {
+    let store = store_of(bot).await;
     let project = store
         .bind_channel_project(
             codecourier::ids::DiscordId(CHANNEL_ID),
             Some(codecourier::ids::DiscordId(GUILD_ID)),
-            &bot.repo(),
+            repo,
             None,
             None,
         )
@@ -353,6 +372,14 @@ pub async fn bind_project(bot: &Bot, vars: &[(&str, &str)]) {
         .await
         .unwrap();
     store.close().await;
+}
+
+/// The bot's store, opened beside it (as the CLI would): close it when done.
+pub async fn store_of(bot: &Bot) -> codecourier::store::Store {
+    let data = bot.world.dir.path().join("data").display().to_string();
+    let config =
+        Config::from_lookup(|name| (name == "CODECOURIER_DATA_DIR").then(|| data.clone())).unwrap();
+    codecourier::store::Store::open(&config).await.unwrap()
 }
 
 impl Bot {
@@ -840,6 +867,11 @@ impl Bot {
         message_id: Option<u64>,
     ) -> Interaction {
         payload["member"] = user.member_json();
+        if let Some(channel) = user.channel {
+            payload["channel_id"] = json!(channel.to_string());
+            payload["channel"]["id"] = json!(channel.to_string());
+            payload["channel"]["name"] = json!("elsewhere");
+        }
         match user.server {
             Some(GUILD_ID) => {}
             Some(other) => {

@@ -358,6 +358,8 @@ struct World {
     interactions: HashMap<u64, TrackedInteraction>,
     /// `None` for global commands, else the guild.
     commands: BTreeMap<Option<u64>, Vec<Value>>,
+    /// Servers the bot was invited to besides `GUILD_ID`.
+    other_guilds: Vec<u64>,
     files: HashMap<u64, (String, Vec<u8>)>,
     rate_limit: Option<RateLimit>,
     hits: HashMap<String, VecDeque<Instant>>,
@@ -799,6 +801,11 @@ impl FakeDiscord {
             .push(role_json(id, name, permissions, position, false));
     }
 
+    /// The bot joins another server (its commands can be registered there).
+    pub fn join_guild(&self, id: u64) {
+        self.world().other_guilds.push(id);
+    }
+
     /// Hosts a file the way Discord's CDN would and returns its attachment object, e.g. for a
     /// slash command's attachment option. `Attachment::download` fetches it from the fake.
     pub fn host_file(&self, filename: &str, bytes: &[u8]) -> Value {
@@ -909,6 +916,7 @@ impl World {
             users,
             interactions: HashMap::new(),
             commands: BTreeMap::new(),
+            other_guilds: Vec::new(),
             files: HashMap::new(),
             rate_limit: None,
             hits: HashMap::new(),
@@ -1553,6 +1561,7 @@ fn commands_route(
     let guild = match guild.map(|g| g.parse::<u64>()) {
         None => None,
         Some(Ok(GUILD_ID)) => Some(GUILD_ID),
+        Some(Ok(other)) if w.other_guilds.contains(&other) => Some(other),
         Some(_) => return Reply::error(403, 50001, "Missing Access"),
     };
     match (method, rest) {
@@ -2826,7 +2835,7 @@ pub fn member_json(user_id: u64, permissions: u64) -> Value {
     member_object(user_json(user_id), roles, Some(permissions))
 }
 
-fn text_channel(id: u64, name: &str) -> Value {
+pub fn text_channel(id: u64, name: &str) -> Value {
     json!({
         "id": id.to_string(), "type": 0, "guild_id": GUILD_ID.to_string(), "name": name,
         "position": 0, "permission_overwrites": [], "parent_id": null, "topic": null,

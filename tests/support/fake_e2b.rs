@@ -70,6 +70,10 @@ pub struct FakeE2b {
     next_pid: AtomicU32,
     /// Every control-plane request: (method, spec path, body).
     pub requests: Mutex<Vec<(String, String, Value)>>,
+    /// Every envd request that carries what a VM is given: file uploads (path, contents) and
+    /// Process/Start requests as sent.
+    pub uploads: Mutex<Vec<(String, Vec<u8>)>>,
+    pub process_starts: Mutex<Vec<Value>>,
     pub switches: Switches,
 }
 
@@ -86,12 +90,15 @@ pub async fn start(
     mounts: Vec<(PathBuf, String)>,
 ) -> Running {
     let fake = Arc::new(FakeE2b {
-        local: LocalProvider::new(&data_dir, Some(tools_dir)),
+        // A micro-VM reaches the internet; here, this machine's network (the tests' servers).
+        local: LocalProvider::new(&data_dir, Some(tools_dir)).with_egress_open(true),
         mounts,
         vms: Mutex::new(HashMap::new()),
         pending: Mutex::new(HashMap::new()),
         next_pid: AtomicU32::new(400),
         requests: Mutex::new(Vec::new()),
+        uploads: Mutex::new(Vec::new()),
+        process_starts: Mutex::new(Vec::new()),
         switches: Switches::default(),
     });
     let app = Router::new()
@@ -100,7 +107,7 @@ pub async fn start(
         .route("/sandboxes/{id}/timeout", post(set_timeout))
         .route("/v2/sandboxes", get(list))
         .route("/health", get(health))
-        .route("/files", post(upload))
+        .route("/files", post(upload).get(download))
         .route("/process.Process/Start", post(start_process))
         .route("/process.Process/SendInput", post(send_input))
         .route("/process.Process/CloseStdin", post(close_stdin))
@@ -200,6 +207,14 @@ async fn create(
                 .collect()
         })
         .unwrap_or_default();
+    let mut env = env;
+    if let Some(network) = body.get("network") {
+        // E2B's egress proxy, as the VM meets it: every request leaves through it.
+        let proxy = egress_proxy(network).await;
+        for name in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"] {
+            env.push((name.into(), Secret::new(proxy.as_str())));
+        }
+    }
     let spec = SandboxSpec {
         template: build_custom_tag("base").unwrap(),
         resources: Resources {
@@ -219,6 +234,7 @@ async fn create(
             })
             .collect(),
         host_tools: Vec::new(),
+        network: None,
     };
     let handle = match fake.local.create(&spec, Duration::from_secs(timeout)).await {
         Ok(h) => h,
@@ -354,6 +370,10 @@ async fn upload(
         Err(response) => return *response,
     };
     let path = query.get("path").cloned().unwrap_or_default();
+    fake.uploads
+        .lock()
+        .unwrap()
+        .push((path.clone(), body.to_vec()));
     match fake.local.write_file(&handle, &path, &body, 0o644).await {
         Ok(()) => Json(json!([{"path": path, "name": path.rsplit('/').next(), "type": "file"}]))
             .into_response(),
@@ -363,6 +383,126 @@ async fn upload(
         )
             .into_response(),
     }
+}
+
+/// envd's download: the file's bytes, 404 when it is not there.
+async fn download(
+    State(fake): State<Arc<FakeE2b>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (handle, _) = match fake.envd_vm(&headers) {
+        Ok(vm) => vm,
+        Err(response) => return *response,
+    };
+    let path = query.get("path").cloned().unwrap_or_default();
+    match fake.local.read_file(&handle, &path, 1 << 30).await {
+        Ok(bytes) => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}
+
+/// A VM's egress as E2B's proxy handles it for `network` (`SandboxNetworkConfig`): plain-HTTP
+/// requests only (what the tests' servers speak), each rule's headers set on its host's requests,
+/// and, with `denyOut`, only `allowOut` hosts reached. Returns the proxy's URL.
+async fn egress_proxy(network: &Value) -> String {
+    #[derive(Default)]
+    struct Egress {
+        rules: Vec<(String, Vec<(String, String)>)>,
+        allow: Option<Vec<String>>,
+    }
+    let mut egress = Egress::default();
+    if let Some(rules) = network["rules"].as_object() {
+        for (host, list) in rules {
+            let headers = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|rule| rule["transform"]["headers"].as_object())
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            egress.rules.push((host.clone(), headers));
+        }
+    }
+    if network["denyOut"].as_array().is_some_and(|d| !d.is_empty()) {
+        let allow = network["allowOut"].as_array().into_iter().flatten();
+        egress.allow = Some(
+            allow
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
+        );
+    }
+    let egress = Arc::new(egress);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let handler = move |request: axum::http::Request<Body>| {
+        let (egress, client) = (egress.clone(), client.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let host = parts.uri.host().unwrap_or_default().to_string();
+            let allowed = egress.allow.as_ref().is_none_or(|list| {
+                list.iter().any(|a| match a.strip_prefix("*.") {
+                    Some(suffix) => host.ends_with(&format!(".{suffix}")),
+                    None => *a == host,
+                })
+            });
+            if !allowed {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    &format!("egress to {host} is denied"),
+                );
+            }
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let mut headers = parts.headers.clone();
+            for hop in [
+                "host",
+                "proxy-authorization",
+                "proxy-connection",
+                "connection",
+            ] {
+                headers.remove(hop);
+            }
+            for (rule_host, set) in &egress.rules {
+                if *rule_host == host {
+                    for (name, value) in set {
+                        // An existing header of the same name is replaced, as the spec says.
+                        headers.insert(
+                            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                            value.parse().unwrap(),
+                        );
+                    }
+                }
+            }
+            let out = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(headers)
+                .body(body);
+            let Ok(answer) = out.send().await else {
+                return error(StatusCode::BAD_GATEWAY, "upstream unreachable");
+            };
+            let mut response = Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                if !matches!(
+                    name.as_str(),
+                    "transfer-encoding" | "content-length" | "connection"
+                ) {
+                    response = response.header(name.as_str(), value.as_bytes());
+                }
+            }
+            response
+                .body(Body::from(answer.bytes().await.unwrap_or_default()))
+                .unwrap()
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().fallback(handler);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }
 
 fn event(value: Value) -> Bytes {
@@ -389,6 +529,7 @@ async fn start_process(
     let mut reader = EnvelopeReader::default();
     let (_, payload) = reader.push(&body).pop().expect("one request envelope");
     let request: Value = serde_json::from_slice(&payload).unwrap();
+    fake.process_starts.lock().unwrap().push(request.clone());
     assert!(
         request["tag"].as_str().is_some_and(|t| !t.is_empty()),
         "every process is tagged"

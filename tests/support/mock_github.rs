@@ -1,7 +1,9 @@
-//! A mock GitHub (wiremock, real-shaped JSON) for `acme/widgets`, whose clone URL is a test world's
-//! bare repository: the repository, its branches (refs created through the API are made real in
-//! the bare repository, so runs can clone them as they would from GitHub), compare, and pull
-//! requests (number 9). Tests mount what else they need (issues, search) on the same server.
+//! A mock GitHub for `acme/widgets`: its API (wiremock, real-shaped JSON) and its git, the test
+//! world's bare repository served over smart HTTP behind Basic auth with the token
+//! (`git_http`), as GitHub serves a private repository. The API answers the repository (with that
+//! `clone_url`), its branches (refs created through the API are made real in the bare repository),
+//! compare, and pull requests (number 9). Tests mount what else they need (issues, search) on the
+//! same server.
 
 use std::path::PathBuf;
 
@@ -9,6 +11,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use super::git_http::GitHost;
 use super::{git, World};
 
 pub const TOKEN: &str = "ghp_test0123456789abcdefghijklmnopqrstu";
@@ -32,10 +35,35 @@ impl Respond for CreateRef {
     }
 }
 
-pub async fn start(world: &World) -> MockServer {
+/// The mock's API server (what a test mounts more on) and its git host.
+pub struct Github {
+    pub api: MockServer,
+    pub git: GitHost,
+}
+
+impl std::ops::Deref for Github {
+    type Target = MockServer;
+
+    fn deref(&self) -> &MockServer {
+        &self.api
+    }
+}
+
+/// The world's bare repository served as `acme/widgets` behind [`TOKEN`].
+pub async fn serve_git(world: &World) -> GitHost {
+    GitHost::start(TOKEN, &[("acme/widgets", &world.origin)]).await
+}
+
+pub async fn start(world: &World) -> Github {
+    start_with_token(world, TOKEN).await
+}
+
+/// The mock, its git behind `token`.
+pub async fn start_with_token(world: &World, token: &str) -> Github {
     let server = MockServer::start().await;
+    let git_host = GitHost::start(token, &[("acme/widgets", &world.origin)]).await;
     let sha = git(&world.origin, &["rev-parse", "main"]);
-    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": format!("file://{}", world.origin.display()), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
+    let repo = json!({"full_name": "acme/widgets", "default_branch": "main", "clone_url": git_host.clone_url("acme/widgets"), "html_url": "https://github.com/acme/widgets", "permissions": {"push": true}});
     Mock::given(method("GET"))
         .and(path("/repos/acme/widgets"))
         .respond_with(ResponseTemplate::new(200).set_body_json(repo))
@@ -67,7 +95,10 @@ pub async fn start(world: &World) -> MockServer {
         )
         .mount(&server)
         .await;
-    server
+    Github {
+        api: server,
+        git: git_host,
+    }
 }
 
 /// The bodies of the pull requests opened.

@@ -157,6 +157,15 @@ impl World {
         Command::from_std(self.launch_std(args))
     }
 
+    /// Commits `path` holding `text` onto the origin's `main` (as the repository's owners would).
+    pub fn commit_to_origin(&self, path: &str, text: &str) {
+        let work = self.dir.path().join("seed");
+        std::fs::write(work.join(path), text).unwrap();
+        git(&work, &["add", path]);
+        git(&work, &["commit", "--quiet", "-m", &format!("Add {path}")]);
+        git(&work, &["push", "--quiet", "origin", "HEAD:main"]);
+    }
+
     /// A file's contents on a branch of the origin repository.
     pub fn file_on_branch(&self, branch: &str, path: &str) -> String {
         git(&self.origin, &["show", &format!("{branch}:{path}")])

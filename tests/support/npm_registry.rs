@@ -1,4 +1,4 @@
-//! A stand-in npm registry on loopback, serving packuments and tarballs as npm's registry does
+//! A stand-in npm registry on loopback (127.0.0.2), serving packuments and tarballs as npm's registry does
 //! (`GET /<name>` → the packument JSON, `GET /<name>/-/<name>-<version>.tgz` → the gzipped tarball),
 //! and counting tarball downloads. It also writes what a repository needs to install from it:
 //! `package.json`, a lockfile whose entries resolve here with their integrity, and an `.npmrc`.
@@ -34,9 +34,9 @@ struct Shared {
 }
 
 pub struct NpmRegistry {
-    /// `http://127.0.0.1:<port>/`
+    /// `http://127.0.0.2:<port>/`
     pub url: String,
-    /// `127.0.0.1:<port>`, as `CODECOURIER_EGRESS_ALLOW` lists it.
+    /// `127.0.0.2:<port>`, as `CODECOURIER_EGRESS_ALLOW` lists it.
     pub host_port: String,
     shared: Arc<Shared>,
 }
@@ -74,7 +74,9 @@ impl NpmRegistry {
         packages: &[(&str, &str)],
         latency: std::time::Duration,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Not 127.0.0.1: the sandbox's NO_PROXY sends that to its own loopback, while this
+        // address goes through the egress proxy, which reaches it once it is allow-listed.
+        let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
         let host_port = listener.local_addr().unwrap().to_string();
         let base = format!("http://{host_port}/");
         let packages = packages

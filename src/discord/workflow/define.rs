@@ -140,6 +140,12 @@ pub async fn on_create_submit(
     submit: &serenity::ModalInteraction,
     data: &Data,
 ) -> Result<(), Error> {
+    // The form re-checks what its command checked: a form is only as good as its submitter.
+    if !access::Actor::of_submit(submit).manages_server() {
+        let text = "Only a server manager can define workflows.";
+        submit.create_response(&ctx.http, ephemeral(text)).await?;
+        return Ok(());
+    }
     let value = |id: &str| -> String {
         submit
             .data

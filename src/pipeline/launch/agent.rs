@@ -132,7 +132,7 @@ impl Launcher {
         let request = launch.request;
         let tool = launch.tool;
         let mut env = plan.env;
-        env.extend(request.env.iter().cloned());
+        env.extend(launch.agent_env.iter().cloned());
         let exec = Exec {
             argv: plan.argv,
             cwd: Some(PROJECT_DIR.into()),

@@ -6,26 +6,39 @@ use std::time::Duration;
 
 use super::git::push_summary;
 use super::publish::Links;
+use super::push::Pushed;
 use super::{answers, count, Ending, Launch, Launcher};
 use crate::agent::{AgentResult, LEARNINGS_FILE};
 use crate::pipeline::events::ProgressEvent;
 use crate::pipeline::{Phase, SandboxStatus};
-use crate::sandbox::{run_captured, Exec, SandboxError, HOME};
+use crate::sandbox::SandboxError;
 use crate::store::{Finish, SandboxRecord};
 
+/// The most of a learnings file read out of a sandbox.
+const MAX_LEARNINGS_BYTES: u64 = 64 * 1024;
+
 impl Launcher {
-    /// The finish phase.
+    /// The finish phase. A push refused by the check before it ends the launch with the reason,
+    /// its commits kept in CodeCourier's repository.
     pub(super) async fn finish(&self, launch: &mut Launch<'_>) -> Result<(), Ending> {
-        let (commits, pushed, links) = self
+        let (commits, pushed, links, refusal) = self
             .phase(launch, Phase::Finish, async {
                 if launch.form.is_some() {
                     let detail = self.finish_read_only(launch).await?;
-                    return Ok(((Vec::new(), None, Links::default()), Ok(detail)));
+                    return Ok(((Vec::new(), None, Links::default(), None), Ok(detail)));
                 }
-                let (commits, pushed) = self.commit_and_push(launch).await?;
+                let Pushed {
+                    commits,
+                    pushed,
+                    refusal,
+                } = self.commit_and_push(launch).await?;
                 let learned = self.save_learnings(launch).await;
-                let mut detail = push_summary(&commits, &launch.branch);
                 self.save_session(launch).await;
+                if let Some(refusal) = refusal {
+                    let detail = Err(refusal.clone());
+                    return Ok(((commits, pushed, Links::default(), Some(refusal)), detail));
+                }
+                let mut detail = push_summary(&commits, &launch.branch);
                 let links = self.publish(launch, &commits).await;
                 if let Some(note) = &links.note {
                     detail.push_str(&format!("; {note}"));
@@ -33,29 +46,36 @@ impl Launcher {
                 if learned > 0 {
                     detail.push_str(&format!("; {}", count(learned, "new learning")));
                 }
-                Ok(((commits, pushed, links), Ok(detail)))
+                Ok(((commits, pushed, links, None), Ok(detail)))
             })
             .await?;
         launch.commits = commits;
         launch.pushed = pushed;
         launch.links = links;
-        Ok(())
+        match refusal {
+            Some(error) => Err(Ending::Failed {
+                phase: Phase::Finish,
+                error,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Reads what the agent wrote to the learnings file and stores it on the project. Returns how
     /// many learnings were new.
     pub(super) async fn save_learnings(&self, launch: &Launch<'_>) -> usize {
-        let exec = Exec {
-            cwd: Some(HOME.into()),
-            ..Exec::script(format!("cat {LEARNINGS_FILE} 2>/dev/null || true"))
-        };
         let Some(handle) = launch.handle.as_ref() else {
             return 0;
         };
-        let Ok(out) = run_captured(self.provider.as_ref(), handle, &exec).await else {
+        // Bounded, and never through a link: the file is the agent's to make.
+        let Ok(bytes) = self
+            .provider
+            .read_file(handle, LEARNINGS_FILE, MAX_LEARNINGS_BYTES)
+            .await
+        else {
             return 0;
         };
-        let text = launch.redactor.redact(&out.stdout);
+        let text = launch.redactor.redact(&String::from_utf8_lossy(&bytes));
         if text.trim().is_empty() {
             return 0;
         }

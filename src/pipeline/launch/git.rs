@@ -1,8 +1,11 @@
-//! The repository's side of a launch: where git clones from and pushes to (GitHub, checked through
-//! the API before a sandbox is paid for, or a local repository), the clone, the feature branch, the
-//! credentials our own git commands carry, and the commit and push at the end. The clone URL, the
-//! token and the push all live here.
+//! The repository's side of a launch inside the sandbox: where git clones from (GitHub, checked
+//! through the API before a sandbox is paid for, reached through the gateway; or a local repository,
+//! mounted read-only), the clone, the feature branch, git's identity, and the agent's work
+//! committed at the end. Bringing the commits home and pushing them is `push`'s.
 
+use std::path::PathBuf;
+
+use super::push::Origin;
 use super::{count, Detail, Ending, Launch, Launcher};
 use crate::catalog::{LaunchMode, RepoRef};
 use crate::github::{self, GithubError, RepoClient};
@@ -12,25 +15,53 @@ use crate::sandbox::{Exec, Mount, HOME, PROJECT_DIR};
 use crate::secret::Secret;
 use crate::store::Commit;
 
-/// Where a local repository appears inside the sandbox.
+/// Where a local repository appears inside the sandbox (read-only).
 const REMOTE_MOUNT: &str = "/srv/origin";
-/// Our git commands carry the token in this variable; the agent's environment never does.
-const TOKEN_VAR: &str = "CODECOURIER_GIT_TOKEN";
-const CREDENTIAL_HELPER: &str = "!f() { test -n \"$CODECOURIER_GIT_TOKEN\" || exit 0; echo username=x-access-token; echo \"password=$CODECOURIER_GIT_TOKEN\"; }; f";
+/// The clone URL reaches git in this variable, never on a command line.
+const CLONE_URL_VAR: &str = "CODECOURIER_CLONE_URL";
 
 /// The repository as git sees it, found by the prepare phase.
 #[derive(Default)]
 pub(super) struct GitRemote {
-    clone_url: String,
+    /// The sandbox's clone URL when the repository is mounted into it; else the gateway's.
+    mounted_url: Option<String>,
     pub(super) mounts: Vec<Mount>,
-    /// The token our clone and push carry (None for local repositories).
-    token: Option<Secret>,
+    /// Where CodeCourier itself fetches from and pushes to, on the host.
+    pub(super) origin: Option<Origin>,
+    /// The token CodeCourier's own fetch and push carry, and the gateway adds for the sandbox
+    /// (None for local repositories).
+    pub(super) token: Option<Secret>,
     pub(super) github: Option<RepoClient>,
     /// The branch was created on GitHub by the prepare phase (and is removed again if unused).
     pub(super) branch_created: bool,
     /// Resolved through the API (GitHub only): the base branch and the feature branch reserved.
     base_branch: Option<String>,
     branch: Option<String>,
+}
+
+impl GitRemote {
+    /// The repository's URL on its git host, when it is reached over the network.
+    pub(super) fn upstream(&self) -> Option<&url::Url> {
+        match &self.origin {
+            Some(Origin::Url(url)) => Some(url),
+            _ => None,
+        }
+    }
+
+    /// A repository on this machine, mounted read-only into the sandbox and pushed to from the
+    /// host.
+    fn mounted(path: PathBuf) -> Self {
+        GitRemote {
+            mounted_url: Some(format!("file://{REMOTE_MOUNT}")),
+            mounts: vec![Mount {
+                host: path.clone(),
+                guest: REMOTE_MOUNT.into(),
+                writable: false,
+            }],
+            origin: Some(Origin::Path(path)),
+            ..Default::default()
+        }
+    }
 }
 
 impl Launcher {
@@ -61,15 +92,9 @@ impl Launcher {
         let (owner, name) = match &request.repo {
             RepoRef::Local { path } => {
                 let remote = GitRemote {
-                    clone_url: format!("file://{REMOTE_MOUNT}"),
-                    mounts: vec![Mount {
-                        host: path.clone(),
-                        guest: REMOTE_MOUNT.into(),
-                        writable: true,
-                    }],
                     base_branch: request.follow_up.as_ref().map(|f| f.base_branch.clone()),
                     branch: request.follow_up.as_ref().map(|f| f.branch.clone()),
-                    ..Default::default()
+                    ..GitRemote::mounted(path.clone())
                 };
                 return Ok((remote, Ok(format!("local repository {}", path.display()))));
             }
@@ -88,7 +113,7 @@ impl Launcher {
                 .to_string(),
             ));
         }
-        let (clone_url, mounts) = self.clone_source(&repo.clone_url);
+        let source = self.clone_source(&repo.clone_url).map_err(&fail)?;
         if scanning {
             // A read-only scan: the base branch must exist; no branch is made.
             let base = request
@@ -105,13 +130,12 @@ impl Launcher {
                 &base_sha[..base_sha.len().min(8)]
             );
             let remote = GitRemote {
-                clone_url,
-                mounts,
-                token: Some(github.git_token.clone()),
+                token: source.upstream().map(|_| github.git_token.clone()),
                 github: Some(github),
                 branch_created: false,
                 base_branch: Some(base),
                 branch: None,
+                ..source
             };
             return Ok((remote, Ok(detail)));
         }
@@ -159,31 +183,33 @@ impl Launcher {
             ),
         };
         let remote = GitRemote {
-            clone_url,
-            mounts,
-            token: Some(github.git_token.clone()),
+            token: source.upstream().map(|_| github.git_token.clone()),
             github: Some(github),
             branch_created: request.follow_up.is_none(),
             base_branch: Some(base),
             branch: Some(branch),
+            ..source
         };
         Ok((remote, Ok(detail)))
     }
 
-    /// A clone URL on this machine (a mirror, or a test's bare repository) is mounted into a
-    /// sandbox that can show host paths, like a local repository; another provider gets the URL
-    /// as it is.
-    fn clone_source(&self, clone_url: &str) -> (String, Vec<Mount>) {
+    /// A clone URL on this machine (a mirror, or a repository served from disk) is mounted
+    /// read-only into a sandbox that can show host paths, like a local repository; any other is
+    /// reached over the network, through the gateway.
+    fn clone_source(&self, clone_url: &str) -> Result<GitRemote, String> {
         match clone_url.strip_prefix("file://") {
-            Some(path) if self.provider.capabilities().host_mounts => (
-                format!("file://{REMOTE_MOUNT}"),
-                vec![Mount {
-                    host: path.into(),
-                    guest: REMOTE_MOUNT.into(),
-                    writable: true,
-                }],
-            ),
-            _ => (clone_url.to_string(), Vec::new()),
+            Some(path) if self.provider.capabilities().host_mounts => {
+                Ok(GitRemote::mounted(path.into()))
+            }
+            _ => {
+                let url = url::Url::parse(clone_url).map_err(|e| {
+                    format!("GitHub gave the clone URL {clone_url}, which is not a URL: {e}")
+                })?;
+                Ok(GitRemote {
+                    origin: Some(Origin::Url(url)),
+                    ..Default::default()
+                })
+            }
         }
     }
 
@@ -203,12 +229,20 @@ impl Launcher {
                     .as_deref()
                     .map(|b| format!("--branch {} ", shell_quote(b)))
                     .unwrap_or_default();
+                // Through the gateway (its placeholder as the password), or the mounted repository.
+                let url = match (launch.access.as_ref().and_then(|a| a.clone_url()), &launch.remote.mounted_url) {
+                    (Some(url), _) => url,
+                    (None, Some(url)) => Secret::new(url.as_str()),
+                    (None, None) => return Err(Ending::Failed {
+                        phase: Phase::Clone,
+                        error: format!("{} cannot be reached from this sandbox", request.repo),
+                    }),
+                };
                 let script = format!(
-                    "git -c credential.helper={helper} clone --quiet {branch_arg}{url} {PROJECT_DIR} && cd {PROJECT_DIR} && git rev-parse --abbrev-ref HEAD && git rev-parse HEAD",
-                    helper = shell_quote(CREDENTIAL_HELPER),
-                    url = shell_quote(&launch.remote.clone_url),
+                    "git clone --quiet {branch_arg}\"${CLONE_URL_VAR}\" {PROJECT_DIR} && cd {PROJECT_DIR} && git rev-parse --abbrev-ref HEAD && git rev-parse HEAD",
                 );
-                let mut exec = git(script, launch.remote.token.as_ref());
+                let mut exec = git(script);
+                exec.env.push((CLONE_URL_VAR.into(), url));
                 exec.cwd = Some(HOME.into());
                 let out = self.sh(launch, Phase::Clone, "git clone", exec).await?;
                 let mut lines = out.lines();
@@ -268,10 +302,7 @@ impl Launcher {
                 LaunchMode::Work => {}
             }
             if !continuing {
-                let checkout = git(
-                    format!("git checkout --quiet -b {}", shell_quote(&branch)),
-                    None,
-                );
+                let checkout = git(format!("git checkout --quiet -b {}", shell_quote(&branch)));
                 self.sh(launch, Phase::Branch, "creating the branch", checkout)
                     .await?;
             }
@@ -288,23 +319,19 @@ impl Launcher {
         Ok(())
     }
 
-    /// The credentials phase: git's identity and a credential helper that reads the token from a
-    /// variable only our own git commands carry. The token is never written to disk, into the
-    /// repository, or into the agent's environment.
+    /// The credentials phase: git's identity. No credential enters the sandbox: its remote is
+    /// the gateway, which adds the token to the launch's own repository's requests only.
     pub(super) async fn install_credentials(&self, launch: &Launch<'_>) -> Result<(), Ending> {
         self.phase(launch, Phase::Credentials, async {
-            let gitconfig = format!(
-                "[user]\n\tname = CodeCourier\n\temail = codecourier@users.noreply.github.com\n[safe]\n\tdirectory = *\n[credential]\n\thelper = {}\n",
-                CREDENTIAL_HELPER.replace('\\', "\\\\").replace('"', "\\\"")
-            );
+            let gitconfig = "[user]\n\tname = CodeCourier\n\temail = codecourier@users.noreply.github.com\n[safe]\n\tdirectory = *\n";
             self.provider
                 .write_file(launch.handle(), "/home/user/.gitconfig", gitconfig.as_bytes(), 0o644)
                 .await
                 .map_err(|e| Ending::from_sandbox(Phase::Credentials, e))?;
-            let detail = if launch.remote.token.is_some() {
-                "git credential helper installed; the token stays out of the sandbox's files and the agent's environment"
+            let detail = if launch.remote.upstream().is_some() {
+                "git reaches the repository through CodeCourier's gateway with the launch's placeholder; no token in the sandbox"
             } else {
-                "local repository: no token needed"
+                "local repository, mounted read-only: no token needed, pushed from CodeCourier's own copy"
             };
             Ok(((), Ok(detail.to_string())))
         })
@@ -313,60 +340,28 @@ impl Launcher {
 
     /// What `git status --porcelain` lists: empty when the agent changed nothing.
     pub(super) async fn changed_files(&self, launch: &Launch<'_>) -> Result<String, Ending> {
-        let status = git("git status --porcelain".into(), None);
+        let status = git("git status --porcelain".into());
         self.sh(launch, Phase::Finish, "git status", status).await
     }
 
-    /// In the finish phase: commits what the agent left uncommitted, lists the launch's commits,
-    /// and pushes them. Returns the commits and whether they were pushed (None: nothing to push).
-    pub(super) async fn commit_and_push(
-        &self,
-        launch: &Launch<'_>,
-    ) -> Result<(Vec<Commit>, Option<bool>), Ending> {
-        if !self.changed_files(launch).await?.is_empty() {
-            let message = commit_message(launch.id, &launch.request.prompt);
-            let commit = git(
-                format!(
-                    "git add -A && git commit --quiet -m {}",
-                    shell_quote(&message)
-                ),
-                None,
-            );
-            self.sh(
-                launch,
-                Phase::Finish,
-                "committing the agent's changes",
-                commit,
-            )
-            .await?;
+    /// In the finish phase: commits what the agent left uncommitted, in the sandbox.
+    pub(super) async fn commit_leftovers(&self, launch: &Launch<'_>) -> Result<(), Ending> {
+        if self.changed_files(launch).await?.is_empty() {
+            return Ok(());
         }
-        let log = git(
-            format!(
-                "git log --reverse --format='%H%x09%s' {}..HEAD",
-                launch.base_sha
-            ),
-            None,
-        );
-        let log = self
-            .sh(launch, Phase::Finish, "listing commits", log)
-            .await?;
-        let commits: Vec<Commit> = log
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .map(|(sha, subject)| Commit {
-                sha: sha.to_string(),
-                subject: launch.redactor.redact(subject),
-            })
-            .collect();
-        if commits.is_empty() {
-            return Ok((commits, None));
-        }
-        let push = git(
-            format!("git push --quiet origin {}", shell_quote(&launch.branch)),
-            launch.remote.token.as_ref(),
-        );
-        self.sh(launch, Phase::Finish, "git push", push).await?;
-        Ok((commits, Some(true)))
+        let message = commit_message(launch.id, &launch.request.prompt);
+        let commit = git(format!(
+            "git add -A && git commit --quiet -m {}",
+            shell_quote(&message)
+        ));
+        self.sh(
+            launch,
+            Phase::Finish,
+            "committing the agent's changes",
+            commit,
+        )
+        .await?;
+        Ok(())
     }
 }
 
@@ -378,14 +373,11 @@ pub(super) fn push_summary(commits: &[Commit], branch: &str) -> String {
     }
 }
 
-/// A git command line for the sandbox, with the token in our variable when it needs one.
-fn git(script: String, token: Option<&Secret>) -> Exec {
+/// A git command line for the sandbox, never asking for a password.
+pub(super) fn git(script: String) -> Exec {
     let mut exec = Exec::script(script);
     exec.env
         .push(("GIT_TERMINAL_PROMPT".into(), Secret::new("0")));
-    if let Some(token) = token {
-        exec.env.push((TOKEN_VAR.into(), token.clone()));
-    }
     exec
 }
 

@@ -2,6 +2,7 @@
 //! it through its phases to a terminal status, with the sandbox cleaned up. `sequence` below is the
 //! list of phases; each phase is a function in the module of its concern.
 
+mod access;
 mod agent;
 mod answers;
 mod finish;
@@ -9,6 +10,7 @@ mod git;
 mod prepare;
 mod project_setup;
 mod publish;
+mod push;
 mod recorder;
 mod session;
 mod setup;
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use self::access::Access;
 use self::agent::AgentOutcome;
 use self::answers::AnswerForm;
 use self::git::GitRemote;
@@ -30,6 +33,7 @@ use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::caches::Caches;
 use crate::catalog::{Catalog, LaunchRequest, Tool};
 use crate::config::{Config, GithubConfig};
+use crate::gateway::{Gateway, GatewaySettings};
 use crate::ids::{IssueSessionId, SandboxId};
 use crate::redact::Redactor;
 use crate::sandbox::{
@@ -59,6 +63,12 @@ pub struct Launcher {
     /// Running sandboxes per Discord user and for the whole deployment, checked where a launch
     /// is recorded.
     caps: RunningCaps,
+    /// The credential gateway every launch's model and git traffic goes through, started on
+    /// first use with the configured upstreams.
+    gateway: tokio::sync::OnceCell<Gateway>,
+    gateway_settings: GatewaySettings,
+    /// CodeCourier's data directory: the gateway's sockets, its own repositories.
+    data_dir: std::path::PathBuf,
 }
 
 /// A phase's detail line: `Err` when the phase failed but the launch goes on.
@@ -104,6 +114,11 @@ struct Launch<'a> {
     /// The form a read-only launch answers in; `None` for a launch that works on a branch.
     form: Option<AnswerForm<'a>>,
     handle: Option<SandboxHandle>,
+    /// The launch's grant at the gateway, held until the launch ends.
+    access: Option<Access>,
+    /// The keys as the agent holds them (placeholders) and its variables (no key, no upstream).
+    agent_keys: Vec<(String, Secret)>,
+    agent_env: Vec<(String, Secret)>,
     /// Where git clones from and pushes to.
     remote: GitRemote,
     base_branch: String,
@@ -164,6 +179,9 @@ impl Launcher {
                 per_user: Some(config.max_running_per_user),
                 total: Some(config.max_running),
             },
+            gateway: tokio::sync::OnceCell::new(),
+            gateway_settings: GatewaySettings::from_config(&config.gateway),
+            data_dir: config.data_dir.clone(),
         }
     }
 
@@ -195,6 +213,7 @@ impl Launcher {
             launched_by,
             request,
             project,
+            with_project_settings: _,
             redactor,
             keys,
             issue_session,
@@ -226,6 +245,9 @@ impl Launcher {
             started,
             form: AnswerForm::of(&request.mode),
             handle: None,
+            access: None,
+            agent_keys: Vec::new(),
+            agent_env: Vec::new(),
             remote: GitRemote::default(),
             base_branch: String::new(),
             base_sha: String::new(),
@@ -267,19 +289,26 @@ impl Launcher {
         self.finish(launch).await
     }
 
-    /// The provision phase: the provider creates the sandbox, with the repository's mounts.
+    /// The provision phase: the launch's grant at the gateway, then the provider creates the
+    /// sandbox with the repository's mounts, the network its provider gives it, and its way to
+    /// the gateway.
     async fn provision(&self, launch: &mut Launch<'_>) -> Result<(), Ending> {
+        let mut access = self.grant_access(launch).await?;
+        let (agent_keys, agent_env) = access.agent_env(launch.keys, &launch.request.env);
+        launch.agent_keys = agent_keys;
+        launch.agent_env = agent_env;
         let request = launch.request;
         let mut spec = SandboxSpec {
             template: request.template.clone(),
             resources: request.resources,
-            env: Vec::new(),
+            env: access.sandbox_env(),
             metadata: BTreeMap::from([(
                 "codecourier_sandbox_id".to_string(),
                 launch.id.to_string(),
             )]),
             mounts: launch.remote.mounts.clone(),
             host_tools: vec![launch.tool.command.clone()],
+            network: self.network_policy(&access),
         };
         let timeout = Duration::from_millis(request.resources.timeout_ms);
         let handle = self
@@ -301,16 +330,20 @@ impl Launcher {
                     .set_provider(launch.id, self.provider.name(), &handle.provider_id)
                     .await
                     .map_err(|e| Ending::failed(Phase::Provision)(e.to_string()))?;
+                self.connect_access(&mut access, &handle).await?;
                 let detail = format!(
-                    "{} sandbox {}: {}",
+                    "{} sandbox {}: {}; {}",
                     self.provider.name(),
                     handle.provider_id,
-                    handle.limits_report
+                    handle.limits_report,
+                    access.describe(self.gateway_settings.egress.open)
                 );
                 Ok((handle, Ok(detail)))
             })
-            .await?;
-        launch.handle = Some(handle);
+            .await;
+        // Held from here on: a sandbox that failed to start ends the grant with the launch.
+        launch.access = Some(access);
+        launch.handle = Some(handle?);
         Ok(())
     }
 

@@ -72,6 +72,9 @@ pub struct Prepared {
     pub(super) launched_by: String,
     pub(super) request: LaunchRequest,
     pub(super) project: Project,
+    /// Whether the project's variables, keys and instructions apply (not when it is only the
+    /// repository's project, named from a channel that is not its own).
+    pub(super) with_project_settings: bool,
     pub(super) redactor: Redactor,
     pub(super) keys: Vec<(String, Secret)>,
     pub(super) issue_session: Option<IssueSessionId>,
@@ -85,6 +88,12 @@ impl Prepared {
     /// The issue session the launch belongs to: the one its scan answers, or the one it fixes.
     pub fn issue_session(&self) -> Option<IssueSessionId> {
         self.issue_session
+    }
+
+    /// The project whose settings the launch runs with, if any.
+    pub fn settings_of(&self) -> Option<&str> {
+        self.with_project_settings
+            .then_some(self.project.name.as_str())
     }
 }
 
@@ -154,6 +163,9 @@ impl Launcher {
                 id.short(),
                 project.name
             ),
+            _ if recorded_project.is_none() => {
+                format!("sandbox {} with no project's variables or keys", id.short())
+            }
             _ => format!("sandbox {} of project {}", id.short(), project.name),
         };
         let early_phases = [
@@ -174,6 +186,7 @@ impl Launcher {
             launched_by: origin.launched_by.clone(),
             request,
             project,
+            with_project_settings: recorded_project.is_some(),
             redactor,
             keys,
             issue_session,

@@ -40,20 +40,9 @@ const TIMED_OUT_EXIT: i32 = 124;
 const KILL_AFTER: &str = "--kill-after=10s";
 /// Untracked paths the setup left that are kept out of commits, at most.
 const MAX_EXCLUDED: usize = 1000;
-/// Host settings that let an install reach the network as this machine does, when the sandbox
-/// shares its network: proxies and extra CA certificates (not a registry: the repository's own
-/// configuration names that).
-const HOST_NETWORK_SETTINGS: [&str; 9] = [
-    "NODE_EXTRA_CA_CERTS",
-    "SSL_CERT_FILE",
-    "PIP_CERT",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// Host settings that let an install trust this machine's network when the sandbox shares it:
+/// extra CA certificates (proxies come with the sandbox's own variables, the gateway's).
+const HOST_NETWORK_SETTINGS: [&str; 3] = ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "PIP_CERT"];
 
 /// What the setup phase does for this launch.
 enum Work {
@@ -368,9 +357,9 @@ impl Launcher {
         }
     }
 
-    /// The variables a setup command gets: the launch's own (project variables and `--env`),
-    /// `CI=true` so tools do not wait for a person, and the host's proxy and CA settings when the
-    /// sandbox shares this machine's network. Never the agent's keys.
+    /// The variables a setup command gets besides the sandbox's own: the launch's (project
+    /// variables and `--env`), `CI=true` so tools do not wait for a person, and the host's CA
+    /// settings when the sandbox shares this machine's network. Never the agent's keys.
     fn setup_env(&self, launch: &Launch<'_>) -> Vec<(String, Secret)> {
         let mut env = vec![("CI".to_string(), Secret::new("true"))];
         if self.provider.capabilities().host_network {

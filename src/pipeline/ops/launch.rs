@@ -60,6 +60,10 @@ impl Ops {
         match self.launcher.prepare(request, origin).await {
             Ok(prepared) => Ok(Ok(prepared)),
             Err(LaunchError::Invalid(message)) => Ok(Err(Refusal::Said(message))),
+            // A cap reached as the launch was recorded is an answer, not a failure.
+            Err(LaunchError::Store(StoreError::AtCapacity(cap))) => {
+                Ok(Err(Refusal::Said(cap.to_string())))
+            }
             Err(LaunchError::Store(e)) => Err(e),
         }
     }

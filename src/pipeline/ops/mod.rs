@@ -193,6 +193,7 @@ mod tests {
             metadata: metadata.clone(),
             mounts: Vec::new(),
             host_tools: Vec::new(),
+            network: None,
         };
         let sandbox = owner.create(&spec, Duration::from_secs(60)).await.unwrap();
         assert!(owner.list(&metadata).await.unwrap()[0].alive);

@@ -66,6 +66,60 @@ pub fn write_beneath(
     Ok(())
 }
 
+/// Reads `relative` below `root`: a plain file of its own, reached without following a link, of at
+/// most `max` bytes (a larger one is an error rather than a part).
+pub fn read_beneath(root: &Path, relative: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let names = names(relative)?;
+    let Some((file, dirs)) = names.split_last() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no file name"));
+    };
+    let mut dir = open_at(
+        None,
+        &cstring(root.as_os_str().as_bytes())?,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )?;
+    for name in dirs {
+        dir = open_at(Some(dir.as_fd()), name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    }
+    // O_NONBLOCK: a pipe planted under the name must not hang the host.
+    let fd = open_at(
+        Some(dir.as_fd()),
+        file,
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        0,
+    )?;
+    // SAFETY: fstat writes into the zeroed struct we own; fd is open.
+    let stat = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        check(libc::fstat(fd.as_raw_fd(), &mut stat))?;
+        stat
+    };
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG || stat.st_nlink != 1 {
+        return Err(io::Error::other(
+            "it is not a plain file of its own (a device, a pipe or a hard link)",
+        ));
+    }
+    if stat.st_size as u64 > max {
+        return Err(io::Error::other(format!(
+            "it holds {} bytes, more than the {max} read from a sandbox",
+            stat.st_size
+        )));
+    }
+    let mut contents = Vec::new();
+    // The file may grow while it is read: never more than the bound.
+    std::fs::File::from(fd)
+        .take(max + 1)
+        .read_to_end(&mut contents)?;
+    if contents.len() as u64 > max {
+        return Err(io::Error::other(format!(
+            "it grew past the {max} bytes read from a sandbox"
+        )));
+    }
+    Ok(contents)
+}
+
 /// The first link on the way to `relative` below `root`, for an error message that names it.
 pub fn first_link(root: &Path, relative: &Path) -> Option<PathBuf> {
     let mut path = PathBuf::new();
@@ -247,6 +301,32 @@ mod tests {
             Some(PathBuf::from("real/up"))
         );
         assert!(write_beneath(root.path(), Path::new("../x"), b"x", 0o644, None).is_err());
+    }
+
+    #[test]
+    fn reads_refuse_links_devices_hard_links_and_what_is_too_large() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("secret");
+        std::fs::write(&target, "host secret").unwrap();
+        std::fs::create_dir(root.path().join("dir")).unwrap();
+        std::fs::write(root.path().join("dir/plain"), "mine").unwrap();
+        symlink(&target, root.path().join("file")).unwrap();
+        symlink(outside.path(), root.path().join("out")).unwrap();
+        symlink("/dev/zero", root.path().join("zero")).unwrap();
+        std::fs::hard_link(&target, root.path().join("hard")).unwrap();
+
+        assert_eq!(
+            read_beneath(root.path(), Path::new("dir/plain"), 4).unwrap(),
+            b"mine"
+        );
+        assert!(read_beneath(root.path(), Path::new("dir/plain"), 3).is_err());
+        for path in ["file", "out/secret", "zero", "hard", "../x", "dir"] {
+            assert!(
+                read_beneath(root.path(), Path::new(path), 1 << 20).is_err(),
+                "{path}"
+            );
+        }
     }
 
     #[test]

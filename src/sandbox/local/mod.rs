@@ -197,7 +197,7 @@ fn guest_location(live: &Live, guest: &str) -> Result<(PathBuf, PathBuf), Sandbo
             Ok((root, relative))
         }
         _ => Err(SandboxError::Unsupported(format!(
-            "cannot write {guest}: local sandboxes accept files under {HOME} or /tmp"
+            "{guest}: local sandboxes exchange files only under {HOME} or /tmp"
         ))),
     }
 }
@@ -248,6 +248,7 @@ impl SandboxProvider for LocalProvider {
             // Only with egress open do commands reach the network as this machine does.
             host_network: self.egress_open,
             dependency_caches: true,
+            egress_rules: false,
         }
     }
 
@@ -437,6 +438,29 @@ impl SandboxProvider for LocalProvider {
                 guest_path(path, &relative, &link)
             )),
             None => SandboxError::Other(anyhow::anyhow!("cannot write {path}: {e}")),
+        })
+    }
+
+    async fn read_file(
+        &self,
+        sandbox: &SandboxHandle,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, SandboxError> {
+        let live = self.live(&sandbox.provider_id)?;
+        let (root, relative) = guest_location(&live, path)?;
+        let read = tokio::task::spawn_blocking({
+            let (root, relative) = (root.clone(), relative.clone());
+            move || files::read_beneath(&root, &relative, max_bytes)
+        })
+        .await
+        .context("reading a file of the sandbox")?;
+        read.map_err(|e| match files::first_link(&root, &relative) {
+            Some(link) => SandboxError::Other(anyhow::anyhow!(
+                "cannot read {path}: {} is a link, and CodeCourier never reads through a link in a sandbox",
+                guest_path(path, &relative, &link)
+            )),
+            None => SandboxError::Other(anyhow::anyhow!("cannot read {path}: {e}")),
         })
     }
 
