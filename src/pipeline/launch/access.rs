@@ -29,6 +29,9 @@ pub(super) struct Access {
     socket: Option<UnixSocketGuard>,
 }
 
+/// Variables by name.
+type Variables = Vec<(String, Secret)>;
+
 /// How the sandbox's traffic leaves it.
 enum Route {
     /// Through the gateway at this address: a bridge on the sandbox's own loopback, or the host's
@@ -89,7 +92,7 @@ impl Access {
         &self,
         keys: &[(String, Secret)],
         env: &[(String, Secret)],
-    ) -> (Vec<(String, Secret)>, Vec<(String, Secret)>) {
+    ) -> (Variables, Variables) {
         let placeholder = Secret::new(self.placeholder());
         let agent_keys = keys
             .iter()
