@@ -23,6 +23,54 @@ fn record(world: &World, id: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The provision phase's detail of a `--json` record.
+fn provision_detail(r: &serde_json::Value) -> String {
+    r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "provision")
+        .and_then(|p| p["detail"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_sandbox_has_its_own_network_unless_egress_is_opened_and_both_work() {
+    let world = World::new();
+    let args = ["--prompt", "Save the prompt", "--env", "FAKE_CLAUDE=create"];
+    let (code, r, _) = run_json(world.launch(&args));
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (0, Some("completed")),
+        "{r:#}"
+    );
+    let detail = provision_detail(&r);
+    assert!(
+        detail.contains("network: its own; model APIs and git through CodeCourier's gateway"),
+        "{detail}"
+    );
+    let mut open = world.launch(&args);
+    open.env("CODECOURIER_EGRESS", "open");
+    let (code, r, _) = run_json(open);
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (0, Some("completed")),
+        "{r:#}"
+    );
+    let detail = provision_detail(&r);
+    assert!(
+        detail.contains(
+            "network: the host's (egress open); model APIs and git through CodeCourier's gateway"
+        ),
+        "{detail}"
+    );
+    assert_eq!(
+        world.file_on_branch(r["branch"].as_str().unwrap(), "prompt.txt"),
+        "Save the prompt"
+    );
+}
+
 #[test]
 fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
     let world = World::new();

@@ -16,6 +16,9 @@ use crate::pipeline::Phase;
 use crate::sandbox::{HeaderRule, NetworkPolicy, SandboxHandle};
 use crate::secret::Secret;
 
+/// Variables by name, as the agent is given them.
+type Variables = Vec<(String, Secret)>;
+
 /// The port on a sandbox's own loopback that leads to the gateway.
 pub(super) const GATEWAY_PORT: u16 = 3128;
 
