@@ -32,9 +32,6 @@ pub(super) struct Access {
     socket: Option<UnixSocketGuard>,
 }
 
-/// Variables by name.
-type Variables = Vec<(String, Secret)>;
-
 /// How the sandbox's traffic leaves it.
 enum Route {
     /// Through the gateway at this address: a bridge on the sandbox's own loopback, or the host's
