@@ -4,6 +4,7 @@
 //! `discord`) translate to and from them.
 
 pub mod agent;
+pub mod caches;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod github;
 pub mod ids;
 pub mod pipeline;
 pub mod redact;
+pub mod retention;
 pub mod sandbox;
 pub mod secret;
 pub mod store;

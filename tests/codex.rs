@@ -316,3 +316,36 @@ async fn the_system_prompt_reaches_the_model_byte_for_byte() {
         "hello\n"
     );
 }
+
+/// A skill added from the terminal reaches Codex (its description is sent to the model); the
+/// command, which `codex exec` cannot take, is named as left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn skills_reach_codex_and_commands_are_named_left_out() {
+    let world = World::new();
+    world.add_skill_and_command();
+    let api = fake::start(Mode::Works).await;
+    let (code, r, stderr) = run(launch(
+        &world,
+        &api.uri(),
+        &["--prompt", "Create hello.txt"],
+    ))
+    .await;
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    let requests = fake::requests_received(&api).await;
+    let sent = requests[0].to_string();
+    assert!(
+        sent.contains("Runs the widget test suite with make widgetcheck"),
+        "{sent}"
+    );
+    let tool_setup = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "tool_setup")
+        .unwrap()["detail"]
+        .to_string();
+    assert!(
+        tool_setup.contains("Codex takes no commands: 1 left out"),
+        "{tool_setup}"
+    );
+}

@@ -90,6 +90,16 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
                 "data directory",
                 config.data_dir.display().to_string(),
             );
+            let caches = crate::caches::Caches::new(&config.data_dir);
+            report.line(
+                Level::Ok,
+                "dependency caches",
+                format!(
+                    "{} MB; a project's are removed {} days after its last launch (CODECOURIER_RETENTION_DAYS)",
+                    caches.size() / (1024 * 1024),
+                    config.retention_days
+                ),
+            );
             match store.applied_migrations().await {
                 Ok(n) => report.line(
                     Level::Ok,

@@ -344,6 +344,7 @@ impl SandboxProvider for E2bProvider {
         super::ProviderCapabilities {
             host_mounts: false,
             host_network: false,
+            dependency_caches: false,
             egress_rules: true,
         }
     }

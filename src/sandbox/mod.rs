@@ -164,6 +164,9 @@ pub struct ProviderCapabilities {
     /// Commands reach the network as this machine does, so the host's registry, CA bundle and
     /// proxy settings apply to an install inside the sandbox.
     pub host_network: bool,
+    /// Host directories mounted writable keep package managers' download caches between the
+    /// launches of one project (`caches`).
+    pub dependency_caches: bool,
     /// The provider's own egress enforces `SandboxSpec::network` and adds its headers (E2B): the
     /// sandbox talks to the real upstreams and never reaches CodeCourier's gateway.
     pub egress_rules: bool,

@@ -21,6 +21,11 @@ use assert_cmd::Command;
 
 pub const API_KEY: &str = "sk-ant-test-key-0123456789";
 
+/// The skill and the command `World::add_skill_and_command` gives a project.
+pub const WIDGET_SKILL: &str = "---\nname: widget-tests\ndescription: Runs the widget test suite with make widgetcheck\n---\nRun `make widgetcheck`.\n";
+pub const WIDGET_COMMAND: &str =
+    "---\ndescription: Reviews the widget diff for races\n---\nReview the diff for data races.\n";
+
 pub struct World {
     pub dir: tempfile::TempDir,
     pub origin: PathBuf,
@@ -98,6 +103,41 @@ impl World {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `codecourier project <args> --repo <origin>`, which must succeed.
+    pub fn project(&self, args: &[&str]) {
+        let out = self
+            .std_cmd()
+            .arg("project")
+            .args(args)
+            .arg("--repo")
+            .arg(&self.origin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "project {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Gives the world's project a skill (`widget-tests`) and a command (`widget-review`) from
+    /// the terminal.
+    pub fn add_skill_and_command(&self) {
+        let skill = self.dir.path().join("SKILL.md");
+        std::fs::write(&skill, WIDGET_SKILL).unwrap();
+        let command = self.dir.path().join("review.md");
+        std::fs::write(&command, WIDGET_COMMAND).unwrap();
+        self.project(&["skills", "add", "--file", skill.to_str().unwrap()]);
+        self.project(&[
+            "commands",
+            "add",
+            "--name",
+            "widget-review",
+            "--file",
+            command.to_str().unwrap(),
+        ]);
     }
 
     pub fn cmd(&self) -> Command {

@@ -8,6 +8,7 @@ mod answers;
 mod finish;
 mod git;
 mod prepare;
+mod project_setup;
 mod publish;
 mod push;
 mod recorder;
@@ -30,6 +31,7 @@ use self::publish::Links;
 use super::events::{ProgressEvent, ProgressSink};
 use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::agent::packages;
+use crate::caches::Caches;
 use crate::catalog::{build_custom_tag, Catalog, LaunchRequest, TemplateRef, Tool};
 use crate::config::{Config, GithubConfig};
 use crate::gateway::{Gateway, GatewaySettings};
@@ -56,6 +58,10 @@ pub struct Launcher {
     /// CodeCourier's own secrets; each launch adds its keys and secret-looking variables.
     redactor: Redactor,
     idle_notice: Duration,
+    /// The longest the setup phase may take (within the launch's own timeout).
+    setup_timeout: Duration,
+    /// Package managers' caches kept between a project's launches, where the provider keeps any.
+    caches: Caches,
     /// Running sandboxes per Discord user and for the whole deployment, checked where a launch
     /// is recorded.
     caps: RunningCaps,
@@ -171,6 +177,8 @@ impl Launcher {
             github: config.github.clone(),
             redactor,
             idle_notice: config.agent_idle_notice,
+            setup_timeout: config.setup_timeout,
+            caches: Caches::new(&config.data_dir),
             caps: RunningCaps {
                 per_user: Some(config.max_running_per_user),
                 total: Some(config.max_running),
@@ -278,6 +286,7 @@ impl Launcher {
         self.install_credentials(launch).await?;
         self.pass_environment(launch).await?;
         self.write_system_prompt(launch).await?;
+        self.set_up_project(launch).await?;
         let plan = self.set_up_tool(launch).await?;
         self.set_status(launch, SandboxStatus::Running, Phase::Agent)
             .await?;
@@ -294,7 +303,7 @@ impl Launcher {
         launch.agent_keys = agent_keys;
         launch.agent_env = agent_env;
         let request = launch.request;
-        let spec = SandboxSpec {
+        let mut spec = SandboxSpec {
             template: request.template.clone(),
             resources: request.resources,
             env: access.sandbox_env(),
@@ -309,6 +318,14 @@ impl Launcher {
         let timeout = Duration::from_millis(request.resources.timeout_ms);
         let created = self
             .phase(launch, Phase::Provision, async {
+                if self.provider.capabilities().dependency_caches {
+                    let caches = self.caches.mounts(launch.project.id).map_err(|e| {
+                        Ending::failed(Phase::Provision)(format!(
+                            "cannot prepare the project's dependency caches: {e}"
+                        ))
+                    })?;
+                    spec.mounts.extend(caches);
+                }
                 let (handle, fallback) = self.create_sandbox(launch, spec, timeout).await?;
                 self.store
                     .set_provider(launch.id, self.provider.name(), &handle.provider_id)

@@ -99,6 +99,17 @@ impl Launcher {
             if let Some(session) = &resumed {
                 detail.push_str(&format!(" · resuming session {session}"));
             }
+            let (skills, commands) = (launch.project.skills(), launch.project.commands());
+            if !skills.is_empty() || !commands.is_empty() {
+                detail.push_str(&format!(
+                    " · {} and {} given",
+                    count(skills.len(), "skill"),
+                    count(commands.len(), "command")
+                ));
+            }
+            for note in &plan.left_out {
+                detail.push_str(&format!(" · {note}"));
+            }
             Ok((plan, Ok(detail)))
         })
         .await
