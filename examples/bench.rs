@@ -1,9 +1,12 @@
-//! Figures for the README: `cargo run --release --example bench`.
+//! Figures for the README: `cargo run --release --example bench` (or name parts to run:
+//! `-- parsing launch cache`).
 //!
 //! 1. Stream parsing: each CLI's output format (Claude Code, Codex, OpenCode, Pi) through our
 //!    parser against plain `serde_json::Value` parsing of the same lines (throughput and ratio).
 //! 2. Launch overhead: from the start of a launch to the agent process starting, against a bare
 //!    `git clone` of the same repository plus an empty sandbox start (ratio).
+//! 3. Dependency caches: the setup phase (`npm ci` from a stand-in registry on loopback) of a
+//!    project's second launch, with its npm cache warm, against its first (ratio).
 //!
 //! Needs bubblewrap and git, like the local sandbox itself.
 
@@ -16,11 +19,16 @@ use codecourier::agent::{claude, codex, opencode, pi, AgentStream};
 use codecourier::catalog::{Catalog, LaunchInput};
 use codecourier::config::Config;
 use codecourier::ids::SandboxId;
+use codecourier::model::Phase;
 use codecourier::pipeline::{LaunchOrigin, Launcher, ProgressEvent, ProgressSink, ProjectChoice};
 use codecourier::sandbox::local::LocalProvider;
 use codecourier::sandbox::{run_captured, Exec, SandboxProvider, SandboxSpec};
 use codecourier::store::Store;
 use tokio_util::sync::CancellationToken;
+
+#[path = "../tests/support/npm_registry.rs"]
+#[allow(dead_code)]
+mod npm_registry;
 
 const RUNS: usize = 7;
 
@@ -301,8 +309,156 @@ async fn bench_launch() {
     );
 }
 
+/// Notes how long the setup phase took.
+struct SetupDuration(Mutex<Option<Duration>>);
+
+impl ProgressSink for SetupDuration {
+    fn emit(&self, _: SandboxId, event: &ProgressEvent) {
+        if let ProgressEvent::PhaseFinished {
+            phase: Phase::Setup,
+            duration_ms,
+            ..
+        } = event
+        {
+            *self.0.lock().unwrap() = Some(Duration::from_millis(*duration_ms as u64));
+        }
+    }
+}
+
+/// Packages the benchmark's repositories depend on, and the round trip the stand-in registry
+/// adds to each answer (a registry across the internet, not one on loopback).
+const PACKAGES: usize = 20;
+const REGISTRY_LATENCY: Duration = Duration::from_millis(50);
+const CACHE_RUNS: usize = 3;
+
+async fn bench_dependency_cache() {
+    let names: Vec<(String, String)> = (0..PACKAGES)
+        .map(|i| (format!("bench-dep-{i:02}"), "1.0.0".to_string()))
+        .collect();
+    let packages: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let registry = npm_registry::NpmRegistry::start_with_latency(&packages, REGISTRY_LATENCY).await;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin");
+    let vars = [
+        ("CODECOURIER_DATA_DIR", data.to_str().unwrap().to_string()),
+        ("CODECOURIER_TOOLS_DIR", tools.to_str().unwrap().to_string()),
+        ("ANTHROPIC_API_KEY", "sk-ant-bench-0000000000".to_string()),
+        ("CODECOURIER_EGRESS_ALLOW", registry.host_port.clone()),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let store = Store::open(&config).await.unwrap();
+    // As `codecourier` makes it: the registry is reached through what the provider allows.
+    let provider = codecourier::sandbox::provider_for(&config).unwrap();
+    let catalog = Catalog::built_in();
+    let launcher = Launcher::new(&config, store, provider, catalog.clone());
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for run in 0..CACHE_RUNS {
+        // A repository (so a project, with caches of its own) per run.
+        let dir = root.path().join(format!("project-{run}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        git(
+            &dir,
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                "origin.git",
+            ],
+        );
+        git(&dir, &["init", "--quiet", "--initial-branch=main", "seed"]);
+        let seed = dir.join("seed");
+        registry.write_project(&seed, "bench");
+        git(&seed, &["add", "."]);
+        git(&seed, &["commit", "--quiet", "-m", "dependencies"]);
+        let origin = dir.join("origin.git");
+        git(
+            &seed,
+            &["push", "--quiet", origin.to_str().unwrap(), "HEAD:main"],
+        );
+        for samples in [&mut cold, &mut warm] {
+            let request = LaunchInput {
+                prompt: Some("Benchmark".into()),
+                repo: Some(origin.to_str().unwrap().to_string()),
+                env: vec!["FAKE_CLAUDE=create".into()],
+                ..Default::default()
+            }
+            .validate(&catalog, true)
+            .unwrap();
+            let prepared = launcher
+                .prepare(
+                    request,
+                    &LaunchOrigin {
+                        launched_by: "bench".into(),
+                        discord: None,
+                        project: ProjectChoice::OfRepository,
+                        keys_of: None,
+                        issue_session: None,
+                        workflow: None,
+                    },
+                )
+                .await
+                .unwrap();
+            let sink = SetupDuration(Mutex::new(None));
+            let record = launcher
+                .run(prepared, &sink, CancellationToken::new())
+                .await
+                .unwrap();
+            assert_eq!(record.status.as_str(), "completed", "{:?}", record.error);
+            let setup = record.phases.iter().find(|p| p.phase == Phase::Setup);
+            let detail = setup.and_then(|p| p.detail.as_deref()).unwrap_or("");
+            assert!(
+                detail.contains("ran npm ci"),
+                "setup did not install: {detail}"
+            );
+            samples.push(sink.0.lock().unwrap().expect("a setup phase"));
+        }
+    }
+    assert_eq!(
+        registry.tarballs_served(),
+        PACKAGES * CACHE_RUNS,
+        "a warm launch downloaded again"
+    );
+    let (cold, warm) = (median(cold), median(warm));
+    println!(
+        "dependency cache ({PACKAGES} npm packages, registry round trip {} ms, median of {CACHE_RUNS}):",
+        REGISTRY_LATENCY.as_millis()
+    );
+    println!(
+        "  setup phase, first launch (cold)   {:>7.1} ms",
+        cold.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  setup phase, second launch (warm)  {:>7.1} ms",
+        warm.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  ratio (cold / warm)                {:>7.2}x",
+        cold.as_secs_f64() / warm.as_secs_f64()
+    );
+}
+
+/// All parts, or only those named on the command line (`parsing`, `launch`, `cache`).
 #[tokio::main]
 async fn main() {
-    bench_parsing();
-    bench_launch().await;
+    let chosen: Vec<String> = std::env::args().skip(1).collect();
+    let runs = |part: &str| chosen.is_empty() || chosen.iter().any(|c| c == part);
+    if runs("parsing") {
+        bench_parsing();
+    }
+    if runs("launch") {
+        bench_launch().await;
+    }
+    if runs("cache") {
+        bench_dependency_cache().await;
+    }
 }

@@ -4,6 +4,7 @@
 //! `discord`) translate to and from them.
 
 pub mod agent;
+pub mod caches;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod ids;
 pub mod model;
 pub mod pipeline;
 pub mod redact;
+pub mod retention;
 pub mod sandbox;
 pub mod secret;
 pub mod store;

@@ -175,3 +175,102 @@ async fn a_secret_in_the_models_answer_is_redacted_everywhere() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&logs.stdout).contains("plantedSECRET"));
 }
+
+/// The effort each request the CLI sent asked for (`output_config.effort`: the pinned release
+/// gives Claude 4.6 models adaptive thinking).
+async fn efforts_sent(api: &wiremock::MockServer) -> Vec<String> {
+    fake_anthropic::requests_received(api)
+        .await
+        .iter()
+        .map(|body| {
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            body["output_config"]["effort"]
+                .as_str()
+                .unwrap_or("(none)")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_models_default_effort_reaches_the_cli_and_an_explicit_one_wins() {
+    let world = World::new();
+    for (args, effort) in [
+        (&["--model", "claude-opus-4-6"][..], "high"),
+        (
+            &["--model", "claude-opus-4-6", "--effort", "low"][..],
+            "low",
+        ),
+        (&[][..], "medium"),
+    ] {
+        let api = fake_anthropic::start(Mode::Works {
+            extra_text: String::new(),
+        })
+        .await;
+        let mut all = vec!["--prompt", "Create hello.txt"];
+        all.extend(args);
+        let (code, r, stderr) = run(launch(&world, &api.uri(), &all)).await;
+        assert_eq!(code, 0, "{r:#}\n{stderr}");
+        let tool_setup = r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == "tool_setup")
+            .unwrap()["detail"]
+            .to_string();
+        assert!(
+            tool_setup.contains(&format!("· effort {effort} ·")),
+            "{args:?}: {tool_setup}"
+        );
+        let sent = efforts_sent(&api).await;
+        assert!(
+            !sent.is_empty() && sent.iter().all(|e| e == effort),
+            "{args:?}: {sent:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skills_and_commands_added_from_the_terminal_reach_the_cli_and_the_model() {
+    let world = World::new();
+    let api = fake_anthropic::start(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    world.add_skill_and_command();
+    let (code, r, stderr) = run(launch(
+        &world,
+        &api.uri(),
+        &[
+            "--prompt",
+            "Run `cat ~/.claude/skills/widget-tests/SKILL.md ~/.claude/commands/widget-review.md`",
+        ],
+    ))
+    .await;
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    let results = fake_anthropic::tool_results_received(&api).await;
+    assert!(
+        results.iter().any(|t| t.contains("Run `make widgetcheck`.")
+            && t.contains("Review the diff for data races.")),
+        "{results:?}"
+    );
+    // Claude Code lists both to the model, with their descriptions.
+    let requests = fake_anthropic::requests_received(&api).await;
+    assert!(
+        requests[0].contains("widget-tests: Runs the widget test suite with make widgetcheck")
+            && requests[0].contains("widget-review: Reviews the widget diff for races"),
+        "{}",
+        requests[0]
+    );
+    let tool_setup = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "tool_setup")
+        .unwrap()["detail"]
+        .to_string();
+    assert!(
+        tool_setup.contains("1 skill and 1 command given"),
+        "{tool_setup}"
+    );
+}

@@ -71,6 +71,10 @@ fn tools_json_lists_four_tools_with_claude_code_default() {
     assert_eq!(defaults, ["Claude Code"]);
     assert_eq!(catalog["default_tool"], "claude-code");
     assert_eq!(tools[0]["default_model"], "claude-sonnet-4-6");
+    assert_eq!(tools[0]["default_effort"]["claude-sonnet-4-6"], "medium");
+    assert_eq!(tools[0]["default_effort"]["claude-opus-4-6"], "high");
+    assert_eq!(tools[0]["default_effort"]["claude-haiku-4-5"], "none");
+    assert_eq!(tools[2]["default_effort"]["gpt-5.4-codex"], "high");
     assert_eq!(tools[0]["capabilities"]["resume_session"], true);
     assert_eq!(tools[1]["capabilities"]["resume_session"], false);
     assert_eq!(catalog["limits"]["memory_mb"]["max"], 8192);
@@ -84,6 +88,7 @@ fn tools_table_marks_the_default() {
         .assert()
         .success()
         .stdout(predicate::str::contains("claude-code (default)"))
+        .stdout(predicate::str::contains("claude-opus-4-6 · high"))
         .stdout(predicate::str::contains("resume session"))
         .stdout(predicate::str::contains("256–8192 MB"));
 }

@@ -15,16 +15,16 @@ use support::agent_cli::{self, run};
 use support::fake_openai_responses::{self as fake, Mode, FINAL_TEXT};
 use support::{npm_cli_bin, processes_of, World};
 
-const CODEX_VERSION: &str = "0.169.0";
 const OPENAI_KEY: &str = "sk-test-openai-0123456789";
 
 /// The directory holding the real `codex` (CODECOURIER_TEST_CODEX_BIN overrides).
 fn codex_bin() -> std::path::PathBuf {
+    let package = codecourier::agent::packages::CODEX;
     npm_cli_bin(
         "CODECOURIER_TEST_CODEX_BIN",
-        "@openai/codex",
-        CODEX_VERSION,
-        "codex",
+        package.name,
+        package.version,
+        package.command,
     )
 }
 
@@ -314,5 +314,38 @@ async fn the_system_prompt_reaches_the_model_byte_for_byte() {
     assert_eq!(
         std::fs::read_to_string(dir.path().join("home/project/hello.txt")).unwrap(),
         "hello\n"
+    );
+}
+
+/// A skill added from the terminal reaches Codex (its description is sent to the model); the
+/// command, which `codex exec` cannot take, is named as left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn skills_reach_codex_and_commands_are_named_left_out() {
+    let world = World::new();
+    world.add_skill_and_command();
+    let api = fake::start(Mode::Works).await;
+    let (code, r, stderr) = run(launch(
+        &world,
+        &api.uri(),
+        &["--prompt", "Create hello.txt"],
+    ))
+    .await;
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    let requests = fake::requests_received(&api).await;
+    let sent = requests[0].to_string();
+    assert!(
+        sent.contains("Runs the widget test suite with make widgetcheck"),
+        "{sent}"
+    );
+    let tool_setup = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "tool_setup")
+        .unwrap()["detail"]
+        .to_string();
+    assert!(
+        tool_setup.contains("Codex takes no commands: 1 left out"),
+        "{tool_setup}"
     );
 }

@@ -441,6 +441,8 @@ async fn the_launch_dialog_selects_then_opens_a_modal_then_launches() {
         chosen(&select_offering(&dialog, &["claude-opus-4-6"])),
         ["claude-sonnet-4-6"]
     );
+    // The effort is pre-selected to the model's default, and follows the model.
+    assert_eq!(chosen(&select_offering(&dialog, &["low"])), ["medium"]);
 
     // Someone else cannot drive it.
     let bobs = bot.choose(bob(), &dialog, &["claude-opus-4-6"]);
@@ -453,6 +455,7 @@ async fn the_launch_dialog_selects_then_opens_a_modal_then_launches() {
         chosen(&select_offering(&dialog, &["claude-opus-4-6"])),
         ["claude-opus-4-6"]
     );
+    assert_eq!(chosen(&select_offering(&dialog, &["low"])), ["high"]);
 
     let write = bot.press(alice(), &dialog, "Write the prompt…");
     let modal = bot.modal(&write).await;
@@ -484,7 +487,7 @@ async fn the_launch_dialog_selects_then_opens_a_modal_then_launches() {
         .await;
     let summary = bot.public_reply(&ok).await;
     assert!(
-        summary.contains("`claude-opus-4-6`") && summary.contains("2048 MB"),
+        summary.contains("`claude-opus-4-6` · effort high") && summary.contains("2048 MB"),
         "{summary}"
     );
     let thread = bot.run_thread().await;

@@ -161,3 +161,102 @@ async fn a_proposed_learning_reaches_later_runs_only_once_a_manager_accepts_it()
     assert!(result.contains("run the tests with make test"), "{result}");
     bot.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_setup_form_sets_the_setup_script_and_auto_setup() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[]).await;
+    let manager = User::manager(ALICE);
+    let setup = bot.slash(manager, "project setup", &[("auto_setup", false.into())]);
+    let form = bot.modal(&setup).await;
+    assert_eq!(form.value("setup_script"), Some(""));
+    let submit = bot
+        .submit_modal(manager, &form, &[("setup_script", "npm ci\nnpm run build")])
+        .await;
+    assert_eq!(bot.reply(&submit).await.kind(), ReplyKind::Acknowledged);
+    let answer = bot.follow_up(&setup).await;
+    assert!(
+        answer.contains("This channel now launches against"),
+        "{answer}"
+    );
+    let p = project(&bot);
+    assert_eq!(p["setup_script"], "npm ci\nnpm run build");
+    assert_eq!(p["auto_setup"], false);
+
+    // The form shows the current script; emptied, it is cleared (and auto setup left as it is).
+    let setup = bot.slash(manager, "project setup", &[]);
+    let form = bot.modal(&setup).await;
+    assert_eq!(form.value("setup_script"), Some("npm ci\nnpm run build"));
+    let submit = bot
+        .submit_modal(manager, &form, &[("setup_script", "")])
+        .await;
+    assert_eq!(bot.reply(&submit).await.kind(), ReplyKind::Acknowledged);
+    bot.follow_up(&setup).await;
+    let p = project(&bot);
+    assert_eq!(p["setup_script"], serde_json::Value::Null);
+    assert_eq!(p["auto_setup"], false);
+    bot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skills_and_commands_added_from_discord_reach_the_cli_and_the_model() {
+    let (bot, api) = start_claude_bot(
+        support::fake_anthropic::Mode::Works {
+            extra_text: String::new(),
+        },
+        &[],
+    )
+    .await;
+    let manager = User::manager(ALICE);
+    let add = bot.slash(manager, "project skills add", &[]);
+    let form = bot.modal(&add).await;
+    let submit = bot
+        .submit_modal(
+            manager,
+            &form,
+            &[
+                ("name", "gadget-tests"),
+                ("description", "Runs the gadget suite with make gadgetcheck"),
+                ("body", "Run `make gadgetcheck`."),
+            ],
+        )
+        .await;
+    assert_eq!(bot.reply(&submit).await.kind(), ReplyKind::Acknowledged);
+    bot.follow_up(&add).await;
+    let add = bot.slash(manager, "project commands add", &[]);
+    let form = bot.modal(&add).await;
+    let submit = bot
+        .submit_modal(
+            manager,
+            &form,
+            &[
+                ("name", "gadget-review"),
+                ("body", "Review the gadget diff."),
+            ],
+        )
+        .await;
+    assert_eq!(bot.reply(&submit).await.kind(), ReplyKind::Acknowledged);
+    bot.follow_up(&add).await;
+
+    let text = launch_to_the_end(
+        &bot,
+        "Run `cat ~/.claude/skills/gadget-tests/SKILL.md ~/.claude/commands/gadget-review.md`",
+    )
+    .await;
+    assert!(text.contains("✅ completed"), "{text}");
+    let results = support::fake_anthropic::tool_results_received(&api).await;
+    assert!(
+        results.iter().any(|t| t.contains("Run `make gadgetcheck`.")
+            && t.contains("description: Runs the gadget suite with make gadgetcheck")
+            && t.contains("Review the gadget diff.")),
+        "{results:?}"
+    );
+    let requests = support::fake_anthropic::requests_received(&api).await;
+    assert!(
+        requests[0].contains("gadget-tests: Runs the gadget suite with make gadgetcheck")
+            && requests[0].contains("gadget-review"),
+        "{}",
+        requests[0]
+    );
+    bot.finish().await;
+}

@@ -507,3 +507,262 @@ async fn after_a_crash_the_next_command_ends_the_orphaned_e2b_sandbox() {
     );
     assert_eq!(fake.fake.vm_count(), 0, "the orphaned sandbox was killed");
 }
+
+#[test]
+fn the_templates_build_the_cli_versions_the_code_and_tests_pin() {
+    let catalog = codecourier::catalog::Catalog::built_in();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for tool in &catalog.tools {
+        let package = codecourier::agent::packages::of_tool(&tool.id)
+            .unwrap_or_else(|| panic!("no pinned package for {}", tool.id));
+        let path = root.join(format!("templates/{}/e2b.Dockerfile", tool.id));
+        let dockerfile =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let installs: Vec<&str> = dockerfile
+            .lines()
+            .filter(|l| l.contains("npm install"))
+            .collect();
+        assert_eq!(
+            installs.len(),
+            1,
+            "{}: one npm install line",
+            path.display()
+        );
+        let spec = package.spec();
+        assert!(
+            installs[0].split_whitespace().any(|word| word == spec),
+            "{} installs `{}`, the code pins {spec}",
+            path.display(),
+            installs[0].trim()
+        );
+        assert!(
+            dockerfile.starts_with("# ") && dockerfile.contains("\nFROM e2bdev/base"),
+            "{}",
+            path.display()
+        );
+        // The command the file and the launch's advice give builds it under the catalog's name.
+        let build = codecourier::sandbox::e2b::templates::build_command(tool, &catalog.limits);
+        assert!(dockerfile.contains(&build), "{}: {build}", path.display());
+    }
+    assert_eq!(
+        support::CLAUDE_CODE_VERSION,
+        codecourier::agent::packages::CLAUDE_CODE.version
+    );
+}
+
+/// The stand-in registry with Claude Code at its pinned version, whose `claude` is the tests'
+/// stand-in CLI.
+async fn registry_with_claude_code() -> support::npm_registry::Registry {
+    let package = codecourier::agent::packages::CLAUDE_CODE;
+    support::npm_registry::serve(vec![support::npm_registry::Package {
+        name: package.name.into(),
+        version: package.version.into(),
+        bin: vec![(package.command.into(), fixtures_bin().join("claude"))],
+    }])
+    .await
+}
+
+fn phase_detail(record: &Value, phase: &str) -> String {
+    record["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == phase)
+        .unwrap_or_else(|| panic!("no {phase} phase: {record:#}"))["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn templates_created(fake: &Running) -> Vec<String> {
+    fake.fake
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.0 == "POST" && r.1 == "/sandboxes")
+        .map(|r| r.2["templateID"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_whose_template_is_missing_starts_from_base_and_installs_the_cli() {
+    let world = World::new();
+    let vms = world.dir.path().join("vms");
+    // The VMs have no tools directory: the CLI exists only in the registry.
+    let empty = world.dir.path().join("no-tools");
+    std::fs::create_dir(&empty).unwrap();
+    let fake = fake_e2b::start(vms, empty, Vec::new()).await;
+    fake.fake
+        .team_templates
+        .lock()
+        .unwrap()
+        .retain(|t| t != "codecourier-claude-code");
+    let registry = registry_with_claude_code().await;
+    *fake.fake.npm_registry.lock().unwrap() = Some(registry.url.clone());
+    let api = github(&world).await;
+    let mut cmd = e2b_launch(
+        &world,
+        &fake,
+        &api,
+        &["--prompt", "Save the prompt", "--env", "FAKE_CLAUDE=create"],
+    );
+    cmd.env("CODECOURIER_EGRESS_ALLOW", "127.0.0.1");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["result"], "Saved the prompt to prompt.txt.");
+    assert_eq!(
+        world.file_on_branch(r["branch"].as_str().unwrap(), "prompt.txt"),
+        "Save the prompt"
+    );
+    assert_eq!(
+        templates_created(&fake),
+        ["codecourier-claude-code", "base"],
+        "the tool's own template first, then E2B's base"
+    );
+
+    let spec = codecourier::agent::packages::CLAUDE_CODE.spec();
+    let build = "e2b template create codecourier-claude-code --path templates/claude-code --dockerfile e2b.Dockerfile --cpu-count 2 --memory-mb 1024";
+    let provision = phase_detail(&r, "provision");
+    assert!(
+        provision.contains("E2B micro-VM (base)")
+            && provision.contains("template codecourier-claude-code is not in this E2B team")
+            && provision.contains(&format!("tool setup installs {spec}"))
+            && provision.contains(build),
+        "{provision}"
+    );
+    let tool_setup = phase_detail(&r, "tool_setup");
+    assert!(
+        tool_setup.contains(&format!("installed {spec} from npm in "))
+            && tool_setup.contains(" s (template codecourier-claude-code is missing")
+            && tool_setup.contains(build),
+        "{tool_setup}"
+    );
+    // The install fetched the pinned version from the registry through the VM's egress, and
+    // the agent ran from where it went.
+    let fetched = registry.requests.lock().unwrap().clone();
+    assert!(
+        fetched.iter().any(|p| p.contains("claude-code"))
+            && fetched.iter().any(|p| p.ends_with(".tgz")),
+        "{fetched:?}"
+    );
+    let starts = fake.fake.process_starts.lock().unwrap().clone();
+    assert!(
+        starts
+            .iter()
+            .any(|s| s["process"]["cmd"] == "/home/user/.local/bin/claude"),
+        "the agent runs the installed CLI by its path"
+    );
+    assert_eq!(fake.fake.vm_count(), 0, "the sandbox is killed at the end");
+    assert_requests_follow_the_spec(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_explicit_template_the_team_lacks_fails_naming_it() {
+    let world = World::new();
+    let vms = world.dir.path().join("vms");
+    let fake = fake_e2b::start(vms, fixtures_bin(), Vec::new()).await;
+    let api = github(&world).await;
+    let mut cmd = e2b_launch(
+        &world,
+        &fake,
+        &api,
+        &["--prompt", "Do it", "--template", "acme/widgets-env:v2"],
+    );
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["failed_phase"], "provision");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("E2B has no template acme/widgets-env:v2 in this team"),
+        "{error}"
+    );
+    assert_eq!(
+        templates_created(&fake),
+        ["acme/widgets-env:v2"],
+        "a template named explicitly never falls back"
+    );
+    assert_eq!(fake.fake.vm_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_lists_the_team_templates_and_how_to_build_the_missing_ones() {
+    let world = World::new();
+    let fake = fake_e2b::start(world.dir.path().join("vms"), fixtures_bin(), Vec::new()).await;
+    *fake.fake.team_templates.lock().unwrap() = vec![
+        "codecourier-claude-code".into(),
+        "acme-data-env".into(),
+        "codecourier-codex".into(),
+    ];
+    let mut cmd = world.std_cmd();
+    cmd.env("SANDBOX_PROVIDER", "e2b")
+        .env("E2B_API_KEY", API_KEY)
+        .env("E2B_API_URL", &fake.url)
+        .arg("doctor");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "✓ E2B templates: the team has 3: codecourier-claude-code, acme-data-env, codecourier-codex",
+        "✓ Claude Code template: codecourier-claude-code exists",
+        "✓ Codex template: codecourier-codex exists",
+        "! OpenCode template: codecourier-opencode is missing: launches start from E2B's base template and install opencode-ai@1.18.33 each time; build it: `e2b template create codecourier-opencode --path templates/opencode --dockerfile e2b.Dockerfile --cpu-count 2 --memory-mb 1024`",
+        "! Pi template: codecourier-pi is missing",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    let listed = fake
+        .fake
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.0 == "GET" && r.1 == "/templates");
+    assert!(listed, "doctor asked E2B for the template list");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cli_install_that_fails_on_e2b_says_to_build_the_template() {
+    let world = World::new();
+    let empty = world.dir.path().join("no-tools");
+    std::fs::create_dir(&empty).unwrap();
+    let fake = fake_e2b::start(world.dir.path().join("vms"), empty, Vec::new()).await;
+    fake.fake
+        .team_templates
+        .lock()
+        .unwrap()
+        .retain(|t| t != "codecourier-claude-code");
+    // A registry without the package: npm's install fails at once.
+    let registry = support::npm_registry::serve(Vec::new()).await;
+    *fake.fake.npm_registry.lock().unwrap() = Some(registry.url.clone());
+    let api = github(&world).await;
+    let mut cmd = e2b_launch(&world, &fake, &api, &["--prompt", "Do it"]);
+    cmd.env("CODECOURIER_EGRESS_ALLOW", "127.0.0.1");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(r["status"], "failed", "{r:#}");
+    assert_eq!(r["failed_phase"], "tool_setup");
+    let error = r["error"].as_str().unwrap();
+    let spec = codecourier::agent::packages::CLAUDE_CODE.spec();
+    assert!(
+        error.contains(&format!("installing {spec} failed"))
+            && error.contains("build the template codecourier-claude-code with the CLI in it (`e2b template create codecourier-claude-code --path templates/claude-code")
+            && !error.contains("CODECOURIER_TOOLS_DIR")
+            && !error.contains("on this machine"),
+        "{error}"
+    );
+}

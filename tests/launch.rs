@@ -135,6 +135,7 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
             "credentials",
             "environment",
             "system_prompt",
+            "setup",
             "tool_setup",
             "agent",
             "finish"
@@ -175,7 +176,7 @@ fn a_launch_commits_the_agents_work_on_a_new_branch_and_reports_the_result() {
         "learnings are framed as notes: {memory}"
     );
     assert!(
-        second["phases"][9]["detail"]
+        second["phases"][10]["detail"]
             .as_str()
             .unwrap()
             .contains("1 setup file"),
@@ -246,8 +247,9 @@ fn an_invalid_key_fails_the_agent_phase_with_a_clear_message() {
         error.contains("invalid API key") && error.contains("ANTHROPIC_API_KEY"),
         "{error}"
     );
-    assert_eq!(r["phases"][10]["outcome"], "failed");
-    assert_eq!(r["phases"][11]["phase"], "finish");
+    assert_eq!(r["phases"][11]["phase"], "agent");
+    assert_eq!(r["phases"][11]["outcome"], "failed");
+    assert_eq!(r["phases"][12]["phase"], "finish");
 }
 
 #[test]
@@ -565,6 +567,14 @@ fn a_cli_that_is_not_installed_fails_tool_setup_with_what_to_do() {
     let error = r["error"].as_str().unwrap();
     assert!(
         error.contains("Claude Code's `claude` is not available in the sandbox"),
+        "{error}"
+    );
+    // Advice for a local sandbox: this machine, or the tools directory, with the pinned version.
+    assert!(
+        error.contains(&format!(
+            "install it on this machine (`npm install -g {}`) or put it in CODECOURIER_TOOLS_DIR",
+            codecourier::agent::packages::CLAUDE_CODE.spec()
+        )),
         "{error}"
     );
 }

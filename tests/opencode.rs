@@ -193,3 +193,21 @@ async fn learnings_of_one_run_reach_the_next() {
     let system = fake::text_of(&requests[0], "system");
     assert!(system.contains(learning), "{system}");
 }
+
+/// A skill added from the terminal reaches OpenCode: its description is offered to the model.
+/// (Commands go to `~/.config/opencode/commands/`, where `opencode debug config` lists them.)
+#[tokio::test(flavor = "multi_thread")]
+async fn skills_reach_opencode() {
+    let world = World::new();
+    world.add_skill_and_command();
+    let api = fake::start(Mode::Works).await;
+    let (code, r, stderr) =
+        agent_cli::run(launch(&world, &api, &["--prompt", "Create hello.txt"])).await;
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    let requests = fake::requests(&api).await;
+    let sent = requests[0].to_string();
+    assert!(
+        sent.contains("Runs the widget test suite with make widgetcheck"),
+        "{sent}"
+    );
+}

@@ -19,11 +19,12 @@ const KEY: &str = "sk-or-v1-test-key-0123456789";
 const MODEL: &str = "openrouter/google/gemini-2.5-pro";
 
 fn pi_bin() -> PathBuf {
+    let package = codecourier::agent::packages::PI;
     npm_cli_bin(
         "CODECOURIER_TEST_PI_BIN",
-        "@mariozechner/pi-coding-agent",
-        "0.73.1",
-        "pi",
+        package.name,
+        package.version,
+        package.command,
     )
 }
 
@@ -207,4 +208,28 @@ async fn learnings_of_one_run_reach_the_next() {
     let requests = fake::requests(&second).await;
     let developer = fake::text_of(&requests[0], "developer");
     assert!(developer.contains(learning), "{developer}");
+}
+
+/// A skill and a command (a prompt template to Pi) added from the terminal: Pi lists the skill to
+/// the model and expands the template a prompt starts with.
+#[tokio::test(flavor = "multi_thread")]
+async fn skills_and_prompt_templates_reach_pi() {
+    let world = World::new();
+    world.add_skill_and_command();
+    let api = fake::start(Mode::Works).await;
+    let (code, r, stderr) =
+        agent_cli::run(launch(&world, &api, &["--prompt", "/widget-review"])).await;
+    assert_eq!(code, 0, "{r:#}\n{stderr}");
+    let requests = fake::requests(&api).await;
+    let system = format!(
+        "{}{}",
+        fake::text_of(&requests[0], "system"),
+        fake::text_of(&requests[0], "developer")
+    );
+    assert!(
+        system.contains("Runs the widget test suite with make widgetcheck"),
+        "{system}"
+    );
+    let user = fake::text_of(&requests[0], "user");
+    assert!(user.contains("Review the diff for data races."), "{user}");
 }

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    clip, file_name, AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile,
-    MAX_KEPT_LINE, SYSTEM_PROMPT_FILE,
+    clip, command_files, skill_files, AgentContext, AgentEvent, AgentPlan, AgentResult,
+    AgentStream, SetupFile, MAX_KEPT_LINE, SYSTEM_PROMPT_FILE,
 };
 use crate::catalog::Effort;
 use crate::secret::Secret;
@@ -29,24 +29,8 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
     if !ctx.memory.trim().is_empty() {
         files.push(SetupFile::new("/home/user/.claude/CLAUDE.md", ctx.memory));
     }
-    for skill in &ctx.skills {
-        files.push(SetupFile::new(
-            format!(
-                "/home/user/.claude/skills/{}/SKILL.md",
-                file_name(&skill.name)
-            ),
-            skill.text.as_str(),
-        ));
-    }
-    for command in &ctx.commands {
-        files.push(SetupFile::new(
-            format!(
-                "/home/user/.claude/commands/{}.md",
-                file_name(&command.name)
-            ),
-            command.text.as_str(),
-        ));
-    }
+    files.extend(skill_files("/home/user/.claude/skills", &ctx.skills));
+    files.extend(command_files("/home/user/.claude/commands", &ctx.commands));
     let mut argv = match ctx.resume {
         Some(session) => resume_command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, session),
         None => command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE, ctx.session_id),
@@ -60,8 +44,10 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         argv,
         env,
         files,
-        install_if_missing: None,
+        package: super::packages::CLAUDE_CODE,
+        install_if_missing: false,
         parser: Box::new(StreamParser::new()),
+        left_out: Vec::new(),
     }
 }
 

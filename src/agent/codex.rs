@@ -8,13 +8,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::claude::{one_line, unparsed};
-use super::{AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile};
+use super::{
+    left_out, skill_files, AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile,
+};
 use crate::catalog::Effort;
 use crate::sandbox::PROJECT_DIR;
 use crate::secret::Secret;
 
-/// The release whose command line and stream this adapter was checked against.
-pub const PACKAGE: &str = "@openai/codex@0.169.0";
 /// Must exist before Codex starts; kept out of TMPDIR, where Codex refuses to create the helper
 /// binaries (`apply_patch` aliases) it puts on the commands' PATH.
 pub const CODEX_HOME: &str = "/home/user/.codex";
@@ -37,15 +37,22 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         env.push((KEY_VAR.into(), key.clone()));
     }
     let base_url = ctx.env_var("OPENAI_BASE_URL").unwrap_or(OPENAI_API);
+    let mut files = vec![SetupFile::new(
+        format!("{CODEX_HOME}/config.toml"),
+        config_toml(base_url),
+    )];
+    // Codex loads skills from `$CODEX_HOME/skills`; `codex exec` has no slash commands.
+    files.extend(skill_files(&format!("{CODEX_HOME}/skills"), &ctx.skills));
     AgentPlan {
         argv: command_line(ctx.model, ctx.effort, ctx.system_prompt),
         env,
-        files: vec![SetupFile::new(
-            format!("{CODEX_HOME}/config.toml"),
-            config_toml(base_url),
-        )],
-        install_if_missing: Some(PACKAGE),
+        files,
+        package: super::packages::CODEX,
+        install_if_missing: true,
         parser: Box::new(StreamParser::new()),
+        left_out: left_out("Codex", "commands", ctx.commands.len())
+            .into_iter()
+            .collect(),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod claude;
 pub mod codex;
 pub mod opencode;
+pub mod packages;
 pub mod pi;
 
 use serde::{Deserialize, Serialize};
@@ -203,9 +204,15 @@ pub struct AgentPlan {
     pub argv: Vec<String>,
     pub env: Vec<(String, Secret)>,
     pub files: Vec<SetupFile>,
-    /// An npm package that provides the CLI, installed into the sandbox when it lacks the command.
-    pub install_if_missing: Option<&'static str>,
+    /// The npm package that provides the CLI, at its pinned version.
+    pub package: packages::CliPackage,
+    /// Whether a sandbox that lacks the command gets the package installed even from the tool's
+    /// own template or host (a sandbox from E2B's `base` template always does).
+    pub install_if_missing: bool,
     pub parser: Box<dyn AgentStream>,
+    /// What the project gives that this CLI cannot take ("Codex takes no commands: 2 left out"),
+    /// for the tool-setup phase's detail.
+    pub left_out: Vec<String>,
 }
 
 /// A CLI's output stream, read line by line.
@@ -259,6 +266,32 @@ pub fn plan(ctx: AgentContext<'_>) -> Result<AgentPlan, String> {
     }
 }
 
+/// The project's skills as `<dir>/<name>/SKILL.md`, the layout every CLI reads skills in.
+pub fn skill_files(dir: &str, skills: &[NamedText]) -> Vec<SetupFile> {
+    skills
+        .iter()
+        .map(|s| {
+            SetupFile::new(
+                format!("{dir}/{}/SKILL.md", file_name(&s.name)),
+                s.text.as_str(),
+            )
+        })
+        .collect()
+}
+
+/// The project's commands (prompt templates) as `<dir>/<name>.md`.
+pub fn command_files(dir: &str, commands: &[NamedText]) -> Vec<SetupFile> {
+    commands
+        .iter()
+        .map(|c| SetupFile::new(format!("{dir}/{}.md", file_name(&c.name)), c.text.as_str()))
+        .collect()
+}
+
+/// "Codex takes no commands: 2 left out", when there are any to leave out.
+pub fn left_out(tool: &str, what: &str, count: usize) -> Option<String> {
+    (count > 0).then(|| format!("{tool} takes no {what}: {count} left out"))
+}
+
 /// A name safe to use as one path component.
 pub fn file_name(name: &str) -> String {
     let cleaned: String = name
@@ -275,5 +308,123 @@ pub fn file_name(name: &str) -> String {
         "unnamed".into()
     } else {
         cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn named(name: &str, text: &str) -> NamedText {
+        NamedText {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// Each CLI's plan for a project with two skills and two commands: the files it writes (path
+    /// and text) and what it leaves out.
+    fn extensions_of(tool: &str) -> (Vec<(String, String)>, Vec<String>) {
+        let catalog = Catalog::built_in();
+        let tool = catalog.tool(tool).unwrap();
+        let plan = plan(AgentContext {
+            tool,
+            model: tool.default_model(),
+            effort: Effort::None,
+            session_id: "s",
+            resume: None,
+            keys: Vec::new(),
+            env: &[],
+            system_prompt: "p",
+            memory: "",
+            skills: vec![
+                named(
+                    "run-tests",
+                    "---\nname: run-tests\ndescription: Tests\n---\nmake check\n",
+                ),
+                named(
+                    "deploy",
+                    "---\nname: deploy\ndescription: Deploys\n---\nmake deploy\n",
+                ),
+            ],
+            commands: vec![
+                named("review", "Review the diff."),
+                named("ship", "Ship it."),
+            ],
+            output_schema: None,
+        })
+        .unwrap();
+        let files = plan
+            .files
+            .iter()
+            .filter(|f| {
+                f.path.contains("skills/")
+                    || f.path.contains("commands/")
+                    || f.path.contains("prompts/")
+            })
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    String::from_utf8(f.contents.clone()).unwrap(),
+                )
+            })
+            .collect();
+        (files, plan.left_out)
+    }
+
+    fn paths(files: &[(String, String)]) -> Vec<&str> {
+        files.iter().map(|(p, _)| p.as_str()).collect()
+    }
+
+    #[test]
+    fn every_cli_gets_the_projects_skills_and_commands_its_own_way() {
+        let (files, left_out) = extensions_of("claude-code");
+        assert_eq!(
+            paths(&files),
+            [
+                "/home/user/.claude/skills/run-tests/SKILL.md",
+                "/home/user/.claude/skills/deploy/SKILL.md",
+                "/home/user/.claude/commands/review.md",
+                "/home/user/.claude/commands/ship.md",
+            ]
+        );
+        assert!(files[0].1.contains("make check") && files[2].1 == "Review the diff.");
+        assert!(left_out.is_empty());
+
+        let (files, left_out) = extensions_of("opencode");
+        assert_eq!(
+            paths(&files),
+            [
+                "/home/user/.config/opencode/skills/run-tests/SKILL.md",
+                "/home/user/.config/opencode/skills/deploy/SKILL.md",
+                "/home/user/.config/opencode/commands/review.md",
+                "/home/user/.config/opencode/commands/ship.md",
+            ]
+        );
+        assert!(left_out.is_empty());
+
+        let (files, left_out) = extensions_of("pi");
+        assert_eq!(
+            paths(&files),
+            [
+                "/home/user/.pi/agent/skills/run-tests/SKILL.md",
+                "/home/user/.pi/agent/skills/deploy/SKILL.md",
+                "/home/user/.pi/agent/prompts/review.md",
+                "/home/user/.pi/agent/prompts/ship.md",
+            ]
+        );
+        assert!(left_out.is_empty());
+
+        let (files, left_out) = extensions_of("codex");
+        assert_eq!(
+            paths(&files),
+            [
+                "/home/user/.codex/skills/run-tests/SKILL.md",
+                "/home/user/.codex/skills/deploy/SKILL.md",
+            ]
+        );
+        assert!(files[1].1.contains("make deploy"));
+        assert_eq!(left_out, ["Codex takes no commands: 2 left out"]);
     }
 }

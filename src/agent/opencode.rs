@@ -9,18 +9,19 @@ use serde_json::{json, Map, Value};
 
 use super::claude::{one_line, tool_input_summary, unparsed};
 use super::{
-    clip, AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile,
-    SYSTEM_PROMPT_FILE,
+    clip, command_files, skill_files, AgentContext, AgentEvent, AgentPlan, AgentResult,
+    AgentStream, SetupFile, SYSTEM_PROMPT_FILE,
 };
 use crate::secret::Secret;
-
-/// The npm release the adapter was written against; installed when the sandbox lacks `opencode`.
-pub const PACKAGE: &str = "opencode-ai@1.18.33";
 
 /// The global config file: OpenCode reads `$XDG_CONFIG_HOME/opencode/opencode.json` (HOME is
 /// /home/user in every sandbox) and merges a project's own `opencode.json` over it, concatenating
 /// `instructions`, so the system prompt survives a project config.
 pub const CONFIG_FILE: &str = "/home/user/.config/opencode/opencode.json";
+
+/// Where OpenCode finds global skills (`<name>/SKILL.md`) and commands (`<name>.md`).
+pub const SKILLS_DIR: &str = "/home/user/.config/opencode/skills";
+pub const COMMANDS_DIR: &str = "/home/user/.config/opencode/commands";
 
 /// Compiled memory, when the catalog says OpenCode gets one: listed in `instructions` like the
 /// system prompt, because that is the mechanism OpenCode is known to read.
@@ -49,6 +50,10 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         files.push(SetupFile::new(MEMORY_FILE, ctx.memory));
         instructions.push(MEMORY_FILE);
     }
+    // OpenCode's global skills and commands, beside its config (checked with `opencode debug
+    // skill` and `opencode debug config`).
+    files.extend(skill_files(SKILLS_DIR, &ctx.skills));
+    files.extend(command_files(COMMANDS_DIR, &ctx.commands));
     let overrides = base_url_overrides(&ctx);
     let config = config(ctx.model, &instructions, &overrides);
     files.push(SetupFile::new(
@@ -59,8 +64,10 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         argv: command_line(ctx.model),
         env,
         files,
-        install_if_missing: Some(PACKAGE),
+        package: super::packages::OPENCODE,
+        install_if_missing: true,
         parser: Box::new(StreamParser::new(ctx.model)),
+        left_out: Vec::new(),
     }
 }
 

@@ -9,14 +9,11 @@ use serde_json::{json, Map, Value};
 
 use super::claude::{first_line_of_content, tool_input_summary, unparsed};
 use super::{
-    clip, AgentContext, AgentEvent, AgentPlan, AgentResult, AgentStream, SetupFile,
-    SYSTEM_PROMPT_FILE,
+    clip, command_files, skill_files, AgentContext, AgentEvent, AgentPlan, AgentResult,
+    AgentStream, SetupFile, SYSTEM_PROMPT_FILE,
 };
 use crate::catalog::Effort;
 use crate::secret::Secret;
-
-/// The npm release the adapter was written against; installed when the sandbox lacks `pi`.
-pub const PACKAGE: &str = "@mariozechner/pi-coding-agent@0.73.1";
 
 /// Pi's config directory (its default under HOME, made explicit).
 pub const AGENT_DIR: &str = "/home/user/.pi/agent";
@@ -44,6 +41,13 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
     if !ctx.memory.trim().is_empty() {
         files.push(SetupFile::new(format!("{AGENT_DIR}/AGENTS.md"), ctx.memory));
     }
+    // Pi discovers skills (`<name>/SKILL.md`) and prompt templates (`<name>.md`, its commands)
+    // in its agent directory.
+    files.extend(skill_files(&format!("{AGENT_DIR}/skills"), &ctx.skills));
+    files.extend(command_files(
+        &format!("{AGENT_DIR}/prompts"),
+        &ctx.commands,
+    ));
     if let Some(models) = models_json(&ctx) {
         files.push(SetupFile::new(
             format!("{AGENT_DIR}/models.json"),
@@ -54,8 +58,10 @@ pub fn plan(ctx: AgentContext<'_>) -> AgentPlan {
         argv: command_line(ctx.model, ctx.effort, SYSTEM_PROMPT_FILE),
         env,
         files,
-        install_if_missing: Some(PACKAGE),
+        package: super::packages::PI,
+        install_if_missing: true,
         parser: Box::new(StreamParser::new(ctx.model)),
+        left_out: Vec::new(),
     }
 }
 

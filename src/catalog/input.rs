@@ -152,7 +152,11 @@ impl LaunchInput {
         });
 
         let effort = match self.effort.as_deref().map(str::trim) {
-            None | Some("") => Some(Effort::None),
+            // The model's default effort from the catalog.
+            None | Some("") => Some(match (tool, &model) {
+                (Some(tool), Some(model)) => tool.default_effort(model),
+                _ => Effort::None,
+            }),
             Some(text) => {
                 match Effort::parse(text) {
                     None => {

@@ -65,6 +65,10 @@ pub struct Tool {
     pub open_models: bool,
     pub default_template: String,
     pub capabilities: Capabilities,
+    /// The effort a launch of a model gets when it does not choose one; a model not listed gets
+    /// none (the CLI's own default).
+    #[serde(default)]
+    pub default_effort: BTreeMap<String, Effort>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -88,6 +92,14 @@ pub struct Capabilities {
 impl Tool {
     pub fn default_model(&self) -> &str {
         &self.models[0]
+    }
+
+    /// The effort a launch of `model` gets when it does not choose one.
+    pub fn default_effort(&self, model: &str) -> Effort {
+        self.default_effort
+            .get(model)
+            .copied()
+            .unwrap_or(Effort::None)
     }
 
     /// Whether the keys present satisfy one of the tool's alternatives.
@@ -150,6 +162,20 @@ impl Catalog {
             if tool.required_keys.iter().any(|set| set.is_empty()) {
                 bail!("tool {} has an empty key set in required_keys", tool.id);
             }
+            for (model, effort) in &tool.default_effort {
+                if !tool.models.contains(model) {
+                    bail!(
+                        "tool {}: default_effort names {model}, which is not one of its models",
+                        tool.id
+                    );
+                }
+                if *effort != Effort::None && !tool.capabilities.effort {
+                    bail!(
+                        "tool {}: default_effort gives {model} effort {effort}, but the tool has no effort setting (capabilities.effort)",
+                        tool.id
+                    );
+                }
+            }
             build_custom_tag(&tool.default_template)
                 .map_err(|e| anyhow::anyhow!("tool {}: default_template {e}", tool.id))?;
         }
@@ -185,6 +211,28 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_default_effort_must_name_a_model_of_a_tool_that_takes_effort() {
+        let built_in = include_str!("catalog.toml");
+        let unknown = built_in.replace(
+            "\"claude-opus-4-6\" = \"high\"",
+            "\"claude-opus-9\" = \"high\"",
+        );
+        let err = format!("{:#}", Catalog::parse(&unknown).unwrap_err());
+        assert!(err.contains("default_effort names claude-opus-9"), "{err}");
+        let opencode = built_in.replace(
+            "effort = false }",
+            "effort = false }\ndefault_effort = { \"openrouter/openai/gpt-5.4\" = \"high\" }",
+        );
+        let err = format!("{:#}", Catalog::parse(&opencode).unwrap_err());
+        assert!(err.contains("has no effort setting"), "{err}");
+        let wrong = built_in.replace(
+            "\"claude-opus-4-6\" = \"high\"",
+            "\"claude-opus-4-6\" = \"max\"",
+        );
+        assert!(Catalog::parse(&wrong).is_err());
+    }
 
     #[test]
     fn built_in_catalog_has_four_tools_with_claude_code_default() {

@@ -3,8 +3,10 @@
 
 use std::process::ExitCode;
 
-use crate::catalog::Catalog;
+use crate::agent::packages;
+use crate::catalog::{build_custom_tag, Catalog};
 use crate::config::{Config, ConfigError, ProviderKind};
+use crate::sandbox::e2b::{templates, E2bProvider};
 use crate::sandbox::local;
 use crate::secret::KeySource;
 use crate::store::{Store, MIGRATOR};
@@ -87,6 +89,16 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
                 Level::Ok,
                 "data directory",
                 config.data_dir.display().to_string(),
+            );
+            let caches = crate::caches::Caches::new(&config.data_dir);
+            report.line(
+                Level::Ok,
+                "dependency caches",
+                format!(
+                    "{} MB; a project's are removed {} days after its last launch (CODECOURIER_RETENTION_DAYS)",
+                    caches.size() / (1024 * 1024),
+                    config.retention_days
+                ),
             );
             match store.applied_migrations().await {
                 Ok(n) => report.line(
@@ -173,11 +185,14 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
                 }
             }
         }
-        ProviderKind::E2b => report.line(
-            Level::Ok,
-            "sandbox provider",
-            format!("e2b at {} (key set)", config.e2b.api_url),
-        ),
+        ProviderKind::E2b => {
+            report.line(
+                Level::Ok,
+                "sandbox provider",
+                format!("e2b at {} (key set)", config.e2b.api_url),
+            );
+            e2b_templates(&mut report, &config).await;
+        }
     }
 
     match (&config.github.token, &config.github.app) {
@@ -267,12 +282,87 @@ fn key_file_check(report: &mut Report, path: &std::path::Path) {
     report.line(Level::Ok, "secret key", format!("{}", path.display()));
 }
 
-fn install_hint(tool: &str) -> &'static str {
-    match tool {
-        "claude-code" => "install it with `npm install -g @anthropic-ai/claude-code`",
-        "opencode" => "install it with `npm install -g opencode-ai`",
-        "codex" => "install it with `npm install -g @openai/codex`",
-        "pi" => "install it with `npm install -g @mariozechner/pi-coding-agent`",
-        _ => "install it or put it in CODECOURIER_TOOLS_DIR",
+/// How to get a tool's CLI onto this machine (local sandboxes show it to the agent).
+fn install_hint(tool: &str) -> String {
+    match packages::of_tool(tool) {
+        Some(package) => format!("install it with `npm install -g {}`", package.spec()),
+        None => "install it or put it in CODECOURIER_TOOLS_DIR".into(),
+    }
+}
+
+/// The team's E2B templates against the catalog's: which exist, and how to build the missing
+/// ones (without them a launch starts from E2B's base template and installs the CLI each time).
+async fn e2b_templates(report: &mut Report, config: &Config) {
+    let (Ok(catalog), Ok(e2b)) = (
+        Catalog::load(config.catalog_path.as_deref()),
+        E2bProvider::new(&config.e2b),
+    ) else {
+        return;
+    };
+    let team = match e2b.templates().await {
+        Ok(team) => team,
+        Err(e) => {
+            report.line(
+                Level::Fail,
+                "E2B templates",
+                format!("cannot list them: {e}"),
+            );
+            return;
+        }
+    };
+    let names: Vec<&str> = team
+        .iter()
+        .filter_map(|t| t.names.first().map(String::as_str))
+        .collect();
+    report.line(
+        Level::Ok,
+        "E2B templates",
+        match names.len() {
+            0 => "the team has none of its own".to_string(),
+            n => format!("the team has {n}: {}", names.join(", ")),
+        },
+    );
+    for tool in &catalog.tools {
+        let what = format!("{} template", tool.name);
+        let needed = match build_custom_tag(&tool.default_template) {
+            Ok(t) => t,
+            Err(why) => {
+                report.line(
+                    Level::Fail,
+                    &what,
+                    format!("\"{}\" {why}", tool.default_template),
+                );
+                continue;
+            }
+        };
+        let name = match &needed.namespace {
+            Some(ns) => format!("{ns}/{}", needed.alias),
+            None => needed.alias.clone(),
+        };
+        let build = templates::build_command(tool, &catalog.limits);
+        let cli = packages::of_tool(&tool.id)
+            .map(|p| p.spec())
+            .unwrap_or_else(|| tool.command.clone());
+        match team.iter().find(|t| t.is_named(&name)) {
+            Some(t) if t.build_status == "ready" => {
+                report.line(Level::Ok, &what, format!("{} exists", tool.default_template))
+            }
+            Some(t) => report.line(
+                Level::Warn,
+                &what,
+                format!(
+                    "{} exists but its last build is {}; rebuild it: `{build}`",
+                    tool.default_template, t.build_status
+                ),
+            ),
+            None => report.line(
+                Level::Warn,
+                &what,
+                format!(
+                    "{} is missing: launches start from E2B's base template and install {cli} each time; build it: `{build}`",
+                    tool.default_template
+                ),
+            ),
+        }
     }
 }

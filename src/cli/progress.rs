@@ -96,6 +96,10 @@ impl ProgressSink for TerminalProgress {
                 Some(bar) => bar.set_message(format!("⏳ {message}")),
                 None => eprintln!("  {message}"),
             },
+            ProgressEvent::Output { phase, line } => match bars.get(phase) {
+                Some(bar) => bar.set_message(line.clone()),
+                None => eprintln!("  {phase} | {line}"),
+            },
             ProgressEvent::Agent { event } => {
                 if let Some(text) = event.activity() {
                     match bars.get(&Phase::Agent) {

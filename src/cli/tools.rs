@@ -23,7 +23,7 @@ pub fn run(catalog: &Catalog, json: bool) -> Result<ExitCode, CliError> {
         .set_header([
             "Tool",
             "Name",
-            "Models (default first)",
+            "Models (default first) · default effort",
             "Keys (any one)",
             "Template",
             "Capabilities",
@@ -34,7 +34,12 @@ pub fn run(catalog: &Catalog, json: bool) -> Result<ExitCode, CliError> {
         } else {
             tool.id.clone()
         };
-        let mut models = tool.models.join("\n");
+        let mut models = tool
+            .models
+            .iter()
+            .map(|m| format!("{m} · {}", tool.default_effort(m)))
+            .collect::<Vec<_>>()
+            .join("\n");
         if tool.open_models {
             models.push_str("\n+ any OpenRouter id");
         }
@@ -62,7 +67,7 @@ pub fn run(catalog: &Catalog, json: bool) -> Result<ExitCode, CliError> {
     println!("{table}");
     let l = catalog.limits;
     println!(
-        "Limits: memory {}–{} MB (default {}), CPUs {}–{} (default {}), timeout {}–{} min (default {}); effort high|medium|low|none.",
+        "Limits: memory {}–{} MB (default {}), CPUs {}–{} (default {}), timeout {}–{} min (default {}); effort high|medium|low|none (a launch that gives none gets its model's default).",
         l.memory_mb.min,
         l.memory_mb.max,
         l.memory_mb.default,
@@ -88,6 +93,11 @@ fn catalog_json(catalog: &Catalog) -> serde_json::Value {
                 "command": tool.command,
                 "default_model": tool.default_model(),
                 "models": tool.models,
+                "default_effort": tool
+                    .models
+                    .iter()
+                    .map(|m| (m.clone(), json!(tool.default_effort(m))))
+                    .collect::<serde_json::Map<_, _>>(),
                 "open_models": tool.open_models,
                 "required_keys": tool.required_keys,
                 "default_template": tool.default_template,

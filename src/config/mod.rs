@@ -76,6 +76,9 @@ pub struct GithubConfig {
     pub api_url: String,
 }
 
+/// How long dependency caches of a project without launches are kept, unless configured.
+pub const DEFAULT_RETENTION_DAYS: u32 = 14;
+
 /// The vendors' base URLs, as each API's clients take them.
 pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -120,6 +123,10 @@ pub struct Config {
     pub allow_local_repos: bool,
     /// After this long without output from an agent, its progress says so.
     pub agent_idle_notice: std::time::Duration,
+    /// The longest a launch's setup phase (its setup script or installs) may take.
+    pub setup_timeout: std::time::Duration,
+    /// Dependency caches of projects without a launch for this many days are removed.
+    pub retention_days: u32,
     pub log_filter: String,
 }
 
@@ -312,16 +319,26 @@ impl Config {
         let tools_dir = r.existing_path("CODECOURIER_TOOLS_DIR", true);
         let bridge_binary = r.existing_path("CODECOURIER_BRIDGE_BINARY", false);
         let allow_local_repos = r.flag("CODECOURIER_ALLOW_LOCAL_REPOS");
-        let agent_idle_notice = match r.text("CODECOURIER_AGENT_IDLE_NOTICE") {
-            None => std::time::Duration::from_secs(300),
-            Some(text) => match humantime::parse_duration(&text) {
-                Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+        let agent_idle_notice = r.duration(
+            "CODECOURIER_AGENT_IDLE_NOTICE",
+            std::time::Duration::from_secs(300),
+            "such as 5m",
+        );
+        let setup_timeout = r.duration(
+            "CODECOURIER_SETUP_TIMEOUT",
+            std::time::Duration::from_secs(600),
+            "such as 10m",
+        );
+        let retention_days = match r.text("CODECOURIER_RETENTION_DAYS") {
+            None => DEFAULT_RETENTION_DAYS,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if (1..=3650).contains(&n) => n,
                 _ => {
                     r.problem(
-                        "CODECOURIER_AGENT_IDLE_NOTICE",
-                        &format!("\"{text}\" is not a duration of at least 1s, such as 5m"),
+                        "CODECOURIER_RETENTION_DAYS",
+                        &format!("\"{s}\" is not a whole number of days from 1 to 3650"),
                     );
-                    std::time::Duration::from_secs(300)
+                    DEFAULT_RETENTION_DAYS
                 }
             },
         };
@@ -353,6 +370,8 @@ impl Config {
             bridge_binary,
             allow_local_repos,
             agent_idle_notice,
+            setup_timeout,
+            retention_days,
             log_filter,
         })
     }

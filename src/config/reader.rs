@@ -84,6 +84,28 @@ impl Reader<'_> {
             .unwrap_or_else(|| default.to_string())
     }
 
+    /// A duration of at least a second (`90s`, `10m`), `default` when unset.
+    pub(super) fn duration(
+        &mut self,
+        var: &str,
+        default: std::time::Duration,
+        example: &str,
+    ) -> std::time::Duration {
+        let Some(text) = self.text(var) else {
+            return default;
+        };
+        match humantime::parse_duration(&text) {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+            _ => {
+                self.problem(
+                    var,
+                    &format!("\"{text}\" is not a duration of at least 1s, {example}"),
+                );
+                default
+            }
+        }
+    }
+
     pub(super) fn flag(&mut self, var: &str) -> bool {
         match self.text(var).map(|s| s.to_ascii_lowercase()).as_deref() {
             None | Some("false" | "0" | "no" | "off") => false,

@@ -1,5 +1,5 @@
 //! The launch dialog: `/launch` without a prompt opens an ephemeral message with select menus for
-//! the tool, model and effort (pre-set to the defaults) and a button that opens a modal for the
+//! the tool, model and effort (pre-set to the defaults, the effort to the model's) and a button that opens a modal for the
 //! prompt and resources (pre-filled). The dialog's state lives in memory under a short id carried
 //! by every component's custom id; a dialog older than a restart says so and asks to start again.
 
@@ -40,7 +40,8 @@ impl Dialogs {
             input.model = Some(tool.default_model().to_string());
         }
         if input.effort.is_none() {
-            input.effort = Some("none".into());
+            let model = input.model.as_deref().unwrap_or(tool.default_model());
+            input.effort = Some(tool.default_effort(model).to_string());
         }
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let dialog = Dialog { user, input };
@@ -122,9 +123,16 @@ pub fn message(
         ),
     ];
     if tool.capabilities.effort {
+        let default = input
+            .model
+            .as_deref()
+            .map(|m| tool.default_effort(m).as_str());
         let efforts = ["none", "low", "medium", "high"]
             .iter()
-            .map(|e| (e.to_string(), e.to_string()))
+            .map(|e| match Some(*e) == default {
+                true => (format!("{e} (the model's default)"), e.to_string()),
+                false => (e.to_string(), e.to_string()),
+            })
             .collect();
         rows.push(select(
             id(DialogPart::Effort, dialog_id),
@@ -146,7 +154,8 @@ pub fn message(
         .allowed_mentions(CreateAllowedMentions::new())
 }
 
-/// A select was changed: remember it; a new tool resets the model to its default.
+/// A select was changed: remember it; a new tool resets the model to its default, and a new
+/// model the effort to the model's default.
 pub fn choose(
     dialogs: &Dialogs,
     catalog: &Catalog,
@@ -162,13 +171,16 @@ pub fn choose(
         DialogPart::Tool => {
             if let Some(tool) = catalog.tool(&value) {
                 input.model = Some(tool.default_model().to_string());
-                if !tool.capabilities.effort {
-                    input.effort = Some("none".into());
-                }
+                input.effort = Some(tool.default_effort(tool.default_model()).to_string());
             }
             input.tool = Some(value);
         }
-        DialogPart::Model => input.model = Some(value),
+        DialogPart::Model => {
+            if let Some(tool) = input.tool.as_deref().and_then(|t| catalog.tool(t)) {
+                input.effort = Some(tool.default_effort(&value).to_string());
+            }
+            input.model = Some(value);
+        }
         DialogPart::Effort => input.effort = Some(value),
         DialogPart::Open | DialogPart::Form => {}
     })

@@ -44,6 +44,7 @@ pub struct Data {
 
 /// `codecourier serve`: connects to Discord and runs until the process is stopped.
 pub async fn serve(config: Config, catalog: Catalog) -> anyhow::Result<()> {
+    crate::retention::keep_running(&config);
     let mut client = client_builder(config, catalog)
         .await?
         .await

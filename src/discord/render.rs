@@ -108,6 +108,16 @@ impl StatusView {
                 }
             }
             ProgressEvent::Note { message } => self.activity = Some(format!("⏳ {message}")),
+            // A running phase shows the last line its command printed.
+            ProgressEvent::Output { phase, line } => {
+                if let Some(running) = self
+                    .phases
+                    .iter_mut()
+                    .find(|p| p.phase == phase && p.outcome == PhaseOutcome::Running)
+                {
+                    running.detail = Some(line);
+                }
+            }
         }
     }
 

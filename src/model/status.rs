@@ -124,13 +124,15 @@ pub enum Phase {
     Credentials,
     Environment,
     SystemPrompt,
+    /// The project's setup script, or the installs its lockfiles name.
+    Setup,
     ToolSetup,
     Agent,
     Finish,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 12] = [
+    pub const ALL: [Phase; 13] = [
         Phase::Validate,
         Phase::Record,
         Phase::Prepare,
@@ -140,6 +142,7 @@ impl Phase {
         Phase::Credentials,
         Phase::Environment,
         Phase::SystemPrompt,
+        Phase::Setup,
         Phase::ToolSetup,
         Phase::Agent,
         Phase::Finish,
@@ -156,6 +159,7 @@ impl Phase {
             Phase::Credentials => "credentials",
             Phase::Environment => "environment",
             Phase::SystemPrompt => "system_prompt",
+            Phase::Setup => "setup",
             Phase::ToolSetup => "tool_setup",
             Phase::Agent => "agent",
             Phase::Finish => "finish",

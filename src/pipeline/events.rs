@@ -31,6 +31,11 @@ pub enum ProgressEvent {
     Note {
         message: String,
     },
+    /// A line a phase's command printed (the setup script's output), already redacted.
+    Output {
+        phase: Phase,
+        line: String,
+    },
 }
 
 /// A front end's view of a launch. Called inline by the launcher: keep it quick (queue, don't post).

@@ -144,6 +144,10 @@ pub enum SandboxError {
     QuotaExceeded(String),
     #[error("the provider did not answer in time: {0}")]
     Transient(String),
+    /// The provider has no template of this name for this account (E2B answers 404 for a
+    /// template the team lacks): the launch may start from a public one instead.
+    #[error("E2B has no template {0} in this team; build it in your E2B team or choose another with --template")]
+    TemplateNotFound(String),
     #[error("{0}")]
     Unsupported(String),
     #[error(transparent)]
@@ -160,6 +164,9 @@ pub struct ProviderCapabilities {
     /// Commands reach the network as this machine does, so the host's registry, CA bundle and
     /// proxy settings apply to an install inside the sandbox.
     pub host_network: bool,
+    /// Host directories mounted writable keep package managers' download caches between the
+    /// launches of one project (`caches`).
+    pub dependency_caches: bool,
     /// The provider's own egress enforces `SandboxSpec::network` and adds its headers (E2B): the
     /// sandbox talks to the real upstreams and never reaches CodeCourier's gateway.
     pub egress_rules: bool,

@@ -57,6 +57,7 @@ impl EventRecord {
             ),
             "status" => format!("status → {}", text("status")),
             "note" => format!("note: {}", text("message")),
+            "output" => format!("{} | {}", text("phase"), text("line")),
             kind => match serde_json::from_value::<AgentEvent>(p["event"].clone()) {
                 Ok(AgentEvent::Unparsed { line }) => format!("(unparsed) {}", cut(&line, 200)),
                 Ok(AgentEvent::Text { text }) => {

@@ -45,10 +45,18 @@ struct Scenario {
     hang: Option<(String, Arc<AtomicBool>)>,
 }
 
-/// The shell command of the `Bash` call: the prompt's "Create <name>.txt" makes that file holding
-/// its stem (so several tasks leave several files); otherwise hello.txt.
+/// The shell command of the `Bash` call: a prompt's "Run `<command>`" runs that command; "Create
+/// <name>.txt" makes that file holding its stem (so several tasks leave several files); otherwise
+/// hello.txt.
 fn shell_command(body: &Value) -> String {
     let prompt = first_user_text(body);
+    if let Some(command) = prompt
+        .split_once("Run `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(command, _)| command)
+    {
+        return command.to_string();
+    }
     let name = prompt
         .split("Create ")
         .skip(1)
@@ -201,4 +209,40 @@ pub fn first_user_text(body: &Value) -> String {
             .join(""),
         _ => String::new(),
     }
+}
+
+/// The text of every tool result the CLI sent back (what its commands printed).
+pub async fn tool_results_received(server: &MockServer) -> Vec<String> {
+    let bodies: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .collect();
+    let mut results = Vec::new();
+    for body in &bodies {
+        for message in body["messages"].as_array().into_iter().flatten() {
+            for block in message["content"].as_array().into_iter().flatten() {
+                if block["type"] == "tool_result" {
+                    results.push(match &block["content"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    results
+}
+
+/// Every request body the CLI sent, as text (to look for what its configuration put there).
+pub async fn requests_received(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect()
 }

@@ -2,7 +2,9 @@
 //! envelopes, `/files`) on one server, framed as the spec says. Each "micro-VM" is a real local
 //! sandbox, so commands really run. Switches make it misbehave the ways the real one does: errors
 //! inside the final envelope, envd's plain-JSON 401, 502 before envd is ready, a stream cut in the
-//! middle, a create refused.
+//! middle, a create refused. Templates are the team's: a create from one the team lacks is
+//! answered 404 "template '…' not found", as E2B does; `base` (public) always exists and, as E2B's
+//! base image, holds no agent CLI.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -35,6 +37,8 @@ type VmEnv = Vec<(String, Secret)>;
 
 struct Vm {
     handle: SandboxHandle,
+    /// Started from the public `base` template: runs without the tools directory.
+    base: bool,
     metadata: BTreeMap<String, String>,
     token: String,
     env: Vec<(String, Secret)>,
@@ -62,7 +66,14 @@ pub struct Switches {
 }
 
 pub struct FakeE2b {
+    /// Runs VMs of the team's templates, with the tools directory on their PATH.
     local: LocalProvider,
+    /// Runs VMs of E2B's `base` template: no agent CLI.
+    bare: LocalProvider,
+    /// The team's templates by name (the catalog's four unless a test changes it).
+    pub team_templates: Mutex<Vec<String>>,
+    /// The npm registry a VM's npm uses (a stand-in for the public one), when a test serves one.
+    pub npm_registry: Mutex<Option<String>>,
     /// Mounted into every micro-VM: (host path, guest path).
     mounts: Vec<(PathBuf, String)>,
     vms: Mutex<HashMap<String, Vm>>,
@@ -92,6 +103,15 @@ pub async fn start(
     let fake = Arc::new(FakeE2b {
         // A micro-VM reaches the internet; here, this machine's network (the tests' servers).
         local: LocalProvider::new(&data_dir, Some(tools_dir)).with_egress_open(true),
+        bare: LocalProvider::new(&data_dir, None).with_egress_open(true),
+        team_templates: Mutex::new(
+            codecourier::catalog::Catalog::built_in()
+                .tools
+                .iter()
+                .map(|t| t.default_template.clone())
+                .collect(),
+        ),
+        npm_registry: Mutex::new(None),
         mounts,
         vms: Mutex::new(HashMap::new()),
         pending: Mutex::new(HashMap::new()),
@@ -106,6 +126,7 @@ pub async fn start(
         .route("/sandboxes/{id}", get(detail).delete(kill))
         .route("/sandboxes/{id}/timeout", post(set_timeout))
         .route("/v2/sandboxes", get(list))
+        .route("/templates", get(templates))
         .route("/health", get(health))
         .route("/files", post(upload).get(download))
         .route("/process.Process/Start", post(start_process))
@@ -138,8 +159,18 @@ impl FakeE2b {
             .push((method.into(), path.into(), body));
     }
 
-    /// The VM an envd request is for, if its token is right; else envd's plain-JSON 401.
-    fn envd_vm(&self, headers: &HeaderMap) -> Result<(SandboxHandle, VmEnv), Box<Response>> {
+    /// The provider that runs a VM.
+    fn runner(&self, base: bool) -> &LocalProvider {
+        if base {
+            &self.bare
+        } else {
+            &self.local
+        }
+    }
+
+    /// The VM an envd request is for (its handle, environment and whether it is a `base` VM), if
+    /// its token is right; else envd's plain-JSON 401.
+    fn envd_vm(&self, headers: &HeaderMap) -> Result<(SandboxHandle, VmEnv, bool), Box<Response>> {
         let unauthorized = || {
             error(StatusCode::UNAUTHORIZED, "unauthorized access, please provide a valid access token or method signing if supported")
         };
@@ -163,7 +194,7 @@ impl FakeE2b {
         if headers.get("x-access-token").and_then(|v| v.to_str().ok()) != Some(vm.token.as_str()) {
             return Err(Box::new(unauthorized()));
         }
-        Ok((vm.handle.clone(), vm.env.clone()))
+        Ok((vm.handle.clone(), vm.env.clone(), vm.base))
     }
 
     pub fn vm_count(&self) -> usize {
@@ -184,7 +215,15 @@ async fn create(
         );
     }
     let template = body["templateID"].as_str().unwrap_or_default();
-    if template.starts_with("missing") {
+    let base = template == "base";
+    if !base
+        && !fake
+            .team_templates
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| t == template)
+    {
         return error(
             StatusCode::NOT_FOUND,
             &format!("template '{template}' not found"),
@@ -208,6 +247,9 @@ async fn create(
         })
         .unwrap_or_default();
     let mut env = env;
+    if let Some(registry) = fake.npm_registry.lock().unwrap().clone() {
+        env.push(("npm_config_registry".into(), Secret::new(registry)));
+    }
     if let Some(network) = body.get("network") {
         // E2B's egress proxy, as the VM meets it: every request leaves through it.
         let proxy = egress_proxy(network).await;
@@ -236,7 +278,8 @@ async fn create(
         host_tools: Vec::new(),
         network: None,
     };
-    let handle = match fake.local.create(&spec, Duration::from_secs(timeout)).await {
+    let runner = fake.runner(base);
+    let handle = match runner.create(&spec, Duration::from_secs(timeout)).await {
         Ok(h) => h,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -246,6 +289,7 @@ async fn create(
         id.clone(),
         Vm {
             handle,
+            base,
             metadata,
             token: token.clone(),
             env,
@@ -286,7 +330,7 @@ async fn kill(State(fake): State<Arc<FakeE2b>>, Path(id): Path<String>) -> Respo
     let vm = fake.vms.lock().unwrap().remove(&id);
     match vm {
         Some(vm) => {
-            let _ = fake.local.kill(&vm.handle.provider_id).await;
+            let _ = fake.runner(vm.base).kill(&vm.handle.provider_id).await;
             StatusCode::NO_CONTENT.into_response()
         }
         None => error(
@@ -302,17 +346,17 @@ async fn set_timeout(
     Json(body): Json<Value>,
 ) -> Response {
     fake.record("POST", "/sandboxes/{sandboxID}/timeout", body.clone());
-    let handle = fake
+    let vm = fake
         .vms
         .lock()
         .unwrap()
         .get(&id)
-        .map(|vm| vm.handle.clone());
-    match handle {
-        Some(handle) => {
+        .map(|vm| (vm.handle.clone(), vm.base));
+    match vm {
+        Some((handle, base)) => {
             let secs = body["timeout"].as_u64().unwrap_or(0);
             let _ = fake
-                .local
+                .runner(base)
                 .set_timeout(&handle, Duration::from_secs(secs))
                 .await;
             StatusCode::NO_CONTENT.into_response()
@@ -348,6 +392,27 @@ async fn list(
     Json(items).into_response()
 }
 
+/// `GET /templates`: the team's templates (`Template` in the spec), public ones not listed.
+async fn templates(State(fake): State<Arc<FakeE2b>>, headers: HeaderMap) -> Response {
+    fake.record("GET", "/templates", Value::Null);
+    if !api_key_ok(&headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid API key, please visit https://e2b.dev/docs/api-key for more information.",
+        );
+    }
+    let names = fake.team_templates.lock().unwrap().clone();
+    let items: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!({"templateID": format!("tpl{i:017}"), "buildID": format!("8f3e1c2a-0000-4000-8000-{i:012}"),
+            "cpuCount": 2, "memoryMB": 1024, "diskSizeMB": 10240, "public": false, "aliases": [name], "names": [name],
+            "createdAt": "2026-11-20T09:00:00Z", "updatedAt": "2026-11-20T09:00:00Z", "createdBy": null,
+            "lastSpawnedAt": null, "spawnCount": 0, "buildCount": 1, "envdVersion": "0.6.13", "buildStatus": "ready"}))
+        .collect();
+    Json(items).into_response()
+}
+
 async fn health(State(fake): State<Arc<FakeE2b>>) -> Response {
     let left = fake.switches.envd_not_ready.load(Ordering::SeqCst);
     if left > 0 {
@@ -365,7 +430,7 @@ async fn upload(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let (handle, _) = match fake.envd_vm(&headers) {
+    let (handle, _, base) = match fake.envd_vm(&headers) {
         Ok(vm) => vm,
         Err(response) => return *response,
     };
@@ -374,7 +439,11 @@ async fn upload(
         .lock()
         .unwrap()
         .push((path.clone(), body.to_vec()));
-    match fake.local.write_file(&handle, &path, &body, 0o644).await {
+    match fake
+        .runner(base)
+        .write_file(&handle, &path, &body, 0o644)
+        .await
+    {
         Ok(()) => Json(json!([{"path": path, "name": path.rsplit('/').next(), "type": "file"}]))
             .into_response(),
         Err(e) => (
@@ -391,12 +460,12 @@ async fn download(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (handle, _) = match fake.envd_vm(&headers) {
+    let (handle, _, base) = match fake.envd_vm(&headers) {
         Ok(vm) => vm,
         Err(response) => return *response,
     };
     let path = query.get("path").cloned().unwrap_or_default();
-    match fake.local.read_file(&handle, &path, 1 << 30).await {
+    match fake.runner(base).read_file(&handle, &path, 1 << 30).await {
         Ok(bytes) => (
             [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
             bytes,
@@ -514,7 +583,7 @@ async fn start_process(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (handle, vm_env) = match fake.envd_vm(&headers) {
+    let (handle, vm_env, base) = match fake.envd_vm(&headers) {
         Ok(vm) => vm,
         Err(response) => return *response,
     };
@@ -621,7 +690,7 @@ async fn start_process(
                 let _ = tx.send(event(json!({"event": {"data": data}}))).await;
             }
         };
-        let (result, _) = tokio::join!(fake.local.run(&handle, &exec, out_tx), forward);
+        let (result, _) = tokio::join!(fake.runner(base).run(&handle, &exec, out_tx), forward);
         match result {
             Ok(status) => {
                 // protojson style: exitCode left out when 0.

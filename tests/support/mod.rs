@@ -11,6 +11,7 @@ pub mod fake_openai_chat;
 pub mod fake_openai_responses;
 pub mod git_http;
 pub mod mock_github;
+pub mod npm_registry;
 pub mod openapi;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,11 @@ use std::process::Command as StdCommand;
 use assert_cmd::Command;
 
 pub const API_KEY: &str = "sk-ant-test-key-0123456789";
+
+/// The skill and the command `World::add_skill_and_command` gives a project.
+pub const WIDGET_SKILL: &str = "---\nname: widget-tests\ndescription: Runs the widget test suite with make widgetcheck\n---\nRun `make widgetcheck`.\n";
+pub const WIDGET_COMMAND: &str =
+    "---\ndescription: Reviews the widget diff for races\n---\nReview the diff for data races.\n";
 
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -97,6 +103,41 @@ impl World {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `codecourier project <args> --repo <origin>`, which must succeed.
+    pub fn project(&self, args: &[&str]) {
+        let out = self
+            .std_cmd()
+            .arg("project")
+            .args(args)
+            .arg("--repo")
+            .arg(&self.origin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "project {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Gives the world's project a skill (`widget-tests`) and a command (`widget-review`) from
+    /// the terminal.
+    pub fn add_skill_and_command(&self) {
+        let skill = self.dir.path().join("SKILL.md");
+        std::fs::write(&skill, WIDGET_SKILL).unwrap();
+        let command = self.dir.path().join("review.md");
+        std::fs::write(&command, WIDGET_COMMAND).unwrap();
+        self.project(&["skills", "add", "--file", skill.to_str().unwrap()]);
+        self.project(&[
+            "commands",
+            "add",
+            "--name",
+            "widget-review",
+            "--file",
+            command.to_str().unwrap(),
+        ]);
     }
 
     pub fn cmd(&self) -> Command {
@@ -189,26 +230,28 @@ pub fn processes_of(provider_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// The pinned Claude Code release the end-to-end tests run.
-pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
+/// The pinned Claude Code release the end-to-end tests run (the one sandboxes install).
+pub const CLAUDE_CODE_VERSION: &str = codecourier::agent::packages::CLAUDE_CODE.version;
 
 /// The pinned OpenCode release (CODECOURIER_TEST_OPENCODE_BIN overrides the directory).
 pub fn opencode_bin() -> PathBuf {
+    let package = codecourier::agent::packages::OPENCODE;
     npm_cli_bin(
         "CODECOURIER_TEST_OPENCODE_BIN",
-        "opencode-ai",
-        "1.18.33",
-        "opencode",
+        package.name,
+        package.version,
+        package.command,
     )
 }
 
 /// The directory holding the real `claude` executable (CODECOURIER_TEST_CLAUDE_BIN overrides).
 pub fn claude_code_bin() -> PathBuf {
+    let package = codecourier::agent::packages::CLAUDE_CODE;
     npm_cli_bin(
         "CODECOURIER_TEST_CLAUDE_BIN",
-        "@anthropic-ai/claude-code",
-        CLAUDE_CODE_VERSION,
-        "claude",
+        package.name,
+        package.version,
+        package.command,
     )
 }
 

@@ -122,7 +122,8 @@ fn plan_sets_the_key_home_and_base_url() {
     let config = String::from_utf8(plan.files[0].contents.clone()).unwrap();
     assert!(config.contains("base_url = \"http://127.0.0.1:4242/v1\""));
     assert!(!config.contains("sk-test-abc"));
-    assert_eq!(plan.install_if_missing, Some("@openai/codex@0.169.0"));
+    assert_eq!(plan.package.spec(), "@openai/codex@0.169.0");
+    assert!(plan.install_if_missing);
     assert!(plan
         .argv
         .contains(&"model_reasoning_effort=\"medium\"".to_string()));

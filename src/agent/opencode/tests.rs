@@ -46,7 +46,8 @@ fn plan_wires_instructions_model_and_base_urls_without_writing_keys() {
         commands: Vec::new(),
         output_schema: None,
     });
-    assert_eq!(plan.install_if_missing, Some("opencode-ai@1.18.33"));
+    assert_eq!(plan.package.spec(), "opencode-ai@1.18.33");
+    assert!(plan.install_if_missing);
     assert_eq!(plan.files.len(), 1);
     assert_eq!(plan.files[0].path, CONFIG_FILE);
     let config: Value = serde_json::from_slice(&plan.files[0].contents).unwrap();

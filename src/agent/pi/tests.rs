@@ -46,10 +46,8 @@ fn plan_keeps_the_key_in_the_environment_and_overrides_base_urls() {
         Secret::new("http://127.0.0.1:9/api/v1/"),
     )];
     let plan = plan(context(&catalog, &env));
-    assert_eq!(
-        plan.install_if_missing,
-        Some("@mariozechner/pi-coding-agent@0.73.1")
-    );
+    assert_eq!(plan.package.spec(), "@mariozechner/pi-coding-agent@0.73.1");
+    assert!(plan.install_if_missing);
     assert_eq!(plan.argv[plan.argv.len() - 1], SYSTEM_PROMPT_FILE);
     assert_eq!(plan.files.len(), 1);
     assert_eq!(plan.files[0].path, "/home/user/.pi/agent/models.json");

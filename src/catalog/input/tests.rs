@@ -24,11 +24,42 @@ fn error_for(input: LaunchInput, field: &str) -> String {
 }
 
 #[test]
+fn each_model_has_its_default_effort_and_an_explicit_one_wins() {
+    let with = |model: &str, effort: Option<&str>| {
+        check(LaunchInput {
+            model: Some(model.into()),
+            effort: effort.map(str::to_string),
+            ..input()
+        })
+        .unwrap()
+        .effort
+    };
+    assert_eq!(with("claude-opus-4-6", None), Effort::High);
+    assert_eq!(with("claude-sonnet-4-6", Some("")), Effort::Medium);
+    assert_eq!(with("claude-haiku-4-5", None), Effort::None);
+    assert_eq!(with("claude-opus-4-6", Some("low")), Effort::Low);
+    assert_eq!(with("claude-opus-4-6", Some("none")), Effort::None);
+    let codex = check(LaunchInput {
+        tool: Some("codex".into()),
+        model: Some("gpt-5.4-codex".into()),
+        ..input()
+    })
+    .unwrap();
+    assert_eq!(codex.effort, Effort::High);
+    let opencode = check(LaunchInput {
+        tool: Some("opencode".into()),
+        ..input()
+    })
+    .unwrap();
+    assert_eq!(opencode.effort, Effort::None);
+}
+
+#[test]
 fn defaults_come_from_the_catalog() {
     let r = check(input()).unwrap();
     assert_eq!(r.tool, "claude-code");
     assert_eq!(r.model, "claude-sonnet-4-6");
-    assert_eq!(r.effort, Effort::None);
+    assert_eq!(r.effort, Effort::Medium);
     assert_eq!(
         r.resources,
         Resources {

@@ -16,6 +16,7 @@ use crate::config::AGENT_KEY_VARS;
 use crate::ids::DiscordId;
 use crate::pipeline::{project_scope, user_scope};
 use crate::secret::Secret;
+use crate::store::ProjectChange;
 
 #[derive(Debug, Default, Modal)]
 #[name = "Project for this channel"]
@@ -33,6 +34,11 @@ struct ProjectSetup {
     #[paragraph]
     #[placeholder = "NODE_ENV=test"]
     variables: Option<String>,
+    #[name = "Setup script (empty: .codecourier/setup.sh)"]
+    #[paragraph]
+    #[max_length = 4000]
+    #[placeholder = "npm ci && npm run build"]
+    setup_script: Option<String>,
 }
 
 #[derive(Debug, Default, Modal)]
@@ -65,9 +71,13 @@ pub async fn project(_ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Bind this channel to a repository, with instructions and variables for every launch (Manage Server).
+/// Bind this channel to a repository, with instructions, variables and setup script (Manage Server).
 #[poise::command(slash_command, guild_only)]
-async fn setup(ctx: Context<'_>) -> Result<(), Error> {
+async fn setup(
+    ctx: Context<'_>,
+    #[description = "Without a setup script, install what the repository's lockfiles name (default: on)"]
+    auto_setup: Option<bool>,
+) -> Result<(), Error> {
     let poise::Context::Application(app) = ctx else {
         return Ok(());
     };
@@ -83,6 +93,7 @@ async fn setup(ctx: Context<'_>) -> Result<(), Error> {
         system_prompt: current.as_ref().and_then(|p| p.system_prompt.clone()),
         // Values are secrets: never put back on screen.
         variables: None,
+        setup_script: current.as_ref().and_then(|p| p.setup_script.clone()),
     };
     let Some(form) = modal::ask(app, Some(defaults)).await? else {
         return Ok(());
@@ -125,6 +136,13 @@ async fn setup(ctx: Context<'_>) -> Result<(), Error> {
                 .filter(|p| !p.trim().is_empty()),
         )
         .await?;
+    // The form shows the current script, so what comes back replaces it (empty clears it).
+    let change = ProjectChange {
+        setup_script: Some(form.setup_script.filter(|s| !s.trim().is_empty())),
+        auto_setup,
+        ..Default::default()
+    };
+    store.update_project(project.id, &change).await?;
     if form.variables.is_some() {
         store
             .put_env(&project_scope(project.id), &request.env)

@@ -2,15 +2,18 @@
 //! package), then run on the prompt with its output streamed as events into the record and the
 //! sink, with a notice when it stays quiet.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::answers::CheckedAnswer;
 use super::git::shell_quote;
-use super::{tail, Ending, Launch, Launcher, ERROR_TAIL};
+use super::{seconds, tail, Ending, Launch, Launcher, ERROR_TAIL};
+use crate::agent::packages::CliPackage;
 use crate::agent::{AgentPlan, AgentResult};
+use crate::catalog::build_custom_tag;
 use crate::model::Phase;
+use crate::sandbox::e2b::templates;
 use crate::sandbox::{run_captured, Exec, LineSplitter, Output, HOME, PROJECT_DIR};
 use crate::secret::Secret;
 
@@ -26,8 +29,18 @@ const NPM_HOST_SETTINGS: [&str; 9] = [
     "http_proxy",
     "NO_PROXY",
 ];
+/// Where a CLI the sandbox lacks is installed: the sandbox user's own, no root needed.
+const INSTALL_PREFIX: &str = "/home/user/.local";
 /// The longest line of agent output read whole.
 const MAX_LINE: usize = 32 * 1024 * 1024;
+
+/// A CLI installed by tool setup.
+pub(super) struct Installed {
+    pub(super) package: CliPackage,
+    pub(super) took: Duration,
+    /// Its executable: not on every provider's PATH (E2B's envd has its own), so run by path.
+    pub(super) path: String,
+}
 
 /// What the agent phase produced.
 pub(super) struct AgentOutcome {
@@ -68,13 +81,14 @@ impl Launcher {
         Ok(())
     }
 
-    /// Makes sure the tool's command exists in the sandbox, installing it from npm where the plan
-    /// names a package. Returns the package it installed.
+    /// Makes sure the tool's command exists in the sandbox, installing the pinned package from
+    /// npm when the plan asks for it, when the sandbox started from E2B's base template, or when
+    /// the provider cannot show the sandbox this machine's tools. Returns what it installed.
     pub(super) async fn ensure_cli(
         &self,
         launch: &Launch<'_>,
         plan: &AgentPlan,
-    ) -> Result<Option<&'static str>, Ending> {
+    ) -> Result<Option<Installed>, Ending> {
         let tool = launch.tool;
         let mut check = Exec::script(format!(
             "command -v {} >/dev/null",
@@ -89,18 +103,41 @@ impl Launcher {
         if found {
             return Ok(None);
         }
-        let Some(package) = plan.install_if_missing else {
-            return Err(Ending::Failed {
-                phase: Phase::ToolSetup,
-                error: format!(
-                    "{}'s `{}` is not available in the sandbox: install it on this machine or put it in CODECOURIER_TOOLS_DIR (`codecourier doctor` shows how)",
-                    tool.name, tool.command
-                ),
-            });
-        };
+        let host_tools = self.provider.capabilities().host_mounts;
+        let package = plan.package;
+        if plan.install_if_missing || !host_tools || launch.fallback.is_some() {
+            let started = Instant::now();
+            self.install_cli(launch, package)
+                .await
+                .map_err(|ending| match ending {
+                    Ending::Failed { phase, error } => Ending::Failed {
+                        phase,
+                        error: format!("{error}; {}", self.cli_advice(launch, package)),
+                    },
+                    other => other,
+                })?;
+            return Ok(Some(Installed {
+                package,
+                took: started.elapsed(),
+                path: format!("{INSTALL_PREFIX}/bin/{}", tool.command),
+            }));
+        }
+        Err(Ending::Failed {
+            phase: Phase::ToolSetup,
+            error: format!(
+                "{}'s `{}` is not available in the sandbox: {}",
+                tool.name,
+                tool.command,
+                self.cli_advice(launch, package)
+            ),
+        })
+    }
+
+    /// `npm install` of the package into the sandbox user's own prefix.
+    async fn install_cli(&self, launch: &Launch<'_>, package: CliPackage) -> Result<(), Ending> {
         let mut install = Exec::script(format!(
-            "npm install --global --prefix /home/user/.local --no-audit --no-fund --loglevel=error {}",
-            shell_quote(package)
+            "npm install --global --prefix {INSTALL_PREFIX} --no-audit --no-fund --loglevel=error {}",
+            shell_quote(&package.spec())
         ));
         install.cwd = Some(HOME.into());
         if self.provider.capabilities().host_network {
@@ -112,14 +149,37 @@ impl Launcher {
                 }
             }
         }
-        self.sh(
-            launch,
-            Phase::ToolSetup,
-            &format!("installing {package}"),
-            install,
-        )
-        .await?;
-        Ok(Some(package))
+        let what = format!("installing {}", package.spec());
+        self.sh(launch, Phase::ToolSetup, &what, install)
+            .await
+            .map(|_| ())
+    }
+
+    /// What to do about a CLI the sandbox lacks, for the provider in use: on this machine,
+    /// install it here or in CODECOURIER_TOOLS_DIR; on E2B, build it into the template.
+    fn cli_advice(&self, launch: &Launch<'_>, package: CliPackage) -> String {
+        let tool = launch.tool;
+        if self.provider.capabilities().host_mounts {
+            return format!(
+                "install it on this machine (`npm install -g {}`) or put it in CODECOURIER_TOOLS_DIR (`codecourier doctor` shows how)",
+                package.spec()
+            );
+        }
+        let build = templates::build_command(tool, &self.catalog.limits);
+        if build_custom_tag(&tool.default_template).as_ref() == Ok(&launch.request.template) {
+            format!(
+                "build the template {} with the CLI in it (`{build}`), so no launch installs it",
+                tool.default_template
+            )
+        } else {
+            format!(
+                "the template {} lacks it: install {} in that template (as templates/{}/e2b.Dockerfile does), or launch with the tool's own template {} (`{build}`)",
+                launch.request.template,
+                package.spec(),
+                tool.id,
+                tool.default_template
+            )
+        }
     }
 
     /// Runs the agent CLI on `prompt`, streaming its events into the record and the sink.
@@ -241,4 +301,20 @@ fn usage_summary(outcome: &AgentOutcome) -> String {
         r.input_tokens.unwrap_or(0),
         r.output_tokens.unwrap_or(0)
     )
+}
+
+/// Tool setup's words on an install: what, how long, and on a fallback how to stop paying it.
+pub(super) fn install_note(launch: &Launch<'_>, installed: &Installed) -> String {
+    let mut note = format!(
+        " · installed {} from npm in {}",
+        installed.package.spec(),
+        seconds(installed.took)
+    );
+    if let Some(fallback) = &launch.fallback {
+        note.push_str(&format!(
+            " (template {} is missing; build it to skip this install: `{}`)",
+            fallback.missing, fallback.build_command
+        ));
+    }
+    note
 }

@@ -8,6 +8,7 @@ mod answers;
 mod finish;
 mod git;
 mod prepare;
+mod project_setup;
 mod publish;
 mod push;
 mod recorder;
@@ -28,12 +29,15 @@ use self::answers::AnswerForm;
 use self::git::GitRemote;
 use self::publish::Links;
 use super::events::{ProgressEvent, ProgressSink};
-use crate::catalog::{Catalog, LaunchRequest, Tool};
+use crate::agent::packages;
+use crate::caches::Caches;
+use crate::catalog::{build_custom_tag, Catalog, LaunchRequest, TemplateRef, Tool};
 use crate::config::{Config, GithubConfig};
 use crate::gateway::{Gateway, GatewaySettings};
 use crate::ids::{IssueSessionId, SandboxId};
 use crate::model::{Phase, PhaseOutcome, SandboxStatus};
 use crate::redact::Redactor;
+use crate::sandbox::e2b::templates;
 use crate::sandbox::{
     run_captured, Exec, SandboxError, SandboxHandle, SandboxProvider, SandboxSpec,
 };
@@ -54,6 +58,10 @@ pub struct Launcher {
     /// CodeCourier's own secrets; each launch adds its keys and secret-looking variables.
     redactor: Redactor,
     idle_notice: Duration,
+    /// The longest the setup phase may take (within the launch's own timeout).
+    setup_timeout: Duration,
+    /// Package managers' caches kept between a project's launches, where the provider keeps any.
+    caches: Caches,
     /// Running sandboxes per Discord user and for the whole deployment, checked where a launch
     /// is recorded.
     caps: RunningCaps,
@@ -113,6 +121,8 @@ struct Launch<'a> {
     /// The keys as the agent holds them (placeholders) and its variables (no key, no upstream).
     agent_keys: Vec<(String, Secret)>,
     agent_env: Vec<(String, Secret)>,
+    /// Set when the tool's own template was missing and the sandbox started from E2B's base.
+    fallback: Option<TemplateFallback>,
     /// Where git clones from and pushes to.
     remote: GitRemote,
     base_branch: String,
@@ -167,6 +177,8 @@ impl Launcher {
             github: config.github.clone(),
             redactor,
             idle_notice: config.agent_idle_notice,
+            setup_timeout: config.setup_timeout,
+            caches: Caches::new(&config.data_dir),
             caps: RunningCaps {
                 per_user: Some(config.max_running_per_user),
                 total: Some(config.max_running),
@@ -240,6 +252,7 @@ impl Launcher {
             access: None,
             agent_keys: Vec::new(),
             agent_env: Vec::new(),
+            fallback: None,
             remote: GitRemote::default(),
             base_branch: String::new(),
             base_sha: String::new(),
@@ -273,6 +286,7 @@ impl Launcher {
         self.install_credentials(launch).await?;
         self.pass_environment(launch).await?;
         self.write_system_prompt(launch).await?;
+        self.set_up_project(launch).await?;
         let plan = self.set_up_tool(launch).await?;
         self.set_status(launch, SandboxStatus::Running, Phase::Agent)
             .await?;
@@ -289,7 +303,7 @@ impl Launcher {
         launch.agent_keys = agent_keys;
         launch.agent_env = agent_env;
         let request = launch.request;
-        let spec = SandboxSpec {
+        let mut spec = SandboxSpec {
             template: request.template.clone(),
             resources: request.resources,
             env: access.sandbox_env(),
@@ -302,32 +316,79 @@ impl Launcher {
             network: self.network_policy(&access),
         };
         let timeout = Duration::from_millis(request.resources.timeout_ms);
-        let handle = self
+        let created = self
             .phase(launch, Phase::Provision, async {
-                let handle = self
-                    .provider
-                    .create(&spec, timeout)
-                    .await
-                    .map_err(|e| Ending::from_sandbox(Phase::Provision, e))?;
+                if self.provider.capabilities().dependency_caches {
+                    let caches = self.caches.mounts(launch.project.id).map_err(|e| {
+                        Ending::failed(Phase::Provision)(format!(
+                            "cannot prepare the project's dependency caches: {e}"
+                        ))
+                    })?;
+                    spec.mounts.extend(caches);
+                }
+                let (handle, fallback) = self.create_sandbox(launch, spec, timeout).await?;
                 self.store
                     .set_provider(launch.id, self.provider.name(), &handle.provider_id)
                     .await
                     .map_err(|e| Ending::failed(Phase::Provision)(e.to_string()))?;
                 self.connect_access(&mut access, &handle).await?;
-                let detail = format!(
+                let mut detail = format!(
                     "{} sandbox {}: {}; {}",
                     self.provider.name(),
                     handle.provider_id,
                     handle.limits_report,
                     access.describe(self.gateway_settings.egress.open)
                 );
-                Ok((handle, Ok(detail)))
+                if let Some(fallback) = &fallback {
+                    detail.push_str(&format!("; {}", fallback.describe(launch.tool)));
+                }
+                Ok(((handle, fallback), Ok(detail)))
             })
             .await;
         // Held from here on: a sandbox that failed to start ends the grant with the launch.
         launch.access = Some(access);
-        launch.handle = Some(handle?);
+        let (handle, fallback) = created?;
+        launch.handle = Some(handle);
+        launch.fallback = fallback;
         Ok(())
+    }
+
+    /// Creates the sandbox from the launch's template. When that is the tool's own template from
+    /// the catalog and the provider has none of that name, the sandbox starts from E2B's public
+    /// base template instead and tool setup installs the CLI; a template named explicitly (a
+    /// launch's, project's or workflow's) never falls back.
+    async fn create_sandbox(
+        &self,
+        launch: &Launch<'_>,
+        spec: SandboxSpec,
+        timeout: Duration,
+    ) -> Result<(SandboxHandle, Option<TemplateFallback>), Ending> {
+        let started = Instant::now();
+        let own_template = build_custom_tag(&launch.tool.default_template).ok();
+        match self.provider.create(&spec, timeout).await {
+            Ok(handle) => Ok((handle, None)),
+            Err(SandboxError::TemplateNotFound(_))
+                if own_template.as_ref() == Some(&spec.template) =>
+            {
+                let refused_after = started.elapsed();
+                let base = SandboxSpec {
+                    template: build_custom_tag(templates::BASE).expect("a valid name"),
+                    ..spec.clone()
+                };
+                let handle = self
+                    .provider
+                    .create(&base, timeout)
+                    .await
+                    .map_err(|e| Ending::from_sandbox(Phase::Provision, e))?;
+                let fallback = TemplateFallback {
+                    missing: spec.template,
+                    refused_after,
+                    build_command: templates::build_command(launch.tool, &self.catalog.limits),
+                };
+                Ok((handle, Some(fallback)))
+            }
+            Err(e) => Err(Ending::from_sandbox(Phase::Provision, e)),
+        }
     }
 
     /// Runs a command in the sandbox; a non-zero exit is a phase failure showing the output's tail.
@@ -362,6 +423,36 @@ impl Launcher {
             .await
             .map(|_| ())
     }
+}
+
+/// The tool's own template was not in the provider's account: what started instead, and how to
+/// build the template so that the next launch needs no install.
+struct TemplateFallback {
+    missing: TemplateRef,
+    /// How long the refused create took.
+    refused_after: Duration,
+    build_command: String,
+}
+
+impl TemplateFallback {
+    /// The provision phase's words on it.
+    fn describe(&self, tool: &Tool) -> String {
+        let cli = packages::of_tool(&tool.id)
+            .map(|p| p.spec())
+            .unwrap_or_else(|| tool.command.clone());
+        format!(
+            "⚠️ template {} is not in this E2B team (E2B refused it in {}): started from E2B's {} template instead, and tool setup installs {cli} on every launch until the template is built: `{}`",
+            self.missing,
+            seconds(self.refused_after),
+            templates::BASE,
+            self.build_command
+        )
+    }
+}
+
+/// A duration in seconds with one decimal: "0.4 s", "38.2 s".
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 /// "1 file", "2 files": a count with its noun.

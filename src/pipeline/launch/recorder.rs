@@ -83,6 +83,13 @@ impl Launcher {
         self.emit(launch, ProgressEvent::Note { message }).await;
     }
 
+    /// A line a phase's command printed, redacted.
+    pub(super) async fn output(&self, launch: &Launch<'_>, phase: Phase, line: &str) {
+        let line = launch.redactor.redact(line);
+        self.emit(launch, ProgressEvent::Output { phase, line })
+            .await;
+    }
+
     pub(super) async fn agent_event(&self, launch: &Launch<'_>, event: AgentEvent) {
         let event = redact_event(&launch.redactor, event);
         self.emit(launch, ProgressEvent::Agent { event }).await;
@@ -136,6 +143,7 @@ impl Launcher {
             ProgressEvent::PhaseFinished { .. } => "phase_finished".to_string(),
             ProgressEvent::Status { .. } => "status".to_string(),
             ProgressEvent::Note { .. } => "note".to_string(),
+            ProgressEvent::Output { .. } => "output".to_string(),
             ProgressEvent::Agent { event } => format!(
                 "agent.{}",
                 serde_json::to_value(event)

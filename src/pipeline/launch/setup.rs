@@ -59,7 +59,7 @@ impl Launcher {
         let resumed = self.restore_session(launch).await?;
         let schema = launch.answer_schema();
         self.phase(launch, Phase::ToolSetup, async {
-            let plan = agent::plan(AgentContext {
+            let mut plan = agent::plan(AgentContext {
                 tool: launch.tool,
                 model: &request.model,
                 effort: request.effort,
@@ -75,6 +75,9 @@ impl Launcher {
             })
             .map_err(Ending::failed(Phase::ToolSetup))?;
             let installed = self.ensure_cli(launch, &plan).await?;
+            if let Some(installed) = &installed {
+                plan.argv[0] = installed.path.clone();
+            }
             for file in &plan.files {
                 self.provider
                     .write_file(launch.handle(), &file.path, &file.contents, file.mode)
@@ -90,11 +93,22 @@ impl Launcher {
                 count(plan.files.len(), "setup file"),
                 keys.join(", "),
             );
-            if let Some(package) = installed {
-                detail.push_str(&format!(" · installed {package} from npm"));
+            if let Some(installed) = installed {
+                detail.push_str(&super::agent::install_note(launch, &installed));
             }
             if let Some(session) = &resumed {
                 detail.push_str(&format!(" · resuming session {session}"));
+            }
+            let (skills, commands) = (launch.project.skills(), launch.project.commands());
+            if !skills.is_empty() || !commands.is_empty() {
+                detail.push_str(&format!(
+                    " · {} and {} given",
+                    count(skills.len(), "skill"),
+                    count(commands.len(), "command")
+                ));
+            }
+            for note in &plan.left_out {
+                detail.push_str(&format!(" · {note}"));
             }
             Ok((plan, Ok(detail)))
         })

@@ -7,6 +7,8 @@
 
 mod envd;
 
+pub mod templates;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -81,7 +83,8 @@ fn api_error(status: StatusCode, text: &str, what: &str) -> SandboxError {
         400 if message.contains("Timeout cannot be greater") || message.contains("Max instance length") => {
             SandboxError::Unsupported(format!("E2B refused the timeout: {message}; your plan allows less, so launch with a shorter --timeout"))
         }
-        400 | 404 if message.to_lowercase().contains("template") => SandboxError::Unsupported(format!(
+        404 if message.to_lowercase().contains("template") => SandboxError::TemplateNotFound(what.to_string()),
+        400 if message.to_lowercase().contains("template") => SandboxError::Unsupported(format!(
             "E2B has no template for {what} ({message}); build it in your E2B team or choose another with --template"
         )),
         404 => SandboxError::NotFound(what.to_string()),
@@ -139,6 +142,7 @@ impl SandboxProvider for E2bProvider {
         super::ProviderCapabilities {
             host_mounts: false,
             host_network: false,
+            dependency_caches: false,
             egress_rules: true,
         }
     }
@@ -566,6 +570,7 @@ mod tests {
             r#"{"code":404,"message":"template 'nope' not found"}"#,
             "nope",
         );
+        assert!(matches!(e, SandboxError::TemplateNotFound(ref t) if t == "nope"));
         assert!(
             e.to_string().contains("choose another with --template"),
             "{e}"

@@ -115,7 +115,7 @@ pub fn owner_mapping(path: &Path, id: u32) -> io::Result<OwnedFd> {
     if pid == 0 {
         // SAFETY: see above; the buffers live on this stack.
         unsafe {
-            // Only the parent keeps these ends: the read below ends when it closes its own.
+            // Only the parent keeps these ends: the read below ends when it writes its byte.
             libc::close(ready[0]);
             libc::close(done[1]);
             let ok = [u8::from(libc::unshare(libc::CLONE_NEWUSER) == 0)];
@@ -150,8 +150,10 @@ pub fn owner_mapping(path: &Path, id: u32) -> io::Result<OwnedFd> {
         )?;
         Ok(OwnedFd::from(File::open(format!("/proc/{pid}/ns/user"))?))
     })();
-    // SAFETY: closing our pipe ends lets the child exit; then it is reaped.
+    // SAFETY: a byte on `done` lets the child exit, then it is reaped. Not just closing our end:
+    // a child another thread forked meanwhile holds a copy of it, and the two would wait forever.
     unsafe {
+        libc::write(done[1], [1u8].as_ptr().cast(), 1);
         libc::close(ready[0]);
         libc::close(done[1]);
         if pid > 0 {
@@ -185,5 +187,32 @@ mod tests {
         assert_eq!(HostUser::for_sandbox("local-a"), HostUser::Dedicated(a));
         assert_ne!(HostUser::for_sandbox("local-b"), HostUser::Dedicated(a));
         assert!((HOST_ID_BASE..HOST_ID_BASE + HOST_ID_SPAN).contains(&a));
+    }
+
+    #[test]
+    fn owner_mappings_made_at_once_on_many_threads_all_finish() {
+        // Each call forks a helper; a helper forked by one thread inherits the pipes of another
+        // thread's call. Run many at once, bounded by a timeout that says what hung.
+        let dir = tempfile::tempdir().unwrap();
+        if owner_mapping(dir.path(), 100_000).is_err() {
+            return; // no user namespaces here: nothing to race
+        }
+        let (done, finished) = std::sync::mpsc::channel();
+        for _ in 0..8 {
+            let (path, done) = (dir.path().to_path_buf(), done.clone());
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    owner_mapping(&path, 100_000).unwrap();
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for n in 0..8 {
+            finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!("{} of 8 threads never finished their owner mappings", 8 - n)
+                });
+        }
     }
 }

@@ -247,6 +247,7 @@ impl SandboxProvider for LocalProvider {
             host_mounts: true,
             // Only with egress open do commands reach the network as this machine does.
             host_network: self.egress_open,
+            dependency_caches: true,
             egress_rules: false,
         }
     }
