@@ -120,6 +120,23 @@ pub fn with_added(mut list: Vec<NamedText>, item: NamedText) -> Result<Vec<Named
     Ok(list)
 }
 
+/// `list` without the item named `name`, and whether it was there.
+pub fn without(mut list: Vec<NamedText>, name: &str) -> (Vec<NamedText>, bool) {
+    let before = list.len();
+    list.retain(|i| i.name != name);
+    let removed = list.len() < before;
+    (list, removed)
+}
+
+/// How a removal went, in words.
+pub fn removal_word(removed: bool) -> &'static str {
+    if removed {
+        "removed"
+    } else {
+        "was not there"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

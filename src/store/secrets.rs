@@ -101,6 +101,19 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The names of the variables and of the keys stored under `scope` (never their values).
+    pub async fn setting_names(&self, scope: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let variables = self
+            .get_env(scope)
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut keys = self.secret_names(scope).await?;
+        keys.retain(|n| n != ENV_SECRET);
+        Ok((variables, keys))
+    }
+
     /// Which secrets exist under `scope`, by name (never their values).
     pub async fn secret_names(&self, scope: &str) -> Result<Vec<String>> {
         Ok(

@@ -118,19 +118,10 @@ pub(super) async fn skills(store: &Store, command: SkillsCommand) -> Result<Exit
         }
         SkillsCommand::Remove { repo, name } => {
             let p = project_of(store, &repo).await?;
-            let mut list = p.skills();
-            let before = list.len();
-            list.retain(|s| s.name != name);
+            let (list, removed) = extensions::without(p.skills(), &name);
             store.set_skills(p.id, &list).await?;
-            println!(
-                "{}: skill {name} {}",
-                p.repo,
-                if list.len() < before {
-                    "removed"
-                } else {
-                    "was not there"
-                }
-            );
+            let done = extensions::removal_word(removed);
+            println!("{}: skill {name} {done}", p.repo);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -156,19 +147,10 @@ pub(super) async fn commands(
         }
         CommandsCommand::Remove { repo, name } => {
             let p = project_of(store, &repo).await?;
-            let mut list = p.commands();
-            let before = list.len();
-            list.retain(|s| s.name != name);
+            let (list, removed) = extensions::without(p.commands(), &name);
             store.set_commands(p.id, &list).await?;
-            println!(
-                "{}: command /{name} {}",
-                p.repo,
-                if list.len() < before {
-                    "removed"
-                } else {
-                    "was not there"
-                }
-            );
+            let done = extensions::removal_word(removed);
+            println!("{}: command /{name} {done}", p.repo);
         }
     }
     Ok(ExitCode::SUCCESS)

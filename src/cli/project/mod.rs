@@ -188,18 +188,7 @@ async fn list(store: &Store, json: bool) -> Result<ExitCode, CliError> {
 async fn show(store: &Store, repo: &RepoArg, json: bool) -> Result<ExitCode, CliError> {
     let p = project_of(store, repo).await?;
     let scope = project_scope(p.id);
-    let variables: Vec<String> = store
-        .get_env(&scope)
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    let keys: Vec<String> = store
-        .secret_names(&scope)
-        .await?
-        .into_iter()
-        .filter(|n| n != "env")
-        .collect();
+    let (variables, keys) = store.setting_names(&scope).await?;
     let names = |items: Vec<NamedText>| items.into_iter().map(|i| i.name).collect::<Vec<_>>();
     let learnings = store.learnings(p.id).await?;
     let accepted = learnings.iter().filter(|l| l.accepted()).count();

@@ -166,15 +166,9 @@ async fn skills_remove(
     let Some(project) = managed_project(ctx, "skills").await? else {
         return Ok(());
     };
-    let mut list = project.skills();
-    let before = list.len();
-    list.retain(|s| s.name != name);
+    let (list, removed) = extensions::without(project.skills(), &name);
     ctx.data().ops.store().set_skills(project.id, &list).await?;
-    let done = if list.len() < before {
-        "removed"
-    } else {
-        "was not there"
-    };
+    let done = extensions::removal_word(removed);
     say_ephemeral(ctx, format!("Skill `{}` {done}.", render::inert(&name))).await
 }
 
@@ -249,19 +243,13 @@ async fn commands_remove(
     let Some(project) = managed_project(ctx, "commands").await? else {
         return Ok(());
     };
-    let mut list = project.commands();
-    let before = list.len();
-    list.retain(|s| s.name != name);
+    let (list, removed) = extensions::without(project.commands(), &name);
     ctx.data()
         .ops
         .store()
         .set_commands(project.id, &list)
         .await?;
-    let done = if list.len() < before {
-        "removed"
-    } else {
-        "was not there"
-    };
+    let done = extensions::removal_word(removed);
     say_ephemeral(ctx, format!("Command `/{}` {done}.", render::inert(&name))).await
 }
 

@@ -247,18 +247,7 @@ async fn show(ctx: Context<'_>) -> Result<(), Error> {
         .await;
     };
     let scope = project_scope(project.id);
-    let variables: Vec<String> = store
-        .get_env(&scope)
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    let keys: Vec<String> = store
-        .secret_names(&scope)
-        .await?
-        .into_iter()
-        .filter(|n| n != "env")
-        .collect();
+    let (variables, keys) = store.setting_names(&scope).await?;
     let mine: Vec<String> = store
         .secret_names(&user_scope(DiscordId(ctx.author().id.get())))
         .await?;
