@@ -1,5 +1,5 @@
-//! Figures for the README: `cargo run --release --example bench` (or name parts to run:
-//! `-- parsing launch cache`).
+//! Figures for the README: `cargo build --release && cargo run --release --example bench` (or name
+//! parts to run: `-- parsing launch cache`).
 //!
 //! 1. Stream parsing: each CLI's output format (Claude Code, Codex, OpenCode, Pi) through our
 //!    parser against plain `serde_json::Value` parsing of the same lines (throughput and ratio).
@@ -331,6 +331,18 @@ const PACKAGES: usize = 20;
 const REGISTRY_LATENCY: Duration = Duration::from_millis(50);
 const CACHE_RUNS: usize = 3;
 
+/// `target/<profile>/codecourier`, beside `target/<profile>/examples/bench`.
+fn codecourier_binary() -> String {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("codecourier");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (cargo build [--release])",
+        binary.display()
+    );
+    binary.display().to_string()
+}
+
 async fn bench_dependency_cache() {
     let names: Vec<(String, String)> = (0..PACKAGES)
         .map(|i| (format!("bench-dep-{i:02}"), "1.0.0".to_string()))
@@ -348,6 +360,8 @@ async fn bench_dependency_cache() {
         ("CODECOURIER_TOOLS_DIR", tools.to_str().unwrap().to_string()),
         ("ANTHROPIC_API_KEY", "sk-ant-bench-0000000000".to_string()),
         ("CODECOURIER_EGRESS_ALLOW", registry.host_port.clone()),
+        // The sandbox reaches the gateway through CodeCourier's own binary, built beside this one.
+        ("CODECOURIER_BRIDGE_BINARY", codecourier_binary()),
     ];
     let config = Config::from_lookup(|name| {
         vars.iter()

@@ -115,9 +115,10 @@ pub fn owner_mapping(path: &Path, id: u32) -> io::Result<OwnedFd> {
     if pid == 0 {
         // SAFETY: see above; the buffers live on this stack.
         unsafe {
-            // Only the parent keeps these ends: the read below ends when it writes its byte.
-            libc::close(ready[0]);
-            libc::close(done[1]);
+            // Only this child's own ends stay open. It never execs, so O_CLOEXEC closes nothing
+            // here: a copy of another thread's in-flight mapping pipes, kept by this child, would
+            // keep that thread's child waiting for ever, and that child this one.
+            close_all_but(ready[1], done[0]);
             let ok = [u8::from(libc::unshare(libc::CLONE_NEWUSER) == 0)];
             libc::write(ready[1], ok.as_ptr().cast(), 1);
             let mut byte = [0u8; 1];
@@ -150,8 +151,8 @@ pub fn owner_mapping(path: &Path, id: u32) -> io::Result<OwnedFd> {
         )?;
         Ok(OwnedFd::from(File::open(format!("/proc/{pid}/ns/user"))?))
     })();
-    // SAFETY: a byte on `done` lets the child exit, then it is reaped. Not just closing our end:
-    // a child another thread forked meanwhile holds a copy of it, and the two would wait forever.
+    // SAFETY: a byte on `done` lets the child exit (closing our end would too, unless a copy of
+    // it lingers somewhere); then it is reaped.
     unsafe {
         libc::write(done[1], [1u8].as_ptr().cast(), 1);
         libc::close(ready[0]);
@@ -161,6 +162,30 @@ pub fn owner_mapping(path: &Path, id: u32) -> io::Result<OwnedFd> {
         }
     }
     result
+}
+
+/// In a forked child: closes every descriptor from 3 up but `a` and `b` (async-signal-safe:
+/// `close_range`, or `close` one by one where the kernel lacks it). Unsafe: anywhere but a child
+/// that is about to exit it would close descriptors others own.
+unsafe fn close_all_but(a: i32, b: i32) {
+    let (low, high) = (a.min(b) as u32, a.max(b) as u32);
+    let ranges = [
+        (3, low.wrapping_sub(1)),
+        (low + 1, high - 1),
+        (high + 1, u32::MAX),
+    ];
+    for (first, last) in ranges {
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range only closes descriptors; no memory is involved.
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
+            for fd in first..=last.min(65_535) {
+                // SAFETY: as above.
+                unsafe { libc::close(fd as i32) };
+            }
+        }
+    }
 }
 
 /// Whether a mount of `path` can be id-mapped through `userns` on this machine (kernel and file
@@ -173,6 +198,35 @@ pub fn can_idmap(path: &Path, userns: &OwnedFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Mappings made at once on several threads (sandboxes created side by side, each with
+    /// several owned mounts) all finish: no child keeps another's pipe open.
+    #[test]
+    fn mappings_made_at_once_on_several_threads_all_finish() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            // Only root may map another user's id; others get their own user and no mapping.
+            assert!(owner_mapping(Path::new("/"), 1_000_000).is_err());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for thread in 0..8u32 {
+            let (path, tx) = (dir.path().to_path_buf(), tx.clone());
+            std::thread::spawn(move || {
+                for i in 0..25u32 {
+                    let mapped = owner_mapping(&path, HOST_ID_BASE + thread * 100 + i).is_ok();
+                    tx.send(mapped).unwrap();
+                }
+            });
+        }
+        for n in 0..8 * 25 {
+            let mapped = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("after {n} of 200 mappings the others hung"));
+            assert!(mapped);
+        }
+    }
 
     #[test]
     fn a_root_sandbox_gets_a_stable_high_id_of_its_own() {
@@ -187,32 +241,5 @@ mod tests {
         assert_eq!(HostUser::for_sandbox("local-a"), HostUser::Dedicated(a));
         assert_ne!(HostUser::for_sandbox("local-b"), HostUser::Dedicated(a));
         assert!((HOST_ID_BASE..HOST_ID_BASE + HOST_ID_SPAN).contains(&a));
-    }
-
-    #[test]
-    fn owner_mappings_made_at_once_on_many_threads_all_finish() {
-        // Each call forks a helper; a helper forked by one thread inherits the pipes of another
-        // thread's call. Run many at once, bounded by a timeout that says what hung.
-        let dir = tempfile::tempdir().unwrap();
-        if owner_mapping(dir.path(), 100_000).is_err() {
-            return; // no user namespaces here: nothing to race
-        }
-        let (done, finished) = std::sync::mpsc::channel();
-        for _ in 0..8 {
-            let (path, done) = (dir.path().to_path_buf(), done.clone());
-            std::thread::spawn(move || {
-                for _ in 0..25 {
-                    owner_mapping(&path, 100_000).unwrap();
-                }
-                done.send(()).unwrap();
-            });
-        }
-        for n in 0..8 {
-            finished
-                .recv_timeout(std::time::Duration::from_secs(60))
-                .unwrap_or_else(|_| {
-                    panic!("{} of 8 threads never finished their owner mappings", 8 - n)
-                });
-        }
     }
 }
