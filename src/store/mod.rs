@@ -3,12 +3,14 @@
 
 mod issues;
 mod projects;
+mod retention;
 mod sandboxes;
 mod secrets;
 mod workflows;
 
 pub use issues::{IssueRecord, IssueSession, NewIssueSession};
 pub use projects::{Learning, NamedText, Project, ProjectChange};
+pub use retention::SessionArchives;
 pub use sandboxes::{
     CapReached, Commit, DiscordOrigin, EventRecord, Finish, IssueSessionLink, NewSandbox,
     PhaseRecord, RunningCaps, SandboxFilter, SandboxRecord,

@@ -213,7 +213,7 @@ pub struct SandboxFilter {
 
 use super::secrets::{env_to_secret, ENV_SECRET};
 
-const AGENT_SESSION: &str = "agent-session";
+pub(super) const AGENT_SESSION: &str = "agent-session";
 
 fn env_scope(id: SandboxId) -> String {
     format!("sandbox:{id}")

@@ -29,12 +29,14 @@ use tools::HostTool;
 use view::{Bind, Hidden, SystemPath};
 
 pub use bounds::limits_available;
+pub use leftovers::finished_before;
 pub use tools::{check_bwrap, locate_tool, ToolLocation};
 
 mod bounds;
 mod bwrap;
 mod files;
 mod identity;
+mod leftovers;
 mod mounts;
 mod process;
 mod stage;
