@@ -23,9 +23,8 @@ use codecourier::agent::{claude, codex, opencode, pi, AgentStream};
 use codecourier::catalog::{Catalog, LaunchInput};
 use codecourier::config::Config;
 use codecourier::ids::SandboxId;
-use codecourier::pipeline::{
-    LaunchOrigin, Launcher, Phase, ProgressEvent, ProgressSink, ProjectChoice,
-};
+use codecourier::model::Phase;
+use codecourier::pipeline::{LaunchOrigin, Launcher, ProgressEvent, ProgressSink, ProjectChoice};
 use codecourier::sandbox::local::LocalProvider;
 use codecourier::sandbox::{run_captured, Exec, SandboxProvider, SandboxSpec};
 use codecourier::store::Store;

@@ -63,6 +63,60 @@ uuid_id!(
     WorkChainId
 );
 
+/// What kind of workflow job: one run of a workflow, or a chain of runs on one branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Run,
+    Chain,
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobKind::Run => "workflow run",
+            JobKind::Chain => "work chain",
+        })
+    }
+}
+
+/// A workflow job's id: a run's or a chain's, shown as "workflow run <id>" or "work chain <id>".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobId {
+    Run(WorkflowRunId),
+    Chain(WorkChainId),
+}
+
+impl JobId {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobId::Run(_) => JobKind::Run,
+            JobId::Chain(_) => JobKind::Chain,
+        }
+    }
+
+    /// The UUID alone, as the records hold it.
+    pub fn id_text(&self) -> String {
+        match self {
+            JobId::Run(id) => id.to_string(),
+            JobId::Chain(id) => id.to_string(),
+        }
+    }
+
+    /// The first eight hex digits.
+    pub fn short(&self) -> String {
+        match self {
+            JobId::Run(id) => id.short(),
+            JobId::Chain(id) => id.short(),
+        }
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.id_text())
+    }
+}
+
 /// A Discord snowflake (user, guild, channel, thread, message). 64-bit unsigned: SQLite's INTEGER is
 /// signed, so the store keeps these as decimal text; JSON carries them as strings too, as Discord
 /// does, because JSON numbers lose precision past 2^53 in most readers.
@@ -130,5 +184,20 @@ mod tests {
         assert_eq!(id.short().len(), 8);
         assert!(id.to_string().starts_with(&id.short()));
         assert_eq!(id.to_string().parse::<SandboxId>().unwrap(), id);
+    }
+
+    #[test]
+    fn a_job_id_says_its_kind_and_keeps_the_id_of_its_run_or_chain() {
+        let run = WorkflowRunId::new();
+        let job = JobId::Run(run);
+        assert_eq!(job.kind(), JobKind::Run);
+        assert_eq!(job.id_text(), run.to_string());
+        assert_eq!(job.short(), run.short());
+        assert_eq!(job.to_string(), format!("workflow run {run}"));
+        let chain = WorkChainId::new();
+        assert_eq!(
+            JobId::Chain(chain).to_string(),
+            format!("work chain {chain}")
+        );
     }
 }

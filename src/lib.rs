@@ -12,6 +12,7 @@ pub mod discord;
 pub mod gateway;
 pub mod github;
 pub mod ids;
+pub mod model;
 pub mod pipeline;
 pub mod redact;
 pub mod retention;

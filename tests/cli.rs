@@ -304,7 +304,7 @@ fn doctor_reports_missing_keys_without_failing_and_bad_config_with_failing() {
 async fn list_and_show_read_the_records() {
     use codecourier::catalog::{Catalog, LaunchInput};
     use codecourier::config::Config;
-    use codecourier::pipeline::{Phase, PhaseOutcome};
+    use codecourier::model::{Phase, PhaseOutcome};
     use codecourier::store::{NewSandbox, Store};
 
     let s = Sandbox::new();

@@ -350,3 +350,67 @@ async fn running_caps_hold_for_launches_at_the_same_moment() {
     assert_eq!(five_at_once(&bot, users).await, 2);
     bot.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_holding_a_key_or_a_workflow_is_refused_and_the_thread_names_the_file() {
+    let bot = start_bot(&[]).await;
+    // The agent writes the deployment's model key into a file (a prompt could carry it).
+    let text = format!("KEY = \"{}\"", support::API_KEY);
+    bind_project(
+        &bot,
+        &[
+            ("FAKE_CLAUDE", "write"),
+            ("WRITE_PATH", "config/settings.py"),
+            ("WRITE_TEXT", text.as_str()),
+        ],
+    )
+    .await;
+    let launch = bot.slash(alice(), "launch", &prompt("Configure it"));
+    bot.public_reply(&launch).await;
+    let thread = bot.run_thread().await;
+    let result = content(&bot.next_message(thread.id).await).to_string();
+    assert!(
+        result.contains("push refused") && result.contains("config/settings.py"),
+        "{result}"
+    );
+    assert!(!result.contains(support::API_KEY), "{result}");
+    let branches = bot.world.branches();
+    assert!(branches.iter().all(|b| b == "main"), "{branches:?}");
+
+    // A new workflow file: refused until the project allows workflow changes.
+    bind_project(
+        &bot,
+        &[
+            ("FAKE_CLAUDE", "write"),
+            ("WRITE_PATH", ".github/workflows/release.yml"),
+            ("WRITE_TEXT", "on: push"),
+        ],
+    )
+    .await;
+    let launch = bot.slash(alice(), "launch", &prompt("Release on push"));
+    bot.public_reply(&launch).await;
+    let thread = bot.run_thread().await;
+    let result = content(&bot.next_message(thread.id).await).to_string();
+    assert!(
+        result.contains("push refused") && result.contains(".github/workflows/release.yml"),
+        "{result}"
+    );
+    let allowed = bot
+        .world
+        .std_cmd()
+        .args(["project", "setup", "--repo", &bot.repo()])
+        .args(["--allow-workflow-changes", "on"])
+        .output()
+        .unwrap();
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    let launch = bot.slash(alice(), "launch", &prompt("Release on push"));
+    bot.public_reply(&launch).await;
+    let thread = bot.run_thread().await;
+    let result = content(&bot.next_message(thread.id).await).to_string();
+    assert!(result.contains("✅ completed"), "{result}");
+    bot.finish().await;
+}

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use codecourier::catalog::{LaunchMode, ScanTask};
 use codecourier::ids::{DiscordId, SandboxId};
-use codecourier::pipeline::SandboxStatus;
+use codecourier::model::SandboxStatus;
 use codecourier::secret::{KeySource, SecretKey};
 use codecourier::store::{Store, MIGRATOR};
 use sqlx::migrate::Migrate;

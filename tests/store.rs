@@ -2,7 +2,7 @@
 
 use codecourier::catalog::{Catalog, LaunchInput, LaunchRequest};
 use codecourier::ids::DiscordId;
-use codecourier::pipeline::{Phase, PhaseOutcome, SandboxStatus};
+use codecourier::model::{Phase, PhaseOutcome, SandboxStatus};
 use codecourier::secret::{KeySource, Secret, SecretKey};
 use codecourier::store::{
     DiscordOrigin, NewSandbox, RunningCaps, SandboxFilter, Store, StoreError,
@@ -399,51 +399,192 @@ async fn opening_waits_for_a_database_another_connection_holds_locked() {
 #[tokio::test]
 async fn only_one_process_takes_over_a_run() {
     use codecourier::ids::WorkflowRunId;
-    use codecourier::pipeline::workflow::{Task, WorkflowDef};
-    use codecourier::store::{NewRun, RunOwner, RunStatus};
+    use codecourier::model::workflow::{Task, WorkflowDef};
+    use codecourier::store::{JobEnd, JobOwner, JobStatus, NewJob, NewWork};
     let t = store().await;
     let workflow = WorkflowDef::built_in();
     let task = Task::from_prompt("Add a README", "prompt");
-    let owner = RunOwner {
+    let owner = JobOwner {
         project_id: None,
         launched_by: "alice",
         discord: None,
     };
-    let id = WorkflowRunId::new();
+    let work = NewWork::Run {
+        id: WorkflowRunId::new(),
+        task: &task,
+        branch: None,
+        chain: None,
+    };
+    let id = work.id();
     t.store
-        .insert_run(&NewRun {
-            id,
+        .insert_job(&NewJob {
             workflow: &workflow,
-            task: &task,
             repo: "acme/widgets",
             base_branch: None,
-            branch: None,
-            chain: None,
             owner: &owner,
+            work,
         })
         .await
         .unwrap();
-    assert!(t.store.claim_run(id, None, "h:1:a").await.unwrap());
+    assert!(t.store.claim_job(id, None, "h:1:a").await.unwrap());
     assert!(
-        !t.store.claim_run(id, None, "h:2:b").await.unwrap(),
+        !t.store.claim_job(id, None, "h:2:b").await.unwrap(),
         "taken"
     );
     // The first driver is found stale by two successors: one wins.
-    assert!(t.store.claim_run(id, Some("h:1:a"), "h:3:c").await.unwrap());
-    assert!(!t.store.claim_run(id, Some("h:1:a"), "h:4:d").await.unwrap());
-    assert!(t.store.run_heartbeat(id, "h:3:c").await.unwrap());
+    assert!(t.store.claim_job(id, Some("h:1:a"), "h:3:c").await.unwrap());
+    assert!(!t.store.claim_job(id, Some("h:1:a"), "h:4:d").await.unwrap());
+    assert!(t.store.job_heartbeat(id, "h:3:c").await.unwrap());
     assert!(
-        !t.store.run_heartbeat(id, "h:1:a").await.unwrap(),
+        !t.store.job_heartbeat(id, "h:1:a").await.unwrap(),
         "the old driver learns it lost the run"
     );
-    t.store
-        .finish_run(id, RunStatus::Stopped, Some("stopped"), &[], None)
-        .await
-        .unwrap();
+    let end = JobEnd::new(JobStatus::Stopped, Some("stopped".into()));
+    t.store.finish_job(id, &end).await.unwrap();
     assert!(
-        !t.store.run_heartbeat(id, "h:3:c").await.unwrap(),
+        !t.store.job_heartbeat(id, "h:3:c").await.unwrap(),
         "an ended run stops its driver"
     );
+}
+
+/// A chain and its runs are one kind of record each: a chain lists its runs in order, every job
+/// is found by its kind and a prefix of its id, and the JSON the terminal prints (`--json`) keeps
+/// each kind's fields.
+#[tokio::test]
+async fn a_chain_holds_its_runs_and_each_job_prints_its_own_fields() {
+    use codecourier::ids::{JobId, JobKind, WorkChainId, WorkflowRunId};
+    use codecourier::model::workflow::{Task, WorkflowDef};
+    use codecourier::store::{JobEnd, JobOwner, JobStatus, NewJob, NewWork, Work};
+    let t = store().await;
+    let workflow = WorkflowDef::built_in();
+    let owner = JobOwner {
+        project_id: None,
+        launched_by: "alice",
+        discord: None,
+    };
+    let items = [
+        Task::from_prompt("Add a README", "text"),
+        Task::from_prompt("Add a LICENSE", "text"),
+    ];
+    let new = |work| NewJob {
+        workflow: &workflow,
+        repo: "acme/widgets",
+        base_branch: Some("main"),
+        owner: &owner,
+        work,
+    };
+    let chain_id = WorkChainId::new();
+    let chain = JobId::Chain(chain_id);
+    let work = NewWork::Chain {
+        id: chain_id,
+        items: &items,
+        continue_on_failure: true,
+        issue_session: None,
+    };
+    t.store.insert_job(&new(work)).await.unwrap();
+    // The second issue's run is recorded before the first's: the chain lists them by position.
+    let mut runs = Vec::new();
+    for position in [1, 0] {
+        let work = NewWork::Run {
+            id: WorkflowRunId::new(),
+            task: &items[position as usize],
+            branch: Some("codecourier/chain"),
+            chain: Some((chain_id, position)),
+        };
+        runs.push(work.id());
+        t.store.insert_job(&new(work)).await.unwrap();
+    }
+    let end = JobEnd::new(JobStatus::Passed, None);
+    assert_eq!(
+        t.store.finish_job(runs[1], &end).await.unwrap(),
+        JobStatus::Passed
+    );
+
+    let record = t
+        .store
+        .find_job(JobKind::Chain, &chain.short())
+        .await
+        .unwrap();
+    assert_eq!(record.id(), chain);
+    assert_eq!(record.title(), "Add a README");
+    let Work::Chain(work) = &record.work else {
+        panic!("a chain read as {:?}", record.work);
+    };
+    assert_eq!(work.run_at(0).map(|r| r.id()), Some(runs[1]));
+    assert_eq!(
+        work.run_at(1).map(|r| (r.id(), r.status)),
+        Some((runs[0], JobStatus::Running))
+    );
+    assert!(
+        t.store
+            .find_job(JobKind::Run, &chain.short())
+            .await
+            .is_err(),
+        "a chain is no run"
+    );
+    let unfinished: Vec<_> = t
+        .store
+        .unfinished_jobs()
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id())
+        .collect();
+    assert_eq!(
+        unfinished,
+        vec![chain],
+        "a chain's runs are resumed through their chain"
+    );
+
+    let json = serde_json::to_value(&record).unwrap();
+    let keys = |value: &serde_json::Value| {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let shared = [
+        "id",
+        "project_id",
+        "workflow",
+        "repo",
+        "base_branch",
+        "branch",
+        "status",
+        "error",
+        "pr_url",
+        "launched_by",
+        "discord_user_id",
+        "discord_guild_id",
+        "discord_channel_id",
+        "discord_thread_id",
+        "discord_message_id",
+        "runner",
+        "heartbeat_at",
+        "created_at",
+        "finished_at",
+    ];
+    let with = |own: &[&str]| {
+        let mut all: Vec<String> = shared.iter().chain(own).map(|k| k.to_string()).collect();
+        all.sort();
+        all
+    };
+    assert_eq!(
+        keys(&json),
+        with(&["items", "continue_on_failure", "issue_session_id", "runs"])
+    );
+    assert_eq!(json["id"], chain.id_text());
+    assert_eq!(
+        keys(&json["runs"][0]),
+        with(&[
+            "task",
+            "work_chain_id",
+            "chain_position",
+            "findings",
+            "steps"
+        ])
+    );
+    assert_eq!(json["runs"][0]["status"], "passed");
+    assert_eq!(json["runs"][1]["chain_position"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

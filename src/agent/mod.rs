@@ -125,8 +125,8 @@ pub fn clip(text: &str, max: usize) -> String {
 }
 
 use crate::catalog::{Effort, Tool};
+use crate::model::NamedText;
 use crate::secret::Secret;
-use crate::store::NamedText;
 
 /// Where the launch sequence writes what every agent reads, inside the sandbox.
 pub const SYSTEM_PROMPT_FILE: &str = "/home/user/.codecourier/system-prompt.md";

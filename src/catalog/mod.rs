@@ -2,6 +2,7 @@
 //! resource limits. It is data (`catalog.toml`, compiled in, or a file named in `CODECOURIER_CATALOG`).
 
 mod input;
+mod repo;
 mod request;
 mod template;
 

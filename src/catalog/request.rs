@@ -211,7 +211,7 @@ pub enum RepoRef {
 impl RepoRef {
     /// A repository as recorded (its `Display` form): `owner/name` or an absolute local path.
     pub fn parse(text: &str) -> Option<Self> {
-        super::input::parse_repo(text, true).ok()
+        super::repo::parse_repo(text, true).ok()
     }
 }
 

@@ -11,10 +11,9 @@ use super::progress::TerminalProgress;
 use super::{invalid_request, CliError};
 use crate::catalog::{Catalog, LaunchInput, LaunchRequest};
 use crate::config::Config;
+use crate::model::SandboxStatus;
 use crate::pipeline::ops::{LaunchAsk, Refusal};
-use crate::pipeline::{
-    recover, LaunchOrigin, Launcher, NoProgress, Ops, ProjectChoice, SandboxStatus,
-};
+use crate::pipeline::{recover, LaunchOrigin, Launcher, NoProgress, Ops, ProjectChoice};
 use crate::sandbox::provider_for;
 use crate::store::{SandboxRecord, Store};
 

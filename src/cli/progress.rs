@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::ids::SandboxId;
-use crate::pipeline::{
-    Phase, PhaseOutcome, ProgressEvent, ProgressSink, WorkflowEvent, WorkflowSink,
-};
+use crate::ids::{JobKind, SandboxId};
+use crate::model::{Phase, PhaseOutcome};
+use crate::pipeline::{ProgressEvent, ProgressSink, WorkflowEvent, WorkflowSink};
 
 pub struct TerminalProgress {
     multi: MultiProgress,
@@ -189,8 +188,10 @@ impl WorkflowSink for TerminalTimeline {
                     eprintln!("    {e}");
                 }
             }
-            WorkflowEvent::RunFinished { status, .. } => eprintln!("run {status}"),
-            WorkflowEvent::ChainFinished { status, .. } => eprintln!("chain {status}"),
+            WorkflowEvent::JobFinished { job, status, .. } => match job.kind() {
+                JobKind::Run => eprintln!("run {status}"),
+                JobKind::Chain => eprintln!("chain {status}"),
+            },
         }
     }
 }

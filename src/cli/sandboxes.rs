@@ -8,8 +8,9 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use super::CliError;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::model::{PhaseOutcome, SandboxStatus};
 use crate::pipeline::ops::SandboxStop;
-use crate::pipeline::{recover, Launcher, Ops, PhaseOutcome, SandboxStatus};
+use crate::pipeline::{recover, Launcher, Ops};
 use crate::sandbox::provider_for;
 use crate::store::{SandboxFilter, SandboxRecord, Store};
 

@@ -9,8 +9,9 @@ use super::sandboxes::truncate;
 use super::{invalid_request, CliError};
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::model::scan::IssueSessionStatus;
 use crate::pipeline::recover;
-use crate::pipeline::scan::{severity_counts, IssueSessionStatus, ScanInput};
+use crate::pipeline::scan::{severity_counts, ScanInput};
 use crate::sandbox::provider_for;
 use crate::store::{IssueRecord, IssueSession, SandboxRecord, Store};
 

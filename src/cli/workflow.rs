@@ -11,10 +11,11 @@ use super::progress::TerminalTimeline;
 use super::CliError;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::pipeline::ops::{Job, TaskRef, TaskRefusal};
-use crate::pipeline::workflow::WorkflowDef;
-use crate::pipeline::{step_line, LaunchError, Ops, RunRequest, WorkflowSink};
-use crate::store::{ChainRecord, RunOwner, RunRecord, RunStatus, Store};
+use crate::ids::{JobId, JobKind};
+use crate::model::workflow::{StepKind, WorkflowDef};
+use crate::pipeline::ops::{TaskRef, TaskRefusal};
+use crate::pipeline::{step_line, JobRequest, LaunchError, Ops, WorkflowSink};
+use crate::store::{JobOwner, JobRecord, JobStatus, Store, Work};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkflowCommand {
@@ -161,22 +162,62 @@ fn owner() -> String {
 }
 
 /// What `workflow run` and `chain run` start from: the operations, the repository as recorded,
-/// its project, and the workflow by name.
-async fn start(
-    config: &Config,
-    catalog: &Catalog,
-    repo: &str,
-    workflow: Option<&str>,
-) -> Result<(Ops, String, Option<i64>, WorkflowDef), CliError> {
-    let ops = ops(config, catalog).await?;
-    let repo = repo_text(repo)?;
-    let project = project_of(ops.store(), Some(&repo)).await?;
-    let definition = ops
-        .runner()
-        .find_workflow(project, workflow)
-        .await
-        .map_err(invalid)?;
-    Ok((ops, repo, project, definition))
+/// its project, the workflow by name, and who starts the job.
+struct Start {
+    ops: Ops,
+    repo: String,
+    project: Option<i64>,
+    definition: WorkflowDef,
+    user: String,
+}
+
+impl Start {
+    async fn new(
+        config: &Config,
+        catalog: &Catalog,
+        repo: &str,
+        workflow: Option<&str>,
+    ) -> Result<Self, CliError> {
+        let ops = ops(config, catalog).await?;
+        let repo = repo_text(repo)?;
+        let project = project_of(ops.store(), Some(&repo)).await?;
+        let definition = ops
+            .runner()
+            .find_workflow(project, workflow)
+            .await
+            .map_err(invalid)?;
+        Ok(Self {
+            ops,
+            repo,
+            project,
+            definition,
+            user: owner(),
+        })
+    }
+
+    fn owner(&self) -> JobOwner<'_> {
+        JobOwner {
+            project_id: self.project,
+            launched_by: &self.user,
+            discord: None,
+        }
+    }
+
+    fn request<'a>(
+        &'a self,
+        owner: &'a JobOwner<'a>,
+        base_branch: Option<&'a str>,
+        env: &'a [String],
+    ) -> JobRequest<'a> {
+        JobRequest {
+            workflow: &self.definition,
+            repo: &self.repo,
+            base_branch,
+            env,
+            owner,
+            allow_local: true,
+        }
+    }
 }
 
 /// Ctrl-C stops the current step's sandbox and ends the run as stopped.
@@ -272,8 +313,7 @@ pub async fn run_workflow(
             env,
             json,
         } => {
-            let (ops, repo, project, definition) =
-                start(config, catalog, &repo, workflow.as_deref()).await?;
+            let start = Start::new(config, catalog, &repo, workflow.as_deref()).await?;
             let named = TaskRef::for_run(prompt.as_deref(), issue.as_deref(), github_issue)
                 .map_err(|refusal| {
                     match refusal {
@@ -286,59 +326,24 @@ pub async fn run_workflow(
                     }
                 }
                 })?;
-            let task = ops.run_task(&named, &repo, None).await.map_err(invalid)?;
-            let user = owner();
-            let owner = RunOwner {
-                project_id: project,
-                launched_by: &user,
-                discord: None,
-            };
-            let request = RunRequest {
-                workflow: &definition,
-                repo: &repo,
-                base_branch: base_branch.as_deref(),
-                env: &env,
-                owner: &owner,
-                allow_local: true,
-            };
-            let id = ops
+            let ops = &start.ops;
+            let task = ops
+                .run_task(&named, &start.repo, None)
+                .await
+                .map_err(invalid)?;
+            let owner = start.owner();
+            let request = start.request(&owner, base_branch.as_deref(), &env);
+            let job = ops
                 .runner()
                 .start_run(&request, task)
                 .await
                 .map_err(invalid)?;
-            if !json {
-                eprintln!("Workflow run {id} ({})", definition.name);
-            }
-            let record = drive_run(&ops, id, json).await?;
-            report_run(&ops, &record, json).await
+            follow(ops, job, &start.definition, json).await
         }
         WorkflowCommand::Resume { id, json } => {
-            let ops = ops(config, catalog).await?;
-            let run = ops
-                .store()
-                .find_run(&id)
-                .await
-                .map_err(|e| CliError::Invalid(e.to_string()))?;
-            not_driven_elsewhere(&ops, Job::Run(run.id)).await?;
-            if run.status == RunStatus::Running && !json {
-                eprintln!("Resuming workflow run {}", run.id);
-            }
-            let record = drive_run(&ops, run.id, json).await?;
-            report_run(&ops, &record, json).await
+            resume(config, catalog, JobKind::Run, &id, json).await
         }
-        WorkflowCommand::Status { id, json } => {
-            let store = Store::open(config).await?;
-            let run = store
-                .find_run(&id)
-                .await
-                .map_err(|e| CliError::Invalid(e.to_string()))?;
-            if json {
-                println!("{}", serde_json::to_string(&run).expect("serialises"));
-            } else {
-                print_run(&run);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        WorkflowCommand::Status { id, json } => show(config, JobKind::Run, &id, json).await,
     }
 }
 
@@ -360,8 +365,8 @@ pub async fn run_chain(
             env,
             json,
         } => {
-            let (ops, repo, project, definition) =
-                start(config, catalog, &repo, workflow.as_deref()).await?;
+            let start = Start::new(config, catalog, &repo, workflow.as_deref()).await?;
+            let ops = &start.ops;
             // In order: the lines of text (blank ones are no issue), the session's issues, then
             // GitHub's.
             let texts = item
@@ -377,7 +382,7 @@ pub async fn run_chain(
             let github = github_issue.iter().map(|&n| TaskRef::GithubIssue(n));
             let named: Vec<TaskRef> = texts.chain(scanned).chain(github).collect();
             let items = ops
-                .chain_tasks(&named, &repo, None)
+                .chain_tasks(&named, &start.repo, None)
                 .await
                 .map_err(invalid)?;
             let session_id = match &from_session {
@@ -389,21 +394,9 @@ pub async fn run_chain(
                     .map(|s| s.id),
                 None => None,
             };
-            let user = owner();
-            let owner = RunOwner {
-                project_id: project,
-                launched_by: &user,
-                discord: None,
-            };
-            let request = RunRequest {
-                workflow: &definition,
-                repo: &repo,
-                base_branch: base_branch.as_deref(),
-                env: &env,
-                owner: &owner,
-                allow_local: true,
-            };
-            let id = ops
+            let owner = start.owner();
+            let request = start.request(&owner, base_branch.as_deref(), &env);
+            let job = ops
                 .runner()
                 .start_chain(
                     &request,
@@ -414,36 +407,12 @@ pub async fn run_chain(
                 )
                 .await
                 .map_err(invalid)?;
-            if !json {
-                eprintln!("Work chain {id} ({})", definition.name);
-            }
-            let record = drive_chain(&ops, id, json).await?;
-            report_chain(&ops, &record, json).await
+            follow(ops, job, &start.definition, json).await
         }
         ChainCommand::Resume { id, json } => {
-            let ops = ops(config, catalog).await?;
-            let chain = ops
-                .store()
-                .find_chain(&id)
-                .await
-                .map_err(|e| CliError::Invalid(e.to_string()))?;
-            not_driven_elsewhere(&ops, Job::Chain(chain.id)).await?;
-            let record = drive_chain(&ops, chain.id, json).await?;
-            report_chain(&ops, &record, json).await
+            resume(config, catalog, JobKind::Chain, &id, json).await
         }
-        ChainCommand::Show { id, json } => {
-            let store = Store::open(config).await?;
-            let chain = store
-                .find_chain(&id)
-                .await
-                .map_err(|e| CliError::Invalid(e.to_string()))?;
-            if json {
-                println!("{}", serde_json::to_string(&chain).expect("serialises"));
-            } else {
-                print_chain(&chain);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ChainCommand::Show { id, json } => show(config, JobKind::Chain, &id, json).await,
     }
 }
 
@@ -456,73 +425,85 @@ fn timeline(json: bool) -> Box<dyn WorkflowSink> {
     }
 }
 
-/// Refuses to resume a run or chain that a live process drives right now.
-async fn not_driven_elsewhere(ops: &Ops, job: Job) -> Result<(), CliError> {
-    match ops.driven_elsewhere(job).await? {
-        None => Ok(()),
-        Some(driver) => Err(CliError::Invalid(format!(
+/// Follows a job just started to its end, with its live timeline, and reports how it ended.
+async fn follow(
+    ops: &Ops,
+    job: JobId,
+    workflow: &WorkflowDef,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    if !json {
+        eprintln!("{} ({})", capitalised(&job.to_string()), workflow.name);
+    }
+    report(ops, job, json).await
+}
+
+/// Finishes a job a stopped CodeCourier left unfinished, unless a live process drives it.
+async fn resume(
+    config: &Config,
+    catalog: &Catalog,
+    kind: JobKind,
+    id: &str,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let ops = ops(config, catalog).await?;
+    let record = ops
+        .store()
+        .find_job(kind, id)
+        .await
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+    let job = record.id();
+    if let Some(driver) = ops.driven_elsewhere(job).await? {
+        return Err(CliError::Invalid(format!(
             "{job} is being driven by {driver} right now; nothing to resume"
-        ))),
+        )));
     }
+    if record.status == JobStatus::Running && !json {
+        eprintln!("Resuming {job}");
+    }
+    report(&ops, job, json).await
 }
 
-async fn drive_run(
-    ops: &Ops,
-    id: crate::ids::WorkflowRunId,
-    json: bool,
-) -> Result<RunRecord, CliError> {
+/// Drives the job to its end (only reading it when it has ended) and prints the record; the
+/// exit code says whether it passed.
+async fn report(ops: &Ops, job: JobId, json: bool) -> Result<ExitCode, CliError> {
     let sink = timeline(json);
-    Ok(ops
+    let record = ops
         .runner()
-        .drive_run(id, sink.as_ref(), stop_on_interrupt())
-        .await?)
-}
-
-async fn drive_chain(
-    ops: &Ops,
-    id: crate::ids::WorkChainId,
-    json: bool,
-) -> Result<ChainRecord, CliError> {
-    let sink = timeline(json);
-    Ok(ops
-        .runner()
-        .drive_chain(id, sink.as_ref(), stop_on_interrupt())
-        .await?)
-}
-
-/// Prints the record as it ended; the exit code says whether it passed.
-async fn report_run(ops: &Ops, record: &RunRecord, json: bool) -> Result<ExitCode, CliError> {
-    if json {
-        println!("{}", serde_json::to_string(record).expect("serialises"));
-    } else {
-        print_run(record);
-    }
+        .drive(job, sink.as_ref(), stop_on_interrupt())
+        .await?;
+    print(&record, json);
     ops.store().clone().close().await;
-    Ok(exit(record.status))
-}
-
-async fn report_chain(ops: &Ops, record: &ChainRecord, json: bool) -> Result<ExitCode, CliError> {
-    if json {
-        println!("{}", serde_json::to_string(record).expect("serialises"));
-    } else {
-        print_chain(record);
-    }
-    ops.store().clone().close().await;
-    Ok(exit(record.status))
-}
-
-fn exit(status: RunStatus) -> ExitCode {
-    if status == RunStatus::Passed {
+    Ok(if record.status == JobStatus::Passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// `workflow status` and `chain show`: one job as recorded.
+async fn show(config: &Config, kind: JobKind, id: &str, json: bool) -> Result<ExitCode, CliError> {
+    let store = Store::open(config).await?;
+    let record = store
+        .find_job(kind, id)
+        .await
+        .map_err(|e| CliError::Invalid(e.to_string()))?;
+    print(&record, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
 /// A workflow in a few lines: the steps with the tool each uses.
 fn describe(catalog: &Catalog, w: &WorkflowDef) -> String {
     let mut text = format!("{} · up to {} optimizer rounds", w.name, w.max_rounds);
-    for kind in crate::pipeline::workflow::StepKind::ALL {
+    for kind in StepKind::ALL {
         let (tool, model, template) = w.step_tool(catalog, kind);
         text.push_str(&format!(
             "\n  {kind:<9} {tool} · {model}{} — {}",
@@ -535,58 +516,57 @@ fn describe(catalog: &Catalog, w: &WorkflowDef) -> String {
     text
 }
 
-fn print_run(run: &RunRecord) {
+/// A job's record: as JSON, or in lines for people.
+fn print(job: &JobRecord, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(job).expect("serialises"));
+        return;
+    }
     println!();
+    let subject = match &job.work {
+        Work::Run(_) => job.repo.clone(),
+        Work::Chain(chain) => format!("{} issues", chain.items.len()),
+    };
     println!(
-        "Workflow run {} — {} · {} · {}",
-        run.id, run.status, run.workflow.name, run.repo
+        "{} — {} · {} · {subject}",
+        capitalised(&job.id().to_string()),
+        job.status,
+        job.workflow.name
     );
-    println!("  task      {}", run.task.title);
-    if let Some(branch) = &run.branch {
+    if let Work::Run(run) = &job.work {
+        println!("  task      {}", run.task.title);
+    }
+    if let Some(branch) = &job.branch {
         println!(
             "  branch    {branch} (from {})",
-            run.base_branch.as_deref().unwrap_or("?")
+            job.base_branch.as_deref().unwrap_or("?")
         );
     }
-    for step in &run.steps {
-        println!("  {}", step_line(step));
+    match &job.work {
+        Work::Run(run) => {
+            for step in &run.steps {
+                println!("  {}", step_line(step));
+            }
+        }
+        Work::Chain(chain) => {
+            for (i, item) in chain.items.iter().enumerate() {
+                let status = chain
+                    .run_at(i as u32)
+                    .map(|r| r.status.to_string())
+                    .unwrap_or_else(|| "not run".into());
+                println!("  {}. {} — {status}", i + 1, item.title);
+            }
+        }
     }
-    if let Some(error) = &run.error {
+    if let Some(error) = &job.error {
         println!("  error     {error}");
     }
-    for f in &run.findings {
-        println!("  finding   {f}");
+    if let Work::Run(run) = &job.work {
+        for f in &run.findings {
+            println!("  finding   {f}");
+        }
     }
-    if let Some(url) = &run.pr_url {
-        println!("  pull request {url}");
-    }
-}
-
-fn print_chain(chain: &ChainRecord) {
-    println!();
-    println!(
-        "Work chain {} — {} · {} · {} issues",
-        chain.id,
-        chain.status,
-        chain.workflow.name,
-        chain.items.len()
-    );
-    if let Some(branch) = &chain.branch {
-        println!("  branch    {branch}");
-    }
-    for (i, item) in chain.items.iter().enumerate() {
-        let status = chain
-            .runs
-            .iter()
-            .find(|r| r.chain_position == Some(i as u32))
-            .map(|r| r.status.to_string())
-            .unwrap_or_else(|| "not run".into());
-        println!("  {}. {} — {status}", i + 1, item.title);
-    }
-    if let Some(error) = &chain.error {
-        println!("  error     {error}");
-    }
-    if let Some(url) = &chain.pr_url {
+    if let Some(url) = &job.pr_url {
         println!("  pull request {url}");
     }
 }

@@ -2,8 +2,8 @@
 //! carries its action and what it acts on, so a press still works after a restart; the strings are
 //! exactly those earlier versions posted, so buttons on old messages keep working.
 
+use crate::ids::JobId;
 use crate::ids::{IssueSessionId, SandboxId};
-use crate::pipeline::ops::Job;
 use crate::pipeline::scan::MAX_MAX_ISSUES;
 
 /// What the buttons under a launch do.
@@ -55,7 +55,7 @@ pub enum CustomId {
     /// A scan's list: `cc:scan:page|pick|gh|fix|chain:<session>:<page or chosen issues>`.
     Scan(IssueSessionId, ScanAction),
     /// A workflow run's or chain's Stop: `cc:wfstop:run|chain:<id>`.
-    StopJob(Job),
+    StopJob(JobId),
     /// The `/workflow create` form: `cc:wfcreate`.
     WorkflowForm,
 }
@@ -114,8 +114,8 @@ impl CustomId {
                 };
                 format!("cc:scan:{word}:{session}:{arg}")
             }
-            CustomId::StopJob(Job::Run(id)) => format!("cc:wfstop:run:{id}"),
-            CustomId::StopJob(Job::Chain(id)) => format!("cc:wfstop:chain:{id}"),
+            CustomId::StopJob(JobId::Run(id)) => format!("cc:wfstop:run:{id}"),
+            CustomId::StopJob(JobId::Chain(id)) => format!("cc:wfstop:chain:{id}"),
             CustomId::WorkflowForm => "cc:wfcreate".into(),
         }
     }
@@ -148,8 +148,8 @@ impl CustomId {
                 Some(CustomId::Scan(session.parse().ok()?, action))
             }
             "wfstop" => match rest.split_once(':')? {
-                ("run", id) => Some(CustomId::StopJob(Job::Run(id.parse().ok()?))),
-                ("chain", id) => Some(CustomId::StopJob(Job::Chain(id.parse().ok()?))),
+                ("run", id) => Some(CustomId::StopJob(JobId::Run(id.parse().ok()?))),
+                ("chain", id) => Some(CustomId::StopJob(JobId::Chain(id.parse().ok()?))),
                 _ => None,
             },
             word => {
@@ -212,8 +212,8 @@ mod tests {
             .into_iter()
             .map(|a| CustomId::Scan(session, a)),
         );
-        ids.push(CustomId::StopJob(Job::Run(WorkflowRunId::new())));
-        ids.push(CustomId::StopJob(Job::Chain(WorkChainId::new())));
+        ids.push(CustomId::StopJob(JobId::Run(WorkflowRunId::new())));
+        ids.push(CustomId::StopJob(JobId::Chain(WorkChainId::new())));
         ids.push(CustomId::WorkflowForm);
         ids
     }
@@ -296,11 +296,11 @@ mod tests {
             ),
             (
                 "cc:wfstop:run:11111111-2222-4333-8444-555555555555",
-                CustomId::StopJob(Job::Run(run)),
+                CustomId::StopJob(JobId::Run(run)),
             ),
             (
                 "cc:wfstop:chain:66666666-7777-4888-9999-aaaaaaaaaaaa",
-                CustomId::StopJob(Job::Chain(chain)),
+                CustomId::StopJob(JobId::Chain(chain)),
             ),
             ("cc:wfcreate", CustomId::WorkflowForm),
         ];

@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 use crate::catalog::{LaunchRequest, Tool};
 use crate::ids::SandboxId;
-use crate::pipeline::{Phase, PhaseOutcome, ProgressEvent, SandboxStatus};
+use crate::model::{Phase, PhaseOutcome, SandboxStatus};
+use crate::pipeline::ProgressEvent;
 use crate::store::SandboxRecord;
 
 pub const MAX_CONTENT: usize = 2000;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::agent::AgentEvent;
 use crate::ids::SandboxId;
+use crate::model::{Phase, PhaseOutcome, SandboxStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

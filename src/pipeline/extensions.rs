@@ -1,7 +1,7 @@
 //! Skills and commands a project gives its agents: checked the same way whether a person adds them
 //! from the terminal or from Discord, before they are stored and later written into sandboxes.
 
-use crate::store::NamedText;
+use crate::model::NamedText;
 
 /// A project holds at most this many skills, and as many commands.
 pub const MAX_PER_PROJECT: usize = 50;

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
-use super::scan::IssueSessionStatus;
-use super::SandboxStatus;
 use crate::ids::SandboxId;
+use crate::model::scan::IssueSessionStatus;
+use crate::model::SandboxStatus;
 use crate::sandbox::SandboxProvider;
 use crate::store::{Finish, Store};
 

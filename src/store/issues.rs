@@ -9,7 +9,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::sandboxes::{parse_id, text_id, DiscordOrigin};
 use super::{Result, Store, StoreError};
 use crate::ids::{DiscordId, IssueSessionId, SandboxId};
-use crate::pipeline::scan::{IssueSessionStatus, ScannedIssue, Severity};
+use crate::model::scan::{IssueSessionStatus, ScannedIssue, Severity};
 
 /// A session about to be recorded, with its scan sandbox.
 pub struct NewIssueSession<'a> {

@@ -1,24 +1,30 @@
 //! SQLite through sqlx: the one place that holds SQL. Records for sandboxes, their phases and
-//! events, and secrets encrypted at rest.
+//! events, issue sessions, projects, workflows and their jobs (runs and chains) with their steps,
+//! and secrets encrypted at rest.
 
 mod issues;
+mod jobs;
 mod projects;
 mod retention;
+mod sandbox_log;
 mod sandboxes;
 mod secrets;
+mod steps;
 mod workflows;
 
 pub use issues::{IssueRecord, IssueSession, NewIssueSession};
-pub use projects::{Learning, NamedText, Project, ProjectChange};
+pub use jobs::{
+    ChainWork, JobEnd, JobMeta, JobOwner, JobRecord, JobStatus, NewJob, NewWork, RunWork, Work,
+};
+pub use projects::{Learning, Project, ProjectChange};
 pub use retention::SessionArchives;
+pub use sandbox_log::{EventRecord, PhaseRecord};
 pub use sandboxes::{
-    CapReached, Commit, DiscordOrigin, EventRecord, Finish, IssueSessionLink, NewSandbox,
-    PhaseRecord, RunningCaps, SandboxFilter, SandboxRecord,
+    CapReached, Commit, DiscordOrigin, Finish, IssueSessionLink, NewSandbox, RunningCaps,
+    SandboxFilter, SandboxRecord,
 };
-pub use workflows::{
-    ChainRecord, NewChain, NewRun, NewStep, RunMeta, RunOwner, RunRecord, RunStatus, StepEnding,
-    StepRecord, StepStatus, StoredWorkflow, WorkflowLink,
-};
+pub use steps::{NewStep, StepEnding, StepRecord, StepStatus, WorkflowLink};
+pub use workflows::StoredWorkflow;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,7 +35,7 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::ids::SandboxId;
-use crate::pipeline::IllegalTransition;
+use crate::model::IllegalTransition;
 use crate::secret::{KeySource, SecretKey};
 
 /// Errors a caller branches on; everything else is `Other`.

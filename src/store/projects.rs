@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Result, Store};
+use crate::model::NamedText;
 
 /// Accepted learnings compiled into a prompt stop at this size (the newest are kept).
 const MAX_LEARNINGS_BYTES: usize = 16 * 1024;
@@ -62,13 +63,6 @@ impl Learning {
     pub fn accepted(&self) -> bool {
         self.status == "accepted"
     }
-}
-
-/// A skill (`SKILL.md` body) or a slash command, as stored on a project.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct NamedText {
-    pub name: String,
-    pub text: String,
 }
 
 impl Project {

@@ -1,17 +1,21 @@
-//! Sandbox records, their phase timings and their event log.
+//! Sandbox records: a launch recorded (within the running caps), where it stands, the status
+//! transitions, its result, and looking records up. Their phases and event log are in
+//! `sandbox_log`.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, Row};
+use sqlx::Row;
 
 use super::issues::NewIssueSession;
+use super::sandbox_log::{parse_phase, PhaseRecord};
+use super::secrets::{env_to_secret, ENV_SECRET};
 use super::{Result, Store, StoreError};
-use crate::agent::{AgentEvent, AgentResult};
+use crate::agent::AgentResult;
 use crate::catalog::LaunchRequest;
 use crate::ids::{DiscordId, IssueSessionId, SandboxId};
-use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
+use crate::model::{Phase, SandboxStatus};
 use crate::secret::Secret;
 
 /// Where a launch came from in Discord.
@@ -73,22 +77,6 @@ pub struct DiscordRefs {
     pub result_message_id: Option<DiscordId>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseRecord {
-    pub phase: Phase,
-    pub outcome: PhaseOutcome,
-    pub detail: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub ended_at: Option<DateTime<Utc>>,
-}
-
-impl PhaseRecord {
-    pub fn duration_ms(&self) -> Option<i64> {
-        self.ended_at
-            .map(|end| (end - self.started_at).num_milliseconds())
-    }
-}
-
 /// A commit on the feature branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Commit {
@@ -107,56 +95,6 @@ pub struct Finish {
     pub pushed: Option<bool>,
     pub pr_url: Option<String>,
     pub compare_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EventRecord {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    pub kind: String,
-    pub payload: serde_json::Value,
-}
-
-impl EventRecord {
-    /// The event as one line of a log: time, then what happened.
-    pub fn log_line(&self) -> String {
-        let p = &self.payload;
-        let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
-        let cut = |t: &str, max: usize| match t.char_indices().nth(max) {
-            None => t.to_string(),
-            Some((i, _)) => format!("{}…", &t[..i]),
-        };
-        let what = match self.kind.as_str() {
-            "phase_started" => format!("▶ {}", text("phase")),
-            "phase_finished" => format!(
-                "{} {} {}",
-                if text("outcome") == "ok" {
-                    "✓"
-                } else {
-                    "✗"
-                },
-                text("phase"),
-                text("detail")
-            ),
-            "status" => format!("status → {}", text("status")),
-            "note" => format!("note: {}", text("message")),
-            "output" => format!("{} | {}", text("phase"), text("line")),
-            kind => match serde_json::from_value::<AgentEvent>(p["event"].clone()) {
-                Ok(AgentEvent::Unparsed { line }) => format!("(unparsed) {}", cut(&line, 200)),
-                Ok(AgentEvent::Text { text }) => {
-                    format!("agent: {}", text.replace('\n', "\n       "))
-                }
-                Ok(AgentEvent::Result(r)) => format!(
-                    "result: {} — {}",
-                    if r.success { "success" } else { "failure" },
-                    cut(&r.text, 300)
-                ),
-                Ok(other) => other.activity().unwrap_or_else(|| kind.to_string()),
-                Err(_) => format!("{kind} {p}"),
-            },
-        };
-        format!("{} {what}", self.at.format("%H:%M:%S%.3f"))
-    }
 }
 
 /// A sandbox as stored: the launch request it was made from, where it stands, and its result.
@@ -211,8 +149,6 @@ pub struct SandboxFilter {
     pub limit: u32,
 }
 
-use super::secrets::{env_to_secret, ENV_SECRET};
-
 pub(super) const AGENT_SESSION: &str = "agent-session";
 
 fn env_scope(id: SandboxId) -> String {
@@ -231,14 +167,6 @@ pub(super) fn parse_id(row: &SqliteRow, column: &str) -> Result<Option<DiscordId
     })
     .transpose()
     .map_err(StoreError::Other)
-}
-
-fn parse_phase(text: Option<String>) -> Result<Option<Phase>> {
-    text.map(|t| {
-        t.parse::<Phase>()
-            .map_err(|e| StoreError::Other(anyhow::anyhow!(e)))
-    })
-    .transpose()
 }
 
 impl Store {
@@ -326,7 +254,6 @@ impl Store {
         Ok(id)
     }
 
-    /// The `--env` values of a sandbox, decrypted, in name order.
     /// An agent's saved session files (base64 of a tarball), kept encrypted for a follow-up to resume.
     pub async fn save_agent_session(&self, id: SandboxId, archive: &Secret) -> Result<()> {
         self.put_secret(&env_scope(id), AGENT_SESSION, archive)
@@ -337,6 +264,7 @@ impl Store {
         self.get_secret(&env_scope(id), AGENT_SESSION).await
     }
 
+    /// The `--env` values of a sandbox, decrypted, in name order.
     pub async fn sandbox_env(&self, id: SandboxId) -> Result<Vec<(String, Secret)>> {
         self.get_env(&env_scope(id)).await
     }
@@ -530,29 +458,6 @@ impl Store {
         .await?)
     }
 
-    /// Records a phase that ran before the record existed (validate, record) with its real times.
-    pub async fn record_phase(
-        &self,
-        id: SandboxId,
-        phase: Phase,
-        started_at: DateTime<Utc>,
-        ended_at: DateTime<Utc>,
-        detail: Option<&str>,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sandbox_phases (sandbox_id, phase, outcome, detail, started_at, ended_at)
-             VALUES (?1, ?2, 'ok', ?3, ?4, ?5)",
-        )
-        .bind(id.to_string())
-        .bind(phase.as_str())
-        .bind(detail)
-        .bind(started_at)
-        .bind(ended_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Moves the sandbox to its terminal `status` with the result. When someone else ended it first
     /// (a stop from another terminal), that status stays and the result is still recorded.
     /// Returns the status the record ends with.
@@ -611,143 +516,6 @@ impl Store {
             records.push(self.record_from_row(row).await?);
         }
         Ok(records)
-    }
-
-    /// Marks a phase as started and makes it the sandbox's current phase.
-    pub async fn start_phase(&self, id: SandboxId, phase: Phase) -> Result<()> {
-        let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO sandbox_phases (sandbox_id, phase, outcome, started_at) VALUES (?1, ?2, 'running', ?3)
-             ON CONFLICT (sandbox_id, phase) DO UPDATE SET
-                outcome = 'running', detail = NULL, started_at = excluded.started_at, ended_at = NULL",
-        )
-        .bind(id.to_string())
-        .bind(phase.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE sandboxes SET current_phase = ?1, updated_at = ?2 WHERE id = ?3")
-            .bind(phase.as_str())
-            .bind(now)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records how a started phase ended; a failed phase is also remembered on the sandbox.
-    pub async fn end_phase(
-        &self,
-        id: SandboxId,
-        phase: Phase,
-        outcome: PhaseOutcome,
-        detail: Option<&str>,
-    ) -> Result<()> {
-        let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE sandbox_phases SET outcome = ?1, detail = ?2, ended_at = ?3
-             WHERE sandbox_id = ?4 AND phase = ?5",
-        )
-        .bind(outcome.as_str())
-        .bind(detail)
-        .bind(now)
-        .bind(id.to_string())
-        .bind(phase.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::Other(anyhow::anyhow!(
-                "sandbox {id}: phase {phase} ended without having started"
-            )));
-        }
-        if outcome == PhaseOutcome::Failed {
-            sqlx::query("UPDATE sandboxes SET failed_phase = ?1, updated_at = ?2 WHERE id = ?3")
-                .bind(phase.as_str())
-                .bind(now)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn phases(&self, id: SandboxId) -> Result<Vec<PhaseRecord>> {
-        let rows = sqlx::query(
-            "SELECT phase, outcome, detail, started_at, ended_at FROM sandbox_phases
-             WHERE sandbox_id = ?1 ORDER BY started_at, rowid",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PhaseRecord {
-                    phase: parse_phase(row.try_get("phase")?)?.expect("NOT NULL column"),
-                    outcome: row
-                        .try_get::<String, _>("outcome")?
-                        .parse()
-                        .map_err(|e: String| StoreError::Other(anyhow::anyhow!(e)))?,
-                    detail: row.try_get("detail")?,
-                    started_at: row.try_get("started_at")?,
-                    ended_at: row.try_get("ended_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Appends to the sandbox's event log; returns the event's sequence number (1, 2, …).
-    pub async fn append_event(
-        &self,
-        id: SandboxId,
-        kind: &str,
-        payload: &serde_json::Value,
-    ) -> Result<i64> {
-        let seq = sqlx::query_scalar(
-            "INSERT INTO sandbox_events (sandbox_id, seq, at, kind, payload_json)
-             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM sandbox_events WHERE sandbox_id = ?1), ?2, ?3, ?4)
-             RETURNING seq",
-        )
-        .bind(id.to_string())
-        .bind(Utc::now())
-        .bind(kind)
-        .bind(payload.to_string())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(seq)
-    }
-
-    /// Events after `after_seq` (0 for all), in order.
-    pub async fn events(&self, id: SandboxId, after_seq: i64) -> Result<Vec<EventRecord>> {
-        #[derive(FromRow)]
-        struct Row {
-            seq: i64,
-            at: DateTime<Utc>,
-            kind: String,
-            payload_json: String,
-        }
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT seq, at, kind, payload_json FROM sandbox_events
-             WHERE sandbox_id = ?1 AND seq > ?2 ORDER BY seq",
-        )
-        .bind(id.to_string())
-        .bind(after_seq)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| EventRecord {
-                seq: r.seq,
-                at: r.at,
-                kind: r.kind,
-                // An unparseable payload is kept as a string rather than lost.
-                payload: serde_json::from_str(&r.payload_json)
-                    .unwrap_or(serde_json::Value::String(r.payload_json)),
-            })
-            .collect())
     }
 
     async fn record_from_row(&self, row: &SqliteRow) -> Result<SandboxRecord> {

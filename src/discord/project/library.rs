@@ -10,8 +10,9 @@ use super::super::modal;
 use super::super::reply::say_ephemeral;
 use super::super::{render, Context, Error};
 use crate::ids::DiscordId;
+use crate::model::NamedText;
 use crate::pipeline::extensions;
-use crate::store::{NamedText, Project};
+use crate::store::Project;
 
 #[derive(Debug, Default, poise::Modal)]
 #[name = "Add a skill"]

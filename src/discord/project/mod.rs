@@ -264,7 +264,7 @@ async fn show(ctx: Context<'_>) -> Result<(), Error> {
         .await?;
     let learnings = store.learnings(project.id).await?;
     let accepted = learnings.iter().filter(|l| l.accepted()).count();
-    let names = |items: Vec<crate::store::NamedText>| -> Vec<String> {
+    let names = |items: Vec<crate::model::NamedText>| -> Vec<String> {
         items.into_iter().map(|i| i.name).collect()
     };
     let list = |names: &[String]| {

@@ -13,7 +13,8 @@ use serenity::{
 use crate::discord::custom_id::{CustomId, ScanAction};
 use crate::discord::render::{cut, inert, MAX_CONTENT};
 use crate::ids::{DiscordId, IssueSessionId};
-use crate::pipeline::scan::{severity_counts, IssueSessionStatus};
+use crate::model::scan::IssueSessionStatus;
+use crate::pipeline::scan::severity_counts;
 use crate::store::{IssueRecord, IssueSession, SandboxRecord, Store};
 
 /// Issues per page: ten compact entries stay well inside 2,000 characters.
@@ -249,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_page_of_long_issues_keeps_every_entry_within_discords_limit() {
-        use crate::pipeline::scan::{FileRange, ScannedIssue, Severity};
+        use crate::model::scan::{FileRange, ScannedIssue, Severity};
         let long = "x".repeat(300);
         let issues: Vec<IssueRecord> = (1..=10)
             .map(|n| IssueRecord {

@@ -13,7 +13,7 @@ use crate::discord::render::{cut, inert, MAX_CONTENT};
 use crate::discord::reply::{ephemeral, say_ephemeral};
 use crate::discord::{access, Context, Data, Error};
 use crate::ids::DiscordId;
-use crate::pipeline::workflow::{StepKind, WorkflowDef};
+use crate::model::workflow::{StepKind, WorkflowDef};
 
 /// The workflows this channel's project can run.
 #[poise::command(slash_command, rename = "list")]

@@ -20,11 +20,11 @@ use super::launch::origin;
 use super::render::{self, cut, inert, MAX_CONTENT};
 use super::reply::{self, say_ephemeral};
 use super::{access, Context, Data, Error};
-use crate::ids::{DiscordId, IssueSessionId};
-use crate::pipeline::ops::{Job, TaskRef, TaskRefusal};
-use crate::pipeline::workflow::WorkflowDef;
-use crate::pipeline::{LaunchError, ProjectChoice, RunRequest};
-use crate::store::{Project, RunOwner};
+use crate::ids::{DiscordId, IssueSessionId, JobId};
+use crate::model::workflow::WorkflowDef;
+use crate::pipeline::ops::{TaskRef, TaskRefusal};
+use crate::pipeline::{JobRequest, LaunchError, ProjectChoice};
+use crate::store::{JobOwner, Project};
 pub use define::on_create_submit;
 use define::steps_summary;
 pub use thread::{keep_resuming, on_stop, resume_all};
@@ -101,7 +101,7 @@ async fn workflow_run(
         inert(&cut(&task.title, 300))
     );
     let name = format!("🔁 {} · {}", id.short(), task.title);
-    announce(ctx, Job::Run(id), &summary, &name).await
+    announce(ctx, id, &summary, &name).await
 }
 
 /// Run a list of issues one after another on one branch (a work chain).
@@ -163,7 +163,7 @@ async fn workflow_chain(
         let _ = writeln!(summary, "{}. {}", i + 1, inert(&cut(t, 100)));
     }
     let name = format!("⛓ {} · {} issues", id.short(), titles.len());
-    announce(ctx, Job::Chain(id), &summary, &name).await
+    announce(ctx, id, &summary, &name).await
 }
 
 /// Where a chat command's run or chain starts: in this channel, with the channel's project.
@@ -176,7 +176,7 @@ struct Setting {
 
 impl Setting {
     /// Who starts the job, for its record.
-    fn owner<'a>(&self, ctx: Context<'_>, launched_by: &'a str) -> RunOwner<'a> {
+    fn owner<'a>(&self, ctx: Context<'_>, launched_by: &'a str) -> JobOwner<'a> {
         let project_id = self.project.as_ref().map(|p| p.id);
         let origin = origin(
             launched_by,
@@ -185,7 +185,7 @@ impl Setting {
             self.channel,
             project_id.map_or(ProjectChoice::Nothing, ProjectChoice::Project),
         );
-        RunOwner {
+        JobOwner {
             project_id,
             launched_by,
             discord: origin.discord,
@@ -196,9 +196,9 @@ impl Setting {
         &'a self,
         data: &Data,
         base_branch: Option<&'a str>,
-        owner: &'a RunOwner<'a>,
-    ) -> RunRequest<'a> {
-        RunRequest {
+        owner: &'a JobOwner<'a>,
+    ) -> JobRequest<'a> {
+        JobRequest {
             workflow: &self.definition,
             repo: &self.repo,
             base_branch,
@@ -272,7 +272,7 @@ async fn refuse(ctx: Context<'_>, e: LaunchError) -> Result<(), Error> {
 /// cannot open is ended, not left running unseen.
 async fn announce(
     ctx: Context<'_>,
-    job: Job,
+    job: JobId,
     summary: &str,
     thread_name: &str,
 ) -> Result<(), Error> {
@@ -298,7 +298,7 @@ async fn announce(
 }
 
 /// Ends a job whose thread could not open, and says so to the person who started it.
-async fn abandon(data: &Data, job: Job, error: Error) -> Result<String, Error> {
+async fn abandon(data: &Data, job: JobId, error: Error) -> Result<String, Error> {
     let why = format!("its Discord thread could not be opened: {error}");
     data.ops.abandon_job(job, &why).await?;
     Ok(reply::failed_on_our_side(
@@ -376,12 +376,12 @@ pub async fn chain_from_scan(
     };
     let by = &press.user.name;
     let origin = origin(by, press.user.id, press.guild_id, channel_id, chosen);
-    let owner = RunOwner {
+    let owner = JobOwner {
         project_id,
         launched_by: by,
         discord: origin.discord,
     };
-    let request = RunRequest {
+    let request = JobRequest {
         workflow: &definition,
         repo: &repo,
         base_branch: base_branch.as_deref(),
@@ -437,17 +437,9 @@ pub async fn chain_from_scan(
     };
     let thread = match opened.await {
         Ok(thread) => thread,
-        Err(e) => return abandon(data, Job::Chain(id), e).await,
+        Err(e) => return abandon(data, id, e).await,
     };
-    thread::follow(
-        http,
-        &data.ops,
-        thread,
-        Job::Chain(id),
-        Some(press.user.id),
-        false,
-    )
-    .await?;
+    thread::follow(http, &data.ops, thread, id, Some(press.user.id), false).await?;
     Ok(format!(
         "Work chain `{}` started with {count} issue{}: follow it in <#{thread}>.",
         id.short(),

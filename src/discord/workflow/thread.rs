@@ -10,16 +10,17 @@ use serenity::{
     Http, Mentionable, UserId,
 };
 
-use super::timeline::{chain_result, run_result, Timeline};
+use super::timeline::{self, Timeline};
 use crate::discord::custom_id::CustomId;
 use crate::discord::render::{cut, inert, MAX_CONTENT};
 use crate::discord::reply::{self, ephemeral};
 use crate::discord::{access, status_editor, Data, Error};
-use crate::ids::DiscordId;
-use crate::pipeline::ops::{Job, JobStop};
+use crate::ids::{DiscordId, JobId};
+use crate::pipeline::ops::JobStop;
 use crate::pipeline::Ops;
+use crate::store::Work;
 
-fn stop_row(job: Job) -> CreateActionRow {
+fn stop_row(job: JobId) -> CreateActionRow {
     CreateActionRow::Buttons(vec![CreateButton::new(CustomId::StopJob(job).encode())
         .label("Stop")
         .style(ButtonStyle::Danger)])
@@ -30,7 +31,7 @@ pub async fn follow(
     http: Arc<Http>,
     ops: &Arc<Ops>,
     thread: ChannelId,
-    job: Job,
+    job: JobId,
     requester: Option<UserId>,
     resumed: bool,
 ) -> Result<(), Error> {
@@ -50,36 +51,28 @@ pub async fn follow(
         .await?;
     let store = ops.store();
     let (thread_id, message_id) = (DiscordId(thread.get()), DiscordId(status.id.get()));
+    store.set_job_discord(job, thread_id, message_id).await?;
     // The timeline's heading, and a chain's issues.
-    let (title, items): (String, Vec<String>) = match job {
-        Job::Run(id) => {
-            store.set_run_discord(id, thread_id, message_id).await?;
-            match store.get_run(id).await? {
-                Some(r) => (
-                    format!(
-                        "🔁 **Workflow `{}`** · run `{}`",
-                        inert(&r.workflow.name),
-                        id.short()
-                    ),
-                    Vec::new(),
+    let (title, items): (String, Vec<String>) = match store.get_job(job).await? {
+        Some(record) => match &record.work {
+            Work::Run(_) => (
+                format!(
+                    "🔁 **Workflow `{}`** · run `{}`",
+                    inert(&record.workflow.name),
+                    job.short()
                 ),
-                None => Default::default(),
-            }
-        }
-        Job::Chain(id) => {
-            store.set_chain_discord(id, thread_id, message_id).await?;
-            match store.get_chain(id).await? {
-                Some(c) => (
-                    format!(
-                        "⛓ **Work chain** · `{}` · workflow `{}`",
-                        id.short(),
-                        inert(&c.workflow.name)
-                    ),
-                    c.items.iter().map(|t| t.title.clone()).collect(),
+                Vec::new(),
+            ),
+            Work::Chain(chain) => (
+                format!(
+                    "⛓ **Work chain** · `{}` · workflow `{}`",
+                    job.short(),
+                    inert(&record.workflow.name)
                 ),
-                None => Default::default(),
-            }
-        }
+                chain.items.iter().map(|t| t.title.clone()).collect(),
+            ),
+        },
+        None => Default::default(),
     };
     let tool_names = ops
         .catalog()
@@ -93,17 +86,11 @@ pub async fn follow(
     tokio::spawn(async move {
         let (queue, editor) =
             status_editor::start(http.clone(), thread, status.id, view, vec![stop_row(job)]);
-        let runner = ops.runner();
-        let text = match job {
-            Job::Run(id) => runner
-                .drive_run(id, &queue, tracked.token())
-                .await
-                .map(|r| run_result(&r)),
-            Job::Chain(id) => runner
-                .drive_chain(id, &queue, tracked.token())
-                .await
-                .map(|c| chain_result(&c)),
-        };
+        let text = ops
+            .runner()
+            .drive(job, &queue, tracked.token())
+            .await
+            .map(|record| timeline::result(&record));
         drop(queue);
         let _ = editor.await;
         drop(tracked);
@@ -142,7 +129,7 @@ pub async fn on_stop(
     ctx: &serenity::Context,
     press: &serenity::ComponentInteraction,
     data: &Data,
-    job: Job,
+    job: JobId,
 ) -> Result<(), Error> {
     let meta = data.ops.job_state(job).await?.map(|s| s.meta);
     let (owner, guild) = meta
@@ -165,22 +152,19 @@ pub async fn on_stop(
 /// Runs and chains from Discord that nobody drives any more (CodeCourier restarted, or another
 /// instance stopped) go on in their threads, at the interrupted step.
 pub async fn resume_all(http: Arc<Http>, ops: &Arc<Ops>) {
-    let (runs, chains) = match ops.runner().resumable().await {
+    let jobs = match ops.runner().resumable().await {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "could not look for workflow runs to resume");
             return;
         }
     };
-    let jobs = runs
-        .iter()
-        .map(|r| (Job::Run(r.id), &r.meta))
-        .chain(chains.iter().map(|c| (Job::Chain(c.id), &c.meta)));
-    for (job, meta) in jobs {
-        let Some(thread) = meta.discord_thread_id else {
+    for record in &jobs {
+        let Some(thread) = record.meta.discord_thread_id else {
             continue;
         };
-        let requester = meta.discord_user_id.map(|u| UserId::new(u.0));
+        let job = record.id();
+        let requester = record.meta.discord_user_id.map(|u| UserId::new(u.0));
         let thread = ChannelId::new(thread.0);
         if let Err(e) = follow(http.clone(), ops, thread, job, requester, true).await {
             tracing::warn!(%job, error = %e, "could not resume");

@@ -7,71 +7,69 @@ use std::fmt::Write as _;
 
 use crate::discord::render::{self, cut, inert, StatusView, MAX_CONTENT};
 use crate::discord::status_editor::LiveView;
-use crate::pipeline::workflow::StepKind;
+use crate::ids::JobKind;
+use crate::model::workflow::StepKind;
 use crate::pipeline::{ProgressEvent, WorkflowEvent};
-use crate::store::{ChainRecord, RunRecord, RunStatus, StepStatus};
+use crate::store::{JobRecord, JobStatus, StepRecord, StepStatus, Work};
 
-pub fn run_result(run: &RunRecord) -> String {
-    let mut text = format!(
-        "**{}** · workflow `{}` · run `{}` · {} step{}{}",
-        status_word(run.status),
-        inert(&run.workflow.name),
-        run.id.short(),
-        run.steps.len(),
-        if run.steps.len() == 1 { "" } else { "s" },
-        usage(&[run])
-    );
-    if let Some(branch) = &run.branch {
-        let _ = write!(text, "\n🌿 `{}`", inert(branch));
+/// What the thread is told when a job ends: how it ended, with its steps' cost and time; a run's
+/// branch or a chain's issues; its pull request; why it failed, and a run's findings.
+pub fn result(job: &JobRecord) -> String {
+    let status = status_word(job.status);
+    let usage = usage(&job.steps());
+    let mut text = match &job.work {
+        Work::Run(run) => format!(
+            "**{status}** · workflow `{}` · run `{}` · {} step{}{usage}",
+            inert(&job.workflow.name),
+            run.id.short(),
+            run.steps.len(),
+            if run.steps.len() == 1 { "" } else { "s" },
+        ),
+        Work::Chain(chain) => format!(
+            "**{status}** · work chain `{}` · {} issue{}{usage}",
+            chain.id.short(),
+            chain.items.len(),
+            if chain.items.len() == 1 { "" } else { "s" },
+        ),
+    };
+    match &job.work {
+        Work::Run(_) => {
+            if let Some(branch) = &job.branch {
+                let _ = write!(text, "\n🌿 `{}`", inert(branch));
+            }
+        }
+        Work::Chain(chain) => {
+            for (i, item) in chain.items.iter().enumerate() {
+                let state = chain
+                    .run_at(i as u32)
+                    .map(|r| status_word(r.status))
+                    .unwrap_or("▫️ not run");
+                let _ = write!(
+                    text,
+                    "\n{}. {} — {state}",
+                    i + 1,
+                    inert(&cut(&item.title, 100))
+                );
+            }
+        }
     }
-    if let Some(url) = &run.pr_url {
+    if let Some(url) = &job.pr_url {
         let _ = write!(text, "\n🔀 {url}");
     }
-    if let Some(error) = &run.error {
+    if let Some(error) = &job.error {
         let _ = write!(text, "\n{}", inert(&cut(error, 600)));
     }
-    for f in run.findings.iter().take(10) {
-        let _ = write!(text, "\n• {}", inert(&cut(f, 200)));
+    if let Work::Run(run) = &job.work {
+        for f in run.findings.iter().take(10) {
+            let _ = write!(text, "\n• {}", inert(&cut(f, 200)));
+        }
     }
     text
 }
 
-pub fn chain_result(chain: &ChainRecord) -> String {
-    let runs: Vec<&RunRecord> = chain.runs.iter().collect();
-    let mut text = format!(
-        "**{}** · work chain `{}` · {} issue{}{}",
-        status_word(chain.status),
-        chain.id.short(),
-        chain.items.len(),
-        if chain.items.len() == 1 { "" } else { "s" },
-        usage(&runs)
-    );
-    for (i, item) in chain.items.iter().enumerate() {
-        let state = chain
-            .runs
-            .iter()
-            .find(|r| r.chain_position == Some(i as u32))
-            .map(|r| status_word(r.status))
-            .unwrap_or("▫️ not run");
-        let _ = write!(
-            text,
-            "\n{}. {} — {state}",
-            i + 1,
-            inert(&cut(&item.title, 100))
-        );
-    }
-    if let Some(url) = &chain.pr_url {
-        let _ = write!(text, "\n🔀 {url}");
-    }
-    if let Some(error) = &chain.error {
-        let _ = write!(text, "\n{}", inert(&cut(error, 600)));
-    }
-    text
-}
-
-fn usage(runs: &[&RunRecord]) -> String {
-    let steps = runs.iter().flat_map(|r| r.steps.iter());
-    let (cost, ms) = steps.fold((None::<f64>, 0i64), |(c, t), s| {
+/// The cost and the time in sandboxes of these steps.
+fn usage(steps: &[&StepRecord]) -> String {
+    let (cost, ms) = steps.iter().fold((None::<f64>, 0i64), |(c, t), s| {
         (
             match (c, s.cost_usd) {
                 (Some(a), Some(b)) => Some(a + b),
@@ -90,12 +88,12 @@ fn usage(runs: &[&RunRecord]) -> String {
     text
 }
 
-pub fn status_word(status: RunStatus) -> &'static str {
+pub fn status_word(status: JobStatus) -> &'static str {
     match status {
-        RunStatus::Running => "⏳ running",
-        RunStatus::Passed => "✅ passed",
-        RunStatus::Failed => "❌ failed",
-        RunStatus::Stopped => "🛑 stopped",
+        JobStatus::Running => "⏳ running",
+        JobStatus::Passed => "✅ passed",
+        JobStatus::Failed => "❌ failed",
+        JobStatus::Stopped => "🛑 stopped",
     }
 }
 
@@ -103,7 +101,7 @@ pub fn status_word(status: RunStatus) -> &'static str {
 enum ItemState {
     Waiting,
     Running,
-    Done(RunStatus),
+    Done(JobStatus),
 }
 
 /// One step's line on the timeline.
@@ -129,7 +127,7 @@ pub struct Timeline {
     steps: Vec<StepView>,
     /// The current step's phases and activity.
     current: StatusView,
-    finished: Option<RunStatus>,
+    finished: Option<JobStatus>,
     /// Tool ids to the names people know them by.
     tool_names: HashMap<String, String>,
 }
@@ -199,18 +197,18 @@ impl Timeline {
                 }
                 self.current = StatusView::default();
             }
-            WorkflowEvent::RunFinished { status, .. } => {
-                if let Some(item) = self
+            WorkflowEvent::JobFinished { job, status, .. } => {
+                // A chain's run ends its issue; a run on its own, or the chain, ends the job.
+                let issue = self
                     .items
                     .iter_mut()
                     .find(|(_, s)| *s == ItemState::Running)
-                {
-                    item.1 = ItemState::Done(status);
-                } else {
-                    self.finished = Some(status);
+                    .filter(|_| job.kind() == JobKind::Run);
+                match issue {
+                    Some(item) => item.1 = ItemState::Done(status),
+                    None => self.finished = Some(status),
                 }
             }
-            WorkflowEvent::ChainFinished { status, .. } => self.finished = Some(status),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::gateway::{
     credential_header, Gateway, GitGrant, Grant, GrantGuard, ModelApi, ModelGrant, Push, Reach,
     UnixSocketGuard, NO_PROXY,
 };
-use crate::pipeline::Phase;
+use crate::model::Phase;
 use crate::sandbox::{HeaderRule, NetworkPolicy, SandboxHandle};
 use crate::secret::Secret;
 

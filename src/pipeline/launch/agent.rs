@@ -12,7 +12,7 @@ use super::{seconds, tail, Ending, Launch, Launcher, ERROR_TAIL};
 use crate::agent::packages::CliPackage;
 use crate::agent::{AgentPlan, AgentResult};
 use crate::catalog::build_custom_tag;
-use crate::pipeline::Phase;
+use crate::model::Phase;
 use crate::sandbox::e2b::templates;
 use crate::sandbox::{run_captured, Exec, LineSplitter, Output, HOME, PROJECT_DIR};
 use crate::secret::Secret;

@@ -7,9 +7,11 @@ use super::{count, Ending, Launch, Launcher};
 use crate::agent::{self, AgentContext, AgentResult};
 use crate::catalog::{LaunchMode, ScanTask, Tool};
 use crate::ids::IssueSessionId;
-use crate::pipeline::scan::{self, IssueList, IssueSessionStatus};
-use crate::pipeline::workflow::{self, Verdict};
-use crate::pipeline::{Phase, SandboxStatus};
+use crate::model::scan::{FileRange, IssueSessionStatus, ScannedIssue};
+use crate::model::workflow::Verdict;
+use crate::model::{Phase, SandboxStatus};
+use crate::pipeline::scan::{self, IssueList};
+use crate::pipeline::workflow;
 use crate::redact::Redactor;
 use crate::store::{Finish, StoreError};
 
@@ -229,10 +231,10 @@ impl Launcher {
         list: &IssueList,
     ) -> Result<String, Ending> {
         let redact = |t: &str| launch.redactor.redact(t);
-        let issues: Vec<scan::ScannedIssue> = list
+        let issues: Vec<ScannedIssue> = list
             .issues
             .iter()
-            .map(|i| scan::ScannedIssue {
+            .map(|i| ScannedIssue {
                 title: redact(&i.title),
                 description: redact(&i.description),
                 category: redact(&i.category),
@@ -241,7 +243,7 @@ impl Launcher {
                 files: i
                     .files
                     .iter()
-                    .map(|f| scan::FileRange {
+                    .map(|f| FileRange {
                         path: redact(&f.path),
                         ..f.clone()
                     })

@@ -9,8 +9,8 @@ use super::publish::Links;
 use super::push::Pushed;
 use super::{answers, count, Ending, Launch, Launcher};
 use crate::agent::{AgentResult, LEARNINGS_FILE};
+use crate::model::{Phase, SandboxStatus};
 use crate::pipeline::events::ProgressEvent;
-use crate::pipeline::{Phase, SandboxStatus};
 use crate::sandbox::SandboxError;
 use crate::store::{Finish, SandboxRecord};
 

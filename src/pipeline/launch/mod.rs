@@ -29,13 +29,13 @@ use self::answers::AnswerForm;
 use self::git::GitRemote;
 use self::publish::Links;
 use super::events::{ProgressEvent, ProgressSink};
-use super::{Phase, PhaseOutcome, SandboxStatus};
 use crate::agent::packages;
 use crate::caches::Caches;
 use crate::catalog::{build_custom_tag, Catalog, LaunchRequest, TemplateRef, Tool};
 use crate::config::{Config, GithubConfig};
 use crate::gateway::{Gateway, GatewaySettings};
 use crate::ids::{IssueSessionId, SandboxId};
+use crate::model::{Phase, PhaseOutcome, SandboxStatus};
 use crate::redact::Redactor;
 use crate::sandbox::e2b::templates;
 use crate::sandbox::{

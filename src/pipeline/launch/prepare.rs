@@ -8,7 +8,7 @@ use super::Launcher;
 use crate::agent;
 use crate::catalog::{LaunchRequest, RepoRef, Tool};
 use crate::ids::{DiscordId, IssueSessionId, SandboxId};
-use crate::pipeline::Phase;
+use crate::model::Phase;
 use crate::redact::{looks_secret, Redactor};
 use crate::secret::Secret;
 use crate::store::{

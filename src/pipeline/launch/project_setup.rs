@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use super::git::shell_quote;
 use super::{tail, Ending, Launch, Launcher, ERROR_TAIL};
+use crate::model::Phase;
 use crate::pipeline::lockfiles::{self, Install};
-use crate::pipeline::Phase;
 use crate::sandbox::{run_captured_within, Exec, LineSplitter, Output, PROJECT_DIR};
 use crate::secret::Secret;
 

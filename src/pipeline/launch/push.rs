@@ -10,7 +10,7 @@ use base64::Engine;
 
 use super::git::{git, shell_quote};
 use super::{Ending, Launch, Launcher};
-use crate::pipeline::Phase;
+use crate::model::Phase;
 use crate::redact::Redactor;
 use crate::secret::Secret;
 use crate::store::Commit;

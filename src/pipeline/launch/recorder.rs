@@ -10,8 +10,8 @@ use chrono::Utc;
 use super::{Detail, Ending, Launch, Launcher};
 use crate::agent::AgentEvent;
 use crate::ids::SandboxId;
+use crate::model::{Phase, PhaseOutcome, SandboxStatus};
 use crate::pipeline::events::ProgressEvent;
-use crate::pipeline::{Phase, PhaseOutcome, SandboxStatus};
 use crate::redact::Redactor;
 use crate::store::StoreError;
 

@@ -2,7 +2,7 @@
 //! put back in a follow-up's new sandbox so the conversation continues.
 
 use super::{Ending, Launch, Launcher};
-use crate::pipeline::Phase;
+use crate::model::Phase;
 use crate::sandbox::{archive, run_captured_within, Exec, HOME};
 use crate::secret::Secret;
 

@@ -4,8 +4,8 @@
 use super::{count, Ending, Launch, Launcher};
 use crate::agent::{self, AgentContext, AgentPlan, SYSTEM_PROMPT_FILE};
 use crate::catalog::LaunchMode;
+use crate::model::Phase;
 use crate::pipeline::prompt::{learnings_section, read_only_system_prompt, system_prompt};
-use crate::pipeline::Phase;
 
 impl Launcher {
     /// The environment phase: the launch's variables (its own and its project's), named.

@@ -10,7 +10,7 @@ mod task;
 
 use std::sync::Arc;
 
-pub use job::{Job, JobState, JobStop};
+pub use job::{JobState, JobStop};
 pub use launch::{continuing, LaunchAsk, Refusal};
 pub use stop::{Running, SandboxStop, Tracked};
 pub use task::{TaskRef, TaskRefusal};
@@ -75,11 +75,12 @@ mod tests {
     use super::*;
     use crate::catalog::{build_custom_tag, LaunchInput, Resources};
     use crate::config::Config;
-    use crate::pipeline::workflow::{Task, WorkflowDef};
-    use crate::pipeline::SandboxStatus;
+    use crate::ids::{JobId, WorkflowRunId};
+    use crate::model::workflow::{Task, WorkflowDef};
+    use crate::model::SandboxStatus;
     use crate::sandbox::local::LocalProvider;
     use crate::sandbox::{provider_for, SandboxProvider, SandboxSpec};
-    use crate::store::{NewRun, NewSandbox, RunOwner, RunStatus, SandboxRecord};
+    use crate::store::{JobOwner, JobStatus, NewJob, NewSandbox, NewWork, SandboxRecord};
 
     struct World {
         ops: Ops,
@@ -238,33 +239,35 @@ mod tests {
         assert_eq!(reread(&w.ops, &record).await.status, SandboxStatus::Running);
     }
 
-    async fn job(ops: &Ops) -> Job {
-        let id = crate::ids::WorkflowRunId::new();
-        let owner = RunOwner {
+    async fn job(ops: &Ops) -> JobId {
+        let owner = JobOwner {
             project_id: None,
             launched_by: "alice",
             discord: None,
         };
+        let work = NewWork::Run {
+            id: WorkflowRunId::new(),
+            task: &Task::from_prompt("Add a README", "prompt"),
+            branch: None,
+            chain: None,
+        };
+        let job = work.id();
         ops.store()
-            .insert_run(&NewRun {
-                id,
+            .insert_job(&NewJob {
                 workflow: &WorkflowDef::built_in(),
-                task: &Task::from_prompt("Add a README", "prompt"),
                 repo: "acme/widgets",
                 base_branch: None,
-                branch: None,
-                chain: None,
                 owner: &owner,
+                work,
             })
             .await
             .unwrap();
-        Job::Run(id)
+        job
     }
 
-    async fn job_status(ops: &Ops, job: Job) -> (RunStatus, Option<String>) {
-        let Job::Run(id) = job else { unreachable!() };
-        let run = ops.store().get_run(id).await.unwrap().unwrap();
-        (run.status, run.error)
+    async fn job_status(ops: &Ops, job: JobId) -> (JobStatus, Option<String>) {
+        let record = ops.store().get_job(job).await.unwrap().unwrap();
+        (record.status, record.error)
     }
 
     #[tokio::test]
@@ -277,7 +280,7 @@ mod tests {
             JobStop::Stopping
         );
         assert!(tracked.token().is_cancelled());
-        assert_eq!(job_status(&w.ops, here).await.0, RunStatus::Running);
+        assert_eq!(job_status(&w.ops, here).await.0, JobStatus::Running);
 
         let elsewhere = job(&w.ops).await;
         assert_eq!(
@@ -287,7 +290,7 @@ mod tests {
         assert_eq!(
             job_status(&w.ops, elsewhere).await,
             (
-                RunStatus::Stopped,
+                JobStatus::Stopped,
                 Some("stopped by bob from Discord".into())
             )
         );

@@ -7,16 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Job, Ops};
-use crate::ids::SandboxId;
-use crate::pipeline::SandboxStatus;
+use super::Ops;
+use crate::ids::{JobId, SandboxId};
+use crate::model::SandboxStatus;
 use crate::sandbox::SandboxError;
 use crate::store::{Finish, SandboxRecord, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
     Sandbox(SandboxId),
-    Job(Job),
+    Job(JobId),
 }
 
 /// Launches and jobs running in this process, each with the token that stops it.
@@ -63,7 +63,7 @@ impl Running {
         self.track(Key::Sandbox(id))
     }
 
-    pub fn job(&self, job: Job) -> Tracked {
+    pub fn job(&self, job: JobId) -> Tracked {
         self.track(Key::Job(job))
     }
 
@@ -81,7 +81,7 @@ impl Running {
         }
     }
 
-    pub(super) fn token_of_job(&self, job: Job) -> Option<CancellationToken> {
+    pub(super) fn token_of_job(&self, job: JobId) -> Option<CancellationToken> {
         self.token(Key::Job(job))
     }
 

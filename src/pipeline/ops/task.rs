@@ -4,7 +4,7 @@
 
 use super::Ops;
 use crate::ids::DiscordId;
-use crate::pipeline::workflow::Task;
+use crate::model::workflow::Task;
 use crate::pipeline::LaunchError;
 
 /// A task as named, before it is looked up.

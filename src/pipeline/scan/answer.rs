@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{FileRange, ScannedIssue, Severity, EFFORTS};
+use crate::model::scan::{FileRange, ScannedIssue, Severity, EFFORTS};
 
 /// At most this many problems are listed in a repair request or an error.
 pub(super) const SHOWN_PROBLEMS: usize = 12;

@@ -42,17 +42,7 @@ pub fn write_beneath(
         libc::O_WRONLY | libc::O_CREAT | libc::O_NONBLOCK,
         mode & 0o7777,
     )?;
-    // SAFETY: fstat writes into the zeroed struct we own; fd is open.
-    let stat = unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        check(libc::fstat(fd.as_raw_fd(), &mut stat))?;
-        stat
-    };
-    if stat.st_mode & libc::S_IFMT != libc::S_IFREG || stat.st_nlink != 1 {
-        return Err(io::Error::other(
-            "it is not a plain file of its own (a device, a pipe or a hard link)",
-        ));
-    }
+    plain_file_of_its_own(&fd)?;
     let mut file = std::fs::File::from(fd);
     file.set_len(0)?;
     file.write_all(contents)?;
@@ -64,6 +54,23 @@ pub fn write_beneath(
         }
     }
     Ok(())
+}
+
+/// `fd`'s status, if it is a plain file with no other name: never a device, a pipe, or a hard
+/// link to a file outside the sandbox.
+fn plain_file_of_its_own(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: fstat writes into the zeroed struct we own; fd is open.
+    let stat = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        check(libc::fstat(fd.as_raw_fd(), &mut stat))?;
+        stat
+    };
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG || stat.st_nlink != 1 {
+        return Err(io::Error::other(
+            "it is not a plain file of its own (a device, a pipe or a hard link)",
+        ));
+    }
+    Ok(stat)
 }
 
 /// Reads `relative` below `root`: a plain file of its own, reached without following a link, of at
@@ -90,17 +97,7 @@ pub fn read_beneath(root: &Path, relative: &Path, max: u64) -> io::Result<Vec<u8
         libc::O_RDONLY | libc::O_NONBLOCK,
         0,
     )?;
-    // SAFETY: fstat writes into the zeroed struct we own; fd is open.
-    let stat = unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        check(libc::fstat(fd.as_raw_fd(), &mut stat))?;
-        stat
-    };
-    if stat.st_mode & libc::S_IFMT != libc::S_IFREG || stat.st_nlink != 1 {
-        return Err(io::Error::other(
-            "it is not a plain file of its own (a device, a pipe or a hard link)",
-        ));
-    }
+    let stat = plain_file_of_its_own(&fd)?;
     if stat.st_size as u64 > max {
         return Err(io::Error::other(format!(
             "it holds {} bytes, more than the {max} read from a sandbox",
