@@ -109,20 +109,13 @@ pub async fn run_once(store: &Store, data_dir: &Path, days: u32) -> String {
 }
 
 /// Runs the retention now and then once a day, in the background.
-pub fn keep_running(config: &Config) {
-    let config = config.clone();
+pub fn keep_running(store: Store, config: &Config) {
+    let (data_dir, days) = (config.data_dir.clone(), config.retention_days);
     tokio::spawn(async move {
-        let store = match Store::open(&config).await {
-            Ok(store) => store,
-            Err(e) => {
-                tracing::warn!("retention: cannot open the database: {e:#}");
-                return;
-            }
-        };
         let mut daily = tokio::time::interval(DAILY);
         loop {
             daily.tick().await;
-            let said = run_once(&store, &config.data_dir, config.retention_days).await;
+            let said = run_once(&store, &data_dir, days).await;
             tracing::info!("{said}");
         }
     });
