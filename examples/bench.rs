@@ -1,5 +1,5 @@
 //! Figures for the README: `cargo build --release && cargo run --release --example bench` (or name
-//! parts to run: `-- parsing launch cache`).
+//! parts to run: `-- parsing launch cache network`).
 //!
 //! 1. Stream parsing: each CLI's output format (Claude Code, Codex, OpenCode, Pi) through our
 //!    parser against plain `serde_json::Value` parsing of the same lines (throughput and ratio).
@@ -7,6 +7,10 @@
 //!    `git clone` of the same repository plus an empty sandbox start (ratio).
 //! 3. Dependency caches: the setup phase (`npm ci` from a stand-in registry on loopback) of a
 //!    project's second launch, with its npm cache warm, against its first (ratio).
+//! 4. A network of its own: a launch's start (to the agent process starting) with the sandbox in
+//!    its own network namespace bridged to the gateway, against sharing the host's network
+//!    (`CODECOURIER_EGRESS=open`) (ratio). Needs the `codecourier` binary built beside the example
+//!    (`cargo build --release` first).
 //!
 //! Needs bubblewrap and git, like the local sandbox itself.
 
@@ -309,6 +313,105 @@ async fn bench_launch() {
     );
 }
 
+/// The `codecourier` binary built beside this example: the bridge inside a sandbox's network.
+fn bridge_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("codecourier"))
+        .unwrap();
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first (cargo build, with the same profile)",
+        binary.display()
+    );
+    binary
+}
+
+/// Launch → agent process started, with the sandbox in a network of its own and with the host's.
+async fn bench_network() {
+    let root = tempfile::tempdir().unwrap();
+    let origin = make_repo(root.path());
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin");
+    let mut medians = Vec::new();
+    for egress in ["list", "open"] {
+        let data = root.path().join(format!("data-{egress}"));
+        let vars = [
+            ("CODECOURIER_DATA_DIR", data.to_str().unwrap().to_string()),
+            ("CODECOURIER_TOOLS_DIR", tools.to_str().unwrap().to_string()),
+            ("ANTHROPIC_API_KEY", "sk-ant-bench-0000000000".to_string()),
+            ("CODECOURIER_EGRESS", egress.to_string()),
+            (
+                "CODECOURIER_BRIDGE_BINARY",
+                bridge_binary().to_str().unwrap().to_string(),
+            ),
+        ];
+        let config = Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        let store = Store::open(&config).await.unwrap();
+        let provider = codecourier::sandbox::provider_for(&config).unwrap();
+        let catalog = Catalog::built_in();
+        let launcher = Launcher::new(&config, store, provider, catalog.clone());
+        let mut starts = Vec::new();
+        for _ in 0..RUNS {
+            let request = LaunchInput {
+                prompt: Some("Benchmark".into()),
+                repo: Some(origin.to_str().unwrap().to_string()),
+                env: vec!["FAKE_CLAUDE=create".into()],
+                ..Default::default()
+            }
+            .validate(&catalog, true)
+            .unwrap();
+            let sink = FirstAgentEvent(Mutex::new(None));
+            let started = Instant::now();
+            let prepared = launcher
+                .prepare(
+                    request,
+                    &LaunchOrigin {
+                        launched_by: "bench".into(),
+                        discord: None,
+                        project: ProjectChoice::OfRepository,
+                        keys_of: None,
+                        issue_session: None,
+                        workflow: None,
+                    },
+                )
+                .await
+                .unwrap();
+            let record = launcher
+                .run(prepared, &sink, CancellationToken::new())
+                .await
+                .unwrap();
+            assert_eq!(record.status.as_str(), "completed", "{:?}", record.error);
+            let provision = record.phases.iter().find(|p| p.phase == Phase::Provision);
+            let detail = provision.and_then(|p| p.detail.as_deref()).unwrap_or("");
+            let own = detail.contains("network: its own (loopback only");
+            assert_eq!(own, egress == "list", "{detail}");
+            starts.push(sink.0.lock().unwrap().expect("agent started") - started);
+        }
+        medians.push(median(starts));
+    }
+    let (own, open) = (medians[0], medians[1]);
+    println!("a network of its own (launch → agent process started, median of {RUNS}):");
+    println!(
+        "  own network namespace + bridge     {:>7.1} ms",
+        own.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  host's network (egress open)       {:>7.1} ms",
+        open.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  ratio (own / host's)               {:>7.2}x",
+        own.as_secs_f64() / open.as_secs_f64()
+    );
+}
+
 /// Notes how long the setup phase took.
 struct SetupDuration(Mutex<Option<Duration>>);
 
@@ -331,18 +434,6 @@ const PACKAGES: usize = 20;
 const REGISTRY_LATENCY: Duration = Duration::from_millis(50);
 const CACHE_RUNS: usize = 3;
 
-/// `target/<profile>/codecourier`, beside `target/<profile>/examples/bench`.
-fn codecourier_binary() -> String {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe.parent().unwrap().parent().unwrap().join("codecourier");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it first (cargo build [--release])",
-        binary.display()
-    );
-    binary.display().to_string()
-}
-
 async fn bench_dependency_cache() {
     let names: Vec<(String, String)> = (0..PACKAGES)
         .map(|i| (format!("bench-dep-{i:02}"), "1.0.0".to_string()))
@@ -361,7 +452,7 @@ async fn bench_dependency_cache() {
         ("ANTHROPIC_API_KEY", "sk-ant-bench-0000000000".to_string()),
         ("CODECOURIER_EGRESS_ALLOW", registry.host_port.clone()),
         // The sandbox reaches the gateway through CodeCourier's own binary, built beside this one.
-        ("CODECOURIER_BRIDGE_BINARY", codecourier_binary()),
+        ("CODECOURIER_BRIDGE_BINARY", bridge_binary().display().to_string()),
     ];
     let config = Config::from_lookup(|name| {
         vars.iter()
@@ -461,7 +552,7 @@ async fn bench_dependency_cache() {
     );
 }
 
-/// All parts, or only those named on the command line (`parsing`, `launch`, `cache`).
+/// All parts, or only those named on the command line (`parsing`, `launch`, `cache`, `network`).
 #[tokio::main]
 async fn main() {
     let chosen: Vec<String> = std::env::args().skip(1).collect();
@@ -474,5 +565,8 @@ async fn main() {
     }
     if runs("cache") {
         bench_dependency_cache().await;
+    }
+    if runs("network") {
+        bench_network().await;
     }
 }

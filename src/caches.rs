@@ -1,6 +1,6 @@
 //! Package managers' download caches kept between the launches of one project (local sandboxes):
 //! where they live under the data directory, the mounts that show them at the paths each package
-//! manager uses inside a sandbox, when each project's were last used, and their removal.
+//! manager uses inside a sandbox, when each project's were last used (the retention removes those unused).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,13 +26,6 @@ const LAST_USED: &str = ".last-used";
 #[derive(Debug, Clone)]
 pub struct Caches {
     root: PathBuf,
-}
-
-/// What a removal took away.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Removed {
-    pub projects: usize,
-    pub bytes: u64,
 }
 
 impl Caches {
@@ -68,12 +61,12 @@ impl Caches {
         size_of(&self.root)
     }
 
-    /// Removes the caches of projects whose caches were not used for `days` days.
-    pub fn remove_unused(&self, days: u32) -> io::Result<Removed> {
-        let mut removed = Removed::default();
+    /// The caches of projects that were not used for `days` days, with the bytes each holds.
+    pub fn unused(&self, days: u32) -> io::Result<Vec<(PathBuf, u64)>> {
+        let mut unused = Vec::new();
         let entries = match std::fs::read_dir(&self.root) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(unused),
             Err(e) => return Err(e),
         };
         let limit = Duration::from_secs(u64::from(days) * 24 * 60 * 60);
@@ -96,11 +89,9 @@ impl Caches {
                 continue;
             }
             let bytes = size_of(&dir);
-            remove_all(&dir)?;
-            removed.projects += 1;
-            removed.bytes += bytes;
+            unused.push((dir, bytes));
         }
-        Ok(removed)
+        Ok(unused)
     }
 }
 
@@ -119,7 +110,7 @@ fn now_secs() -> u64 {
 }
 
 /// The bytes of the files under `path` (symbolic links not followed).
-fn size_of(path: &Path) -> u64 {
+pub(crate) fn size_of(path: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
@@ -133,7 +124,7 @@ fn size_of(path: &Path) -> u64 {
 
 /// Removes a directory tree, also where a package manager left directories read-only (Go's
 /// module cache does).
-fn remove_all(dir: &Path) -> io::Result<()> {
+pub(crate) fn remove_all(dir: &Path) -> io::Result<()> {
     if std::fs::remove_dir_all(dir).is_ok() {
         return Ok(());
     }
@@ -174,10 +165,10 @@ mod tests {
     }
 
     #[test]
-    fn caches_unused_past_the_retention_are_removed_and_others_kept() {
+    fn caches_unused_past_the_retention_are_found_and_others_kept() {
         let data = tempfile::tempdir().unwrap();
         let caches = Caches::new(data.path());
-        assert_eq!(caches.remove_unused(14).unwrap(), Removed::default());
+        assert!(caches.unused(14).unwrap().is_empty());
         caches.mounts(1).unwrap();
         caches.mounts(2).unwrap();
         // Project 1 was last used 15 days ago, and Go left its modules read-only.
@@ -191,14 +182,9 @@ mod tests {
         // Something else in the caches directory is left alone.
         std::fs::create_dir_all(caches.root.join("not-a-project")).unwrap();
 
-        let removed = caches.remove_unused(14).unwrap();
-        assert_eq!(
-            removed,
-            Removed {
-                projects: 1,
-                bytes: 9 + 10
-            }
-        );
+        let unused = caches.unused(14).unwrap();
+        assert_eq!(unused, vec![(old.clone(), 9 + 10)]);
+        remove_all(&old).unwrap();
         assert!(!old.exists());
         assert!(caches.project_dir(2).join("npm/blob").exists());
         assert!(caches.root.join("not-a-project").exists());

@@ -952,17 +952,26 @@ except OSError as e:\n    print(n, e.errno)\n";
     assert_eq!(out.stdout, "alive\n");
     provider.kill(&other.provider_id).await.unwrap();
 
-    provider.kill(&sb.provider_id).await.unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(20), bomb)
+    // Forks refused without pause for seconds: the sandbox is ended, saying why.
+    let result = tokio::time::timeout(Duration::from_secs(30), bomb)
         .await
-        .unwrap()
+        .expect("the bomb still runs 30 s after filling the limit")
         .unwrap();
-    assert!(matches!(result, Err(SandboxError::Killed)), "{result:?}");
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, SandboxError::ProcessLimit { limit: 64 }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the sandbox kept hitting its limit of 64 processes (a fork bomb?) and was ended"
+    );
     assert!(
         processes_of(&sb).is_empty(),
         "left behind: {:?}",
         processes_of(&sb)
     );
+    provider.kill(&sb.provider_id).await.unwrap();
 }
 
 #[tokio::test]

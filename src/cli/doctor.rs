@@ -85,21 +85,35 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
 
     match Store::open(&config).await {
         Ok(store) => {
+            let data_dir = config.data_dir.clone();
+            let sizes = tokio::task::spawn_blocking(move || {
+                let caches = crate::caches::Caches::new(&data_dir).size();
+                (crate::caches::size_of(&data_dir), caches)
+            })
+            .await
+            .unwrap_or_default();
             report.line(
                 Level::Ok,
                 "data directory",
-                config.data_dir.display().to_string(),
-            );
-            let caches = crate::caches::Caches::new(&config.data_dir);
-            report.line(
-                Level::Ok,
-                "dependency caches",
                 format!(
-                    "{} MB; a project's are removed {} days after its last launch (CODECOURIER_RETENTION_DAYS)",
-                    caches.size() / (1024 * 1024),
-                    config.retention_days
+                    "{} ({}, of which dependency caches {})",
+                    config.data_dir.display(),
+                    crate::retention::megabytes(sizes.0),
+                    crate::retention::megabytes(sizes.1)
                 ),
             );
+            let days = config.retention_days;
+            match crate::retention::Expired::find(&store, &config.data_dir, days).await {
+                Ok(expired) => report.line(
+                    Level::Ok,
+                    "retention",
+                    format!(
+                        "after {days} days (CODECOURIER_RETENTION_DAYS) `serve` removes projects' unused dependency caches, finished sandboxes' directories and session archives (records stay); it would free now: {}",
+                        expired.describe()
+                    ),
+                ),
+                Err(e) => report.line(Level::Warn, "retention", format!("{e:#}")),
+            }
             match store.applied_migrations().await {
                 Ok(n) => report.line(
                     Level::Ok,

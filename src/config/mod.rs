@@ -76,8 +76,11 @@ pub struct GithubConfig {
     pub api_url: String,
 }
 
-/// How long dependency caches of a project without launches are kept, unless configured.
+/// How long dependency caches of a project without launches, and finished sandboxes' files and
+/// session archives, are kept, unless configured.
 pub const DEFAULT_RETENTION_DAYS: u32 = 14;
+/// Agent events and output lines stored per launch, unless configured; past it they are counted.
+pub const DEFAULT_MAX_EVENTS: u32 = 20_000;
 
 /// The vendors' base URLs, as each API's clients take them.
 pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
@@ -115,6 +118,8 @@ pub struct Config {
     pub max_running: u32,
     /// The most issues one work chain may take.
     pub max_chain_items: u32,
+    /// Agent events and output lines stored per launch; the rest are counted, not stored.
+    pub max_events: u32,
     pub catalog_path: Option<PathBuf>,
     pub tools_dir: Option<PathBuf>,
     /// The `codecourier` executable mounted into local sandboxes as their network bridge
@@ -125,7 +130,8 @@ pub struct Config {
     pub agent_idle_notice: std::time::Duration,
     /// The longest a launch's setup phase (its setup script or installs) may take.
     pub setup_timeout: std::time::Duration,
-    /// Dependency caches of projects without a launch for this many days are removed.
+    /// Dependency caches of projects without a launch for this many days are removed, and so are
+    /// the files and session archives of sandboxes finished this long ago (records stay).
     pub retention_days: u32,
     pub log_filter: String,
 }
@@ -315,6 +321,19 @@ impl Config {
                 }
             },
         };
+        let max_events = match r.text("CODECOURIER_MAX_EVENTS") {
+            None => DEFAULT_MAX_EVENTS,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if (100..=10_000_000).contains(&n) => n,
+                _ => {
+                    r.problem(
+                        "CODECOURIER_MAX_EVENTS",
+                        &format!("\"{s}\" is not a whole number from 100 to 10000000"),
+                    );
+                    DEFAULT_MAX_EVENTS
+                }
+            },
+        };
         let catalog_path = r.existing_path("CODECOURIER_CATALOG", false);
         let tools_dir = r.existing_path("CODECOURIER_TOOLS_DIR", true);
         let bridge_binary = r.existing_path("CODECOURIER_BRIDGE_BINARY", false);
@@ -365,6 +384,7 @@ impl Config {
             max_running_per_user,
             max_running,
             max_chain_items,
+            max_events,
             catalog_path,
             tools_dir,
             bridge_binary,

@@ -44,7 +44,10 @@ pub struct Data {
 
 /// `codecourier serve`: connects to Discord and runs until the process is stopped.
 pub async fn serve(config: Config, catalog: Catalog) -> anyhow::Result<()> {
-    crate::retention::keep_running(&config);
+    // Opened here, before the client opens its own: two first opens at once would race to
+    // create the secret key.
+    let store = Store::open(&config).await?;
+    crate::retention::keep_running(store, &config);
     let mut client = client_builder(config, catalog)
         .await?
         .await

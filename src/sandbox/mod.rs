@@ -140,6 +140,10 @@ pub enum SandboxError {
     Killed,
     #[error("the sandbox used more than {limit_mb} MB of disk")]
     DiskLimit { limit_mb: u64 },
+    #[error(
+        "the sandbox kept hitting its limit of {limit} processes (a fork bomb?) and was ended"
+    )]
+    ProcessLimit { limit: u32 },
     #[error("the provider has no capacity for another sandbox: {0}")]
     QuotaExceeded(String),
     #[error("the provider did not answer in time: {0}")]

@@ -5,6 +5,7 @@
 mod issues;
 mod jobs;
 mod projects;
+mod retention;
 mod sandbox_log;
 mod sandboxes;
 mod secrets;
@@ -16,6 +17,7 @@ pub use jobs::{
     ChainWork, JobEnd, JobMeta, JobOwner, JobRecord, JobStatus, NewJob, NewWork, RunWork, Work,
 };
 pub use projects::{Learning, Project, ProjectChange};
+pub use retention::SessionArchives;
 pub use sandbox_log::{EventRecord, PhaseRecord};
 pub use sandboxes::{
     CapReached, Commit, DiscordOrigin, Finish, IssueSessionLink, NewSandbox, RunningCaps,

@@ -149,7 +149,7 @@ pub struct SandboxFilter {
     pub limit: u32,
 }
 
-const AGENT_SESSION: &str = "agent-session";
+pub(super) const AGENT_SESSION: &str = "agent-session";
 
 fn env_scope(id: SandboxId) -> String {
     format!("sandbox:{id}")

@@ -144,6 +144,7 @@ impl Launcher {
         // The end is recorded before the sandbox goes: a recovery running meanwhile in another
         // process sees a finished record, not a running one whose sandbox has vanished.
         self.remove_sandbox(launch).await?;
+        self.record_dropped_events(launch).await;
         let event = ProgressEvent::Status {
             status: final_status,
         };

@@ -71,6 +71,8 @@ pub struct Launcher {
     gateway_settings: GatewaySettings,
     /// CodeCourier's data directory: the gateway's sockets, its own repositories.
     data_dir: std::path::PathBuf,
+    /// Agent events and output lines stored per launch (`CODECOURIER_MAX_EVENTS`).
+    max_events: u64,
 }
 
 /// A phase's detail line: `Err` when the phase failed but the launch goes on.
@@ -136,6 +138,8 @@ struct Launch<'a> {
     commits: Vec<Commit>,
     pushed: Option<bool>,
     links: Links,
+    /// The agent events and output lines stored so far, and those past the cap.
+    events: recorder::EventCount,
 }
 
 impl Launch<'_> {
@@ -186,6 +190,7 @@ impl Launcher {
             gateway: tokio::sync::OnceCell::new(),
             gateway_settings: GatewaySettings::from_config(&config.gateway),
             data_dir: config.data_dir.clone(),
+            max_events: u64::from(config.max_events),
         }
     }
 
@@ -263,6 +268,7 @@ impl Launcher {
             commits: Vec::new(),
             pushed: None,
             links: Links::default(),
+            events: recorder::EventCount::default(),
         };
         let timeout = Duration::from_millis(request.resources.timeout_ms);
         let outcome = tokio::select! {

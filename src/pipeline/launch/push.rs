@@ -249,6 +249,10 @@ impl HostRepo {
                 .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
         }
         let repo = Self { dir, home };
+        // Two launches of one repository finishing at once would both init it, and the second
+        // fails on the first's files.
+        static INIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _init = INIT.lock().await;
         if !repo.dir.join("HEAD").exists() {
             repo.git(
                 &["init".as_ref(), "--quiet".as_ref(), "--bare".as_ref()],

@@ -2,6 +2,7 @@
 //! notes and agent events — persisted in the record's event log and sent to the sink, redacted.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -131,9 +132,38 @@ impl Launcher {
         }
     }
 
+    /// Sends the event to the sink and stores it, unless it is an agent event or output line past
+    /// the launch's cap: those are counted, and the log says once that they no longer go in.
     async fn emit(&self, launch: &Launch<'_>, event: ProgressEvent) {
-        self.persist(launch.id, &event).await;
+        let streamed = matches!(
+            event,
+            ProgressEvent::Agent { .. } | ProgressEvent::Output { .. }
+        );
+        if !streamed || launch.events.admit(self.max_events) {
+            self.persist(launch.id, &event).await;
+        } else if launch.events.dropped() == 1 {
+            let message = format!(
+                "the event log keeps at most {} agent events and output lines (CODECOURIER_MAX_EVENTS): the rest are counted, not stored",
+                self.max_events
+            );
+            self.persist(launch.id, &ProgressEvent::Note { message })
+                .await;
+        }
         launch.sink.emit(launch.id, &event);
+    }
+
+    /// At the end of a launch whose events went past the cap: how many were not stored.
+    pub(super) async fn record_dropped_events(&self, launch: &Launch<'_>) {
+        let dropped = launch.events.dropped();
+        if dropped == 0 {
+            return;
+        }
+        let message = format!(
+            "{dropped} agent events and output lines past the cap of {} were counted, not stored",
+            self.max_events
+        );
+        self.persist(launch.id, &ProgressEvent::Note { message })
+            .await;
     }
 
     /// Appends an event to the record's log; a failure is logged, never fatal to the launch.
@@ -162,4 +192,43 @@ impl Launcher {
 fn redact_event(redactor: &Redactor, event: AgentEvent) -> AgentEvent {
     let value = serde_json::to_value(&event).unwrap_or_default();
     serde_json::from_value(redactor.redact_json(&value)).unwrap_or(event)
+}
+
+/// A launch's agent events and output lines: how many were stored, and how many went past the cap.
+#[derive(Debug, Default)]
+pub(super) struct EventCount {
+    stored: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl EventCount {
+    /// Whether one more may be stored under `cap`; counts it either way.
+    fn admit(&self, cap: u64) -> bool {
+        let admitted = self
+            .stored
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventCount;
+
+    #[test]
+    fn events_past_the_cap_are_counted_not_admitted() {
+        let count = EventCount::default();
+        let admitted = (0..5).filter(|_| count.admit(3)).count();
+        assert_eq!((admitted, count.dropped()), (3, 2));
+    }
 }

@@ -29,12 +29,14 @@ use tools::HostTool;
 use view::{Bind, Hidden, SystemPath};
 
 pub use bounds::limits_available;
+pub use leftovers::finished_before;
 pub use tools::{check_bwrap, locate_tool, ToolLocation};
 
 mod bounds;
 mod bwrap;
 mod files;
 mod identity;
+mod leftovers;
 mod mounts;
 mod process;
 mod stage;
@@ -84,6 +86,7 @@ struct Live {
     deadline: tokio::sync::watch::Sender<Instant>,
     ending: Mutex<Option<watch::Ending>>,
     disk_limit_mb: u64,
+    pids_max: u32,
     /// A uid of its own holds its processes where no cgroup can.
     own_uid_pids: Option<u32>,
     /// bwrap processes currently running, killed directly when there is no cgroup.
@@ -360,6 +363,7 @@ impl SandboxProvider for LocalProvider {
             deadline: deadline_tx,
             ending: Mutex::new(None),
             disk_limit_mb: self.disk_limit_mb,
+            pids_max: self.pids_max,
             own_uid_pids: (pids == PidsBound::OwnUid).then_some(self.pids_max),
             children: Mutex::new(Vec::new()),
         });
@@ -377,6 +381,7 @@ impl SandboxProvider for LocalProvider {
 
         tokio::spawn(watch::deadline(Arc::downgrade(&live), deadline_rx));
         tokio::spawn(watch::disk(Arc::downgrade(&live)));
+        tokio::spawn(watch::processes(Arc::downgrade(&live)));
 
         Ok(SandboxHandle {
             provider_id: id,

@@ -1,9 +1,9 @@
 //! The ends a sandbox is brought to from outside its commands: its deadline (which `set_timeout`
-//! moves), the disk its home and /tmp take, and a stop. Each records why, first one wins, and
-//! kills everything in the sandbox.
+//! moves), the disk its home and /tmp take, forks refused at its process limit without pause (a
+//! fork bomb), and a stop. Each records why, first one wins, and kills everything in the sandbox.
 
 use std::sync::Weak;
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -16,7 +16,14 @@ pub(super) enum Ending {
     Expired,
     Stopped,
     OverDisk,
+    OverProcesses,
 }
+
+/// Forks refused at the process limit in most seconds of a while: a fork bomb, not a burst
+/// (bash, say, retries a refused fork after 1, 2, 4… seconds, so not every second sees one).
+const REFUSED_CHECK: Duration = Duration::from_secs(1);
+const REFUSED_WINDOW: usize = 10;
+const REFUSED_IN: usize = 7;
 
 impl Live {
     pub(super) fn ending(&self) -> Option<Ending> {
@@ -30,6 +37,9 @@ impl Live {
             Ending::Stopped => SandboxError::Killed,
             Ending::OverDisk => SandboxError::DiskLimit {
                 limit_mb: self.disk_limit_mb,
+            },
+            Ending::OverProcesses => SandboxError::ProcessLimit {
+                limit: self.pids_max,
             },
         })
     }
@@ -98,6 +108,32 @@ pub(super) async fn disk(live: Weak<Live>) {
         match measured {
             Ok((false, took)) => pause = bounds::next_check(took),
             _ => return,
+        }
+    }
+}
+
+/// Watches the forks the cgroup's process limit refuses, and ends the sandbox when they go on
+/// being refused (where no cgroup counts them, the limit still holds but nothing ends it).
+pub(super) async fn processes(live: Weak<Live>) {
+    let mut last = 0;
+    // Whether forks were refused in each of the last seconds, newest last.
+    let mut seconds = std::collections::VecDeque::with_capacity(REFUSED_WINDOW);
+    loop {
+        tokio::time::sleep(REFUSED_CHECK).await;
+        let Some(live) = live.upgrade() else { return };
+        if live.ending().is_some() {
+            return;
+        }
+        let refused = live.cgroup.refused_forks();
+        if seconds.len() == REFUSED_WINDOW {
+            seconds.pop_front();
+        }
+        seconds.push_back(refused > last);
+        last = refused;
+        if seconds.iter().filter(|r| **r).count() >= REFUSED_IN {
+            tracing::info!(sandbox = %live.dir.display(), refused, "sandbox kept hitting its process limit");
+            let _ = tokio::task::spawn_blocking(move || live.end(Ending::OverProcesses)).await;
+            return;
         }
     }
 }
