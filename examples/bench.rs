@@ -452,7 +452,10 @@ async fn bench_dependency_cache() {
         ("ANTHROPIC_API_KEY", "sk-ant-bench-0000000000".to_string()),
         ("CODECOURIER_EGRESS_ALLOW", registry.host_port.clone()),
         // The sandbox reaches the gateway through CodeCourier's own binary, built beside this one.
-        ("CODECOURIER_BRIDGE_BINARY", bridge_binary().display().to_string()),
+        (
+            "CODECOURIER_BRIDGE_BINARY",
+            bridge_binary().display().to_string(),
+        ),
     ];
     let config = Config::from_lookup(|name| {
         vars.iter()

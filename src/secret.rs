@@ -96,7 +96,12 @@ impl SecretKey {
                 let key = Self::generate();
                 // Written whole under a private name, then linked into place: a command started at
                 // the same moment either wins the link or reads the winner's complete key.
-                let staging = data_dir.join(format!(".{KEY_FILE_NAME}.{}", std::process::id()));
+                // Named by process and by attempt: two stores opened at once in one process must
+                // not write the same staging file.
+                static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let attempt = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let staging =
+                    data_dir.join(format!(".{KEY_FILE_NAME}.{}.{attempt}", std::process::id()));
                 write_private_file(&staging, hex::encode(key.0).as_bytes())
                     .with_context(|| format!("cannot create the key file {}", staging.display()))?;
                 let linked = std::fs::hard_link(&staging, &path);

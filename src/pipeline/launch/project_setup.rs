@@ -33,6 +33,8 @@ const MAX_LOGGED_LINES: usize = 2000;
 const MAX_LINE: usize = 2000;
 /// Lines kept for a failure's tail.
 const TAIL_LINES: usize = 40;
+/// Lines of standard error a failure always shows.
+const ERROR_LINES: usize = 10;
 /// Lines of output the phase's detail ends with.
 const DETAIL_LINES: usize = 2;
 /// What `timeout` exits with when the limit ran out, and how long a command has after SIGTERM.
@@ -65,19 +67,39 @@ struct SetupLog {
     logged: usize,
     not_logged: usize,
     tail: VecDeque<String>,
+    /// The last lines of standard error alone: its lines and standard output's reach us through
+    /// separate pipes, so an error may arrive before output printed earlier and leave the tail.
+    errors: VecDeque<String>,
 }
 
 impl SetupLog {
-    fn keep(&mut self, line: &str) {
-        if self.tail.len() == TAIL_LINES {
-            self.tail.pop_front();
+    fn keep(&mut self, line: &str, stderr: bool) {
+        let push = |lines: &mut VecDeque<String>, max: usize| {
+            if lines.len() == max {
+                lines.pop_front();
+            }
+            lines.push_back(line.to_string());
+        };
+        push(&mut self.tail, TAIL_LINES);
+        if stderr {
+            push(&mut self.errors, ERROR_LINES);
         }
-        self.tail.push_back(line.to_string());
     }
 
-    /// The last lines, for a failure, at most `ERROR_TAIL` bytes.
+    /// The last lines, and the last errors when they are not among them, for a failure, at most
+    /// `ERROR_TAIL` bytes.
     fn failure_tail(&self) -> String {
-        let text: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+        let mut text: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+        let missing: Vec<&str> = self
+            .errors
+            .iter()
+            .filter(|e| !self.tail.contains(e))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            text.push("and on standard error:");
+            text.extend(missing);
+        }
         let text = text.join("\n");
         if text.trim().is_empty() {
             "(it printed nothing)".into()
@@ -318,16 +340,19 @@ impl Launcher {
             let mut stdout = LineSplitter::new(MAX_LINE);
             let mut stderr = LineSplitter::new(MAX_LINE);
             while let Some(chunk) = rx.recv().await {
-                let lines = match chunk {
-                    Output::Stdout(bytes) => stdout.push(&bytes),
-                    Output::Stderr(bytes) => stderr.push(&bytes),
+                let (lines, from_stderr) = match chunk {
+                    Output::Stdout(bytes) => (stdout.push(&bytes), false),
+                    Output::Stderr(bytes) => (stderr.push(&bytes), true),
                 };
                 for line in lines {
-                    self.setup_line(launch, log, &line).await;
+                    self.setup_line(launch, log, &line, from_stderr).await;
                 }
             }
-            for line in stdout.finish().into_iter().chain(stderr.finish()) {
-                self.setup_line(launch, log, &line).await;
+            if let Some(line) = stdout.finish() {
+                self.setup_line(launch, log, &line, false).await;
+            }
+            if let Some(line) = stderr.finish() {
+                self.setup_line(launch, log, &line, true).await;
             }
         };
         let (status, ()) = tokio::join!(self.provider.run(launch.handle(), &exec, tx), consume);
@@ -342,13 +367,13 @@ impl Launcher {
     }
 
     /// One line of setup output: logged (up to the limit) and kept for the tail.
-    async fn setup_line(&self, launch: &Launch<'_>, log: &mut SetupLog, line: &str) {
+    async fn setup_line(&self, launch: &Launch<'_>, log: &mut SetupLog, line: &str, stderr: bool) {
         // A progress bar redraws with carriage returns: the last drawing is what was seen.
         let line = line
             .rsplit('\r')
             .find(|part| !part.is_empty())
             .unwrap_or("");
-        log.keep(line);
+        log.keep(line, stderr);
         if log.logged < MAX_LOGGED_LINES {
             log.logged += 1;
             self.output(launch, Phase::Setup, line).await;
@@ -461,12 +486,27 @@ mod tests {
     fn the_log_keeps_the_last_lines_for_a_failure_and_the_detail() {
         let mut log = SetupLog::default();
         for i in 0..100 {
-            log.keep(&format!("line {i}"));
+            log.keep(&format!("line {i}"), false);
         }
-        log.keep("");
+        log.keep("", false);
         assert_eq!(log.tail.len(), TAIL_LINES);
         assert!(log.failure_tail().ends_with("line 99"));
         assert_eq!(log.last_words().unwrap(), "line 98 ⏎ line 99");
         assert_eq!(SetupLog::default().failure_tail(), "(it printed nothing)");
+    }
+
+    #[test]
+    fn an_error_that_arrived_before_later_output_stays_in_the_failure() {
+        let mut log = SetupLog::default();
+        log.keep("error: libwidget not found", true);
+        for i in 0..100 {
+            log.keep(&format!("step {i}"), false);
+        }
+        let tail = log.failure_tail();
+        assert!(tail.contains("step 99"), "{tail}");
+        assert!(
+            tail.ends_with("and on standard error:\nerror: libwidget not found"),
+            "{tail}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! environment — never from the agent's `.git`, never through its `pushurl` or `insteadOf`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 
@@ -241,26 +242,41 @@ impl HostRepo {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        let dir = data_dir.join("repos").join(format!("{name}.git"));
-        let home = data_dir.join("repos").join(".home");
-        for d in [&dir, &home] {
-            tokio::fs::create_dir_all(d)
+        let repos = data_dir.join("repos");
+        let dir = repos.join(format!("{name}.git"));
+        let home = repos.join(".home");
+        tokio::fs::create_dir_all(&home)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
+        if !dir.join("HEAD").exists() {
+            // Made whole under a name of its own, then renamed into place: launches of one
+            // repository finishing at once, in this process or another, never init over each other.
+            static ATTEMPT: AtomicU64 = AtomicU64::new(0);
+            let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);
+            let staging = Self {
+                dir: repos.join(format!(".init-{}-{attempt}", std::process::id())),
+                home: home.clone(),
+            };
+            tokio::fs::create_dir_all(&staging.dir)
                 .await
-                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+                .map_err(|e| format!("cannot create {}: {e}", staging.dir.display()))?;
+            staging
+                .git(
+                    &["init".as_ref(), "--quiet".as_ref(), "--bare".as_ref()],
+                    None,
+                )
+                .await?;
+            if let Err(e) = tokio::fs::rename(&staging.dir, &dir).await {
+                let _ = tokio::fs::remove_dir_all(&staging.dir).await;
+                if !dir.join("HEAD").exists() {
+                    return Err(format!(
+                        "cannot create CodeCourier's repository {}: {e}",
+                        dir.display()
+                    ));
+                }
+            }
         }
-        let repo = Self { dir, home };
-        // Two launches of one repository finishing at once would both init it, and the second
-        // fails on the first's files.
-        static INIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-        let _init = INIT.lock().await;
-        if !repo.dir.join("HEAD").exists() {
-            repo.git(
-                &["init".as_ref(), "--quiet".as_ref(), "--bare".as_ref()],
-                None,
-            )
-            .await?;
-        }
-        Ok(repo)
+        Ok(Self { dir, home })
     }
 
     /// Runs git in the repository. The token, when given, reaches git in its environment as an
@@ -350,6 +366,27 @@ fn changed_workflows(diff: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn launches_of_one_repository_finishing_at_once_share_one_host_repository() {
+        let data = tempfile::tempdir().unwrap();
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = data.path().to_path_buf();
+                tokio::spawn(async move { HostRepo::open(&dir, "acme/widgets").await })
+            })
+            .collect();
+        for open in opens {
+            let repo = open.await.unwrap().unwrap();
+            assert!(repo.dir.join("HEAD").is_file());
+        }
+        let left: Vec<_> = std::fs::read_dir(data.path().join("repos"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(".init-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 
     const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs
 index 1..2 100644
