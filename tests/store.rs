@@ -671,3 +671,47 @@ async fn running_caps_hold_when_launches_are_recorded_at_once() {
         "CodeCourier already runs 4 sandboxes, its limit (CODECOURIER_MAX_RUNNING=4): wait for one to finish."
     );
 }
+
+#[tokio::test]
+async fn metered_usage_adds_up_per_model_and_an_unpriced_model_stays_unpriced() {
+    use codecourier::store::ModelUsage;
+    let t = store().await;
+    let request = request(&[]);
+    let id = t.store.insert_sandbox(&new_sandbox(&request)).await.unwrap();
+    let priced = |input, cost| ModelUsage {
+        requests: 1,
+        input_tokens: input,
+        output_tokens: 10,
+        cache_read_tokens: 5,
+        cache_write_tokens: 1,
+        cost_usd: cost,
+    };
+    for usage in [priced(100, Some(0.5)), priced(20, Some(0.25))] {
+        t.store
+            .add_model_usage(id, "anthropic", "claude-sonnet-4-6", &usage)
+            .await
+            .unwrap();
+    }
+    for usage in [priced(7, Some(1.0)), priced(3, None)] {
+        t.store
+            .add_model_usage(id, "openrouter", "mystery/model", &usage)
+            .await
+            .unwrap();
+    }
+    let rows = t.store.metered_models(id).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].model, "claude-sonnet-4-6");
+    assert_eq!(
+        rows[0].usage,
+        ModelUsage {
+            requests: 2,
+            input_tokens: 120,
+            output_tokens: 20,
+            cache_read_tokens: 10,
+            cache_write_tokens: 2,
+            cost_usd: Some(0.75),
+        }
+    );
+    assert_eq!(rows[0].usage.tokens(), 152);
+    assert_eq!((rows[1].usage.requests, rows[1].usage.cost_usd), (2, None));
+}

@@ -10,6 +10,7 @@ mod sandbox_log;
 mod sandboxes;
 mod secrets;
 mod steps;
+mod usage;
 mod workflows;
 
 pub use issues::{IssueRecord, IssueSession, NewIssueSession};
@@ -24,6 +25,7 @@ pub use sandboxes::{
     SandboxFilter, SandboxRecord,
 };
 pub use steps::{NewStep, StepEnding, StepRecord, StepStatus, WorkflowLink};
+pub use usage::{MeteredModel, ModelUsage};
 pub use workflows::StoredWorkflow;
 
 use std::str::FromStr;
