@@ -452,3 +452,226 @@ fn commands_opening_the_database_together_all_succeed() {
     let runs: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert!(runs > 20, "only {runs} runs");
 }
+
+/// `usage` reads the metered rows: its JSON sums are the records' sums, per grouping and window.
+#[tokio::test]
+async fn usage_json_sums_match_the_records_in_every_grouping_and_window() {
+    use codecourier::agent::AgentResult;
+    use codecourier::catalog::{Catalog, LaunchInput};
+    use codecourier::config::Config;
+    use codecourier::ids::DiscordId;
+    use codecourier::model::SandboxStatus;
+    use codecourier::store::{DiscordOrigin, Finish, ModelUsage, NewSandbox, Store};
+
+    let s = Sandbox::new();
+    let data_dir = s.dir.path().join("data");
+    let data = data_dir.display().to_string();
+    let config =
+        Config::from_lookup(|name| (name == "CODECOURIER_DATA_DIR").then(|| data.clone())).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let usage = |input, output, cost| ModelUsage {
+        requests: 2,
+        input_tokens: input,
+        output_tokens: output,
+        cache_read_tokens: 3,
+        cache_write_tokens: 1,
+        cost_usd: cost,
+    };
+    // (who, Discord user, tool, reported cost, metered rows)
+    let launches = [
+        (
+            "alice",
+            None,
+            "pi",
+            Some(0.5),
+            vec![
+                (
+                    "openrouter",
+                    "google/gemini-3-pro",
+                    usage(100, 10, Some(0.25)),
+                ),
+                ("openrouter", "mystery/model", usage(40, 4, None)),
+            ],
+        ),
+        (
+            "alice",
+            None,
+            "claude-code",
+            None,
+            vec![(
+                "anthropic",
+                "claude-sonnet-4-6",
+                usage(1000, 200, Some(1.5)),
+            )],
+        ),
+        (
+            "bob",
+            Some(DiscordId(42)),
+            "claude-code",
+            Some(9.0),
+            vec![("anthropic", "claude-sonnet-4-6", usage(10, 1, Some(0.125)))],
+        ),
+        (
+            "carol",
+            None,
+            "claude-code",
+            Some(100.0),
+            vec![("anthropic", "claude-opus-4-6", usage(5, 5, Some(50.0)))],
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (who, user, tool, reported, rows) in &launches {
+        let request = LaunchInput {
+            prompt: Some("Tidy up".into()),
+            repo: Some("acme/widgets".into()),
+            tool: Some(tool.to_string()),
+            ..Default::default()
+        }
+        .validate(&Catalog::built_in(), false)
+        .unwrap();
+        let id = store
+            .insert_sandbox(&NewSandbox {
+                request: &request,
+                launched_by: who,
+                discord: user.map(|user_id| DiscordOrigin {
+                    user_id,
+                    guild_id: Some(DiscordId(7)),
+                    channel_id: DiscordId(8),
+                }),
+                project_id: None,
+                issue_session: None,
+                workflow: None,
+                caps: Default::default(),
+            })
+            .await
+            .unwrap();
+        for (api, model, usage) in rows {
+            store.add_model_usage(id, api, model, usage).await.unwrap();
+        }
+        let finish = Finish {
+            result: Some(AgentResult {
+                cost_usd: *reported,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        store
+            .finish(id, SandboxStatus::Failed, &finish)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    store.close().await;
+    // Carol's launch was 40 days ago: outside the default window of 30 days.
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            data_dir.join("codecourier.db").display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query("UPDATE sandboxes SET created_at = ?1 WHERE id = ?2")
+            .bind(chrono::Utc::now() - chrono::Duration::days(40))
+            .bind(ids[3].to_string())
+            .execute(&mut db)
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+    }
+
+    let report = |args: &[&str]| -> serde_json::Value {
+        let out = s
+            .cmd()
+            .arg("usage")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let sum = |rows: &serde_json::Value, field: &str| -> f64 {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_f64().unwrap_or(0.0))
+            .sum()
+    };
+    // The records' own sums over the three launches in the window.
+    let metered = 0.25 + 1.5 + 0.125;
+    let input = (100 + 40 + 1000 + 10) as f64;
+    for by in ["person", "project", "model", "tool"] {
+        let r = report(&["--by", by]);
+        assert_eq!(r["by"], by);
+        for field in ["metered_cost_usd", "input_tokens"] {
+            assert!(
+                (sum(&r["rows"], field) - r["total"][field].as_f64().unwrap()).abs() < 1e-9,
+                "{by} {field}: {r}"
+            );
+        }
+        assert!(
+            (r["total"]["metered_cost_usd"].as_f64().unwrap() - metered).abs() < 1e-9,
+            "{r}"
+        );
+        assert_eq!(r["total"]["input_tokens"].as_f64().unwrap(), input, "{r}");
+        assert_eq!(r["total"]["launches"], 3, "{r}");
+        assert_eq!(r["total"]["unpriced_tokens"], 40 + 4 + 3 + 1, "{r}");
+        assert_eq!(r["total"]["reported_cost_usd"], 9.5, "{r}");
+    }
+    let people = report(&["--by", "person"]);
+    let names: Vec<&str> = people["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"], "most spent first: {people}");
+    assert_eq!(people["rows"][1]["discord_user_id"], "42");
+    let models = report(&["--by", "model"]);
+    let sonnet = models["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "claude-sonnet-4-6")
+        .unwrap();
+    assert_eq!(
+        (sonnet["launches"].as_u64(), sonnet["requests"].as_u64()),
+        (Some(2), Some(4))
+    );
+    assert!(
+        sonnet["reported_cost_usd"].is_null(),
+        "a CLI reports per run, not per model"
+    );
+    // A wider window takes Carol's launch in.
+    let wide = report(&["--since", "6w"]);
+    assert_eq!(wide["total"]["launches"], 4);
+    assert!((wide["total"]["metered_cost_usd"].as_f64().unwrap() - metered - 50.0).abs() < 1e-9);
+
+    s.cmd()
+        .args(["usage", "--by", "tool"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Usage by tool over the last 30d")
+                .and(predicate::str::contains("claude-code"))
+                .and(predicate::str::contains("$1.8750"))
+                .and(predicate::str::contains(
+                    "48 tokens were of models the catalog has no price for",
+                )),
+        );
+    s.cmd()
+        .args(["usage", "--since", "7y"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("90m, 12h, 7d, 4w"));
+    s.cmd()
+        .args(["usage", "--by", "team"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("person, project, model or tool"));
+}

@@ -8,6 +8,7 @@ mod project;
 mod sandboxes;
 mod scan;
 mod tools;
+mod usage;
 mod workflow;
 
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What launches spent, metered by CodeCourier: by person, project, model or tool
+    Usage(usage::UsageArgs),
     /// Check the configuration and this machine, and say what to fix
     Doctor,
     /// Inside a local sandbox: start its forwards, then run the command (CodeCourier runs this)
@@ -175,6 +178,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Result<ExitCode, 
         }
         Command::Scan(args) => scan::run(&config, &catalog, args).await,
         Command::Project(command) => project::run(&config, command).await,
+        Command::Usage(args) => usage::run(&config, args).await,
         Command::Doctor | Command::SandboxInit { .. } => unreachable!("handled above"),
     }
 }

@@ -5,6 +5,7 @@
 mod named_text;
 pub mod scan;
 mod status;
+pub mod usage;
 pub mod workflow;
 
 pub use named_text::NamedText;

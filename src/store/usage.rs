@@ -1,11 +1,14 @@
 //! Metered model usage: what the gateway counted of each launch's model traffic, per API and model.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use super::sandboxes::{parse_id, text_id};
 use super::{Result, Store};
-use crate::ids::SandboxId;
+use crate::ids::{DiscordId, SandboxId};
+use crate::model::usage::UsageBy;
 
 /// Tokens (and their price) of one or more model responses.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -99,4 +102,164 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Whose launches a usage report covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageScope {
+    /// Every launch (the operator, at the terminal).
+    Everything,
+    /// The launches made from one Discord server.
+    Server(DiscordId),
+    /// One person's launches from one Discord server.
+    Person { server: DiscordId, user: DiscordId },
+}
+
+/// One row of a usage report: a person, project, model or tool, or the total.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRow {
+    pub name: String,
+    /// The person's Discord id, when the row is a person who launched from Discord.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discord_user_id: Option<DiscordId>,
+    pub launches: u64,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    /// What CodeCourier metered, priced from the catalog (models without a price add nothing).
+    pub metered_cost_usd: f64,
+    /// Tokens of models the catalog has no price for.
+    pub unpriced_tokens: u64,
+    /// What the agent CLIs reported themselves; none for a model's row (a CLI reports one figure
+    /// for its whole run).
+    pub reported_cost_usd: Option<f64>,
+}
+
+/// Usage in a window, grouped, with the total over the same launches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageReport {
+    pub by: UsageBy,
+    pub since: DateTime<Utc>,
+    pub rows: Vec<UsageRow>,
+    pub total: UsageRow,
+}
+
+/// A launch's metered figures summed over its models, joined to each sandbox row.
+const PER_LAUNCH: &str = "LEFT JOIN (
+        SELECT sandbox_id, SUM(requests) AS requests, SUM(input_tokens) AS input_tokens,
+            SUM(output_tokens) AS output_tokens, SUM(cache_read_tokens) AS cache_read_tokens,
+            SUM(cache_write_tokens) AS cache_write_tokens, SUM(cost_usd) AS cost_usd,
+            SUM(CASE WHEN cost_usd IS NULL
+                THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
+                ELSE 0 END) AS unpriced_tokens
+        FROM model_usage GROUP BY sandbox_id
+    ) m ON m.sandbox_id = s.id";
+
+/// The launches in the window and the scope (`?1` the start, `?2` the server, `?3` the person).
+const IN_SCOPE: &str = "s.created_at >= ?1
+    AND (?2 IS NULL OR s.discord_guild_id = ?2)
+    AND (?3 IS NULL OR s.discord_user_id = ?3)";
+
+const SUMS: &str = "COUNT(DISTINCT s.id) AS launches,
+    COALESCE(SUM(m.requests), 0) AS requests, COALESCE(SUM(m.input_tokens), 0) AS input_tokens,
+    COALESCE(SUM(m.output_tokens), 0) AS output_tokens,
+    COALESCE(SUM(m.cache_read_tokens), 0) AS cache_read_tokens,
+    COALESCE(SUM(m.cache_write_tokens), 0) AS cache_write_tokens,
+    COALESCE(SUM(m.cost_usd), 0.0) AS metered_cost_usd,
+    COALESCE(SUM(m.unpriced_tokens), 0) AS unpriced_tokens";
+
+impl Store {
+    /// What the launches started since `since` in `scope` used, grouped `by`.
+    pub async fn usage(
+        &self,
+        by: UsageBy,
+        since: DateTime<Utc>,
+        scope: UsageScope,
+    ) -> Result<UsageReport> {
+        let (server, user) = match scope {
+            UsageScope::Everything => (None, None),
+            UsageScope::Server(server) => (Some(server), None),
+            UsageScope::Person { server, user } => (Some(server), Some(user)),
+        };
+        let grouped = match by {
+            UsageBy::Person => format!(
+                "SELECT MAX(s.launched_by) AS name, s.discord_user_id, {SUMS},
+                    SUM(s.cost_usd) AS reported_cost_usd
+                 FROM sandboxes s {PER_LAUNCH} WHERE {IN_SCOPE}
+                 GROUP BY COALESCE('discord:' || s.discord_user_id, 'terminal:' || s.launched_by)"
+            ),
+            UsageBy::Project => format!(
+                "SELECT COALESCE(p.name, s.repo || ' (no project)') AS name, NULL AS discord_user_id,
+                    {SUMS}, SUM(s.cost_usd) AS reported_cost_usd
+                 FROM sandboxes s LEFT JOIN projects p ON p.id = s.project_id {PER_LAUNCH}
+                 WHERE {IN_SCOPE} GROUP BY 1"
+            ),
+            UsageBy::Tool => format!(
+                "SELECT s.tool AS name, NULL AS discord_user_id, {SUMS},
+                    SUM(s.cost_usd) AS reported_cost_usd
+                 FROM sandboxes s {PER_LAUNCH} WHERE {IN_SCOPE} GROUP BY s.tool"
+            ),
+            // A row per model the gateway saw, from its own rows rather than per launch.
+            UsageBy::Model => format!(
+                "SELECT m.model AS name, NULL AS discord_user_id, {SUMS},
+                    NULL AS reported_cost_usd
+                 FROM sandboxes s JOIN (
+                    SELECT sandbox_id, model, requests, input_tokens, output_tokens,
+                        cache_read_tokens, cache_write_tokens, cost_usd,
+                        CASE WHEN cost_usd IS NULL
+                            THEN input_tokens + output_tokens + cache_read_tokens + cache_write_tokens
+                            ELSE 0 END AS unpriced_tokens
+                    FROM model_usage
+                 ) m ON m.sandbox_id = s.id
+                 WHERE {IN_SCOPE} GROUP BY m.model"
+            ),
+        };
+        let ordered = format!("{grouped} ORDER BY metered_cost_usd DESC, requests DESC, name");
+        let total = format!(
+            "SELECT 'total' AS name, NULL AS discord_user_id, {SUMS},
+                SUM(s.cost_usd) AS reported_cost_usd
+             FROM sandboxes s {PER_LAUNCH} WHERE {IN_SCOPE}"
+        );
+        let mut fetched = Vec::with_capacity(2);
+        for sql in [&ordered, &total] {
+            fetched.push(
+                sqlx::query(sql)
+                    .bind(since)
+                    .bind(text_id(server))
+                    .bind(text_id(user))
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        let total = fetched
+            .pop()
+            .and_then(|mut t| t.pop())
+            .expect("a total has one row");
+        let rows = fetched.pop().expect("the grouped rows");
+        Ok(UsageReport {
+            by,
+            since,
+            rows: rows.iter().map(usage_row).collect::<Result<_>>()?,
+            total: usage_row(&total)?,
+        })
+    }
+}
+
+fn usage_row(row: &SqliteRow) -> Result<UsageRow> {
+    let count = |column: &str| -> Result<u64> { Ok(row.try_get::<i64, _>(column)?.max(0) as u64) };
+    Ok(UsageRow {
+        name: row.try_get("name")?,
+        discord_user_id: parse_id(row, "discord_user_id")?,
+        launches: count("launches")?,
+        requests: count("requests")?,
+        input_tokens: count("input_tokens")?,
+        output_tokens: count("output_tokens")?,
+        cache_read_tokens: count("cache_read_tokens")?,
+        cache_write_tokens: count("cache_write_tokens")?,
+        metered_cost_usd: row.try_get("metered_cost_usd")?,
+        unpriced_tokens: count("unpriced_tokens")?,
+        reported_cost_usd: row.try_get("reported_cost_usd")?,
+    })
 }
