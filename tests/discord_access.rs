@@ -414,3 +414,113 @@ async fn a_push_holding_a_key_or_a_workflow_is_refused_and_the_thread_names_the_
     assert!(result.contains("✅ completed"), "{result}");
     bot.finish().await;
 }
+
+/// Writes a finished launch by `user` from `guild` with metered usage, as a run would leave it.
+async fn metered_launch(bot: &Bot, user: u64, guild: u64, name: &str, cost: f64) {
+    use codecourier::catalog::{Catalog, LaunchInput};
+    use codecourier::ids::DiscordId;
+    use codecourier::store::{DiscordOrigin, ModelUsage, NewSandbox};
+    let store = store_of(bot).await;
+    let request = LaunchInput {
+        prompt: Some("Tidy up".into()),
+        repo: Some(bot.repo()),
+        ..Default::default()
+    }
+    .validate(&Catalog::built_in(), true)
+    .unwrap();
+    let id = store
+        .insert_sandbox(&NewSandbox {
+            request: &request,
+            launched_by: name,
+            discord: Some(DiscordOrigin {
+                user_id: DiscordId(user),
+                guild_id: Some(DiscordId(guild)),
+                channel_id: DiscordId(CHANNEL_ID),
+            }),
+            project_id: None,
+            issue_session: None,
+            workflow: None,
+            caps: Default::default(),
+        })
+        .await
+        .unwrap();
+    let usage = ModelUsage {
+        requests: 1,
+        input_tokens: 1000,
+        output_tokens: 100,
+        cost_usd: Some(cost),
+        ..Default::default()
+    };
+    store
+        .add_model_usage(id, "anthropic", "claude-sonnet-4-6", &usage)
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_shows_a_member_their_own_spend_and_a_manager_the_servers() {
+    let bot = start_bot(&[]).await;
+    metered_launch(&bot, ALICE, GUILD_ID, "alice", 1.25).await;
+    metered_launch(&bot, BOB, GUILD_ID, "bob @everyone", 2.5).await;
+    metered_launch(&bot, ALICE, OTHER_GUILD, "alice", 100.0).await;
+
+    // A member sees their own launches of this server, nothing of Bob's or of the other server.
+    let mine = bot.slash(alice(), "usage", &[]);
+    let text = bot.ephemeral_reply(&mine).await;
+    assert!(text.contains("your launches"), "{text}");
+    assert!(
+        text.contains("`$1.2500`") && text.contains("1 launch"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("bob") && !text.contains("$2.5") && !text.contains("100.0"),
+        "{text}"
+    );
+    let asked = bot.slash(alice(), "usage", &[("show", "server".into())]);
+    let text = bot.ephemeral_reply(&asked).await;
+    assert!(text.starts_with("Only server managers"), "{text}");
+
+    // A manager sees the server's, by person by default; a name cannot ping anyone.
+    let manager = User::manager(BOB);
+    let server = bot.slash(manager, "usage", &[("since", "7d".into())]);
+    let text = bot.ephemeral_reply(&server).await;
+    assert!(text.contains("this server's launches · last 7d"), "{text}");
+    assert!(
+        text.contains("**Total** · `$3.7500` · 2 launches"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("@everyone") && !text.contains("100.0"),
+        "{text}"
+    );
+    let by_model = bot.slash(
+        manager,
+        "usage",
+        &[("by", "model".into()), ("show", "mine".into())],
+    );
+    let text = bot.ephemeral_reply(&by_model).await;
+    assert!(
+        text.contains("**Usage by model** · your launches"),
+        "{text}"
+    );
+    assert!(
+        text.contains("claude-sonnet-4-6") && text.contains("`$2.5000`"),
+        "{text}"
+    );
+
+    for (option, value, expected) in [
+        ("since", "forever", "90m, 12h, 7d, 4w"),
+        ("by", "team", "person, project, model or tool"),
+        ("show", "everyone", "use mine or server"),
+    ] {
+        let bad = bot.slash(alice(), "usage", &[(option, value.into())]);
+        let text = bot.ephemeral_reply(&bad).await;
+        assert!(text.contains(expected), "{option}: {text}");
+    }
+    // Another server this deployment does not serve is refused before anything is read.
+    let elsewhere = bot.slash(alice().in_server(OTHER_GUILD), "usage", &[]);
+    let text = bot.ephemeral_reply(&elsewhere).await;
+    assert!(text.contains("serves only the servers"), "{text}");
+    bot.finish().await;
+}

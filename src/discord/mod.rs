@@ -16,6 +16,7 @@ mod sandboxes;
 mod scan;
 mod status_editor;
 mod thread;
+mod usage;
 mod workflow;
 
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub async fn client_builder(
             scan::scan(),
             workflow::workflow(),
             project::project(),
+            usage::usage(),
         ],
         // Every command asks first whether this server is one the bot serves.
         command_check: Some(|ctx| {

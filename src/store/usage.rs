@@ -37,6 +37,10 @@ pub struct MeteredModel {
     pub usage: ModelUsage,
 }
 
+/// The longest model name kept: a name comes from the agent's own request when the response
+/// names none.
+const MAX_MODEL_NAME: usize = 100;
+
 impl Store {
     /// Adds `usage` to what is metered for the launch's `api` and `model`. A price stays known
     /// only while every addition had one.
@@ -47,6 +51,7 @@ impl Store {
         model: &str,
         usage: &ModelUsage,
     ) -> Result<()> {
+        let model: String = model.chars().take(MAX_MODEL_NAME).collect();
         sqlx::query(
             "INSERT INTO model_usage (sandbox_id, api, model, requests, input_tokens, output_tokens,
                 cache_read_tokens, cache_write_tokens, cost_usd, updated_at)
