@@ -65,6 +65,8 @@ pub enum WorkflowCommand {
         /// An environment variable for every step's sandbox (repeatable)
         #[arg(long, value_name = "KEY=VALUE")]
         env: Vec<String>,
+        #[command(flatten)]
+        budget: JobBudgetArgs,
         #[arg(long)]
         json: bool,
     },
@@ -109,6 +111,8 @@ pub enum ChainCommand {
         base_branch: Option<String>,
         #[arg(long, value_name = "KEY=VALUE")]
         env: Vec<String>,
+        #[command(flatten)]
+        budget: JobBudgetArgs,
         #[arg(long)]
         json: bool,
     },
@@ -124,6 +128,28 @@ pub enum ChainCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A budget for a whole run or chain, over the workflow's own.
+#[derive(Debug, clap::Args)]
+pub struct JobBudgetArgs {
+    /// The most the whole run (or chain) may spend, as CodeCourier meters it, in dollars
+    #[arg(long, value_name = "USD")]
+    max_cost_usd: Option<f64>,
+    /// The most tokens the whole run (or chain) may use
+    #[arg(long, value_name = "TOKENS")]
+    max_tokens: Option<u64>,
+}
+
+impl JobBudgetArgs {
+    fn apply(&self, definition: &mut WorkflowDef) {
+        if self.max_cost_usd.is_some() {
+            definition.max_cost_usd = self.max_cost_usd;
+        }
+        if self.max_tokens.is_some() {
+            definition.max_tokens = self.max_tokens;
+        }
+    }
 }
 
 fn invalid(e: LaunchError) -> CliError {
@@ -311,9 +337,11 @@ pub async fn run_workflow(
             github_issue,
             base_branch,
             env,
+            budget,
             json,
         } => {
-            let start = Start::new(config, catalog, &repo, workflow.as_deref()).await?;
+            let mut start = Start::new(config, catalog, &repo, workflow.as_deref()).await?;
+            budget.apply(&mut start.definition);
             let named = TaskRef::for_run(prompt.as_deref(), issue.as_deref(), github_issue)
                 .map_err(|refusal| {
                     match refusal {
@@ -363,9 +391,11 @@ pub async fn run_chain(
             continue_on_failure,
             base_branch,
             env,
+            budget,
             json,
         } => {
-            let start = Start::new(config, catalog, &repo, workflow.as_deref()).await?;
+            let mut start = Start::new(config, catalog, &repo, workflow.as_deref()).await?;
+            budget.apply(&mut start.definition);
             let ops = &start.ops;
             // In order: the lines of text (blank ones are no issue), the session's issues, then
             // GitHub's.
@@ -503,6 +533,12 @@ fn capitalised(text: &str) -> String {
 /// A workflow in a few lines: the steps with the tool each uses.
 fn describe(catalog: &Catalog, w: &WorkflowDef) -> String {
     let mut text = format!("{} · up to {} optimizer rounds", w.name, w.max_rounds);
+    if let Some(usd) = w.max_cost_usd {
+        text.push_str(&format!(" · budget ${usd:.2} for the whole run"));
+    }
+    if let Some(tokens) = w.max_tokens {
+        text.push_str(&format!(" · at most {tokens} tokens"));
+    }
     for kind in StepKind::ALL {
         let (tool, model, template) = w.step_tool(catalog, kind);
         text.push_str(&format!(

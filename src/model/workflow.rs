@@ -62,7 +62,7 @@ pub struct StepConfig {
 }
 
 /// A workflow as stored (JSON) and shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowDef {
     pub name: String,
@@ -91,6 +91,12 @@ pub struct WorkflowDef {
     pub checker_template_id: Option<String>,
     #[serde(default = "default_rounds")]
     pub max_rounds: u32,
+    /// The most a whole run (or a whole chain) may spend, as metered: its steps stop there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// The most tokens a whole run (or chain) may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
 }
 
 fn default_designer() -> String {
@@ -132,6 +138,8 @@ impl WorkflowDef {
             checker_model: None,
             checker_template_id: None,
             max_rounds: DEFAULT_MAX_ROUNDS,
+            max_cost_usd: None,
+            max_tokens: None,
         }
     }
 
@@ -222,6 +230,21 @@ impl WorkflowDef {
                     "is {}; it must be between 1 and {MAX_ROUNDS_LIMIT}",
                     self.max_rounds
                 ),
+            });
+        }
+        if self
+            .max_cost_usd
+            .is_some_and(|usd| !(usd.is_finite() && usd > 0.0))
+        {
+            errors.push(FieldError {
+                field: "max_cost_usd",
+                message: "must be a positive number of dollars, such as 2.50".into(),
+            });
+        }
+        if self.max_tokens == Some(0) {
+            errors.push(FieldError {
+                field: "max_tokens",
+                message: "must be a positive number of tokens".into(),
             });
         }
         let cli_field = |kind: StepKind| match kind {

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::sandboxes::{parse_id, text_id};
 use super::{Result, Store};
-use crate::ids::{DiscordId, SandboxId};
+use crate::ids::{DiscordId, JobId, SandboxId};
 use crate::model::usage::UsageBy;
 
 /// Tokens (and their price) of one or more model responses.
@@ -80,6 +80,29 @@ impl Store {
         Ok(())
     }
 
+    /// What a workflow run's or a work chain's sandboxes have used so far, metered: the priced
+    /// cost and every token.
+    pub async fn job_usage(&self, job: JobId) -> Result<ModelUsage> {
+        let column = match job {
+            JobId::Run(_) => "workflow_run_id",
+            JobId::Chain(_) => "work_chain_id",
+        };
+        let row = sqlx::query(&format!(
+            "SELECT COALESCE(SUM(u.requests), 0) AS requests,
+                COALESCE(SUM(u.input_tokens), 0) AS input_tokens,
+                COALESCE(SUM(u.output_tokens), 0) AS output_tokens,
+                COALESCE(SUM(u.cache_read_tokens), 0) AS cache_read_tokens,
+                COALESCE(SUM(u.cache_write_tokens), 0) AS cache_write_tokens,
+                COALESCE(SUM(u.cost_usd), 0.0) AS cost_usd
+             FROM model_usage u JOIN sandboxes s ON s.id = u.sandbox_id
+             WHERE s.{column} = ?1"
+        ))
+        .bind(job.id_text())
+        .fetch_one(&self.pool)
+        .await?;
+        usage_of(&row)
+    }
+
     /// What was metered of one launch, a row per API and model.
     pub async fn metered_models(&self, sandbox: SandboxId) -> Result<Vec<MeteredModel>> {
         let rows = sqlx::query(
@@ -95,14 +118,7 @@ impl Store {
                 Ok(MeteredModel {
                     api: row.try_get("api")?,
                     model: row.try_get("model")?,
-                    usage: ModelUsage {
-                        requests: row.try_get::<i64, _>("requests")? as u64,
-                        input_tokens: row.try_get::<i64, _>("input_tokens")? as u64,
-                        output_tokens: row.try_get::<i64, _>("output_tokens")? as u64,
-                        cache_read_tokens: row.try_get::<i64, _>("cache_read_tokens")? as u64,
-                        cache_write_tokens: row.try_get::<i64, _>("cache_write_tokens")? as u64,
-                        cost_usd: row.try_get("cost_usd")?,
-                    },
+                    usage: usage_of(row)?,
                 })
             })
             .collect()
@@ -250,6 +266,18 @@ impl Store {
             total: usage_row(&total)?,
         })
     }
+}
+
+fn usage_of(row: &SqliteRow) -> Result<ModelUsage> {
+    let count = |column: &str| -> Result<u64> { Ok(row.try_get::<i64, _>(column)?.max(0) as u64) };
+    Ok(ModelUsage {
+        requests: count("requests")?,
+        input_tokens: count("input_tokens")?,
+        output_tokens: count("output_tokens")?,
+        cache_read_tokens: count("cache_read_tokens")?,
+        cache_write_tokens: count("cache_write_tokens")?,
+        cost_usd: row.try_get("cost_usd")?,
+    })
 }
 
 fn usage_row(row: &SqliteRow) -> Result<UsageRow> {

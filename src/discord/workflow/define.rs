@@ -232,4 +232,17 @@ pub fn steps_summary(catalog: &Catalog, w: &WorkflowDef) -> String {
         .map(|kind| format!("{kind} {}", w.step_tool(catalog, *kind).0))
         .collect::<Vec<_>>()
         .join(" → ")
+        + &budget_summary(w)
+}
+
+/// " · budget $2.00 · 50000 tokens", or nothing when the workflow sets none.
+fn budget_summary(w: &WorkflowDef) -> String {
+    let mut text = String::new();
+    if let Some(usd) = w.max_cost_usd {
+        text.push_str(&format!(" · budget ${usd:.2}"));
+    }
+    if let Some(tokens) = w.max_tokens {
+        text.push_str(&format!(" · at most {tokens} tokens"));
+    }
+    text
 }

@@ -59,11 +59,14 @@ async fn workflow_run(
     >,
     #[description = "Branch to start from (default: the repository's default branch)"]
     base_branch: Option<String>,
+    #[description = "The most the whole run may spend, in dollars (default: the workflow's)"]
+    budget_usd: Option<f64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    let Some(setting) = setting(ctx, repo, workflow.as_deref()).await? else {
+    let Some(mut setting) = setting(ctx, repo, workflow.as_deref()).await? else {
         return Ok(());
     };
+    setting.definition.max_cost_usd = budget_usd.or(setting.definition.max_cost_usd);
     let github_issue = github_issue.and_then(|n| u64::try_from(n).ok());
     let named = match TaskRef::for_run(task.as_deref(), issue.as_deref(), github_issue) {
         Ok(named) => named,
@@ -119,11 +122,14 @@ async fn workflow_chain(
     >,
     #[description = "Branch to start from (default: the repository's default branch)"]
     base_branch: Option<String>,
+    #[description = "The most the whole chain may spend, in dollars (default: the workflow's)"]
+    budget_usd: Option<f64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    let Some(setting) = setting(ctx, repo, workflow.as_deref()).await? else {
+    let Some(mut setting) = setting(ctx, repo, workflow.as_deref()).await? else {
         return Ok(());
     };
+    setting.definition.max_cost_usd = budget_usd.or(setting.definition.max_cost_usd);
     let repo = &setting.repo;
     let items = match data
         .ops

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use tokio_util::sync::CancellationToken;
 
+use super::budget::JobBudget;
 use super::events::{WorkflowEvent, WorkflowSink};
 use super::{env_scope, Driving, PullRequest, Runner};
 use crate::ids::WorkflowRunId;
@@ -26,9 +27,17 @@ impl Runner {
             launched_by: &job.meta.launched_by,
             discord: job.meta.discord(),
         };
+        let budget = JobBudget::of(job);
         let mut first_failure = None;
         for (position, item) in chain.items.iter().enumerate() {
             let position = position as u32;
+            if let Some(budget) = &budget {
+                if let Err(spent) = budget.left(self.store()).await? {
+                    let left = chain.items.len() as u32 - position;
+                    let why = format!("{spent}; {left} of {} issues not run", chain.items.len());
+                    return Ok(JobEnd::new(JobStatus::Stopped, Some(why)));
+                }
+            }
             let run = match chain.run_at(position) {
                 Some(run) => run.id(),
                 None => {
@@ -62,7 +71,12 @@ impl Runner {
             match record.status {
                 JobStatus::Passed => {}
                 JobStatus::Stopped => {
-                    let why = format!("stopped at issue {} ({})", position + 1, item.title);
+                    let mut why = format!("stopped at issue {} ({})", position + 1, item.title);
+                    if let Some(budget) = &budget {
+                        if let Err(spent) = budget.left(self.store()).await? {
+                            why = format!("{spent}; {why}");
+                        }
+                    }
                     return Ok(JobEnd::new(JobStatus::Stopped, Some(why)));
                 }
                 _ => {

@@ -5,6 +5,7 @@
 //! after a crash picks up where it was interrupted and never repeats what finished.
 
 mod branch;
+mod budget;
 mod chain;
 mod events;
 mod heartbeat;

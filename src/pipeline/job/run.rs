@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{JobBudget, Left};
 use super::events::{StepProgress, WorkflowEvent, WorkflowSink};
 use super::{Driving, PullRequest, Runner};
 use crate::catalog::{FollowUp, LaunchMode};
@@ -30,6 +31,8 @@ struct Step<'a> {
     findings: &'a [String],
     /// The last finished step's sandbox: the launch this one continues.
     previous: Option<SandboxId>,
+    /// What is left of the job's budget: this step's own.
+    left: Option<Left>,
 }
 
 impl Runner {
@@ -52,6 +55,7 @@ impl Runner {
             };
             self.store().end_step(step.id, &ending).await?;
         }
+        let budget = JobBudget::of(on.record);
         loop {
             let steps = self.store().steps(run.id).await?;
             let done: Vec<DoneStep> = steps.iter().map(done_step).collect();
@@ -66,6 +70,13 @@ impl Runner {
                     round,
                     findings,
                 } => {
+                    let left = match &budget {
+                        Some(budget) => match budget.left(self.store()).await? {
+                            Ok(left) => Some(left),
+                            Err(spent) => return Ok(JobEnd::new(JobStatus::Stopped, Some(spent))),
+                        },
+                        None => None,
+                    };
                     let previous = steps
                         .iter()
                         .rev()
@@ -79,6 +90,7 @@ impl Runner {
                         seq: steps.len() as u32 + 1,
                         findings: &findings,
                         previous,
+                        left,
                     };
                     if let Err(error) = self.run_step(&step, sink, stop.clone()).await {
                         return Ok(JobEnd::new(JobStatus::Failed, Some(error)));
@@ -92,7 +104,13 @@ impl Runner {
                     })
                 }
                 Next::Stopped => {
-                    return Ok(JobEnd::new(JobStatus::Stopped, Some("stopped".into())))
+                    // A step the gateway stopped at what was left of the budget: the run says so.
+                    let why = match &budget {
+                        Some(budget) => budget.left(self.store()).await?.err(),
+                        None => None,
+                    };
+                    let why = why.unwrap_or_else(|| "stopped".into());
+                    return Ok(JobEnd::new(JobStatus::Stopped, Some(why)));
                 }
             }
         }
