@@ -25,7 +25,7 @@ pub use sandboxes::{
     SandboxFilter, SandboxRecord,
 };
 pub use steps::{NewStep, StepEnding, StepRecord, StepStatus, WorkflowLink};
-pub use usage::{MeteredModel, ModelUsage};
+pub use usage::{MeteredModel, MeteredTotal, ModelUsage};
 pub use workflows::StoredWorkflow;
 
 use std::str::FromStr;
