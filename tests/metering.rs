@@ -229,20 +229,29 @@ async fn a_launch_that_reaches_its_budget_is_stopped_at_that_response_and_its_co
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_token_budget_stops_the_launch_at_its_count() {
+async fn a_token_budget_stops_the_launch_at_its_count_and_the_terminal_shows_the_spend_grow() {
     let world = World::new();
     let api = fake_anthropic::start(fake_anthropic::Mode::Works {
         extra_text: String::new(),
     })
     .await;
-    let (code, r, stderr) = run(model_launch(&world, &api, &["--max-tokens", "300"])).await;
-    assert_eq!(code, 1, "{r:#}\n{stderr}");
-    assert_eq!(r["status"], "stopped", "{r:#}");
-    assert_eq!(
-        r["error"], "budget of 300 tokens reached after 360",
-        "{r:#}"
+    let mut cmd = world.std_cmd();
+    cmd.args(["launch", "--prompt", "Keep calling the model", "--repo"])
+        .arg(&world.origin)
+        .args(["--env", "FAKE_CLAUDE=model", "--max-tokens", "300"])
+        .args(["--env", &format!("ANTHROPIC_BASE_URL={}", api.uri())]);
+    let (code, stdout, stderr) = support::agent_cli::output(cmd).await;
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("— stopped") && stdout.contains("budget of 300 tokens reached after 360"),
+        "{stdout}"
     );
     assert_eq!(requests_received(&api).await, 3);
+    assert!(
+        stderr.contains("spent $0.0006 · 120 of 300 tokens")
+            && stderr.contains("spent $0.0018 · 360 of 300 tokens"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

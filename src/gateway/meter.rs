@@ -3,7 +3,7 @@
 //! spend as it ends; once the budget is reached the next request is refused and `reached` fires,
 //! so the launch can stop its agent at once.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -53,8 +53,6 @@ struct Inner {
     records: mpsc::UnboundedSender<MeteredResponse>,
     /// Cancelled when the budget is reached.
     reached: CancellationToken,
-    /// Serialises the additions, so the check against the budget sees every one.
-    adding: Mutex<()>,
 }
 
 impl Meter {
@@ -67,7 +65,6 @@ impl Meter {
             spend: watch::Sender::new(Spend::default()),
             records,
             reached: CancellationToken::new(),
-            adding: Mutex::new(()),
         }));
         (meter, receiver)
     }
@@ -137,7 +134,7 @@ impl Meter {
             })
             .flatten()
             .map(|price| price.cost(&usage));
-        let _adding = inner.adding.lock().expect("meter lock");
+        // One addition at a time (the watch's lock), so the check against the budget sees each.
         inner.spend.send_modify(|spend| {
             spend.requests += 1;
             spend.cost_usd += usage.cost_usd.unwrap_or(0.0);

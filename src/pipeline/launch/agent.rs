@@ -270,20 +270,25 @@ impl Launcher {
         let ran = async { tokio::join!(self.provider.run(launch.handle(), &exec, tx), consume) };
         // A reached budget ends the run at once (dropping it ends the command); the finish phase
         // still saves the work so far.
-        let (status, stderr) = tokio::select! {
-            ran = ran => ran,
-            _ = budget_reached.cancelled() => {
-                let words = meter
-                    .as_ref()
-                    .and_then(|m| m.reached_words())
-                    .unwrap_or_else(|| "budget reached".into());
-                return Ok(AgentOutcome {
-                    result: parser.finish(None),
-                    failure: Some(format!("{} was stopped: {words}", tool.name)),
-                    answer: None,
-                    raw_answer: None,
-                });
-            }
+        let ran = tokio::select! {
+            ran = ran => Some(ran),
+            _ = budget_reached.cancelled() => None,
+        };
+        // The spend as the run left it (its last change may have come after the output's end).
+        if let Some(meter) = &meter {
+            self.show_spend(launch, &meter.spend());
+        }
+        let Some((status, stderr)) = ran else {
+            let words = meter
+                .as_ref()
+                .and_then(|m| m.reached_words())
+                .unwrap_or_else(|| "budget reached".into());
+            return Ok(AgentOutcome {
+                result: parser.finish(None),
+                failure: Some(format!("{} was stopped: {words}", tool.name)),
+                answer: None,
+                raw_answer: None,
+            });
         };
         let status = status.map_err(|e| Ending::from_sandbox(Phase::Agent, e))?;
         let result = parser.finish(status.code);
