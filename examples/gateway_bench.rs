@@ -1,19 +1,27 @@
 //! What the credential gateway adds to a streamed model answer: `cargo run --release --example
 //! gateway_bench`.
 //!
-//! A fake Anthropic Messages API on loopback streams an SSE answer (one event a chunk); the same
-//! client asks it directly and through the gateway (placeholder in, real key out), alternating,
-//! over kept-alive connections. Printed: the medians of the time to the first byte and to the
-//! end of the answer, the gateway's addition and the ratio.
+//! A fake Anthropic Messages API on loopback streams an SSE answer (one event a chunk, with its
+//! usage in `message_start` and `message_delta`); the same client asks it directly, through the
+//! gateway (placeholder in, real key out), and through the gateway with the grant metered (each
+//! response's usage read and priced), in turn, over kept-alive connections. Printed: the medians
+//! of the time to the first byte and to the end of the answer, the gateway's addition and the
+//! ratios; then metering's own cost per response (the observer fed the same events in a loop)
+//! against the unmetered gateway's time per answer.
 
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::Response;
 use axum::serve::ListenerExt;
+use codecourier::catalog::{Budget, Catalog};
 use codecourier::config::{GatewayConfig, OPENAI_BASE_URL, OPENROUTER_BASE_URL};
-use codecourier::gateway::{Gateway, GatewaySettings, Grant, ModelApi, ModelGrant, ModelKey};
+use codecourier::gateway::{
+    Gateway, GatewaySettings, Grant, Meter, ModelApi, ModelGrant, ModelKey, ModelRequest,
+    ModelTraffic,
+};
 use codecourier::secret::Secret;
+use http::{Method, StatusCode};
 
 const RUNS: usize = 300;
 const EVENTS: usize = 40;
@@ -26,15 +34,29 @@ fn delta_event(i: usize) -> Bytes {
     ))
 }
 
-/// Streams `EVENTS` events, each its own chunk, as fast as the connection takes them.
+/// The whole answer: `message_start` with the input's usage, `EVENTS` deltas, `message_delta`
+/// with the output's, `message_stop`.
+fn answer_events() -> Vec<Bytes> {
+    let mut events = vec![Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-6\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":1200,\"output_tokens\":1,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":800}}}\n\n")];
+    events.extend((0..EVENTS).map(delta_event));
+    events.push(Bytes::from_static(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":320}}\n\n"));
+    events.push(Bytes::from_static(
+        b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    ));
+    events
+}
+
+/// Streams the answer's events, each its own chunk, as fast as the connection takes them.
 async fn fake_anthropic() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().fallback(|| async {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EVENTS);
+        let events = answer_events();
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(events.len());
         tokio::spawn(async move {
-            for i in 0..EVENTS {
-                if tx.send(Ok(delta_event(i))).await.is_err() {
+            for event in events {
+                if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
             }
@@ -106,17 +128,31 @@ async fn main() {
         )],
         ..Grant::default()
     });
+    let (meter, mut recorded) = Meter::new(Catalog::built_in().prices, Budget::default());
+    tokio::spawn(async move { while recorded.recv().await.is_some() {} });
+    let metered_grant = gateway.grant(Grant {
+        label: "bench-metered".into(),
+        models: vec![ModelGrant::new(
+            ModelApi::Anthropic,
+            ModelKey::ApiKey(Secret::new(real_key)),
+        )],
+        traffic: Some(std::sync::Arc::new(meter.clone())),
+        ..Grant::default()
+    });
     let through = gateway.reach_on_host().model_base_url(ModelApi::Anthropic);
     let placeholder = grant.placeholder().expose().to_string();
+    let metered_placeholder = metered_grant.placeholder().expose().to_string();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
-    // Warm both paths' connections and code before measuring.
+    // Warm every path's connections and code before measuring.
     for _ in 0..20 {
         one_answer(&client, &upstream, real_key).await;
         one_answer(&client, &through, &placeholder).await;
+        one_answer(&client, &through, &metered_placeholder).await;
     }
     let (mut direct_first, mut direct_total) = (Vec::new(), Vec::new());
     let (mut gateway_first, mut gateway_total) = (Vec::new(), Vec::new());
+    let (mut metered_first, mut metered_total) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let (first, total) = one_answer(&client, &upstream, real_key).await;
         direct_first.push(first);
@@ -124,9 +160,18 @@ async fn main() {
         let (first, total) = one_answer(&client, &through, &placeholder).await;
         gateway_first.push(first);
         gateway_total.push(total);
+        let (first, total) = one_answer(&client, &through, &metered_placeholder).await;
+        metered_first.push(first);
+        metered_total.push(total);
     }
+    assert_eq!(
+        meter.spend().requests,
+        (20 + RUNS) as u64,
+        "every answer metered"
+    );
     let (df, dt) = (median(direct_first), median(direct_total));
     let (gf, gt) = (median(gateway_first), median(gateway_total));
+    let (mf, mt) = (median(metered_first), median(metered_total));
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
         "A streamed model answer ({EVENTS} SSE events, about {} KiB), median of {RUNS} runs each, loopback:",
@@ -135,6 +180,7 @@ async fn main() {
     println!("{:<14}{:>14}{:>14}", "", "first byte", "total");
     println!("{:<14}{:>14}{:>14}", "direct", ms(df), ms(dt));
     println!("{:<14}{:>14}{:>14}", "via gateway", ms(gf), ms(gt));
+    println!("{:<14}{:>14}{:>14}", "  metered", ms(mf), ms(mt));
     println!(
         "{:<14}{:>14}{:>14}",
         "added",
@@ -146,5 +192,42 @@ async fn main() {
         "ratio",
         ratio(gf, df),
         ratio(gt, dt)
+    );
+    println!(
+        "{:<14}{:>13.2}x{:>13.2}x",
+        "metered/not",
+        ratio(mf, gf),
+        ratio(mt, gt)
+    );
+
+    // Metering's own work per response: the observer fed the answer's events, as the gateway
+    // feeds it, many times over.
+    let events = answer_events();
+    let body = Bytes::from_static(REQUEST.as_bytes());
+    let post = Method::POST;
+    let request = ModelRequest {
+        api: ModelApi::Anthropic,
+        method: &post,
+        path: "/v1/messages",
+        body: &body,
+    };
+    let (meter, mut recorded) = Meter::new(Catalog::built_in().prices, Budget::default());
+    let responses = 20_000;
+    let started = Instant::now();
+    for _ in 0..responses {
+        let mut observer = meter.observe(&request, StatusCode::OK).expect("observed");
+        for event in &events {
+            observer.chunk(event);
+        }
+        observer.end(true);
+        while recorded.try_recv().is_ok() {}
+    }
+    let per_response = started.elapsed() / responses;
+    println!(
+        "metering's own work: {:.1} µs per streamed response ({} events), {:.2}% of the unmetered gateway's median answer ({})",
+        per_response.as_secs_f64() * 1e6,
+        events.len(),
+        100.0 * ratio(per_response, gt),
+        ms(gt)
     );
 }

@@ -1029,3 +1029,44 @@ async fn a_follow_up_resumes_the_real_claude_code_session() {
     assert_eq!(list[0]["branch"], list[1]["branch"]);
     bot.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_s_budget_shows_its_spend_as_it_runs_and_ends_it_stopped_with_its_work_pushed() {
+    let bot = start_bot(&[]).await;
+    let api = support::fake_anthropic::start(support::fake_anthropic::Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let base = api.uri();
+    bind_project(
+        &bot,
+        &[
+            ("FAKE_CLAUDE", "model"),
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+        ],
+    )
+    .await;
+    let mut options = prompt("Keep calling the model");
+    options.push(("budget_usd", 0.002.into()));
+    let launch = bot.slash(alice(), "launch", &options);
+    bot.public_reply(&launch).await;
+    let thread = bot.run_thread().await;
+    let result = bot.next_message(thread.id).await;
+    let text = content(&result);
+    assert!(
+        text.contains("🛑 stopped")
+            && text.contains("budget of $0.0020 reached after $0.0024")
+            && text.contains("$0.0024 · 400 in / 80 out tokens")
+            && text.contains("2 commits pushed"),
+        "{text}"
+    );
+    // The status message kept the spend against the budget.
+    let status = bot.final_status(&thread).await;
+    assert!(
+        content(&status).contains("💰 $0.0024 of $0.0020 · 480 tokens"),
+        "{}",
+        content(&status)
+    );
+    assert_eq!(api.received_requests().await.unwrap().len(), 4);
+    bot.finish().await;
+}

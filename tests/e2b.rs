@@ -766,3 +766,36 @@ async fn a_cli_install_that_fails_on_e2b_says_to_build_the_template() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_is_refused_on_e2b_whose_egress_the_metering_gateway_does_not_see() {
+    let world = World::new();
+    let fake = fake_e2b::start(world.dir.path().join("vms"), fixtures_bin(), Vec::new()).await;
+    let api = github(&world).await;
+    let own = e2b_launch(
+        &world,
+        &fake,
+        &api,
+        &["--prompt", "Do it", "--max-cost-usd", "2"],
+    );
+    let mut deployment = e2b_launch(&world, &fake, &api, &["--prompt", "Do it"]);
+    deployment.env("CODECOURIER_DEFAULT_BUDGET_USD", "5");
+    for (mut cmd, says) in [
+        (
+            own,
+            "the launch's budget of $2.00 cannot be enforced on e2b sandboxes",
+        ),
+        (
+            deployment,
+            "CODECOURIER_DEFAULT_BUDGET_USD: cannot be enforced on E2B sandboxes",
+        ),
+    ] {
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    assert_eq!(fake.fake.vm_count(), 0, "nothing was started");
+}

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::repo::parse_repo;
-use super::request::{Effort, LaunchMode, LaunchRequest, PrPolicy, Resources};
+use super::request::{Budget, Effort, LaunchMode, LaunchRequest, PrPolicy, Resources};
 use super::{build_custom_tag, Catalog, Range, Tool};
 use crate::secret::Secret;
 
@@ -33,6 +33,10 @@ pub struct LaunchInput {
     pub checker_cli_id: Option<String>,
     /// `draft` (default), `ready` or `none`.
     pub pr: Option<String>,
+    /// The launch's budget in US dollars (`2.50`); none: the project's or the deployment's.
+    pub max_cost_usd: Option<String>,
+    /// The launch's budget in tokens; none: no token budget.
+    pub max_tokens: Option<String>,
 }
 
 /// One invalid field: the field's name and a sentence that quotes the value and says what is allowed.
@@ -265,6 +269,26 @@ impl LaunchInput {
         let optimizer_cli_id = step_tool("optimizer_cli_id", &self.optimizer_cli_id);
         let checker_cli_id = step_tool("checker_cli_id", &self.checker_cli_id);
 
+        let max_cost_usd = match self.max_cost_usd.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Budget::parse_usd(text, "the budget")
+                .map_err(|e| err("max_cost_usd", e))
+                .ok(),
+        };
+        let max_tokens = match self.max_tokens.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => match text.replace('_', "").parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    err(
+                        "max_tokens",
+                        format!("\"{text}\" is not a number of tokens above 0, such as 200000"),
+                    );
+                    None
+                }
+            },
+        };
+
         let mut env: Vec<(String, Secret)> = Vec::new();
         for pair in &self.env {
             // Never quote the value: it may be a key.
@@ -310,6 +334,10 @@ impl LaunchInput {
             checker_cli_id,
             pr: pr.expect("checked"),
             follow_up: None,
+            budget: Budget {
+                max_cost_usd,
+                max_tokens,
+            },
             mode: LaunchMode::Work,
         })
     }

@@ -2,13 +2,16 @@
 //! resource limits. It is data (`catalog.toml`, compiled in, or a file named in `CODECOURIER_CATALOG`).
 
 mod input;
+mod prices;
 mod repo;
 mod request;
 mod template;
 
 pub use input::{FieldError, LaunchInput, ValidationErrors};
+pub use prices::{Price, Prices};
 pub use request::{
-    Effort, FollowUp, LaunchMode, LaunchRequest, PrPolicy, RepoRef, Resources, ScanTask,
+    describe_spend, usd, Budget, Effort, FollowUp, LaunchMode, LaunchRequest, PrPolicy, RepoRef,
+    Resources, ScanTask,
 };
 pub use template::{build_custom_tag, TemplateRef};
 
@@ -26,6 +29,9 @@ pub struct Catalog {
     pub default_tool: String,
     pub limits: Limits,
     pub tools: Vec<Tool>,
+    /// What the models cost, for pricing metered usage; a model not listed is counted in tokens.
+    #[serde(default)]
+    pub prices: Prices,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -191,7 +197,7 @@ impl Catalog {
                 bail!("limits.{name} needs min <= default <= max");
             }
         }
-        Ok(())
+        self.prices.check()
     }
 
     pub fn tool(&self, id: &str) -> Option<&Tool> {

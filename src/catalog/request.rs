@@ -34,6 +34,9 @@ pub struct LaunchRequest {
     /// Set when this launch continues an earlier one on its branch.
     #[serde(default)]
     pub follow_up: Option<FollowUp>,
+    /// The most the launch may spend on model calls, as the gateway meters them.
+    #[serde(default)]
+    pub budget: Budget,
     /// What the launch is for: work on a branch, a scan, or a check.
     #[serde(flatten)]
     pub mode: LaunchMode,
@@ -153,6 +156,80 @@ impl LaunchRequest {
     }
 }
 
+/// A launch's spending cap: dollars (priced from the catalog), tokens (every kind the provider
+/// counts: input, output, cache reads and writes), or both; the first reached ends the launch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+}
+
+impl Budget {
+    pub fn is_set(&self) -> bool {
+        self.max_cost_usd.is_some() || self.max_tokens.is_some()
+    }
+
+    /// A budget in dollars as given (`--max-cost-usd`, a project's or the deployment's default):
+    /// a positive, finite amount. `what` names the setting in the error.
+    pub fn parse_usd(text: &str, what: &str) -> Result<f64, String> {
+        let amount: f64 = text.trim().trim_start_matches('$').parse().map_err(|_| {
+            format!("{what} must be an amount in US dollars such as 2.50, not {text:?}")
+        })?;
+        if !amount.is_finite() || amount <= 0.0 {
+            return Err(format!("{what} must be more than $0 (got {text})"));
+        }
+        Ok(amount)
+    }
+
+    /// "$2.00", "25000 tokens", "$2.00 or 25000 tokens".
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .max_cost_usd
+            .map(usd)
+            .into_iter()
+            .chain(self.max_tokens.map(|t| format!("{t} tokens")))
+            .collect();
+        parts.join(" or ")
+    }
+}
+
+/// A dollar amount for people: cents from a dime up ("$0.42", "$12.00"), else four decimals
+/// ("$0.0036"), so a small spend does not read as nothing.
+pub fn usd(amount: f64) -> String {
+    if amount >= 0.1 {
+        format!("${amount:.2}")
+    } else {
+        format!("${amount:.4}")
+    }
+}
+
+/// Metered spend for people: "$0.42 of $2.00 · 12345 tokens", and the models it could not price
+/// ("tokens only: no price for gpt-5.4").
+pub fn describe_spend(cost_usd: f64, tokens: u64, unpriced: &[String], budget: &Budget) -> String {
+    let mut parts = Vec::new();
+    let priced_any = cost_usd > 0.0 || unpriced.is_empty();
+    if priced_any || budget.max_cost_usd.is_some() {
+        parts.push(match budget.max_cost_usd {
+            Some(max) => format!("{} of {}", usd(cost_usd), usd(max)),
+            None => usd(cost_usd),
+        });
+    }
+    parts.push(match budget.max_tokens {
+        Some(max) => format!("{tokens} of {max} tokens"),
+        None => format!("{tokens} tokens"),
+    });
+    let mut text = parts.join(" · ");
+    if !unpriced.is_empty() {
+        text.push_str(&format!(
+            " (tokens only: no price for {})",
+            unpriced.join(", ")
+        ));
+    }
+    text
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     pub memory_mb: u32,
@@ -238,6 +315,35 @@ mod tests {
         }
         .validate(&Catalog::built_in(), true)
         .unwrap()
+    }
+
+    #[test]
+    fn spend_reads_against_its_budget_and_names_what_has_no_price() {
+        let dollars = Budget {
+            max_cost_usd: Some(2.0),
+            max_tokens: None,
+        };
+        assert_eq!(
+            describe_spend(0.42, 1200, &[], &dollars),
+            "$0.42 of $2.00 · 1200 tokens"
+        );
+        assert_eq!(
+            describe_spend(0.0036, 80, &[], &Budget::default()),
+            "$0.0036 · 80 tokens"
+        );
+        let tokens = Budget {
+            max_cost_usd: None,
+            max_tokens: Some(5000),
+        };
+        assert_eq!(
+            describe_spend(0.0, 1050, &["gpt-5.4".into()], &tokens),
+            "1050 of 5000 tokens (tokens only: no price for gpt-5.4)"
+        );
+        assert_eq!(Budget::parse_usd("$2.5", "the budget"), Ok(2.5));
+        for bad in ["0", "-1", "NaN", "inf", "two"] {
+            let err = Budget::parse_usd(bad, "the budget").unwrap_err();
+            assert!(err.starts_with("the budget must be"), "{err}");
+        }
     }
 
     #[test]

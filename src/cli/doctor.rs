@@ -82,6 +82,17 @@ pub async fn run(config: Result<Config, ConfigError>) -> ExitCode {
         }
         Err(e) => report.line(Level::Fail, "tool catalog", format!("{e:#}")),
     }
+    report.line(
+        Level::Ok,
+        "budget",
+        match config.default_budget_usd {
+            Some(usd) => format!(
+                "launches that set no budget (nor their project) stop once their model calls, metered at the gateway, cost {} (CODECOURIER_DEFAULT_BUDGET_USD)",
+                crate::catalog::usd(usd)
+            ),
+            None => "none by default (CODECOURIER_DEFAULT_BUDGET_USD); a launch may set --max-cost-usd or --max-tokens, a project --default-budget-usd".into(),
+        },
+    );
 
     match Store::open(&config).await {
         Ok(store) => {

@@ -58,6 +58,13 @@ pub struct LaunchArgs {
     /// An environment variable for the sandbox (repeatable)
     #[arg(long, value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Stop the launch once its model calls, metered at the gateway, cost this many US dollars
+    /// (default: the project's, else CODECOURIER_DEFAULT_BUDGET_USD)
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    max_cost_usd: Option<String>,
+    /// Stop the launch once its model calls have used this many tokens (input, output and cache)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    max_tokens: Option<String>,
     /// Print the result as one JSON object on standard output
     #[arg(long)]
     json: bool,
@@ -89,6 +96,8 @@ pub async fn run(
         template: args.template,
         env: args.env,
         pr: args.pr,
+        max_cost_usd: args.max_cost_usd,
+        max_tokens: args.max_tokens,
         ..Default::default()
     };
     // The terminal user owns this machine, so local repositories are always allowed here.
@@ -178,6 +187,8 @@ pub(super) async fn ops(config: &Config, catalog: &Catalog) -> Result<Ops, CliEr
 
 /// The final record as `launch --json` prints it: one flat object.
 pub fn launch_json(r: &SandboxRecord) -> serde_json::Value {
+    // Cost and tokens as metered by the gateway; the CLI's own under `reported`.
+    let (cost_usd, input_tokens, output_tokens) = r.shown_usage();
     serde_json::json!({
         "id": r.id,
         "status": r.status,
@@ -187,9 +198,16 @@ pub fn launch_json(r: &SandboxRecord) -> serde_json::Value {
         "branch": r.branch,
         "base_branch": r.base_branch,
         "result": r.result_text,
-        "cost_usd": r.cost_usd,
-        "input_tokens": r.input_tokens,
-        "output_tokens": r.output_tokens,
+        "cost_usd": cost_usd,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "reported": {
+            "cost_usd": r.cost_usd,
+            "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens,
+        },
+        "metered": r.metered,
+        "budget": r.request.budget,
         "num_turns": r.num_turns,
         "duration_ms": r.duration_ms,
         "commits": r.commits,
@@ -211,13 +229,7 @@ fn print_result(r: &SandboxRecord) {
             println!("  result    {}", summary.replace('\n', "\n            "));
         }
     }
-    let mut usage = Vec::new();
-    if let Some(cost) = r.cost_usd {
-        usage.push(format!("${cost:.4}"));
-    }
-    if let (Some(i), Some(o)) = (r.input_tokens, r.output_tokens) {
-        usage.push(format!("{i} in / {o} out tokens"));
-    }
+    let mut usage = r.usage_words();
     if let Some(turns) = r.num_turns {
         usage.push(format!("{turns} turns"));
     }
@@ -301,6 +313,9 @@ fn print_request(catalog: &Catalog, request: &LaunchRequest, json: bool) {
         humantime::format_duration(std::time::Duration::from_millis(r.timeout_ms))
     );
     println!("  template   {}", request.template);
+    if request.budget.is_set() {
+        println!("  budget     {}", request.budget.describe());
+    }
     if !env_names.is_empty() {
         println!("  env        {}", env_names.join(", "));
     }

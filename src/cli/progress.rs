@@ -108,6 +108,14 @@ impl ProgressSink for TerminalProgress {
                     }
                 }
             }
+            ProgressEvent::Spend { .. } => {
+                let words = event.spend_words().unwrap_or_default();
+                // Beside the agent's phase name, so the activity line keeps its place.
+                match bars.get(&Phase::Agent) {
+                    Some(bar) => bar.set_prefix(format!("{} · {words}", Phase::Agent)),
+                    None => eprintln!("  spent {words}"),
+                }
+            }
         }
     }
 }

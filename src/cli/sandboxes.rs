@@ -86,10 +86,7 @@ pub async fn run(
         SandboxesCommand::Show { id, json } => {
             let record = store.find_sandbox(&id).await?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&record).expect("record serialises")
-                );
+                println!("{}", record.to_json());
             } else {
                 print_record(&record);
             }
@@ -222,6 +219,13 @@ fn print_record(r: &SandboxRecord) {
                 .unwrap_or_default();
             println!("  {mark} {}{took}{detail}", p.phase);
         }
+    }
+    let usage = r.usage_words();
+    if !usage.is_empty() {
+        println!("  usage       {}", usage.join(" · "));
+    }
+    if r.request.budget.is_set() {
+        println!("  budget      {}", r.request.budget.describe());
     }
     if let Some(text) = &r.result_text {
         println!("Result: {}", truncate(text, 500));

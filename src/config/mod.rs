@@ -120,6 +120,8 @@ pub struct Config {
     pub max_chain_items: u32,
     /// Agent events and output lines stored per launch; the rest are counted, not stored.
     pub max_events: u32,
+    /// The budget in US dollars of a launch that sets none and whose project sets none.
+    pub default_budget_usd: Option<f64>,
     pub catalog_path: Option<PathBuf>,
     pub tools_dir: Option<PathBuf>,
     /// The `codecourier` executable mounted into local sandboxes as their network bridge
@@ -334,6 +336,23 @@ impl Config {
                 }
             },
         };
+        let default_budget_usd = r.text("CODECOURIER_DEFAULT_BUDGET_USD").and_then(|text| {
+            match crate::catalog::Budget::parse_usd(&text, "it") {
+                Err(e) => {
+                    r.problem("CODECOURIER_DEFAULT_BUDGET_USD", &e);
+                    None
+                }
+                // E2B's egress carries model traffic past the gateway that meters it.
+                Ok(_) if sandbox_provider == ProviderKind::E2b => {
+                    r.problem(
+                        "CODECOURIER_DEFAULT_BUDGET_USD",
+                        "cannot be enforced on E2B sandboxes: their model calls leave through E2B's egress, which CodeCourier's gateway does not see; unset it, or use SANDBOX_PROVIDER=local",
+                    );
+                    None
+                }
+                Ok(amount) => Some(amount),
+            }
+        });
         let catalog_path = r.existing_path("CODECOURIER_CATALOG", false);
         let tools_dir = r.existing_path("CODECOURIER_TOOLS_DIR", true);
         let bridge_binary = r.existing_path("CODECOURIER_BRIDGE_BINARY", false);
@@ -385,6 +404,7 @@ impl Config {
             max_running,
             max_chain_items,
             max_events,
+            default_budget_usd,
             catalog_path,
             tools_dir,
             bridge_binary,

@@ -71,6 +71,8 @@ pub async fn launch(
     >,
     #[description = "Branch to start from (default: the repository's default branch)"] base_branch: Option<String>,
     #[description = "Pull request: draft (default), ready or none"] pr: Option<String>,
+    #[description = "Stop the run once its model calls cost this many US dollars (default: the project's)"]
+    budget_usd: Option<f64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     if let Some(refusal) = access::command_launch_refusal(ctx) {
@@ -97,6 +99,7 @@ pub async fn launch(
         timeout: timeout_minutes.map(|m| format!("{m}m")),
         template,
         pr,
+        max_cost_usd: budget_usd.map(|usd| usd.to_string()),
         ..Default::default()
     };
     if input.prompt.is_none() {

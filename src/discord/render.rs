@@ -87,6 +87,8 @@ pub struct PhaseLine {
 pub struct StatusView {
     pub phases: Vec<PhaseLine>,
     pub activity: Option<String>,
+    /// The metered spend so far, in words, with the budget when one is set.
+    pub spend: Option<String>,
     pub status: Option<SandboxStatus>,
 }
 
@@ -108,6 +110,7 @@ impl StatusView {
                 }
             }
             ProgressEvent::Note { message } => self.activity = Some(format!("⏳ {message}")),
+            ProgressEvent::Spend { .. } => self.spend = event.spend_words(),
             // A running phase shows the last line its command printed.
             ProgressEvent::Output { phase, line } => {
                 if let Some(running) = self
@@ -182,6 +185,9 @@ pub fn status_message(view: &StatusView) -> String {
     if let Some(activity) = &view.activity {
         let _ = write!(text, "\n🤖 {}", inert(&cut(activity, 300)));
     }
+    if let Some(spend) = &view.spend {
+        let _ = write!(text, "\n💰 {}", inert(&cut(spend, 300)));
+    }
     if let Some(status) = view.status.filter(|s| s.is_terminal()) {
         let _ = write!(text, "\n**{}**", status_word(status));
     }
@@ -228,13 +234,7 @@ pub fn result_message(
         }
         None
     };
-    let mut usage = Vec::new();
-    if let Some(cost) = record.cost_usd {
-        usage.push(format!("${cost:.4}"));
-    }
-    if let (Some(i), Some(o)) = (record.input_tokens, record.output_tokens) {
-        usage.push(format!("{i} in / {o} out tokens"));
-    }
+    let mut usage = record.usage_words();
     if let Some(turns) = record.num_turns {
         usage.push(format!("{turns} turns"));
     }

@@ -12,7 +12,9 @@ mod egress;
 mod git;
 mod grants;
 mod listener;
+mod meter;
 mod model;
+mod usage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ use url::Url;
 
 pub use egress::{EgressPolicy, HostPattern, REGISTRIES};
 pub use grants::{GitGrant, Grant, GrantGuard, ModelGrant, ModelKey, Placeholder, Push};
+pub use meter::{Meter, MeteredResponse, Spend, UNMETERED};
 pub use model::{
     credential_header, ModelApi, ModelRequest, ModelTraffic, Refusal, ResponseObserver,
 };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::agent::AgentEvent;
+use crate::catalog::{describe_spend, Budget};
 use crate::ids::SandboxId;
 use crate::model::{Phase, PhaseOutcome, SandboxStatus};
 
@@ -36,6 +37,29 @@ pub enum ProgressEvent {
         phase: Phase,
         line: String,
     },
+    /// What the launch's model calls have cost so far, as the gateway metered them.
+    Spend {
+        cost_usd: f64,
+        tokens: u64,
+        /// Models without a price: counted in tokens only.
+        unpriced: Vec<String>,
+        budget: Budget,
+    },
+}
+
+impl ProgressEvent {
+    /// A spend event in words: "$0.42 of $2.00 · 12345 tokens".
+    pub fn spend_words(&self) -> Option<String> {
+        match self {
+            ProgressEvent::Spend {
+                cost_usd,
+                tokens,
+                unpriced,
+                budget,
+            } => Some(describe_spend(*cost_usd, *tokens, unpriced, budget)),
+            _ => None,
+        }
+    }
 }
 
 /// A front end's view of a launch. Called inline by the launcher: keep it quick (queue, don't post).

@@ -34,6 +34,8 @@ pub struct Project {
     pub auto_setup: bool,
     /// Pushes may change `.github/workflows/`.
     pub allow_workflow_changes: bool,
+    /// The budget in US dollars of its launches that set none.
+    pub default_budget_usd: Option<f64>,
 }
 
 /// Settings to change on a project: `None` leaves one as it is; for the optional texts,
@@ -46,6 +48,7 @@ pub struct ProjectChange {
     pub auto_setup: Option<bool>,
     pub auto_accept_learnings: Option<bool>,
     pub allow_workflow_changes: Option<bool>,
+    pub default_budget_usd: Option<Option<f64>>,
 }
 
 /// A learning an agent proposed, and whether a manager accepted it.
@@ -76,7 +79,7 @@ impl Project {
 }
 
 const COLUMNS: &str = "id, name, repo, base_branch, system_prompt, skills_json, commands_json,
-    auto_accept_learnings, setup_script, auto_setup, allow_workflow_changes,
+    auto_accept_learnings, setup_script, auto_setup, allow_workflow_changes, default_budget_usd,
     COALESCE((SELECT group_concat(text, char(10)) FROM
         (SELECT text FROM learnings WHERE project_id = projects.id AND status = 'accepted' ORDER BY id)),
         '') AS learnings";
@@ -184,7 +187,8 @@ impl Store {
                 auto_setup = COALESCE(?8, auto_setup),
                 auto_accept_learnings = COALESCE(?9, auto_accept_learnings),
                 allow_workflow_changes = COALESCE(?10, allow_workflow_changes),
-                updated_at = ?11
+                updated_at = ?11,
+                default_budget_usd = CASE WHEN ?12 THEN ?13 ELSE default_budget_usd END
              WHERE id = ?1",
         )
         .bind(id)
@@ -198,6 +202,8 @@ impl Store {
         .bind(change.auto_accept_learnings)
         .bind(change.allow_workflow_changes)
         .bind(Utc::now())
+        .bind(change.default_budget_usd.is_some())
+        .bind(change.default_budget_usd.flatten())
         .execute(&self.pool)
         .await?;
         Ok(())

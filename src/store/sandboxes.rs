@@ -11,9 +11,10 @@ use sqlx::Row;
 use super::issues::NewIssueSession;
 use super::sandbox_log::{parse_phase, PhaseRecord};
 use super::secrets::{env_to_secret, ENV_SECRET};
+use super::usage::MeteredTotal;
 use super::{Result, Store, StoreError};
 use crate::agent::AgentResult;
-use crate::catalog::LaunchRequest;
+use crate::catalog::{usd, LaunchRequest};
 use crate::ids::{DiscordId, IssueSessionId, SandboxId};
 use crate::model::{Phase, SandboxStatus};
 use crate::secret::Secret;
@@ -122,9 +123,12 @@ pub struct SandboxRecord {
     pub error: Option<String>,
     pub result_text: Option<String>,
     pub session_id: Option<String>,
+    /// As the agent's CLI reported them (its own word); `metered` is what the gateway counted.
     pub cost_usd: Option<f64>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
+    /// What CodeCourier's gateway counted of the launch's model traffic; none when it saw none.
+    pub metered: Option<MeteredTotal>,
     pub num_turns: Option<i64>,
     pub duration_ms: Option<i64>,
     pub commits: Vec<Commit>,
@@ -135,6 +139,80 @@ pub struct SandboxRecord {
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub phases: Vec<PhaseRecord>,
+}
+
+impl SandboxRecord {
+    /// The cost and tokens a result shows, in words: metered by CodeCourier's gateway when it saw
+    /// the launch's model traffic (with the CLI's own figure after it where that differs), else as
+    /// the CLI reported them.
+    pub fn usage_words(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        let Some(m) = &self.metered else {
+            if let Some(cost) = self.cost_usd {
+                words.push(format!("${cost:.4}"));
+            }
+            if let (Some(i), Some(o)) = (self.input_tokens, self.output_tokens) {
+                words.push(format!("{i} in / {o} out tokens"));
+            }
+            return words;
+        };
+        if m.cost_usd > 0.0 || m.unpriced.is_empty() {
+            words.push(usd(m.cost_usd));
+        }
+        words.push(format!(
+            "{} in / {} out tokens",
+            m.all_input_tokens(),
+            m.output_tokens
+        ));
+        if !m.unpriced.is_empty() {
+            words.push(format!(
+                "tokens only: no price for {}",
+                m.unpriced.join(", ")
+            ));
+        }
+        if m.unmetered_requests > 0 {
+            words.push(format!(
+                "{} response{} unmetered",
+                m.unmetered_requests,
+                if m.unmetered_requests == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(reported) = self.cost_usd {
+            if (reported - m.cost_usd).abs() >= 0.000_05 {
+                words.push(format!("{} reported {}", self.request.tool, usd(reported)));
+            }
+        }
+        words
+    }
+
+    /// The cost and tokens a result shows (see `usage_words`), as numbers: cost, input tokens
+    /// (fresh, cached and cache-written), output tokens.
+    pub fn shown_usage(&self) -> (Option<f64>, Option<i64>, Option<i64>) {
+        match &self.metered {
+            Some(m) => (
+                (m.cost_usd > 0.0 || m.unpriced.is_empty()).then_some(m.cost_usd),
+                Some(m.all_input_tokens() as i64),
+                Some(m.output_tokens as i64),
+            ),
+            None => (self.cost_usd, self.input_tokens, self.output_tokens),
+        }
+    }
+
+    /// The record as JSON for people's scripts: `cost_usd` and the token counts are the shown
+    /// ones, `reported` the CLI's own, `metered` the gateway's whole count.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("records serialise");
+        let (cost, input, output) = self.shown_usage();
+        value["cost_usd"] = serde_json::json!(cost);
+        value["input_tokens"] = serde_json::json!(input);
+        value["output_tokens"] = serde_json::json!(output);
+        value["reported"] = serde_json::json!({
+            "cost_usd": self.cost_usd,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+        });
+        value
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -563,6 +641,7 @@ impl Store {
             cost_usd: row.try_get("cost_usd")?,
             input_tokens: row.try_get("input_tokens")?,
             output_tokens: row.try_get("output_tokens")?,
+            metered: self.metered_total(id).await?,
             num_turns: row.try_get("num_turns")?,
             duration_ms: row.try_get("duration_ms")?,
             commits: serde_json::from_str(&commits).context("commits_json")?,

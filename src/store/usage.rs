@@ -28,6 +28,58 @@ impl ModelUsage {
     }
 }
 
+/// The name under which responses whose usage could not be read are recorded (the gateway's).
+const UNMETERED: &str = "unmetered";
+
+/// All a launch's metered usage: what the record shows as its cost and tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MeteredTotal {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    /// The priced models' cost.
+    pub cost_usd: f64,
+    /// Models without a price: counted in tokens, not in the cost.
+    pub unpriced: Vec<String>,
+    /// Responses whose usage could not be read.
+    pub unmetered_requests: u64,
+}
+
+impl MeteredTotal {
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+    }
+
+    /// Input as the providers bill it: fresh, cached and cache-written together.
+    pub fn all_input_tokens(&self) -> u64 {
+        self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+    }
+
+    fn from_models(models: &[MeteredModel]) -> Option<Self> {
+        if models.is_empty() {
+            return None;
+        }
+        let mut total = MeteredTotal::default();
+        for m in models {
+            let u = &m.usage;
+            total.requests += u.requests;
+            total.input_tokens += u.input_tokens;
+            total.output_tokens += u.output_tokens;
+            total.cache_read_tokens += u.cache_read_tokens;
+            total.cache_write_tokens += u.cache_write_tokens;
+            total.cost_usd += u.cost_usd.unwrap_or(0.0);
+            if m.model == UNMETERED {
+                total.unmetered_requests += u.requests;
+            } else if u.cost_usd.is_none() && !total.unpriced.contains(&m.model) {
+                total.unpriced.push(m.model.clone());
+            }
+        }
+        Some(total)
+    }
+}
+
 /// A launch's metered usage of one model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeteredModel {
@@ -101,6 +153,13 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         usage_of(&row)
+    }
+
+    /// The sum of what was metered of one launch; none when nothing was.
+    pub async fn metered_total(&self, sandbox: SandboxId) -> Result<Option<MeteredTotal>> {
+        Ok(MeteredTotal::from_models(
+            &self.metered_models(sandbox).await?,
+        ))
     }
 
     /// What was metered of one launch, a row per API and model.

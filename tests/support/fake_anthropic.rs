@@ -1,5 +1,6 @@
 //! A fake Anthropic Messages API on loopback, speaking the streaming (SSE) wire format the real
-//! Claude Code CLI reads (reference/agents/AGENTS.md, appendix A). Scenario: the first request gets
+//! Claude Code CLI reads (reference/agents/AGENTS.md, appendix A), or one JSON message when the
+//! request does not ask for a stream. Scenario: the first request gets
 //! a `Bash` tool call that creates a file; a request carrying the tool's result gets the final text.
 //! A scan (a request that offers the `StructuredOutput` tool of `--json-schema`) gets its answers
 //! in turn instead.
@@ -16,6 +17,9 @@ static NEXT_TOOL_ID: AtomicU64 = AtomicU64::new(1);
 
 pub const FINAL_TEXT: &str = "Done. Created hello.txt containing \"hello\".";
 pub const SHELL_COMMAND: &str = "echo hello > hello.txt && cat hello.txt";
+/// The usage of every answer (a stream's `message_delta` carries the final output count).
+pub const INPUT_TOKENS: u64 = 100;
+pub const OUTPUT_TOKENS: u64 = 20;
 
 pub enum Mode {
     /// Tool call, then the final answer (optionally with extra text in it).
@@ -137,13 +141,30 @@ impl Respond for Scenario {
                 "tool_use",
             )
         };
-        let usage = json!({"input_tokens": 100, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
+        if body["stream"] != true {
+            // Not streamed: the whole message, with its final usage.
+            let mut block = block_start;
+            match delta["type"].as_str() {
+                Some("text_delta") => block["text"] = delta["text"].clone(),
+                _ => {
+                    block["input"] =
+                        serde_json::from_str(delta["partial_json"].as_str().unwrap_or("{}"))
+                            .unwrap_or_default()
+                }
+            }
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                "content": [block], "stop_reason": stop, "stop_sequence": null,
+                "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            }));
+        }
+        let usage = json!({"input_tokens": INPUT_TOKENS, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0});
         let events = [
             json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage}}),
             json!({"type": "content_block_start", "index": 0, "content_block": block_start}),
             json!({"type": "content_block_delta", "index": 0, "delta": delta}),
             json!({"type": "content_block_stop", "index": 0}),
-            json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 20}}),
+            json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": OUTPUT_TOKENS}}),
             json!({"type": "message_stop"}),
         ];
         ResponseTemplate::new(200).set_body_raw(sse(&events), "text/event-stream")

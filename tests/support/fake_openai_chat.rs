@@ -1,7 +1,8 @@
 //! A fake OpenRouter on loopback: the OpenAI-compatible Chat Completions API with SSE streaming,
 //! which is what OpenCode (ai-sdk's OpenRouter provider) and Pi (the OpenAI SDK) send to
 //! `<base>/chat/completions` for `openrouter/...` models. Scenario: the first request gets a `bash`
-//! tool call that creates a file; a request carrying the tool's result gets the final text.
+//! tool call that creates a file; a request carrying the tool's result gets the final text. A
+//! request that does not ask for a stream gets one JSON completion.
 
 use codecourier::agent::LEARNINGS_FILE;
 use serde_json::{json, Value};
@@ -118,6 +119,30 @@ impl Respond for Scenario {
             "completion_tokens_details": {"reasoning_tokens": REASONING_TOKENS},
             "cost": OPENROUTER_COST,
         });
+        if body["stream"] != true {
+            // Not streamed: one completion, its message the deltas put together.
+            let mut message = json!({"role": "assistant", "content": ""});
+            for delta in &deltas {
+                if let Some(text) = delta["content"].as_str() {
+                    let sum = format!("{}{text}", message["content"].as_str().unwrap_or(""));
+                    message["content"] = json!(sum);
+                }
+                if let Some(calls) = delta["tool_calls"].as_array() {
+                    let call = &calls[0];
+                    if call["id"].is_string() {
+                        message["tool_calls"] = json!([call]);
+                    } else if let Some(arguments) = call["function"]["arguments"].as_str() {
+                        message["tool_calls"][0]["function"]["arguments"] = json!(arguments);
+                    }
+                }
+            }
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "id": "gen-fake-1", "provider": "Fake", "model": model, "object": "chat.completion",
+                "created": 1_795_000_000,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": usage,
+            }));
+        }
         let mut stream = String::from(": OPENROUTER PROCESSING\n\n");
         for delta in deltas {
             stream.push_str(&chunk(model, choice(delta, None), None));

@@ -1,7 +1,8 @@
 //! A fake OpenAI Responses API on loopback, streaming the SSE events the real Codex CLI reads
 //! (reference/agents/AGENTS.md, appendix A). Scenario: the first request gets a call to the shell
 //! tool Codex offers (`exec_command` in 0.169.0) that creates a file; a request carrying the
-//! tool's output gets the final message.
+//! tool's output gets the final message. A request that does not ask for a stream gets the
+//! completed response as one JSON body.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -91,6 +92,10 @@ impl Respond for Scenario {
             "output_tokens_details": {"reasoning_tokens": REASONING_TOKENS},
             "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS,
         });
+        if body["stream"] != true {
+            // Not streamed: the completed response itself.
+            return ResponseTemplate::new(200).set_body_json(completed);
+        }
         let mut events = vec![
             json!({"type": "response.created", "response": response}),
             json!({"type": "response.output_item.added", "output_index": 0, "item": added}),

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::CliError;
-use crate::catalog::RepoRef;
+use crate::catalog::{usd, Budget, RepoRef};
 use crate::config::Config;
 use crate::model::NamedText;
 use crate::pipeline::project_scope;
@@ -96,6 +96,9 @@ pub struct SetupArgs {
     /// Allow pushes that change .github/workflows/
     #[arg(long)]
     allow_workflow_changes: Option<Switch>,
+    /// The budget in US dollars of launches that set none ("" or "none" clears it)
+    #[arg(long, value_name = "USD")]
+    default_budget_usd: Option<String>,
 }
 
 /// The project a terminal launch of `repo` uses.
@@ -201,6 +204,7 @@ async fn show(store: &Store, repo: &RepoArg, json: bool) -> Result<ExitCode, Cli
         "auto_setup": p.auto_setup,
         "auto_accept_learnings": p.auto_accept_learnings,
         "allow_workflow_changes": p.allow_workflow_changes,
+        "default_budget_usd": p.default_budget_usd,
         "variables": variables,
         "keys": keys,
         "skills": names(p.skills()),
@@ -259,6 +263,12 @@ async fn show(store: &Store, repo: &RepoArg, json: bool) -> Result<ExitCode, Cli
             "refused"
         }
     );
+    println!(
+        "default budget:         {}",
+        p.default_budget_usd
+            .map(usd)
+            .unwrap_or_else(|| "none (the deployment's, if any)".into())
+    );
     println!("variables:              {}", list(&value["variables"]));
     println!("keys:                   {}", list(&value["keys"]));
     println!("skills:                 {}", list(&value["skills"]));
@@ -290,6 +300,13 @@ async fn setup(store: &Store, args: SetupArgs) -> Result<ExitCode, CliError> {
         auto_setup: args.auto_setup.map(bool::from),
         auto_accept_learnings: args.auto_accept_learnings.map(bool::from),
         allow_workflow_changes: args.allow_workflow_changes.map(bool::from),
+        default_budget_usd: match args.default_budget_usd.as_deref().map(str::trim) {
+            None => None,
+            Some("" | "none") => Some(None),
+            Some(text) => Some(Some(
+                Budget::parse_usd(text, "--default-budget-usd").map_err(CliError::Invalid)?,
+            )),
+        },
     };
     store.update_project(p.id, &change).await?;
     println!("project {} · {} updated", p.id, p.repo);

@@ -11,7 +11,7 @@ use super::access::command_by_manager;
 use super::modal;
 use super::reply::{field_errors, say_ephemeral};
 use super::{render, Context, Error};
-use crate::catalog::{LaunchInput, RepoRef};
+use crate::catalog::{usd, Budget, LaunchInput, RepoRef};
 use crate::config::AGENT_KEY_VARS;
 use crate::ids::DiscordId;
 use crate::pipeline::{project_scope, user_scope};
@@ -77,6 +77,8 @@ async fn setup(
     ctx: Context<'_>,
     #[description = "Without a setup script, install what the repository's lockfiles name (default: on)"]
     auto_setup: Option<bool>,
+    #[description = "Stop each launch that sets no budget once its model calls cost this many US dollars (0 removes it)"]
+    default_budget_usd: Option<f64>,
 ) -> Result<(), Error> {
     let poise::Context::Application(app) = ctx else {
         return Ok(());
@@ -84,6 +86,25 @@ async fn setup(
     if !command_by_manager(ctx) {
         return say_ephemeral(ctx, "Only server managers can set up a channel's project.").await;
     }
+    let default_budget_usd = match default_budget_usd {
+        None => None,
+        Some(0.0) => Some(None),
+        Some(usd) => match Budget::parse_usd(&usd.to_string(), "default_budget_usd") {
+            Err(e) => return say_ephemeral(ctx, e).await,
+            Ok(_)
+                if ctx
+                    .data()
+                    .ops
+                    .launcher()
+                    .provider()
+                    .capabilities()
+                    .egress_rules =>
+            {
+                return say_ephemeral(ctx, "A budget cannot be enforced on E2B sandboxes: their model calls leave through E2B's egress, which CodeCourier's gateway (where spend is metered) does not see.").await;
+            }
+            Ok(usd) => Some(Some(usd)),
+        },
+    };
     let store = ctx.data().ops.store();
     let channel = DiscordId(ctx.channel_id().get());
     let current = store.project_for_channel(channel).await?;
@@ -140,6 +161,7 @@ async fn setup(
     let change = ProjectChange {
         setup_script: Some(form.setup_script.filter(|s| !s.trim().is_empty())),
         auto_setup,
+        default_budget_usd,
         ..Default::default()
     };
     store.update_project(project.id, &change).await?;
@@ -264,9 +286,10 @@ async fn show(ctx: Context<'_>) -> Result<(), Error> {
         }
     };
     let text = format!(
-        "**{}** · base {}\nInstructions: {}\nVariables: {}\nProject keys: {}\nYour keys: {}\nSkills: {}\nCommands: {}\nLearnings: {} accepted, {} to review (`/project learnings list`)",
+        "**{}** · base {}\nDefault budget: {}\nInstructions: {}\nVariables: {}\nProject keys: {}\nYour keys: {}\nSkills: {}\nCommands: {}\nLearnings: {} accepted, {} to review (`/project learnings list`)",
         render::inert(&project.repo),
         project.base_branch.as_deref().unwrap_or("default branch"),
+        project.default_budget_usd.map(usd).unwrap_or_else(|| "none".into()),
         project.system_prompt.as_deref().map(|p| render::inert(&render::cut(p, 300))).unwrap_or_else(|| "none".into()),
         list(&variables),
         list(&keys),

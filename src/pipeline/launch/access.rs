@@ -6,11 +6,14 @@
 
 use base64::Engine;
 
+use std::sync::Arc;
+
+use super::spend::Metering;
 use super::{Ending, Launch, Launcher};
 use crate::catalog::LaunchMode;
 use crate::gateway::{
-    credential_header, Gateway, GitGrant, Grant, GrantGuard, ModelApi, ModelGrant, Push, Reach,
-    UnixSocketGuard, NO_PROXY,
+    credential_header, Gateway, GitGrant, Grant, GrantGuard, Meter, ModelApi, ModelGrant,
+    ModelTraffic, Push, Reach, UnixSocketGuard, NO_PROXY,
 };
 use crate::model::Phase;
 use crate::sandbox::{HeaderRule, NetworkPolicy, SandboxHandle};
@@ -30,6 +33,8 @@ pub(super) struct Access {
     /// The upstream of each granted model API, as the launch resolved it.
     upstreams: Vec<(ModelApi, url::Url)>,
     socket: Option<UnixSocketGuard>,
+    /// The meter of traffic through the gateway (none when the provider's egress carries it).
+    metering: Option<Metering>,
 }
 
 /// How the sandbox's traffic leaves it.
@@ -43,6 +48,25 @@ enum Route {
 }
 
 impl Access {
+    /// Ends the grant (the placeholder stops working, open streams are cut) and the sandbox's
+    /// socket; the meter is handed back to settle.
+    pub(super) fn end(self) -> Option<Metering> {
+        let Access {
+            grant,
+            socket,
+            metering,
+            ..
+        } = self;
+        grant.revoke();
+        drop(socket);
+        metering
+    }
+
+    /// The launch's meter, when its model traffic goes through the gateway.
+    pub(super) fn meter(&self) -> Option<&Meter> {
+        self.metering.as_ref().map(|m| &m.meter)
+    }
+
     pub(super) fn placeholder(&self) -> &str {
         self.grant.placeholder().expose()
     }
@@ -231,11 +255,20 @@ impl Launcher {
                 bridged: true,
             }
         };
+        // Traffic through the gateway is metered there; on a provider whose egress carries it,
+        // `prepare` refused a budget.
+        let metering = match route {
+            Route::Gateway { .. } => Some(self.start_metering(launch)),
+            Route::ProviderRules => None,
+        };
+        let traffic = metering
+            .as_ref()
+            .map(|m| Arc::new(m.meter.clone()) as Arc<dyn ModelTraffic>);
         let grant = self.gateway().await?.grant(Grant {
             label: launch.id.to_string(),
             models,
             git,
-            traffic: None,
+            traffic,
         });
         launch.redactor.add(grant.placeholder().expose());
         Ok(Access {
@@ -243,6 +276,7 @@ impl Launcher {
             route,
             upstreams,
             socket: None,
+            metering,
         })
     }
 

@@ -201,6 +201,13 @@ impl Launcher {
         };
         let (tx, mut rx) = mpsc::channel::<Output>(256);
         let mut parser = plan.parser;
+        let meter = launch.access.as_ref().and_then(|a| a.meter()).cloned();
+        // Without a meter, a spend that never changes (its sender is gone).
+        let mut spend = match &meter {
+            Some(meter) => meter.watch(),
+            None => tokio::sync::watch::channel(Default::default()).1,
+        };
+        let budget_reached = meter.as_ref().map(|m| m.reached()).unwrap_or_default();
         let consume = async {
             let mut lines = LineSplitter::new(MAX_LINE);
             let mut stderr = Vec::new();
@@ -210,7 +217,15 @@ impl Launcher {
             let mut notices = 0u32;
             loop {
                 let deadline = quiet_since + self.idle_notice * (notices + 1);
-                let chunk = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                let received = tokio::select! {
+                    received = tokio::time::timeout_at(deadline, rx.recv()) => received,
+                    Ok(()) = spend.changed() => {
+                        let now = spend.borrow_and_update().clone();
+                        self.show_spend(launch, &now);
+                        continue;
+                    }
+                };
+                let chunk = match received {
                     Ok(Some(chunk)) => {
                         quiet_since = tokio::time::Instant::now();
                         notices = 0;
@@ -252,7 +267,29 @@ impl Launcher {
             }
             String::from_utf8_lossy(&stderr).into_owned()
         };
-        let (status, stderr) = tokio::join!(self.provider.run(launch.handle(), &exec, tx), consume);
+        let ran = async { tokio::join!(self.provider.run(launch.handle(), &exec, tx), consume) };
+        // A reached budget ends the run at once (dropping it ends the command); the finish phase
+        // still saves the work so far.
+        let ran = tokio::select! {
+            ran = ran => Some(ran),
+            _ = budget_reached.cancelled() => None,
+        };
+        // The spend as the run left it (its last change may have come after the output's end).
+        if let Some(meter) = &meter {
+            self.show_spend(launch, &meter.spend());
+        }
+        let Some((status, stderr)) = ran else {
+            let words = meter
+                .as_ref()
+                .and_then(|m| m.reached_words())
+                .unwrap_or_else(|| "budget reached".into());
+            return Ok(AgentOutcome {
+                result: parser.finish(None),
+                failure: Some(format!("{} was stopped: {words}", tool.name)),
+                answer: None,
+                raw_answer: None,
+            });
+        };
         let status = status.map_err(|e| Ending::from_sandbox(Phase::Agent, e))?;
         let result = parser.finish(status.code);
         let failure = if status.oom_killed {

@@ -89,9 +89,12 @@ impl Launcher {
     /// scan's issue session with it, removes the sandbox, and returns the final record.
     pub(super) async fn conclude(
         &self,
-        launch: &Launch<'_>,
+        launch: &mut Launch<'_>,
         outcome: Result<(), Ending>,
     ) -> anyhow::Result<SandboxRecord> {
+        // The grant ends here, and the result shows what the gateway counted to the last response.
+        let budget_reached = self.settle_metering(launch).await;
+        let launch = &*launch;
         let id = launch.id;
         let redactor = &launch.redactor;
         let mut finish = Finish {
@@ -114,6 +117,12 @@ impl Launcher {
             ..Default::default()
         };
         let status = match &outcome {
+            // Reached while the agent ran: its work so far was saved by the finish phase.
+            Ok(()) if budget_reached.is_some() => {
+                finish.failed_phase = Some(Phase::Agent);
+                finish.error = budget_reached;
+                SandboxStatus::Stopped
+            }
             Ok(()) => match launch.agent.as_ref().and_then(|a| a.failure.as_deref()) {
                 None => SandboxStatus::Completed,
                 Some(error) => {

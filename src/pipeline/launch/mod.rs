@@ -14,6 +14,7 @@ mod push;
 mod recorder;
 mod session;
 mod setup;
+mod spend;
 
 pub use prepare::{project_scope, user_scope, LaunchError, LaunchOrigin, Prepared, ProjectChoice};
 
@@ -73,6 +74,8 @@ pub struct Launcher {
     data_dir: std::path::PathBuf,
     /// Agent events and output lines stored per launch (`CODECOURIER_MAX_EVENTS`).
     max_events: u64,
+    /// The budget of a launch whose request and project set none.
+    default_budget_usd: Option<f64>,
 }
 
 /// A phase's detail line: `Err` when the phase failed but the launch goes on.
@@ -191,6 +194,7 @@ impl Launcher {
             gateway_settings: GatewaySettings::from_config(&config.gateway),
             data_dir: config.data_dir.clone(),
             max_events: u64::from(config.max_events),
+            default_budget_usd: config.default_budget_usd,
         }
     }
 
@@ -276,7 +280,7 @@ impl Launcher {
             _ = stop.cancelled() => Err(Ending::Stopped { phase: self.current_phase(id).await }),
             _ = tokio::time::sleep(timeout + TIMEOUT_GRACE) => Err(Ending::TimedOut { phase: self.current_phase(id).await }),
         };
-        self.conclude(&launch, outcome).await
+        self.conclude(&mut launch, outcome).await
     }
 
     /// The phases, in order. A phase that fails ends the launch; `run` records how.

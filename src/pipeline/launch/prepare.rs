@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::Launcher;
 use crate::agent;
-use crate::catalog::{LaunchRequest, RepoRef, Tool};
+use crate::catalog::{Budget, LaunchRequest, RepoRef, Tool};
 use crate::ids::{DiscordId, IssueSessionId, SandboxId};
 use crate::model::Phase;
 use crate::redact::{looks_secret, Redactor};
@@ -130,6 +130,7 @@ impl Launcher {
                 }
             }
         }
+        self.resolve_budget(&mut request, project.as_ref())?;
         let keys = self
             .resolve_keys(tool, &request, origin, project.as_ref())
             .await?;
@@ -191,6 +192,43 @@ impl Launcher {
             keys,
             issue_session,
         })
+    }
+
+    /// The launch's budget: its own, else its project's default, else the deployment's
+    /// (`CODECOURIER_DEFAULT_BUDGET_USD`). Refused where the gateway cannot meter the launch.
+    fn resolve_budget(
+        &self,
+        request: &mut LaunchRequest,
+        project: Option<&Project>,
+    ) -> Result<(), LaunchError> {
+        let (budget, from) = if request.budget.is_set() {
+            (request.budget, "the launch's")
+        } else if let Some(usd) = project.and_then(|p| p.default_budget_usd) {
+            (
+                Budget {
+                    max_cost_usd: Some(usd),
+                    max_tokens: None,
+                },
+                "the project's default",
+            )
+        } else {
+            (
+                Budget {
+                    max_cost_usd: self.default_budget_usd,
+                    max_tokens: None,
+                },
+                "CODECOURIER_DEFAULT_BUDGET_USD's",
+            )
+        };
+        if budget.is_set() && self.provider.capabilities().egress_rules {
+            return Err(LaunchError::Invalid(format!(
+                "{from} budget of {} cannot be enforced on {} sandboxes: their model calls leave through the provider's egress, which CodeCourier's gateway (where spend is metered) does not see; launch without a budget, or on local sandboxes",
+                budget.describe(),
+                self.provider.name()
+            )));
+        }
+        request.budget = budget;
+        Ok(())
     }
 
     /// The keys the tool needs. Each resolves from the launch's own variables, then the person's,

@@ -65,7 +65,11 @@ impl Launcher {
                     .as_str(),
                 launched_by: launch.launched_by,
                 sandbox: launch.id,
-                cost_usd: agent.and_then(|r| r.cost_usd),
+                // As metered at the gateway, where it saw the traffic; else the CLI's word.
+                cost_usd: match launch.access.as_ref().and_then(|a| a.meter()) {
+                    Some(meter) => Some(meter.spend().cost_usd),
+                    None => agent.and_then(|r| r.cost_usd),
+                },
                 duration: launch.started.elapsed(),
             });
             let title = pull_request_title(&launch.request.prompt);
@@ -121,7 +125,7 @@ impl Launcher {
             summary: record.result_text.as_deref().unwrap_or(""),
             launched_by: &record.launched_by,
             sandbox: record.id,
-            cost_usd: record.cost_usd,
+            cost_usd: record.shown_usage().0,
             duration: Duration::from_millis(record.duration_ms.unwrap_or(0).max(0) as u64),
         });
         let pr = github

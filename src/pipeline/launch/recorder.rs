@@ -174,6 +174,7 @@ impl Launcher {
             ProgressEvent::Status { .. } => "status".to_string(),
             ProgressEvent::Note { .. } => "note".to_string(),
             ProgressEvent::Output { .. } => "output".to_string(),
+            ProgressEvent::Spend { .. } => "spend".to_string(),
             ProgressEvent::Agent { event } => format!(
                 "agent.{}",
                 serde_json::to_value(event)

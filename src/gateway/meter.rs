@@ -1,0 +1,387 @@
+//! A launch's meter: its model traffic counted from the providers' own usage (never from anything
+//! the agent says), priced from the catalog, held against its budget. Each response adds to the
+//! spend as it ends; once the budget is reached the next request is refused and `reached` fires,
+//! so the launch can stop its agent at once.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::model::{ModelApi, ModelRequest, ModelTraffic, Refusal, ResponseObserver};
+use super::usage::UsageReader;
+use crate::catalog::{usd, Budget, Prices};
+use crate::store::ModelUsage;
+
+/// The model name of responses whose usage could not be read: counted as requests, without
+/// tokens or a price.
+pub const UNMETERED: &str = "unmetered";
+
+/// What a launch has spent so far, as metered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spend {
+    pub requests: u64,
+    /// The priced responses' cost.
+    pub cost_usd: f64,
+    /// Every kind of token: input, output, cache reads and writes.
+    pub tokens: u64,
+    /// Models called that have no price: their tokens are counted, not their cost.
+    pub unpriced: Vec<String>,
+    /// Responses whose usage could not be read.
+    pub unmetered: u64,
+}
+
+/// One response's usage, for the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeteredResponse {
+    pub api: ModelApi,
+    pub model: String,
+    pub usage: ModelUsage,
+}
+
+/// A launch's meter, shared by the gateway (as the grant's `ModelTraffic`) and the launch.
+#[derive(Clone)]
+pub struct Meter(Arc<Inner>);
+
+struct Inner {
+    prices: Prices,
+    budget: Budget,
+    spend: watch::Sender<Spend>,
+    /// Each response's usage as it ends, for the store.
+    records: mpsc::UnboundedSender<MeteredResponse>,
+    /// Cancelled when the budget is reached.
+    reached: CancellationToken,
+}
+
+impl Meter {
+    /// A meter and the receiver of each response's usage as it ends.
+    pub fn new(prices: Prices, budget: Budget) -> (Self, mpsc::UnboundedReceiver<MeteredResponse>) {
+        let (records, receiver) = mpsc::unbounded_channel();
+        let meter = Self(Arc::new(Inner {
+            prices,
+            budget,
+            spend: watch::Sender::new(Spend::default()),
+            records,
+            reached: CancellationToken::new(),
+        }));
+        (meter, receiver)
+    }
+
+    pub fn budget(&self) -> Budget {
+        self.0.budget
+    }
+
+    pub fn spend(&self) -> Spend {
+        self.0.spend.borrow().clone()
+    }
+
+    /// Changes whenever a response adds to the spend.
+    pub fn watch(&self) -> watch::Receiver<Spend> {
+        self.0.spend.subscribe()
+    }
+
+    /// Cancelled once the spend reaches the budget.
+    pub fn reached(&self) -> CancellationToken {
+        self.0.reached.clone()
+    }
+
+    /// "budget of $2.00 reached after $2.13" once the budget is reached.
+    pub fn reached_words(&self) -> Option<String> {
+        if !self.0.reached.is_cancelled() {
+            return None;
+        }
+        let spend = self.spend();
+        let budget = self.0.budget;
+        Some(match (budget.max_cost_usd, budget.max_tokens) {
+            (Some(max), _) if spend.cost_usd >= max => format!(
+                "budget of {} reached after {}",
+                usd(max),
+                usd(spend.cost_usd)
+            ),
+            (_, Some(max)) => {
+                format!("budget of {max} tokens reached after {}", spend.tokens)
+            }
+            _ => "budget reached".to_string(),
+        })
+    }
+
+    fn add(
+        &self,
+        api: ModelApi,
+        request_model: Option<String>,
+        read: Option<(Option<String>, ModelUsage)>,
+    ) {
+        let inner = &self.0;
+        let (model, mut usage) = match read {
+            Some((model, usage)) => (
+                model
+                    .or_else(|| request_model.clone())
+                    .unwrap_or_else(|| "unknown".into()),
+                usage,
+            ),
+            None => (UNMETERED.to_string(), ModelUsage::default()),
+        };
+        usage.requests = 1;
+        // The response's model's price, else that of the model the launch asked for.
+        usage.cost_usd = (model != UNMETERED)
+            .then(|| {
+                inner
+                    .prices
+                    .of(&model)
+                    .or_else(|| request_model.as_deref().and_then(|m| inner.prices.of(m)))
+            })
+            .flatten()
+            .map(|price| price.cost(&usage));
+        // One addition at a time (the watch's lock), so the check against the budget sees each.
+        inner.spend.send_modify(|spend| {
+            spend.requests += 1;
+            spend.cost_usd += usage.cost_usd.unwrap_or(0.0);
+            spend.tokens = spend.tokens.saturating_add(usage.tokens());
+            if model == UNMETERED {
+                spend.unmetered += 1;
+            } else if usage.cost_usd.is_none() && !spend.unpriced.contains(&model) {
+                spend.unpriced.push(model.clone());
+            }
+            let budget = inner.budget;
+            if budget.max_cost_usd.is_some_and(|max| spend.cost_usd >= max)
+                || budget.max_tokens.is_some_and(|max| spend.tokens >= max)
+            {
+                inner.reached.cancel();
+            }
+        });
+        // The launch may have ended and dropped the receiver: nothing is left to record then.
+        let _ = inner.records.send(MeteredResponse { api, model, usage });
+    }
+}
+
+impl ModelTraffic for Meter {
+    fn admit(&self, request: &ModelRequest<'_>) -> Result<(), Refusal> {
+        if let Some(words) = self.reached_words() {
+            return Err(Refusal {
+                status: REFUSED,
+                message: format!(
+                    "{words}: CodeCourier's gateway sends no more model requests for this launch"
+                ),
+            });
+        }
+        if self.0.budget.max_cost_usd.is_some() && *request.method == Method::POST {
+            if let Some(model) = requested_model(request.body) {
+                if self.0.prices.of(&model).is_none() {
+                    return Err(Refusal {
+                        status: REFUSED,
+                        message: format!(
+                            "{model} has no price in CodeCourier's catalog, so a launch with a budget in dollars may not call it; choose a priced model or a budget in tokens"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn observe(
+        &self,
+        request: &ModelRequest<'_>,
+        status: StatusCode,
+    ) -> Option<Box<dyn ResponseObserver>> {
+        // An error or a listing is not charged for.
+        if !status.is_success() || *request.method != Method::POST {
+            return None;
+        }
+        Some(Box::new(Observer {
+            meter: self.clone(),
+            api: request.api,
+            request_body: request.body.clone(),
+            reader: Some(UsageReader::new(request.api)),
+        }))
+    }
+}
+
+/// A refusal's status: 403, which the CLIs show and do not retry (unlike 429 and 5xx).
+const REFUSED: StatusCode = StatusCode::FORBIDDEN;
+
+/// The `model` a request body names, if it is a JSON object that names one.
+fn requested_model(body: &Bytes) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<Named>(body).ok()?.model
+}
+
+/// Reads one response's usage as it is forwarded, and adds it to the meter when the usage is
+/// final or the response ends, whichever comes first.
+struct Observer {
+    meter: Meter,
+    api: ModelApi,
+    /// The request's body, read for its model only when the response names none.
+    request_body: Bytes,
+    /// None once added.
+    reader: Option<UsageReader>,
+}
+
+impl Observer {
+    fn add(&mut self) {
+        let Some(reader) = self.reader.take() else {
+            return;
+        };
+        let read = match reader.finish() {
+            Ok((model, usage)) => Some((model, usage)),
+            Err(why) => {
+                tracing::warn!(
+                    api = self.api.path_segment(),
+                    "gateway: a model response was not metered ({why}); it counts as a request without tokens"
+                );
+                None
+            }
+        };
+        let needs_request_model = read.as_ref().is_none_or(|(model, _)| model.is_none())
+            || self.meter.0.budget.max_cost_usd.is_some();
+        let request_model = needs_request_model
+            .then(|| requested_model(&self.request_body))
+            .flatten();
+        self.meter.add(self.api, request_model, read);
+    }
+}
+
+impl ResponseObserver for Observer {
+    fn chunk(&mut self, bytes: &[u8]) {
+        if let Some(reader) = self.reader.as_mut() {
+            if reader.push(bytes) {
+                self.add();
+            }
+        }
+    }
+
+    fn end(mut self: Box<Self>, _complete: bool) {
+        // A broken stream still cost what it counted so far.
+        self.add();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn request<'a>(body: &'a Bytes, method: &'a Method) -> ModelRequest<'a> {
+        ModelRequest {
+            api: ModelApi::Anthropic,
+            method,
+            path: "/v1/messages",
+            body,
+        }
+    }
+
+    fn respond(meter: &Meter, body: &Bytes, response: &str) {
+        let post = Method::POST;
+        let mut observer = meter
+            .observe(&request(body, &post), StatusCode::OK)
+            .expect("observed");
+        observer.chunk(response.as_bytes());
+        observer.end(true);
+    }
+
+    const RESPONSE: &str =
+        r#"{"model":"claude-sonnet-4-6","usage":{"input_tokens":100,"output_tokens":20}}"#;
+
+    #[test]
+    fn the_request_after_the_one_that_reached_the_budget_is_refused() {
+        let budget = Budget {
+            max_cost_usd: Some(0.0012),
+            max_tokens: None,
+        };
+        let (meter, mut records) = Meter::new(Catalog::built_in().prices, budget);
+        let body = Bytes::from_static(br#"{"model":"claude-sonnet-4-6"}"#);
+        let post = Method::POST;
+        respond(&meter, &body, RESPONSE);
+        assert!(meter.admit(&request(&body, &post)).is_ok());
+        assert!(!meter.reached().is_cancelled());
+        respond(&meter, &body, RESPONSE);
+        assert!(meter.reached().is_cancelled());
+        let refusal = meter.admit(&request(&body, &post)).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+        assert!(
+            refusal
+                .message
+                .starts_with("budget of $0.0012 reached after $0.0012"),
+            "{}",
+            refusal.message
+        );
+        let first = records.try_recv().unwrap();
+        assert_eq!(first.model, "claude-sonnet-4-6");
+        assert_eq!(first.usage.requests, 1);
+        assert!((first.usage.cost_usd.unwrap() - 0.0006).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_token_budget_counts_every_kind_of_token() {
+        let budget = Budget {
+            max_cost_usd: None,
+            max_tokens: Some(240),
+        };
+        let (meter, _records) = Meter::new(Prices::default(), budget);
+        let body = Bytes::from_static(br#"{"model":"mystery-1"}"#);
+        respond(
+            &meter,
+            &body,
+            r#"{"usage":{"input_tokens":100,"output_tokens":10,"cache_read_input_tokens":9}}"#,
+        );
+        assert_eq!(meter.spend().tokens, 119);
+        assert_eq!(meter.spend().unpriced, ["mystery-1"]);
+        respond(
+            &meter,
+            &body,
+            r#"{"usage":{"input_tokens":100,"output_tokens":10,"cache_creation_input_tokens":11}}"#,
+        );
+        assert_eq!(
+            meter.reached_words().as_deref(),
+            Some("budget of 240 tokens reached after 240")
+        );
+    }
+
+    #[test]
+    fn a_dollar_budget_refuses_a_model_without_a_price() {
+        let budget = Budget {
+            max_cost_usd: Some(1.0),
+            max_tokens: None,
+        };
+        let (meter, _records) = Meter::new(Catalog::built_in().prices, budget);
+        let post = Method::POST;
+        let body = Bytes::from_static(br#"{"model":"gpt-9-unpriced"}"#);
+        let refusal = meter.admit(&request(&body, &post)).unwrap_err();
+        assert!(
+            refusal.message.contains("gpt-9-unpriced has no price"),
+            "{}",
+            refusal.message
+        );
+        let body = Bytes::from_static(br#"{"model":"claude-haiku-4-5"}"#);
+        assert!(meter.admit(&request(&body, &post)).is_ok());
+    }
+
+    #[test]
+    fn usage_a_request_claims_for_itself_counts_for_nothing() {
+        let (meter, _records) = Meter::new(Catalog::built_in().prices, Budget::default());
+        let body = Bytes::from_static(
+            br#"{"model":"claude-sonnet-4-6","usage":{"input_tokens":-99999999,"output_tokens":-5}}"#,
+        );
+        respond(&meter, &body, RESPONSE);
+        let spend = meter.spend();
+        assert_eq!((spend.requests, spend.tokens), (1, 120));
+    }
+
+    #[test]
+    fn a_response_without_usage_counts_as_an_unmetered_request() {
+        let (meter, mut records) = Meter::new(Catalog::built_in().prices, Budget::default());
+        let body = Bytes::from_static(br#"{"model":"claude-sonnet-4-6"}"#);
+        respond(&meter, &body, "<html>not an API</html>");
+        assert_eq!(meter.spend().unmetered, 1);
+        let record = records.try_recv().unwrap();
+        assert_eq!(
+            (record.model.as_str(), record.usage.cost_usd),
+            (UNMETERED, None)
+        );
+    }
+}
