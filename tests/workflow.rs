@@ -685,3 +685,79 @@ async fn a_chain_killed_mid_issue_resumes_at_that_issue_and_step() {
         .count();
     assert_eq!(designers, 2, "one designer per issue, none repeated");
 }
+
+/// `workflow run` or `chain run` of the stand-in agent calling the fake Messages API until it is
+/// stopped, with a budget for the whole job.
+fn budgeted(world: &World, api: &wiremock::MockServer, job: &[&str]) -> StdCommand {
+    let mut cmd = world.std_cmd();
+    cmd.args(job)
+        .arg("--repo")
+        .arg(&world.origin)
+        .args(["--env", "FAKE_CLAUDE=model", "--max-cost-usd", "0.002"])
+        .args(["--env", &format!("ANTHROPIC_BASE_URL={}", api.uri())])
+        .arg("--json");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_budget_stops_the_run_inside_its_step_and_keeps_the_work() {
+    let world = World::new();
+    let api = fake_anthropic::start(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let run = budgeted(
+        &world,
+        &api,
+        &["workflow", "run", "--prompt", "Keep calling the model"],
+    );
+    let (code, run, stderr) = json_of(run).await;
+    assert_eq!(code, 1, "{run:#}\n{stderr}");
+    assert_eq!(run["status"], "stopped", "{run:#}");
+    // Each answer costs $0.0006: the designer was stopped at the fourth, the run said why.
+    assert_eq!(
+        run["error"], "budget of $0.0020 for the whole run reached after $0.0024",
+        "{run:#}"
+    );
+    assert_eq!(steps(&run), [("designer".to_string(), 0, "stopped".into())]);
+    assert_eq!(api.received_requests().await.unwrap().len(), 4);
+    // The step ran with what was left of the run's budget, and its commit reached the branch.
+    let designer = record(&world, run["steps"][0]["sandbox_id"].as_str().unwrap());
+    assert_eq!(
+        designer["request"]["budget"]["max_cost_usd"], 0.002,
+        "{designer:#}"
+    );
+    let branch = run["branch"].as_str().unwrap();
+    assert_eq!(world.file_on_branch(branch, "first.txt"), "first\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_budget_covers_every_issue_and_stops_the_chain_where_it_is_reached() {
+    let world = World::new();
+    let api = fake_anthropic::start(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let chain = budgeted(
+        &world,
+        &api,
+        &[
+            "chain",
+            "run",
+            "--item",
+            "Call the model",
+            "--item",
+            "Never run",
+        ],
+    );
+    let (code, chain, stderr) = json_of(chain).await;
+    assert_eq!(code, 1, "{chain:#}\n{stderr}");
+    assert_eq!(chain["status"], "stopped", "{chain:#}");
+    assert_eq!(
+        chain["error"],
+        "budget of $0.0020 for the whole chain reached after $0.0024; stopped at issue 1 (Call the model)",
+        "{chain:#}"
+    );
+    assert_eq!(chain["runs"].as_array().unwrap().len(), 1, "{chain:#}");
+    assert_eq!(api.received_requests().await.unwrap().len(), 4);
+}

@@ -25,9 +25,7 @@ pub use sandboxes::{
     SandboxFilter, SandboxRecord,
 };
 pub use steps::{NewStep, StepEnding, StepRecord, StepStatus, WorkflowLink};
-pub use usage::{
-    MeteredModel, MeteredTotal, ModelUsage, UsageReport, UsageRow, UsageScope,
-};
+pub use usage::{MeteredModel, MeteredTotal, ModelUsage, UsageReport, UsageRow, UsageScope};
 pub use workflows::StoredWorkflow;
 
 use std::str::FromStr;

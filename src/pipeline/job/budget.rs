@@ -2,6 +2,7 @@
 //! checked before every step, and what is left is each step's own launch budget, so the gateway
 //! stops a step that would cross it.
 
+use crate::catalog::{usd, Budget};
 use crate::ids::JobId;
 use crate::store::{JobRecord, ModelUsage, Store, Work};
 
@@ -13,12 +14,8 @@ pub(super) struct JobBudget {
     scope: JobId,
 }
 
-/// What a step may still spend.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Left {
-    pub usd: Option<f64>,
-    pub tokens: Option<u64>,
-}
+/// What a step may still spend: its own launch budget.
+pub(super) type Left = Budget;
 
 impl JobBudget {
     /// The job's budget, from its workflow as it was when the job started; none without one.
@@ -50,9 +47,11 @@ impl JobBudget {
             JobId::Chain(_) => "the whole chain",
         };
         let cost = spent.cost_usd.unwrap_or(0.0);
-        if let Some(usd) = self.usd.filter(|usd| cost >= *usd) {
+        if let Some(max) = self.usd.filter(|max| cost >= *max) {
             return Err(format!(
-                "budget of ${usd:.2} for {whole} reached after ${cost:.4}"
+                "budget of {} for {whole} reached after {}",
+                usd(max),
+                usd(cost)
             ));
         }
         let tokens = spent.tokens();
@@ -62,8 +61,8 @@ impl JobBudget {
             ));
         }
         Ok(Left {
-            usd: self.usd.map(|usd| usd - cost),
-            tokens: self.tokens.map(|max| max - tokens),
+            max_cost_usd: self.usd.map(|max| max - cost),
+            max_tokens: self.tokens.map(|max| max - tokens),
         })
     }
 }
@@ -92,13 +91,13 @@ mod tests {
         assert_eq!(
             b.left_after(&spent(0.5, 400)),
             Ok(Left {
-                usd: Some(1.5),
-                tokens: Some(600)
+                max_cost_usd: Some(1.5),
+                max_tokens: Some(600)
             })
         );
         assert_eq!(
-            b.left_after(&spent(2.125, 10)),
-            Err("budget of $2.00 for the whole run reached after $2.1250".into())
+            b.left_after(&spent(2.13, 10)),
+            Err("budget of $2.00 for the whole run reached after $2.13".into())
         );
         assert_eq!(
             b.left_after(&spent(0.1, 1000)),
@@ -109,8 +108,8 @@ mod tests {
         assert_eq!(
             only_usd.left_after(&spent(0.25, 1_000_000)),
             Ok(Left {
-                usd: Some(0.75),
-                tokens: None
+                max_cost_usd: Some(0.75),
+                max_tokens: None
             })
         );
         assert!(only_usd

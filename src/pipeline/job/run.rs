@@ -148,6 +148,9 @@ impl Runner {
             .validate(&self.catalog, true)
             .map_err(|e| format!("the {kind} step cannot start: {e}"))?;
         request.env = step.on.env.to_vec();
+        if let Some(left) = step.left {
+            request.budget = left;
+        }
         if kind == StepKind::Checker {
             request.mode = LaunchMode::Check;
         }
@@ -267,6 +270,8 @@ impl Runner {
                 Some(record.error.clone().unwrap_or_else(|| "failed".into())),
             ),
         };
+        // The metered cost where the gateway saw the step's traffic, else the CLI's own.
+        let (cost_usd, _, _) = record.shown_usage();
         self.store()
             .end_step(
                 step_id,
@@ -274,7 +279,7 @@ impl Runner {
                     status,
                     verdict: verdict.as_ref(),
                     error: error.as_deref(),
-                    cost_usd: record.cost_usd,
+                    cost_usd,
                     duration_ms: record.duration_ms,
                 },
             )
@@ -287,7 +292,7 @@ impl Runner {
             status,
             verdict,
             error,
-            cost_usd: record.cost_usd,
+            cost_usd,
             duration_ms: record.duration_ms,
         });
         Ok(())
