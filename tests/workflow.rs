@@ -584,6 +584,42 @@ fn bad_workflows_and_chains_are_refused_before_anything_runs() {
         &["chain", "run", "--repo", &repo],
         &["the chain has no issues"],
     );
+    refuse(
+        &[
+            "workflow",
+            "run",
+            "--repo",
+            &repo,
+            "--prompt",
+            "x",
+            "--max-cost-usd",
+            "-1",
+        ],
+        &["--max-cost-usd must be more than $0 (got -1)"],
+    );
+    refuse(
+        &[
+            "workflow",
+            "run",
+            "--repo",
+            &repo,
+            "--prompt",
+            "x",
+            "--max-tokens",
+            "0",
+        ],
+        &["max_tokens: must be a positive number"],
+    );
+    let costly = world.dir.path().join("costly.json");
+    std::fs::write(
+        &costly,
+        json!({"name": "costly", "max_cost_usd": 0}).to_string(),
+    )
+    .unwrap();
+    refuse(
+        &["workflow", "create", "--file", costly.to_str().unwrap()],
+        &["max_cost_usd: must be a positive number"],
+    );
     let named_default = world.dir.path().join("default.json");
     std::fs::write(&named_default, json!({"name": "default"}).to_string()).unwrap();
     refuse(

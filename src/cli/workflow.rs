@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::launch::ops;
 use super::progress::TerminalTimeline;
 use super::CliError;
-use crate::catalog::Catalog;
+use crate::catalog::{Budget, Catalog};
 use crate::config::Config;
 use crate::ids::{JobId, JobKind};
 use crate::model::workflow::{StepKind, WorkflowDef};
@@ -133,8 +133,9 @@ pub enum ChainCommand {
 /// A budget for a whole run or chain, over the workflow's own.
 #[derive(Debug, clap::Args)]
 pub struct JobBudgetArgs {
-    /// The most the whole run (or chain) may spend, as CodeCourier meters it, in dollars
-    #[arg(long, value_name = "USD")]
+    /// The most the whole run (or chain) may spend, as CodeCourier meters it, in US dollars
+    #[arg(long, value_name = "USD", allow_negative_numbers = true,
+          value_parser = |text: &str| Budget::parse_usd(text, "--max-cost-usd"))]
     max_cost_usd: Option<f64>,
     /// The most tokens the whole run (or chain) may use
     #[arg(long, value_name = "TOKENS")]

@@ -152,6 +152,16 @@ impl Runner {
         request.workflow.validate(&self.catalog).map_err(|e| {
             LaunchError::Invalid(format!("workflow {}: {e}", request.workflow.name))
         })?;
+        let budgeted =
+            request.workflow.max_cost_usd.is_some() || request.workflow.max_tokens.is_some();
+        let provider = self.launcher.provider();
+        if budgeted && provider.capabilities().egress_rules {
+            return Err(LaunchError::Invalid(format!(
+                "workflow {}: a budget cannot be enforced on {} sandboxes: their model calls leave through the provider's egress, which CodeCourier's gateway (where spend is metered) does not see; run without a budget, or on local sandboxes",
+                request.workflow.name,
+                provider.name()
+            )));
+        }
         let mut designer = None;
         for kind in StepKind::ALL {
             let mut input = request
