@@ -84,6 +84,8 @@ pub enum WorkflowCommand {
     },
 }
 
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum ChainCommand {
     /// Run a list of issues one after another on one branch, each as a workflow run
