@@ -47,6 +47,7 @@ pub async fn workflow(_ctx: Context<'_>) -> Result<(), Error> {
 }
 
 /// Run a workflow on a task, in a thread.
+#[allow(clippy::too_many_arguments)]
 #[poise::command(slash_command, rename = "run")]
 async fn workflow_run(
     ctx: Context<'_>,
