@@ -401,3 +401,36 @@ async fn workflow_chain_runs_lines_of_text_on_one_branch() {
     assert_eq!(bot.world.file_on_branch(&branch, "beta.txt"), "beta\n");
     bot.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_started_with_a_budget_stops_once_its_steps_have_spent_it() {
+    let (bot, api) = start_claude(Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let run = workflow_run(&bot, "Create hello.txt", &[("budget_usd", 0.0001.into())]);
+    let summary = bot.public_reply(&run).await;
+    assert!(
+        summary.contains("checker Claude Code · budget $0.0001 for the whole run"),
+        "{summary}"
+    );
+    let thread = bot.run_thread().await;
+    let result = bot.next_message(thread.id).await;
+    let text = content(&result);
+    assert!(text.contains("**🛑 stopped**"), "{text}");
+    assert!(
+        text.contains("budget of $0.0001 for the whole run reached after $0.0"),
+        "{text}"
+    );
+    // The designer's first answer spent it: no other step asked the model anything.
+    let steps: Vec<Value> = bot
+        .cli(&["sandboxes", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(steps.len(), 1, "{steps:#?}");
+    assert_eq!(steps[0]["workflow_step"], "designer");
+    assert!(!api.received_requests().await.unwrap().is_empty());
+    bot.final_status(&thread).await;
+    bot.finish().await;
+}

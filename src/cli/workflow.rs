@@ -536,11 +536,12 @@ fn capitalised(text: &str) -> String {
 /// A workflow in a few lines: the steps with the tool each uses.
 fn describe(catalog: &Catalog, w: &WorkflowDef) -> String {
     let mut text = format!("{} · up to {} optimizer rounds", w.name, w.max_rounds);
-    if let Some(usd) = w.max_cost_usd {
-        text.push_str(&format!(" · budget ${usd:.2} for the whole run"));
-    }
-    if let Some(tokens) = w.max_tokens {
-        text.push_str(&format!(" · at most {tokens} tokens"));
+    let budget = w.budget();
+    if budget.is_set() {
+        text.push_str(&format!(
+            " · budget {} for the whole run",
+            budget.describe()
+        ));
     }
     for kind in StepKind::ALL {
         let (tool, model, template) = w.step_tool(catalog, kind);

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, FieldError, LaunchInput, ValidationErrors};
+use crate::catalog::{Budget, Catalog, FieldError, LaunchInput, ValidationErrors};
 
 pub const DEFAULT_WORKFLOW: &str = "default";
 pub const DEFAULT_MAX_ROUNDS: u32 = 3;
@@ -140,6 +140,14 @@ impl WorkflowDef {
             max_rounds: DEFAULT_MAX_ROUNDS,
             max_cost_usd: None,
             max_tokens: None,
+        }
+    }
+
+    /// What a whole run (or chain) of this workflow may spend.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            max_cost_usd: self.max_cost_usd,
+            max_tokens: self.max_tokens,
         }
     }
 

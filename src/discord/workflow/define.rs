@@ -235,14 +235,12 @@ pub fn steps_summary(catalog: &Catalog, w: &WorkflowDef) -> String {
         + &budget_summary(w)
 }
 
-/// " · budget $2.00 · 50000 tokens", or nothing when the workflow sets none.
+/// " · budget $2.00 for the whole run", or nothing when the workflow sets none.
 fn budget_summary(w: &WorkflowDef) -> String {
-    let mut text = String::new();
-    if let Some(usd) = w.max_cost_usd {
-        text.push_str(&format!(" · budget ${usd:.2}"));
+    let budget = w.budget();
+    if budget.is_set() {
+        format!(" · budget {} for the whole run", budget.describe())
+    } else {
+        String::new()
     }
-    if let Some(tokens) = w.max_tokens {
-        text.push_str(&format!(" · at most {tokens} tokens"));
-    }
-    text
 }

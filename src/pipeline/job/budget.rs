@@ -20,8 +20,8 @@ pub(super) type Left = Budget;
 impl JobBudget {
     /// The job's budget, from its workflow as it was when the job started; none without one.
     pub(super) fn of(record: &JobRecord) -> Option<Self> {
-        let workflow = &record.workflow;
-        if workflow.max_cost_usd.is_none() && workflow.max_tokens.is_none() {
+        let budget = record.workflow.budget();
+        if !budget.is_set() {
             return None;
         }
         let scope = match &record.work {
@@ -29,8 +29,8 @@ impl JobBudget {
             Work::Chain(chain) => JobId::Chain(chain.id),
         };
         Some(Self {
-            usd: workflow.max_cost_usd,
-            tokens: workflow.max_tokens,
+            usd: budget.max_cost_usd,
+            tokens: budget.max_tokens,
             scope,
         })
     }
