@@ -199,8 +199,10 @@ impl ModelTraffic for Meter {
     }
 }
 
-/// A refusal's status: 403, which the CLIs show and do not retry (unlike 429 and 5xx).
-const REFUSED: StatusCode = StatusCode::FORBIDDEN;
+/// A refusal's status: 400 (`invalid_request_error` in each API's shape), which every CLI shows
+/// and none retries (they retry 429 and 5xx, and some 401); not 401 or 403, which the launch
+/// would report as a rejected key.
+const REFUSED: StatusCode = StatusCode::BAD_REQUEST;
 
 /// The `model` a request body names, if it is a JSON object that names one.
 fn requested_model(body: &Bytes) -> Option<String> {
@@ -237,8 +239,11 @@ impl Observer {
                 None
             }
         };
-        let needs_request_model = read.as_ref().is_none_or(|(model, _)| model.is_none())
-            || self.meter.0.budget.max_cost_usd.is_some();
+        // The request's model names or prices the response only when the response cannot.
+        let prices = &self.meter.0.prices;
+        let needs_request_model = read
+            .as_ref()
+            .is_none_or(|(model, _)| model.as_deref().is_none_or(|m| prices.of(m).is_none()));
         let request_model = needs_request_model
             .then(|| requested_model(&self.request_body))
             .flatten();
@@ -302,7 +307,7 @@ mod tests {
         respond(&meter, &body, RESPONSE);
         assert!(meter.reached().is_cancelled());
         let refusal = meter.admit(&request(&body, &post)).unwrap_err();
-        assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
         assert!(
             refusal
                 .message

@@ -256,7 +256,7 @@ impl Runner {
                     status,
                     verdict: verdict.as_ref(),
                     error: error.as_deref(),
-                    cost_usd: record.cost_usd,
+                    cost_usd: record.shown_usage().0,
                     duration_ms: record.duration_ms,
                 },
             )
@@ -269,7 +269,7 @@ impl Runner {
             status,
             verdict,
             error,
-            cost_usd: record.cost_usd,
+            cost_usd: record.shown_usage().0,
             duration_ms: record.duration_ms,
         });
         Ok(())
