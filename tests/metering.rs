@@ -203,6 +203,22 @@ async fn past_its_budget_a_grant_s_requests_get_an_error_in_the_api_s_shape_and_
             )
             .send()
     };
+    // A call the meter cannot read is refused while a budget holds: a batch would bill later.
+    let batch = client
+        .post(format!("{base}/v1/messages/batches"))
+        .header("x-api-key", guard.placeholder().expose())
+        .json(&json!({"requests": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 400);
+    let error: Value = batch.json().await.unwrap();
+    assert_eq!(
+        error["error"]["message"],
+        "/v1/messages/batches is not an endpoint CodeCourier's gateway can meter, so a launch with a budget may not call it"
+    );
+    assert_eq!(requests_received(&api).await, 0);
+
     let first = send().await.unwrap();
     assert_eq!(first.status(), 200);
     first.text().await.unwrap();

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::model::{ModelApi, ModelRequest, ModelTraffic, Refusal, ResponseObserver};
-use super::usage::UsageReader;
+use super::usage::{UsageReader, Wire};
 use crate::catalog::{usd, Budget, Prices};
 use crate::store::ModelUsage;
 
@@ -166,7 +166,22 @@ impl ModelTraffic for Meter {
                 ),
             });
         }
-        if self.0.budget.max_cost_usd.is_some() && *request.method == Method::POST {
+        let post = *request.method == Method::POST;
+        // A call the meter cannot read (a batch, an embedding) would spend past any budget.
+        if self.0.budget.is_set()
+            && post
+            && Wire::of(request.path).is_none()
+            && !Wire::is_free(request.path)
+        {
+            return Err(Refusal {
+                status: REFUSED,
+                message: format!(
+                    "{} is not an endpoint CodeCourier's gateway can meter, so a launch with a budget may not call it",
+                    request.path
+                ),
+            });
+        }
+        if self.0.budget.max_cost_usd.is_some() && post {
             if let Some(model) = requested_model(request.body) {
                 if self.0.prices.of(&model).is_none() {
                     return Err(Refusal {
@@ -186,7 +201,8 @@ impl ModelTraffic for Meter {
         request: &ModelRequest<'_>,
         status: StatusCode,
     ) -> Option<Box<dyn ResponseObserver>> {
-        // An error or a listing is not charged for.
+        // An error, a listing or a token count is not charged for.
+        let wire = Wire::of(request.path)?;
         if !status.is_success() || *request.method != Method::POST {
             return None;
         }
@@ -194,7 +210,7 @@ impl ModelTraffic for Meter {
             meter: self.clone(),
             api: request.api,
             request_body: request.body.clone(),
-            reader: Some(UsageReader::new(request.api)),
+            reader: Some(UsageReader::new(wire)),
         }))
     }
 }
