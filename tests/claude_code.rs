@@ -54,6 +54,9 @@ async fn claude_code_creates_a_file_that_lands_on_the_feature_branch() {
     let cost = r["cost_usd"].as_f64().unwrap();
     assert!((cost - 0.0012).abs() < 1e-9, "cost {cost}");
     assert_eq!(r["num_turns"], 2);
+    // The gateway metered both requests, and its price agrees with Claude Code's.
+    assert_eq!(r["metered"]["requests"], 2, "{r:#}");
+    assert_eq!(r["reported"]["cost_usd"], r["cost_usd"]);
     let branch = r["branch"].as_str().unwrap();
     assert_eq!(world.file_on_branch(branch, "hello.txt"), "hello\n");
     assert_eq!(r["pushed"], true);

@@ -73,6 +73,8 @@ async fn codex_creates_a_file_that_lands_on_the_feature_branch() {
     // One request for the tool call, one with its output for the answer.
     assert_eq!(requests.len(), 2, "{requests:#?}");
     let n = requests.len() as u64;
+    // The gateway metered each of the real CLI's requests.
+    assert_eq!(r["metered"]["requests"], n, "{r:#}");
     // Codex sums the usage of every request in the turn; it reports no price.
     assert_eq!(r["input_tokens"], n * fake::INPUT_TOKENS);
     assert_eq!(r["output_tokens"], n * fake::OUTPUT_TOKENS);

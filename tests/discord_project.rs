@@ -199,6 +199,56 @@ async fn the_setup_form_sets_the_setup_script_and_auto_setup() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_setup_form_sets_the_default_budget_of_the_project_s_launches() {
+    let bot = start_bot(&[]).await;
+    bind_project(&bot, &[]).await;
+    let manager = User::manager(ALICE);
+    let refused = bot.slash(
+        manager,
+        "project setup",
+        &[("default_budget_usd", (-1.0).into())],
+    );
+    let text = bot.ephemeral_reply(&refused).await;
+    assert!(
+        text.contains("default_budget_usd must be more than $0"),
+        "{text}"
+    );
+
+    let setup = bot.slash(
+        manager,
+        "project setup",
+        &[("default_budget_usd", 2.5.into())],
+    );
+    let form = bot.modal(&setup).await;
+    let submit = bot.submit_modal(manager, &form, &[]).await;
+    assert_eq!(bot.reply(&submit).await.kind(), ReplyKind::Acknowledged);
+    bot.follow_up(&setup).await;
+    assert_eq!(project(&bot)["default_budget_usd"], 2.5);
+    let show = bot.slash(alice(), "project show", &[]);
+    let text = bot.ephemeral_reply(&show).await;
+    assert!(text.contains("Default budget: $2.50"), "{text}");
+
+    // A launch that sets none takes it.
+    bind_project(&bot, &[("FAKE_CLAUDE", "create")]).await;
+    launch_to_the_end(&bot, "Save the prompt").await;
+    let records = bot.cli(&["sandboxes", "list", "--json"]);
+    assert_eq!(records[0]["request"]["budget"]["max_cost_usd"], 2.5);
+
+    // Zero removes it.
+    let setup = bot.slash(
+        manager,
+        "project setup",
+        &[("default_budget_usd", 0.0.into())],
+    );
+    let form = bot.modal(&setup).await;
+    let submit = bot.submit_modal(manager, &form, &[]).await;
+    assert_eq!(bot.reply(&submit).await.kind(), ReplyKind::Acknowledged);
+    bot.follow_up(&setup).await;
+    assert_eq!(project(&bot)["default_budget_usd"], Value::Null);
+    bot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn skills_and_commands_added_from_discord_reach_the_cli_and_the_model() {
     let (bot, api) = start_claude_bot(
         support::fake_anthropic::Mode::Works {

@@ -70,7 +70,7 @@ fn assert_logs_hold_none_of(secrets: &[&str]) {
 // A fake model API: records each call and streams an SSE answer.
 
 const FIRST_EVENT: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n";
-const LAST_EVENTS: &str = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+const LAST_EVENTS: &str = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":30}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 const REQUEST: &str = r#"{"model":"claude-sonnet-4-6","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
 #[derive(Debug, Clone)]
@@ -613,6 +613,33 @@ async fn a_grant_s_traffic_seam_admits_requests_and_sees_every_response_byte() {
     assert_eq!(error["error"]["type"], "rate_limit_error");
     assert_eq!(error["error"]["message"], "this launch's budget is spent");
     assert_eq!(upstream.calls().len(), 1, "the refused request stayed here");
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_before_the_usage_still_pays_for_the_whole_answer() {
+    let upstream = FakeModel::holding().await;
+    let gateway = model_gateway(&upstream).await;
+    let (meter, mut recorded) = codecourier::gateway::Meter::new(
+        codecourier::catalog::Catalog::built_in().prices,
+        codecourier::catalog::Budget::default(),
+    );
+    let mut grant = anthropic_grant("sbx-hang-up");
+    grant.traffic = Some(Arc::new(meter));
+    let guard = gateway.grant(grant);
+    let mut response = messages(&gateway, x_api_key(&guard)).await;
+    next_chunk(&mut response).await.expect("a first chunk");
+    // The agent has what it wanted and leaves before `message_delta` says what the output cost.
+    drop(response);
+    upstream.release_rest();
+    let record = tokio::time::timeout(WAIT, recorded.recv())
+        .await
+        .expect("nothing metered within the wait")
+        .unwrap();
+    assert_eq!(
+        (record.usage.input_tokens, record.usage.output_tokens),
+        (12, 30),
+        "the rest of the answer was read for its usage"
+    );
 }
 
 #[tokio::test]

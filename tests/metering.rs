@@ -169,6 +169,78 @@ async fn chat_completions_usage_through_openrouter_is_metered_streamed_or_not() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn past_its_budget_a_grant_s_requests_get_an_error_in_the_api_s_shape_and_stay_here() {
+    let api = fake_anthropic::start(fake_anthropic::Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let gateway = gateway(&api.uri(), "http://127.0.0.1:9", "http://127.0.0.1:9").await;
+    let budget = Budget {
+        max_cost_usd: None,
+        max_tokens: Some(100),
+    };
+    let (meter, _recorded) = Meter::new(Catalog::built_in().prices, budget);
+    let reached = meter.reached();
+    let guard = gateway.grant(Grant {
+        label: "budgeted".into(),
+        models: vec![ModelGrant::new(
+            ModelApi::Anthropic,
+            ModelKey::ApiKey(Secret::new("sk-real")),
+        )],
+        traffic: Some(std::sync::Arc::new(meter)),
+        ..Grant::default()
+    });
+    let base = gateway.reach_on_host().model_base_url(ModelApi::Anthropic);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let send = || {
+        client
+            .post(format!("{base}/v1/messages"))
+            .header("x-api-key", guard.placeholder().expose())
+            .json(
+                &json!({"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .send()
+    };
+    // A call the meter cannot read is refused while a budget holds: a batch would bill later.
+    let batch = client
+        .post(format!("{base}/v1/messages/batches"))
+        .header("x-api-key", guard.placeholder().expose())
+        .json(&json!({"requests": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 400);
+    let error: Value = batch.json().await.unwrap();
+    assert_eq!(
+        error["error"]["message"],
+        "/v1/messages/batches is not an endpoint CodeCourier's gateway can meter, so a launch with a budget may not call it"
+    );
+    assert_eq!(requests_received(&api).await, 0);
+
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    first.text().await.unwrap();
+    tokio::time::timeout(WAIT, reached.cancelled())
+        .await
+        .expect("the answer's 120 tokens reach the budget of 100");
+    let refused = send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        error["error"]["message"],
+        "budget of 100 tokens reached after 120: CodeCourier's gateway sends no more model requests for this launch"
+    );
+    assert_eq!(
+        requests_received(&api).await,
+        1,
+        "the refused request stayed here"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Launches: a stand-in agent that calls the fake Messages API through the gateway
 

@@ -66,6 +66,8 @@ async fn pi_creates_a_file_that_lands_on_the_feature_branch() {
 
     let requests = fake::requests(&api).await;
     assert_eq!(requests.len(), 2, "{requests:#?}");
+    // The gateway metered each of the real CLI's requests; the figures below are its.
+    assert_eq!(r["metered"]["requests"], 2, "{r:#}");
     assert_eq!(r["num_turns"], 2);
     assert_eq!(r["input_tokens"], 2 * fake::PROMPT_TOKENS);
     assert_eq!(r["output_tokens"], 2 * fake::COMPLETION_TOKENS);

@@ -322,6 +322,25 @@ mod tests {
     }
 
     #[test]
+    fn the_status_message_shows_the_spend_against_the_budget() {
+        let mut view = StatusView::default();
+        view.started(Phase::Agent);
+        view.apply(ProgressEvent::Spend {
+            cost_usd: 0.42,
+            tokens: 51_000,
+            unpriced: Vec::new(),
+            budget: crate::catalog::Budget {
+                max_cost_usd: Some(2.0),
+                max_tokens: None,
+            },
+        });
+        assert_eq!(
+            status_message(&view),
+            "⏳ **agent**\n\n💰 $0.42 of $2.00 · 51000 tokens"
+        );
+    }
+
+    #[test]
     fn cut_respects_characters() {
         assert_eq!(cut("héllo wörld", 5), "héll…");
         assert_eq!(cut("short", 10), "short");

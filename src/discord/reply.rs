@@ -54,6 +54,7 @@ fn on_our_side(reference: &str) -> String {
 fn option_name(field: &str) -> &str {
     match field {
         "timeout" => "timeout_minutes",
+        "max_cost_usd" => "budget_usd",
         other => other,
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::model::{ModelApi, ModelRequest, ModelTraffic, Refusal, ResponseObserver};
-use super::usage::UsageReader;
+use super::usage::{UsageReader, Wire};
 use crate::catalog::{usd, Budget, Prices};
 use crate::store::ModelUsage;
 
@@ -166,7 +166,22 @@ impl ModelTraffic for Meter {
                 ),
             });
         }
-        if self.0.budget.max_cost_usd.is_some() && *request.method == Method::POST {
+        let post = *request.method == Method::POST;
+        // A call the meter cannot read (a batch, an embedding) would spend past any budget.
+        if self.0.budget.is_set()
+            && post
+            && Wire::of(request.path).is_none()
+            && !Wire::is_free(request.path)
+        {
+            return Err(Refusal {
+                status: REFUSED,
+                message: format!(
+                    "{} is not an endpoint CodeCourier's gateway can meter, so a launch with a budget may not call it",
+                    request.path
+                ),
+            });
+        }
+        if self.0.budget.max_cost_usd.is_some() && post {
             if let Some(model) = requested_model(request.body) {
                 if self.0.prices.of(&model).is_none() {
                     return Err(Refusal {
@@ -186,7 +201,8 @@ impl ModelTraffic for Meter {
         request: &ModelRequest<'_>,
         status: StatusCode,
     ) -> Option<Box<dyn ResponseObserver>> {
-        // An error or a listing is not charged for.
+        // An error, a listing or a token count is not charged for.
+        let wire = Wire::of(request.path)?;
         if !status.is_success() || *request.method != Method::POST {
             return None;
         }
@@ -194,13 +210,15 @@ impl ModelTraffic for Meter {
             meter: self.clone(),
             api: request.api,
             request_body: request.body.clone(),
-            reader: Some(UsageReader::new(request.api)),
+            reader: Some(UsageReader::new(wire)),
         }))
     }
 }
 
-/// A refusal's status: 403, which the CLIs show and do not retry (unlike 429 and 5xx).
-const REFUSED: StatusCode = StatusCode::FORBIDDEN;
+/// A refusal's status: 400 (`invalid_request_error` in each API's shape), which every CLI shows
+/// and none retries (they retry 429 and 5xx, and some 401); not 401 or 403, which the launch
+/// would report as a rejected key.
+const REFUSED: StatusCode = StatusCode::BAD_REQUEST;
 
 /// The `model` a request body names, if it is a JSON object that names one.
 fn requested_model(body: &Bytes) -> Option<String> {
@@ -237,8 +255,11 @@ impl Observer {
                 None
             }
         };
-        let needs_request_model = read.as_ref().is_none_or(|(model, _)| model.is_none())
-            || self.meter.0.budget.max_cost_usd.is_some();
+        // The request's model names or prices the response only when the response cannot.
+        let prices = &self.meter.0.prices;
+        let needs_request_model = read
+            .as_ref()
+            .is_none_or(|(model, _)| model.as_deref().is_none_or(|m| prices.of(m).is_none()));
         let request_model = needs_request_model
             .then(|| requested_model(&self.request_body))
             .flatten();
@@ -302,7 +323,7 @@ mod tests {
         respond(&meter, &body, RESPONSE);
         assert!(meter.reached().is_cancelled());
         let refusal = meter.admit(&request(&body, &post)).unwrap_err();
-        assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+        assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
         assert!(
             refusal
                 .message

@@ -116,7 +116,8 @@ pub trait ModelTraffic: Send + Sync {
 /// Sees a response's bytes as they are forwarded (an SSE stream's usage events, for metering).
 pub trait ResponseObserver: Send {
     fn chunk(&mut self, bytes: &[u8]);
-    /// `complete` is false when the stream broke, the client left or the grant was revoked.
+    /// `complete` is false when the stream broke or the grant was revoked. When the client leaves
+    /// early, the rest of the answer is still read for the observer (`Observed`'s drop).
     fn end(self: Box<Self>, complete: bool);
 }
 
@@ -240,8 +241,9 @@ pub(super) async fn forward(
     let mut response_headers = upstream.headers().clone();
     strip_hop_by_hop(&mut response_headers);
     let stream = Observed {
-        inner: upstream.bytes_stream(),
+        inner: Some(upstream.bytes_stream().boxed()),
         observer,
+        revoked: live.revoked.clone(),
     }
     .take_until(live.revoked.clone().cancelled_owned())
     .map_ok(Frame::data)
@@ -340,20 +342,28 @@ fn anthropic_error_type(status: StatusCode) -> &'static str {
     }
 }
 
+/// How long an answer the client left is still read for its usage.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A response stream that shows each chunk to the grant's observer on its way to the client.
-struct Observed<S> {
-    inner: S,
+struct Observed {
+    /// None once handed to `drain`.
+    inner: Option<Upstream>,
     observer: Option<Box<dyn ResponseObserver>>,
+    revoked: tokio_util::sync::CancellationToken,
 }
 
-impl<S> Stream for Observed<S>
-where
-    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
-{
+/// An upstream answer's bytes.
+type Upstream = futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>;
+
+impl Stream for Observed {
     type Item = reqwest::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = std::task::ready!(self.inner.poll_next_unpin(cx));
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let item = std::task::ready!(inner.poll_next_unpin(cx));
         match &item {
             Some(Ok(bytes)) => {
                 if let Some(observer) = self.observer.as_mut() {
@@ -370,12 +380,43 @@ where
     }
 }
 
-impl<S> Drop for Observed<S> {
+impl Drop for Observed {
+    /// The client left before the answer ended: upstream still bills what it goes on to
+    /// generate, and its final usage comes at the end, so the rest is read (and dropped) for the
+    /// observer — until it ends, the grant is revoked, or `DRAIN_FOR` passes. Otherwise an
+    /// agent could hide an answer's output from the meter by hanging up before its usage.
     fn drop(&mut self) {
-        if let Some(observer) = self.observer.take() {
-            observer.end(false);
+        let Some(observer) = self.observer.take() else {
+            return;
+        };
+        match (self.inner.take(), tokio::runtime::Handle::try_current()) {
+            (Some(inner), Ok(runtime)) if !self.revoked.is_cancelled() => {
+                runtime.spawn(drain(inner, observer, self.revoked.clone()));
+            }
+            _ => observer.end(false),
         }
     }
+}
+
+async fn drain(
+    mut inner: Upstream,
+    mut observer: Box<dyn ResponseObserver>,
+    revoked: tokio_util::sync::CancellationToken,
+) {
+    let read = async {
+        while let Some(chunk) = inner.next().await {
+            match chunk {
+                Ok(bytes) => observer.chunk(&bytes),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    let complete = tokio::select! {
+        complete = tokio::time::timeout(DRAIN_FOR, read) => complete.unwrap_or(false),
+        _ = revoked.cancelled() => false,
+    };
+    observer.end(complete);
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::sync::LazyLock;
 use memchr::memmem::Finder;
 use serde_json::Value;
 
-use super::model::ModelApi;
 use crate::store::ModelUsage;
 
 /// The most of one SSE line, or of a JSON body, held to read its usage.
@@ -21,9 +20,42 @@ const MAX_MODEL: usize = 128;
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 static MESSAGE_STOP: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"message_stop\""));
 
+/// The generation endpoints the meter reads, by the shape of their answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Anthropic Messages: `…/messages`.
+    Messages,
+    /// OpenAI Responses: `…/responses` (and its compaction).
+    Responses,
+    /// Chat Completions (OpenRouter's, or OpenAI's): `…/chat/completions`.
+    Chat,
+}
+
+impl Wire {
+    /// The generation endpoint `path` (below an API's base URL) is, if it is one.
+    pub fn of(path: &str) -> Option<Wire> {
+        let path = path.trim_end_matches('/');
+        if path.ends_with("/messages") {
+            Some(Wire::Messages)
+        } else if path.ends_with("/responses") || path.ends_with("/responses/compact") {
+            Some(Wire::Responses)
+        } else if path.ends_with("/chat/completions") {
+            Some(Wire::Chat)
+        } else {
+            None
+        }
+    }
+
+    /// Endpoints that only count a prompt's tokens: free, and so never metered.
+    pub fn is_free(path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        path.ends_with("/messages/count_tokens") || path.ends_with("/responses/input_tokens")
+    }
+}
+
 /// What a response's bytes said of its usage, so far.
 pub struct UsageReader {
-    api: ModelApi,
+    wire: Wire,
     shape: Shape,
     /// A partial SSE line, or the JSON body so far.
     held: Vec<u8>,
@@ -66,9 +98,9 @@ impl std::fmt::Display for Unreadable {
 }
 
 impl UsageReader {
-    pub fn new(api: ModelApi) -> Self {
+    pub fn new(wire: Wire) -> Self {
         Self {
-            api,
+            wire,
             shape: Shape::Unknown,
             held: Vec::new(),
             overflow: false,
@@ -164,11 +196,11 @@ impl UsageReader {
             return;
         };
         let data = data.strip_prefix(b" ").unwrap_or(data);
-        if self.api == ModelApi::OpenRouter && data == b"[DONE]" {
+        if self.wire == Wire::Chat && data == b"[DONE]" {
             self.done = true;
             return;
         }
-        let stop = self.api == ModelApi::Anthropic && MESSAGE_STOP.find(data).is_some();
+        let stop = self.wire == Wire::Messages && MESSAGE_STOP.find(data).is_some();
         if !stop && USAGE.find(data).is_none() {
             return;
         }
@@ -176,10 +208,10 @@ impl UsageReader {
         let Ok(event) = serde_json::from_slice::<Value>(data) else {
             return;
         };
-        match self.api {
+        match self.wire {
             // `message_start` carries the model and the input's counts; each `message_delta`
             // the counts so far (cumulative: they replace, never add).
-            ModelApi::Anthropic => match event["type"].as_str() {
+            Wire::Messages => match event["type"].as_str() {
                 Some("message_start") => {
                     self.name(&event["message"]["model"]);
                     self.apply(&event["message"]["usage"]);
@@ -190,7 +222,7 @@ impl UsageReader {
             },
             // The final usage is on the response of `response.completed` (or of the events that
             // end it otherwise).
-            ModelApi::OpenAi => {
+            Wire::Responses => {
                 let response = &event["response"];
                 self.name(&response["model"]);
                 if response["usage"].is_object() {
@@ -204,7 +236,7 @@ impl UsageReader {
                 }
             }
             // The usage comes in the last chunk before `[DONE]`.
-            ModelApi::OpenRouter => {
+            Wire::Chat => {
                 self.name(&event["model"]);
                 self.apply(&event["usage"]);
             }
@@ -231,8 +263,8 @@ impl UsageReader {
                 *field = count(value);
             }
         };
-        match self.api {
-            ModelApi::Anthropic => {
+        match self.wire {
+            Wire::Messages => {
                 set(&mut u.input_tokens, &usage["input_tokens"]);
                 set(&mut u.output_tokens, &usage["output_tokens"]);
                 set(
@@ -241,9 +273,9 @@ impl UsageReader {
                 );
                 set(&mut u.cache_read_tokens, &usage["cache_read_input_tokens"]);
             }
-            ModelApi::OpenAi | ModelApi::OpenRouter => {
-                let (input, output, details) = match self.api {
-                    ModelApi::OpenAi => ("input_tokens", "output_tokens", "input_tokens_details"),
+            Wire::Responses | Wire::Chat => {
+                let (input, output, details) = match self.wire {
+                    Wire::Responses => ("input_tokens", "output_tokens", "input_tokens_details"),
                     _ => (
                         "prompt_tokens",
                         "completion_tokens",
@@ -279,12 +311,8 @@ fn model_of(value: &Value) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn read_in_pieces(
-        api: ModelApi,
-        body: &str,
-        piece: usize,
-    ) -> (bool, Option<String>, ModelUsage) {
-        let mut reader = UsageReader::new(api);
+    fn read_in_pieces(wire: Wire, body: &str, piece: usize) -> (bool, Option<String>, ModelUsage) {
+        let mut reader = UsageReader::new(wire);
         let mut done = false;
         for chunk in body.as_bytes().chunks(piece) {
             done |= reader.push(chunk);
@@ -298,7 +326,7 @@ mod tests {
     #[test]
     fn an_anthropic_stream_is_read_whatever_its_chunks_and_its_last_delta_counts() {
         for piece in [1, 3, 7, 64, 4096] {
-            let (done, model, usage) = read_in_pieces(ModelApi::Anthropic, ANTHROPIC_SSE, piece);
+            let (done, model, usage) = read_in_pieces(Wire::Messages, ANTHROPIC_SSE, piece);
             assert!(done, "piece {piece}");
             assert_eq!(model.as_deref(), Some("claude-sonnet-4-6"));
             assert_eq!(
@@ -317,7 +345,7 @@ mod tests {
     #[test]
     fn openai_shapes_count_cached_input_once() {
         let responses = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"model\":\"gpt-5.4\",\"usage\":null}}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5.4\",\"usage\":{\"input_tokens\":1000,\"input_tokens_details\":{\"cached_tokens\":200},\"output_tokens\":50}}}\n\n";
-        let (done, model, usage) = read_in_pieces(ModelApi::OpenAi, responses, 5);
+        let (done, model, usage) = read_in_pieces(Wire::Responses, responses, 5);
         assert!(done);
         assert_eq!(model.as_deref(), Some("gpt-5.4"));
         assert_eq!(
@@ -329,7 +357,7 @@ mod tests {
             (800, 200, 50)
         );
         let chat = ": OPENROUTER PROCESSING\n\ndata: {\"model\":\"google/gemini-2.5-pro\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"model\":\"google/gemini-2.5-pro\",\"choices\":[],\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":20,\"prompt_tokens_details\":{\"cached_tokens\":30}}}\n\ndata: [DONE]\n\n";
-        let (done, model, usage) = read_in_pieces(ModelApi::OpenRouter, chat, 2);
+        let (done, model, usage) = read_in_pieces(Wire::Chat, chat, 2);
         assert!(done);
         assert_eq!(model.as_deref(), Some("google/gemini-2.5-pro"));
         assert_eq!(
@@ -343,9 +371,20 @@ mod tests {
     }
 
     #[test]
+    fn generation_endpoints_are_told_by_their_path() {
+        assert_eq!(Wire::of("/v1/messages"), Some(Wire::Messages));
+        assert_eq!(Wire::of("/responses"), Some(Wire::Responses));
+        assert_eq!(Wire::of("/chat/completions"), Some(Wire::Chat));
+        assert_eq!(Wire::of("/v1/messages/batches"), None);
+        assert_eq!(Wire::of("/v1/messages/count_tokens"), None);
+        assert!(Wire::is_free("/v1/messages/count_tokens"));
+        assert!(!Wire::is_free("/v1/messages/batches"));
+    }
+
+    #[test]
     fn a_json_body_is_read_at_its_end() {
         let body = r#"{"id":"msg_1","model":"claude-haiku-4-5","usage":{"input_tokens":3,"output_tokens":4}}"#;
-        let (done, model, usage) = read_in_pieces(ModelApi::Anthropic, body, 10);
+        let (done, model, usage) = read_in_pieces(Wire::Messages, body, 10);
         assert!(!done, "a JSON body is final only when it ends");
         assert_eq!(model.as_deref(), Some("claude-haiku-4-5"));
         assert_eq!((usage.input_tokens, usage.output_tokens), (3, 4));
@@ -353,7 +392,7 @@ mod tests {
 
     #[test]
     fn hostile_bodies_give_no_usage_or_bounded_counts_and_never_panic() {
-        let mut reader = UsageReader::new(ModelApi::OpenRouter);
+        let mut reader = UsageReader::new(Wire::Chat);
         reader.push(b"data: {\"usage\":{\"prompt_tokens\":-5,\"completion_tokens\":1e30,\"prompt_tokens_details\":{\"cached_tokens\":99999999999999999999}}}\n");
         let (_, usage) = reader.finish().unwrap();
         assert_eq!(
@@ -365,7 +404,7 @@ mod tests {
             (0, 0, 0)
         );
 
-        let mut reader = UsageReader::new(ModelApi::Anthropic);
+        let mut reader = UsageReader::new(Wire::Messages);
         reader.push(b"data: {\"type\":\"message_start\",\"message\":{\"model\":\"<script>\",\"usage\":{\"input_tokens\":18446744073709551615}}}\n");
         let (model, usage) = reader.finish().unwrap();
         assert_eq!(model, None);
@@ -377,12 +416,12 @@ mod tests {
             b"{\"usage\": 5",
             b"",
         ] {
-            let mut reader = UsageReader::new(ModelApi::OpenAi);
+            let mut reader = UsageReader::new(Wire::Responses);
             reader.push(garbage);
             assert_eq!(reader.finish().unwrap_err(), Unreadable::NoUsage);
         }
 
-        let mut reader = UsageReader::new(ModelApi::Anthropic);
+        let mut reader = UsageReader::new(Wire::Messages);
         let line = vec![b'x'; 1024 * 1024];
         reader.push(b"data: ");
         for _ in 0..(MAX_HELD / line.len() + 1) {

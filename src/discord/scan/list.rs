@@ -60,7 +60,7 @@ pub fn result_page(
     text.push('\n');
     let mut usage = Vec::new();
     if let Some(s) = sandbox {
-        if let Some(cost) = s.cost_usd {
+        if let Some(cost) = s.shown_usage().0 {
             usage.push(format!("${cost:.4}"));
         }
         if let Some(ms) = s.duration_ms {

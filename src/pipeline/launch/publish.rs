@@ -65,10 +65,16 @@ impl Launcher {
                     .as_str(),
                 launched_by: launch.launched_by,
                 sandbox: launch.id,
-                // As metered at the gateway, where it saw the traffic; else the CLI's word.
-                cost_usd: match launch.access.as_ref().and_then(|a| a.meter()) {
-                    Some(meter) => Some(meter.spend().cost_usd),
-                    None => agent.and_then(|r| r.cost_usd),
+                // As metered at the gateway, where it saw traffic (as the result shows it);
+                // else the CLI's word.
+                cost_usd: match launch
+                    .access
+                    .as_ref()
+                    .and_then(|a| a.meter())
+                    .map(|m| m.spend())
+                {
+                    Some(spend) if spend.requests > 0 => Some(spend.cost_usd),
+                    _ => agent.and_then(|r| r.cost_usd),
                 },
                 duration: launch.started.elapsed(),
             });
