@@ -183,6 +183,14 @@ impl Budget {
         Ok(amount)
     }
 
+    /// Why `what` (a budget) is refused on a provider whose egress carries the model calls:
+    /// "{what} cannot be enforced on {provider} sandboxes: …".
+    pub fn unenforceable(what: &str, provider: &str) -> String {
+        format!(
+            "{what} cannot be enforced on {provider} sandboxes: their model calls leave through the provider's egress, which CodeCourier's gateway (where spend is metered) does not see"
+        )
+    }
+
     /// "$2.00", "25000 tokens", "$2.00 or 25000 tokens".
     pub fn describe(&self) -> String {
         let parts: Vec<String> = self

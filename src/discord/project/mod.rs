@@ -100,7 +100,9 @@ async fn setup(
                     .capabilities()
                     .egress_rules =>
             {
-                return say_ephemeral(ctx, "A budget cannot be enforced on E2B sandboxes: their model calls leave through E2B's egress, which CodeCourier's gateway (where spend is metered) does not see.").await;
+                let provider = ctx.data().ops.launcher().provider().name();
+                let text = format!("{}.", Budget::unenforceable("A budget", provider));
+                return say_ephemeral(ctx, text).await;
             }
             Ok(usd) => Some(Some(usd)),
         },

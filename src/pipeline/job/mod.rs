@@ -20,7 +20,7 @@ pub use events::{NoWorkflowProgress, WorkflowEvent, WorkflowSink};
 pub use run::step_line;
 
 use super::{LaunchError, Launcher};
-use crate::catalog::{Catalog, LaunchRequest};
+use crate::catalog::{Budget, Catalog, LaunchRequest};
 use crate::ids::{IssueSessionId, JobId, WorkChainId, WorkflowRunId};
 use crate::model::workflow::{StepKind, Task, WorkflowDef};
 use crate::secret::Secret;
@@ -157,9 +157,9 @@ impl Runner {
         let provider = self.launcher.provider();
         if budgeted && provider.capabilities().egress_rules {
             return Err(LaunchError::Invalid(format!(
-                "workflow {}: a budget cannot be enforced on {} sandboxes: their model calls leave through the provider's egress, which CodeCourier's gateway (where spend is metered) does not see; run without a budget, or on local sandboxes",
+                "workflow {}: {}; run without a budget, or on local sandboxes",
                 request.workflow.name,
-                provider.name()
+                Budget::unenforceable("a budget", provider.name())
             )));
         }
         let mut designer = None;

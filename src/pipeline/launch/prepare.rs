@@ -221,10 +221,10 @@ impl Launcher {
             )
         };
         if budget.is_set() && self.provider.capabilities().egress_rules {
+            let what = format!("{from} budget of {}", budget.describe());
             return Err(LaunchError::Invalid(format!(
-                "{from} budget of {} cannot be enforced on {} sandboxes: their model calls leave through the provider's egress, which CodeCourier's gateway (where spend is metered) does not see; launch without a budget, or on local sandboxes",
-                budget.describe(),
-                self.provider.name()
+                "{}; launch without a budget, or on local sandboxes",
+                Budget::unenforceable(&what, self.provider.name())
             )));
         }
         request.budget = budget;
