@@ -454,3 +454,55 @@ async fn a_launch_s_budget_comes_from_itself_then_its_project_then_the_deploymen
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_reports_what_the_gateway_metered_of_real_launches() {
+    let world = World::new();
+    let api = fake_anthropic::start(fake_anthropic::Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let mut records = Vec::new();
+    for calls in ["2", "3"] {
+        let launch = model_launch(&world, &api, &["--env", &format!("MODEL_CALLS={calls}")]);
+        let (code, r, stderr) = run(launch).await;
+        assert_eq!(code, 0, "{r:#}\n{stderr}");
+        records.push(r);
+    }
+    let sum = |field: &str| -> f64 {
+        records
+            .iter()
+            .map(|r| r["metered"][field].as_f64().unwrap())
+            .sum()
+    };
+    for by in ["person", "model", "tool"] {
+        let out = world
+            .std_cmd()
+            .args(["usage", "--json", "--by", by])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let total = &report["total"];
+        assert_eq!(total["requests"], 5, "{report:#}");
+        for field in ["input_tokens", "output_tokens", "cache_read_tokens"] {
+            assert_eq!(
+                total[field].as_f64().unwrap(),
+                sum(field),
+                "{field}: {report:#}"
+            );
+        }
+        assert!(
+            (total["metered_cost_usd"].as_f64().unwrap() - sum("cost_usd")).abs() < 1e-9,
+            "{report:#}"
+        );
+        let rows = report["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "one person, one model, one tool: {report:#}");
+        assert_eq!(rows[0]["launches"], 2);
+    }
+    assert!((sum("cost_usd") - 5.0 * 0.0006).abs() < 1e-12);
+}
