@@ -393,6 +393,105 @@ mod tests {
         assert_eq!((spend.requests, spend.tokens), (1, 120));
     }
 
+    fn generation<'a>(path: &'a str, body: &'a Bytes, method: &'a Method) -> ModelRequest<'a> {
+        ModelRequest {
+            api: ModelApi::OpenAi,
+            method,
+            path,
+            body,
+        }
+    }
+
+    fn dollars(max: f64) -> Budget {
+        Budget {
+            max_cost_usd: Some(max),
+            max_tokens: None,
+        }
+    }
+
+    #[test]
+    fn under_a_budget_a_whole_answer_without_usage_stops_the_launch() {
+        let post = Method::POST;
+        // A Chat Completions stream asked without `stream_options.include_usage`, and a Responses
+        // call run in the background (`usage: null` now, billed later): each ends whole, unread.
+        let cases = [
+            (
+                "/v1/chat/completions",
+                r#"{"model":"google/gemini-2.5-pro","stream":true}"#,
+                "data: {\"model\":\"google/gemini-2.5-pro\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n",
+            ),
+            (
+                "/v1/responses",
+                r#"{"model":"gpt-5.4","background":true}"#,
+                r#"{"id":"resp_1","status":"queued","model":"gpt-5.4","usage":null}"#,
+            ),
+        ];
+        for (path, body, answer) in cases {
+            let (meter, _records) = Meter::new(Catalog::built_in().prices, dollars(1.0));
+            let body = Bytes::from(body);
+            let request = generation(path, &body, &post);
+            let mut observer = meter.observe(&request, StatusCode::OK).expect("observed");
+            observer.chunk(answer.as_bytes());
+            observer.end(true);
+            assert!(
+                meter.reached().is_cancelled(),
+                "{path}: {:?}",
+                meter.spend()
+            );
+            let refusal = meter.admit(&request).unwrap_err();
+            assert!(
+                refusal.message.contains("no usage"),
+                "{path}: {}",
+                refusal.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_dollar_budget_refuses_a_generation_request_whose_model_it_cannot_read() {
+        let (meter, _records) = Meter::new(Catalog::built_in().prices, dollars(1.0));
+        let post = Method::POST;
+        // Two `model` keys: the check read neither, upstream takes one (an unpriced one).
+        for body in [
+            r#"{"model":"claude-haiku-4-5","model":"claude-opus-4-1"}"#,
+            r#"{"max_tokens":64}"#,
+        ] {
+            let body = Bytes::from(body);
+            let refusal = meter
+                .admit(&request(&body, &post))
+                .expect_err("refused while its model cannot be priced");
+            assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+        }
+        let count = Bytes::from_static(br#"{"messages":[]}"#);
+        let free = ModelRequest {
+            path: "/v1/messages/count_tokens",
+            ..request(&count, &post)
+        };
+        assert!(meter.admit(&free).is_ok(), "counting tokens costs nothing");
+    }
+
+    /// Open: each admitted request may spend a whole response past the budget, and nothing
+    /// bounds how many are in flight at once.
+    #[test]
+    #[ignore = "open: the budget is checked only when a request starts, not for those in flight"]
+    fn concurrent_requests_cannot_spend_more_than_one_answer_past_the_budget() {
+        let (meter, _records) = Meter::new(Catalog::built_in().prices, dollars(0.001));
+        let body = Bytes::from_static(br#"{"model":"claude-sonnet-4-6"}"#);
+        let post = Method::POST;
+        let admitted = (0..50)
+            .filter(|_| meter.admit(&request(&body, &post)).is_ok())
+            .count();
+        for _ in 0..admitted {
+            respond(&meter, &body, RESPONSE);
+        }
+        // Each answer costs $0.0006: two reach the budget.
+        assert!(
+            meter.spend().cost_usd <= 0.0012 + 1e-9,
+            "{admitted} admitted at once spent {}",
+            meter.spend().cost_usd
+        );
+    }
+
     #[test]
     fn a_response_without_usage_counts_as_an_unmetered_request() {
         let (meter, mut records) = Meter::new(Catalog::built_in().prices, Budget::default());
