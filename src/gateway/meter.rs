@@ -100,18 +100,25 @@ impl Meter {
                 usd(max),
                 usd(spend.cost_usd)
             ),
-            (_, Some(max)) => {
+            (_, Some(max)) if spend.tokens >= max => {
                 format!("budget of {max} tokens reached after {}", spend.tokens)
             }
-            _ => "budget reached".to_string(),
+            // The only other way the budget is reached.
+            _ => format!(
+                "budget of {} cannot be held after {}: a model response ended with no usage CodeCourier's gateway could read",
+                budget.describe(),
+                usd(spend.cost_usd)
+            ),
         })
     }
 
+    /// Adds one response; `complete` when it ended whole (or its last event was read).
     fn add(
         &self,
         api: ModelApi,
         request_model: Option<String>,
         read: Option<(Option<String>, ModelUsage)>,
+        complete: bool,
     ) {
         let inner = &self.0;
         let (model, mut usage) = match read {
@@ -145,7 +152,11 @@ impl Meter {
                 spend.unpriced.push(model.clone());
             }
             let budget = inner.budget;
-            if budget.max_cost_usd.is_some_and(|max| spend.cost_usd >= max)
+            // A whole answer without usage (a chat stream asked without it, a background
+            // response) was billed for what the meter cannot see: the budget cannot be held.
+            let blind = model == UNMETERED && complete && budget.is_set();
+            if blind
+                || budget.max_cost_usd.is_some_and(|max| spend.cost_usd >= max)
                 || budget.max_tokens.is_some_and(|max| spend.tokens >= max)
             {
                 inner.reached.cancel();
@@ -182,7 +193,15 @@ impl ModelTraffic for Meter {
             });
         }
         if self.0.budget.max_cost_usd.is_some() && post {
-            if let Some(model) = requested_model(request.body) {
+            let model = requested_model(request.body);
+            // Unread (two `model` keys, none), it could be any model upstream takes.
+            if model.is_none() && Wire::of(request.path).is_some() {
+                return Err(Refusal {
+                    status: REFUSED,
+                    message: "a launch with a budget in dollars may send only requests that name one model, as a JSON string, so that CodeCourier's gateway can price it".to_string(),
+                });
+            }
+            if let Some(model) = model {
                 if self.0.prices.of(&model).is_none() {
                     return Err(Refusal {
                         status: REFUSED,
@@ -241,7 +260,7 @@ struct Observer {
 }
 
 impl Observer {
-    fn add(&mut self) {
+    fn add(&mut self, complete: bool) {
         let Some(reader) = self.reader.take() else {
             return;
         };
@@ -263,7 +282,7 @@ impl Observer {
         let request_model = needs_request_model
             .then(|| requested_model(&self.request_body))
             .flatten();
-        self.meter.add(self.api, request_model, read);
+        self.meter.add(self.api, request_model, read, complete);
     }
 }
 
@@ -271,14 +290,14 @@ impl ResponseObserver for Observer {
     fn chunk(&mut self, bytes: &[u8]) {
         if let Some(reader) = self.reader.as_mut() {
             if reader.push(bytes) {
-                self.add();
+                self.add(true);
             }
         }
     }
 
-    fn end(mut self: Box<Self>, _complete: bool) {
+    fn end(mut self: Box<Self>, complete: bool) {
         // A broken stream still cost what it counted so far.
-        self.add();
+        self.add(complete);
     }
 }
 
