@@ -489,6 +489,34 @@ mod tests {
         assert!(meter.admit(&free).is_ok(), "counting tokens costs nothing");
     }
 
+    #[test]
+    fn a_budget_refuses_a_response_run_in_the_background() {
+        let tokens = Budget {
+            max_cost_usd: None,
+            max_tokens: Some(10_000),
+        };
+        let (meter, _records) = Meter::new(Catalog::built_in().prices, tokens);
+        let post = Method::POST;
+        for body in [
+            r#"{"model":"gpt-5.4","background":true}"#,
+            r#"{"model":"gpt-5.4","background":false,"background":true}"#,
+        ] {
+            let body = Bytes::from(body);
+            let refusal = meter
+                .admit(&generation("/v1/responses", &body, &post))
+                .unwrap_err();
+            assert!(
+                refusal.message.contains("background"),
+                "{}",
+                refusal.message
+            );
+        }
+        let body = Bytes::from_static(br#"{"model":"gpt-5.4","background":false,"stream":true}"#);
+        assert!(meter
+            .admit(&generation("/v1/responses", &body, &post))
+            .is_ok());
+    }
+
     /// Open: each admitted request may spend a whole response past the budget, and nothing
     /// bounds how many are in flight at once.
     #[test]
