@@ -192,6 +192,18 @@ impl ModelTraffic for Meter {
                 ),
             });
         }
+        // A background response goes on being billed where the meter never sees it, even after
+        // the launch ends.
+        if self.0.budget.is_set()
+            && post
+            && Wire::of(request.path) == Some(Wire::Responses)
+            && !in_foreground(request.body)
+        {
+            return Err(Refusal {
+                status: REFUSED,
+                message: "a launch with a budget may not run a response in the background: CodeCourier's gateway meters only the answers it forwards".to_string(),
+            });
+        }
         if self.0.budget.max_cost_usd.is_some() && post {
             let model = requested_model(request.body);
             // Unread (two `model` keys, none), it could be any model upstream takes.
@@ -246,6 +258,16 @@ fn requested_model(body: &Bytes) -> Option<String> {
         model: Option<String>,
     }
     serde_json::from_slice::<Named>(body).ok()?.model
+}
+
+/// Whether a Responses request runs in the foreground: `background` absent or false, read
+/// strictly (two `background` keys, or one that is not a boolean, is not).
+fn in_foreground(body: &Bytes) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Background {
+        background: Option<bool>,
+    }
+    serde_json::from_slice::<Background>(body).is_ok_and(|b| b.background != Some(true))
 }
 
 /// Reads one response's usage as it is forwarded, and adds it to the meter when the usage is
