@@ -539,6 +539,24 @@ mod tests {
             .is_ok());
     }
 
+    /// Open: server-side tools bill per use, outside the token counts the meter prices.
+    #[test]
+    #[ignore = "open: Anthropic's server_tool_use (web search at $10 per 1000) is not priced"]
+    fn web_searches_a_response_ran_count_against_a_dollar_budget() {
+        let (meter, _records) = Meter::new(Catalog::built_in().prices, dollars(0.5));
+        let body = Bytes::from_static(br#"{"model":"claude-sonnet-4-6"}"#);
+        respond(
+            &meter,
+            &body,
+            r#"{"model":"claude-sonnet-4-6","usage":{"input_tokens":100,"output_tokens":20,"server_tool_use":{"web_search_requests":100}}}"#,
+        );
+        assert!(
+            meter.spend().cost_usd >= 1.0,
+            "100 searches cost $1.00, metered {}",
+            meter.spend().cost_usd
+        );
+    }
+
     /// Open: each admitted request may spend a whole response past the budget, and nothing
     /// bounds how many are in flight at once.
     #[test]
