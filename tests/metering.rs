@@ -506,3 +506,67 @@ async fn usage_reports_what_the_gateway_metered_of_real_launches() {
     }
     assert!((sum("cost_usd") - 5.0 * 0.0006).abs() < 1e-12);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_fired_at_once_under_a_budget_pass_it_by_at_most_the_answers_in_flight() {
+    let api = fake_anthropic::start(fake_anthropic::Mode::Works {
+        extra_text: String::new(),
+    })
+    .await;
+    let gateway = gateway(&api.uri(), "http://127.0.0.1:9", "http://127.0.0.1:9").await;
+    let budget = Budget {
+        max_cost_usd: Some(0.001),
+        max_tokens: None,
+    };
+    let (meter, _recorded) = Meter::new(Catalog::built_in().prices, budget);
+    let guard = gateway.grant(Grant {
+        label: "fired at once".into(),
+        models: vec![ModelGrant::new(
+            ModelApi::Anthropic,
+            ModelKey::ApiKey(Secret::new("sk-real")),
+        )],
+        traffic: Some(std::sync::Arc::new(meter.clone())),
+        ..Grant::default()
+    });
+    let url = format!(
+        "{}/v1/messages",
+        gateway.reach_on_host().model_base_url(ModelApi::Anthropic)
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Thirty answers at $0.0006 each, asked for all at once against a $0.001 budget.
+    let asked: Vec<_> = (0..30)
+        .map(|_| {
+            let request = client
+                .post(&url)
+                .header("x-api-key", guard.placeholder().expose())
+                .json(
+                    &json!({"model": "claude-sonnet-4-6", "max_tokens": 64, "stream": true,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+                );
+            tokio::spawn(async move {
+                let answer = request.send().await.unwrap();
+                let status = answer.status();
+                answer.text().await.unwrap();
+                status
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for asked in asked {
+        match tokio::time::timeout(WAIT, asked)
+            .await
+            .unwrap()
+            .unwrap()
+            .as_u16()
+        {
+            200 => answered += 1,
+            status => assert_eq!(status, 400),
+        }
+    }
+    // Two answers reach the budget; at most three are ever in flight together, so when the second
+    // ends at most two others are still running: four answers at most, not thirty.
+    assert!((2..=4).contains(&answered), "{answered} answered");
+    assert_eq!(requests_received(&api).await, answered);
+    assert!(meter.spend().cost_usd <= 4.0 * 0.0006 + 1e-9);
+    assert!(meter.reached().is_cancelled());
+}

@@ -11,6 +11,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::grants::ModelKey;
 use super::listener::{full, strip_hop_by_hop, Body};
@@ -98,6 +99,12 @@ pub struct Refusal {
 /// One launch's model traffic, seen by whoever budgets or meters it. Both methods run on the
 /// request's task, so they must be quick.
 pub trait ModelTraffic: Send + Sync {
+    /// The turns a request must wait for before it is admitted: answers in flight at once are
+    /// bounded, so a budget is passed by at most those already running when it is reached.
+    fn turns(&self, _request: &ModelRequest<'_>) -> Option<Arc<Semaphore>> {
+        None
+    }
+
     /// Before anything goes upstream: a refusal is answered to the CLI instead (a spent budget).
     fn admit(&self, _request: &ModelRequest<'_>) -> Result<(), Refusal> {
         Ok(())
@@ -196,6 +203,18 @@ pub(super) async fn forward(
         body: &body,
     };
     let traffic = live.grant.traffic.clone();
+    let turns = traffic.as_ref().and_then(|t| t.turns(&model_request));
+    let turn = match turns {
+        Some(turns) => tokio::select! {
+            turn = turns.acquire_owned() => turn.ok(),
+            _ = live.revoked.cancelled() => return api_error(
+                api,
+                StatusCode::UNAUTHORIZED,
+                "the launch ended while this request waited for its turn",
+            ),
+        },
+        None => None,
+    };
     if let Some(traffic) = &traffic {
         if let Err(refusal) = traffic.admit(&model_request) {
             return api_error(api, refusal.status, &refusal.message);
@@ -244,6 +263,7 @@ pub(super) async fn forward(
         inner: Some(upstream.bytes_stream().boxed()),
         observer,
         revoked: live.revoked.clone(),
+        turn,
     }
     .take_until(live.revoked.clone().cancelled_owned())
     .map_ok(Frame::data)
@@ -351,6 +371,8 @@ struct Observed {
     inner: Option<Upstream>,
     observer: Option<Box<dyn ResponseObserver>>,
     revoked: tokio_util::sync::CancellationToken,
+    /// The request's turn, given back when its answer has been read to the end.
+    turn: Option<OwnedSemaphorePermit>,
 }
 
 /// An upstream answer's bytes.
@@ -391,7 +413,8 @@ impl Drop for Observed {
         };
         match (self.inner.take(), tokio::runtime::Handle::try_current()) {
             (Some(inner), Ok(runtime)) if !self.revoked.is_cancelled() => {
-                runtime.spawn(drain(inner, observer, self.revoked.clone()));
+                let turn = self.turn.take();
+                runtime.spawn(drain(inner, observer, self.revoked.clone(), turn));
             }
             _ => observer.end(false),
         }
@@ -402,6 +425,7 @@ async fn drain(
     mut inner: Upstream,
     mut observer: Box<dyn ResponseObserver>,
     revoked: tokio_util::sync::CancellationToken,
+    _turn: Option<OwnedSemaphorePermit>,
 ) {
     let read = async {
         while let Some(chunk) = inner.next().await {
