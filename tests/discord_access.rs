@@ -524,3 +524,46 @@ async fn usage_shows_a_member_their_own_spend_and_a_manager_the_servers() {
     assert!(text.contains("serves only the servers"), "{text}");
     bot.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_may_lower_a_budget_but_only_a_manager_may_raise_it() {
+    let bot = start_bot(&[("CODECOURIER_DEFAULT_BUDGET_USD", "1")]).await;
+    bind_project(&bot, &[]).await;
+    let with_budget = |usd: f64| {
+        let mut options = prompt("Add a README");
+        options.push(("budget_usd", usd.into()));
+        options
+    };
+    let raised = bot.slash(alice(), "launch", &with_budget(5.0));
+    let text = bot.ephemeral_reply(&raised).await;
+    assert_eq!(
+        text,
+        "A budget above $1.00 needs Manage Server: ask for at most that, or leave `budget_usd` out."
+    );
+    let run = bot.slash(
+        alice(),
+        "workflow run",
+        &[("task", "Add a README".into()), ("budget_usd", 5.0.into())],
+    );
+    let text = bot.ephemeral_reply(&run).await;
+    assert!(
+        text.starts_with("A budget above $1.00 needs Manage Server"),
+        "{text}"
+    );
+    assert!(records(&bot).is_empty());
+
+    // Lower is anyone's to ask for; higher a manager's. Each launch runs with the budget asked for.
+    for (user, usd) in [(alice(), 0.5), (User::manager(BOB), 5.0)] {
+        let launch = bot.slash(user, "launch", &with_budget(usd));
+        bot.public_reply(&launch).await;
+        let thread = bot.run_thread().await;
+        bot.final_status(&thread).await;
+        bot.next_message(thread.id).await;
+        let record = &records(&bot)[0];
+        assert_eq!(
+            record["request"]["budget"]["max_cost_usd"], usd,
+            "{record:#}"
+        );
+    }
+    bot.finish().await;
+}

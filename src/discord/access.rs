@@ -7,7 +7,7 @@ use poise::serenity_prelude as serenity;
 
 use super::dialog::Dialog;
 use super::{Context, Data, Error};
-use crate::catalog::RepoRef;
+use crate::catalog::{usd, RepoRef};
 use crate::config::Config;
 use crate::ids::DiscordId;
 use crate::pipeline::ProjectChoice;
@@ -249,4 +249,33 @@ pub async fn repo_use(
         base_branch,
         project: ProjectChoice::Nothing,
     }))
+}
+
+/// Why `actor` may not ask for a budget of `asked` when `cap` (the project's or the deployment's
+/// default, or a workflow's own) would apply without asking: a member may lower a budget, only a
+/// server manager may raise one.
+pub fn budget_refusal(actor: &Actor<'_>, asked: Option<f64>, cap: Option<f64>) -> Option<String> {
+    let (asked, cap) = (asked?, cap?);
+    if asked <= cap || actor.manages_server() {
+        return None;
+    }
+    Some(format!(
+        "A budget above {} needs Manage Server: ask for at most that, or leave `budget_usd` out.",
+        usd(cap)
+    ))
+}
+
+/// The budget a launch with `project` would have without asking: the project's default, else the
+/// deployment's.
+pub async fn default_budget(data: &Data, project: &ProjectChoice) -> Result<Option<f64>, Error> {
+    let of_project = match project {
+        ProjectChoice::Project(id) => data
+            .ops
+            .store()
+            .get_project(*id)
+            .await?
+            .and_then(|p| p.default_budget_usd),
+        ProjectChoice::OfRepository | ProjectChoice::Nothing => None,
+    };
+    Ok(of_project.or(data.config.default_budget_usd))
 }

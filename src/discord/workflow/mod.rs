@@ -67,6 +67,9 @@ async fn workflow_run(
     let Some(mut setting) = setting(ctx, repo, workflow.as_deref()).await? else {
         return Ok(());
     };
+    if let Some(refusal) = setting.budget_refusal(ctx, budget_usd).await? {
+        return say_ephemeral(ctx, refusal).await;
+    }
     setting.definition.max_cost_usd = budget_usd.or(setting.definition.max_cost_usd);
     let github_issue = github_issue.and_then(|n| u64::try_from(n).ok());
     let named = match TaskRef::for_run(task.as_deref(), issue.as_deref(), github_issue) {
@@ -130,6 +133,9 @@ async fn workflow_chain(
     let Some(mut setting) = setting(ctx, repo, workflow.as_deref()).await? else {
         return Ok(());
     };
+    if let Some(refusal) = setting.budget_refusal(ctx, budget_usd).await? {
+        return say_ephemeral(ctx, refusal).await;
+    }
     setting.definition.max_cost_usd = budget_usd.or(setting.definition.max_cost_usd);
     let repo = &setting.repo;
     let items = match data
@@ -182,6 +188,28 @@ struct Setting {
 }
 
 impl Setting {
+    /// Why the person may not give the job this budget: above the workflow's own (else the
+    /// project's or the deployment's default) only a manager may go.
+    async fn budget_refusal(
+        &self,
+        ctx: Context<'_>,
+        asked: Option<f64>,
+    ) -> Result<Option<String>, Error> {
+        let project = self
+            .project
+            .as_ref()
+            .map_or(ProjectChoice::Nothing, |p| ProjectChoice::Project(p.id));
+        let cap = match self.definition.max_cost_usd {
+            Some(usd) => Some(usd),
+            None => access::default_budget(ctx.data(), &project).await?,
+        };
+        Ok(access::budget_refusal(
+            &access::Actor::of_command(ctx),
+            asked,
+            cap,
+        ))
+    }
+
     /// Who starts the job, for its record.
     fn owner<'a>(&self, ctx: Context<'_>, launched_by: &'a str) -> JobOwner<'a> {
         let project_id = self.project.as_ref().map(|p| p.id);
