@@ -570,3 +570,38 @@ async fn requests_fired_at_once_under_a_budget_pass_it_by_at_most_the_answers_in
     assert!(meter.spend().cost_usd <= 4.0 * 0.0006 + 1e-9);
     assert!(meter.reached().is_cancelled());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dollar_budget_for_a_model_without_a_price_is_refused_before_a_sandbox_starts() {
+    let world = World::new();
+    // Codex's models have no price in the built-in catalog: every call would be refused.
+    let mut cmd = world.launch_std(&["--prompt", "Tidy up", "--tool", "codex"]);
+    cmd.env("OPENAI_API_KEY", "sk-openai-test")
+        .env("CODECOURIER_DEFAULT_BUDGET_USD", "2");
+    let (code, stdout, stderr) = support::agent_cli::output(cmd).await;
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("CODECOURIER_DEFAULT_BUDGET_USD's budget of $2.00 is in dollars, but the catalog has no price for gpt-5.4")
+            && stderr.contains("give a budget in tokens (--max-tokens)"),
+        "{stderr}"
+    );
+    // A budget in tokens holds for any model; a priced model takes a dollar budget.
+    let mut cmd = world.launch_std(&[
+        "--prompt",
+        "Tidy up",
+        "--tool",
+        "codex",
+        "--max-tokens",
+        "1000",
+        "--dry-run",
+    ]);
+    cmd.env("OPENAI_API_KEY", "sk-openai-test");
+    let (code, stdout, stderr) = support::agent_cli::output(cmd).await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let listed = world
+        .std_cmd()
+        .args(["sandboxes", "list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+}

@@ -227,6 +227,20 @@ impl Launcher {
                 Budget::unenforceable(&what, self.provider.name())
             )));
         }
+        // The model's calls would all be refused at the gateway: say so now, before a sandbox.
+        if budget.max_cost_usd.is_some()
+            && self
+                .catalog
+                .prices
+                .of_launch_model(&request.model)
+                .is_none()
+        {
+            return Err(LaunchError::Invalid(format!(
+                "{from} budget of {} is in dollars, but the catalog has no price for {}: give a budget in tokens (--max-tokens), choose a priced model, or add its price to the catalog (CODECOURIER_CATALOG)",
+                budget.describe(),
+                request.model
+            )));
+        }
         request.budget = budget;
         Ok(())
     }
