@@ -63,7 +63,7 @@ pub async fn usage(
     say_ephemeral(ctx, usage_text(&report, &since, scope)).await
 }
 
-/// The report as a message: a line a row, most spent first, then the total.
+/// The report as a message: the total, then a line a row, most spent first.
 fn usage_text(report: &UsageReport, since: &Since, scope: UsageScope) -> String {
     let whose = match scope {
         UsageScope::Person { .. } => "your launches",
@@ -77,6 +77,19 @@ fn usage_text(report: &UsageReport, since: &Since, scope: UsageScope) -> String 
         text.push_str("No launches in this window.");
         return text;
     }
+    // The total first: a long list is what gets cut at Discord's limit, never the total.
+    let total = &report.total;
+    text.push_str(&format!("**Total** · {}", figures(total)));
+    if let Some(reported) = total.reported_cost_usd {
+        text.push_str(&format!(" · the CLIs reported ${reported:.4}"));
+    }
+    if total.unpriced_tokens > 0 {
+        text.push_str(&format!(
+            " · {} tokens were of models without a price: counted, not in the cost",
+            total.unpriced_tokens
+        ));
+    }
+    text.push('\n');
     for row in report.rows.iter().take(SHOWN_ROWS) {
         text.push_str(&format!(
             "{} · {}\n",
@@ -88,17 +101,6 @@ fn usage_text(report: &UsageReport, since: &Since, scope: UsageScope) -> String 
         text.push_str(&format!(
             "… and {} more (the total counts them)\n",
             report.rows.len() - SHOWN_ROWS
-        ));
-    }
-    let total = &report.total;
-    text.push_str(&format!("**Total** · {}", figures(total)));
-    if let Some(reported) = total.reported_cost_usd {
-        text.push_str(&format!(" · the CLIs reported ${reported:.4}"));
-    }
-    if total.unpriced_tokens > 0 {
-        text.push_str(&format!(
-            "\n{} tokens were of models without a price: counted, not in the cost.",
-            total.unpriced_tokens
         ));
     }
     text

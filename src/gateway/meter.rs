@@ -139,16 +139,25 @@ impl Meter {
             None => (UNMETERED.to_string(), ModelUsage::default()),
         };
         usage.requests = 1;
-        // The response's model's price, else that of the model the launch asked for.
-        usage.cost_usd = (model != UNMETERED)
-            .then(|| {
-                inner
-                    .prices
-                    .of(&model)
-                    .or_else(|| request_model.as_deref().and_then(|m| inner.prices.of(m)))
-            })
-            .flatten()
-            .map(|price| price.cost(&usage));
+        // The response's model's price, else that of the model the launch asked for — and the
+        // response is recorded under the model it was priced as, so a model's row is priced
+        // throughout or not at all.
+        let mut model = model;
+        let price = match inner.prices.of(&model) {
+            Some(price) => Some(price),
+            None if model == UNMETERED => None,
+            None => match request_model
+                .as_deref()
+                .and_then(|m| Some((m, inner.prices.of(m)?)))
+            {
+                Some((priced_as, price)) => {
+                    model = priced_as.to_string();
+                    Some(price)
+                }
+                None => None,
+            },
+        };
+        usage.cost_usd = price.map(|price| price.cost(&usage));
         // One addition at a time (the watch's lock), so the check against the budget sees each.
         inner.spend.send_modify(|spend| {
             spend.requests += 1;
@@ -567,6 +576,26 @@ mod tests {
             meter.spend().cost_usd >= 1.0,
             "100 searches cost $1.00, metered {}",
             meter.spend().cost_usd
+        );
+    }
+
+    #[test]
+    fn a_response_priced_as_its_request_s_model_is_recorded_under_that_model() {
+        let (meter, mut records) = Meter::new(Catalog::built_in().prices, Budget::default());
+        let asked = Bytes::from_static(br#"{"model":"claude-sonnet-4-6"}"#);
+        let unknown =
+            r#"{"model":"routed/mystery","usage":{"input_tokens":100,"output_tokens":20}}"#;
+        respond(&meter, &asked, unknown);
+        let unpriced = Bytes::from_static(br#"{"model":"other/unpriced"}"#);
+        respond(&meter, &unpriced, unknown);
+        let priced = records.try_recv().unwrap();
+        assert_eq!(priced.model, "claude-sonnet-4-6");
+        assert!(priced.usage.cost_usd.is_some());
+        // The same name answered to an unpriced request stays unpriced, in a row of its own.
+        let other = records.try_recv().unwrap();
+        assert_eq!(
+            (other.model.as_str(), other.usage.cost_usd),
+            ("routed/mystery", None)
         );
     }
 

@@ -13,7 +13,7 @@ use crate::store::ModelUsage;
 /// The most of one SSE line, or of a JSON body, held to read its usage.
 pub const MAX_HELD: usize = 8 * 1024 * 1024;
 /// More tokens than any response has: a count above it is cut to it, so sums stay in range.
-const MAX_TOKENS: u64 = 1_000_000_000_000;
+const MAX_TOKENS: u64 = 100_000_000;
 /// The longest model name kept.
 const MAX_MODEL: usize = 128;
 
