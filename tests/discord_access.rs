@@ -567,3 +567,42 @@ async fn a_member_may_lower_a_budget_but_only_a_manager_may_raise_it() {
     }
     bot.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_project_s_own_upstream_gets_only_the_project_s_own_key() {
+    const ALICES_KEY: &str = "sk-ant-alice-own-key-0000000003";
+    let bot = start_bot(&[]).await;
+    // A manager points the project at an upstream of their choosing, with no key of its own.
+    bind_project(
+        &bot,
+        &[("ANTHROPIC_BASE_URL", "https://models.example.net")],
+    )
+    .await;
+    let store = store_of(&bot).await;
+    let project = store
+        .project_for_channel(codecourier::ids::DiscordId(CHANNEL_ID))
+        .await
+        .unwrap()
+        .unwrap();
+    let scope = codecourier::pipeline::project_scope(project.id);
+    assert!(store
+        .delete_secret(&scope, "ANTHROPIC_API_KEY")
+        .await
+        .unwrap());
+    store.close().await;
+    // Neither the deployment's key nor Alice's own goes there.
+    for planted in [None, Some(ALICES_KEY)] {
+        if let Some(key) = planted {
+            let user = codecourier::pipeline::user_scope(codecourier::ids::DiscordId(ALICE));
+            plant_key(&bot, &user, key).await;
+        }
+        let launch = bot.slash(alice(), "launch", &prompt("Add a README"));
+        let text = bot.ephemeral_reply(&launch).await;
+        assert!(
+            text.contains("this project sends its model calls to its own ANTHROPIC_BASE_URL, so ANTHROPIC_API_KEY must be the project's own too"),
+            "{text}"
+        );
+    }
+    assert!(records(&bot).is_empty());
+    bot.finish().await;
+}

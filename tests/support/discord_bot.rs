@@ -329,18 +329,20 @@ pub async fn start_bot_process(
 }
 
 /// The bot with the real Claude Code CLI as its agent, talking to a fake Anthropic API that the
-/// channel's project points it at (with `vars` as further project variables).
+/// operator configured as the deployment's upstream (with `vars` as the project's variables).
 pub async fn start_claude_bot(
     mode: super::fake_anthropic::Mode,
     vars: &[(&str, &str)],
 ) -> (Bot, wiremock::MockServer) {
     let tools = super::claude_code_tools_dir().display().to_string();
-    let bot = start_bot(&[("CODECOURIER_TOOLS_DIR", tools.as_str())]).await;
     let api = super::fake_anthropic::start(mode).await;
     let base = api.uri();
-    let mut all = vec![("ANTHROPIC_BASE_URL", base.as_str())];
-    all.extend_from_slice(vars);
-    bind_project(&bot, &all).await;
+    let bot = start_bot(&[
+        ("CODECOURIER_TOOLS_DIR", tools.as_str()),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+    ])
+    .await;
+    bind_project(&bot, vars).await;
     (bot, api)
 }
 
@@ -367,10 +369,25 @@ pub async fn bind_project_to(bot: &Bot, repo: &str, vars: &[(&str, &str)]) {
         .iter()
         .map(|(k, v)| (k.to_string(), codecourier::secret::Secret::new(*v)))
         .collect();
-    store
-        .put_env(&codecourier::pipeline::project_scope(project.id), &pairs)
-        .await
-        .unwrap();
+    let scope = codecourier::pipeline::project_scope(project.id);
+    store.put_env(&scope, &pairs).await.unwrap();
+    // A project that sends an API to an upstream of its own brings its own key for it:
+    // CodeCourier sends no other key there.
+    let own_keys = [
+        ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", super::API_KEY),
+        (
+            "OPENROUTER_BASE_URL",
+            "OPENROUTER_API_KEY",
+            "sk-or-v1-project-key",
+        ),
+        ("OPENAI_BASE_URL", "OPENAI_API_KEY", "sk-project-openai-key"),
+    ];
+    for (url, key, value) in own_keys {
+        if vars.iter().any(|(n, _)| *n == url) {
+            let value = codecourier::secret::Secret::new(value);
+            store.put_secret(&scope, key, &value).await.unwrap();
+        }
+    }
     store.close().await;
 }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::Launcher;
 use crate::agent;
 use crate::catalog::{Budget, LaunchRequest, RepoRef, Tool};
+use crate::gateway::ModelApi;
 use crate::ids::{DiscordId, IssueSessionId, SandboxId};
 use crate::model::Phase;
 use crate::redact::{looks_secret, Redactor};
@@ -123,16 +124,18 @@ impl Launcher {
         };
         // The project's variables, under what the launch itself sets.
         let mut request = request;
+        let mut from_project = Vec::new();
         if let Some(project) = &project {
             for (name, value) in self.store.get_env(&project_scope(project.id)).await? {
                 if !request.env.iter().any(|(n, _)| *n == name) {
+                    from_project.push(name.clone());
                     request.env.push((name, value));
                 }
             }
         }
         self.resolve_budget(&mut request, project.as_ref())?;
         let keys = self
-            .resolve_keys(tool, &request, origin, project.as_ref())
+            .resolve_keys(tool, &request, origin, project.as_ref(), &from_project)
             .await?;
         self.check_repository_reach(&request.repo)?;
         let validate_ended = Utc::now();
@@ -253,6 +256,7 @@ impl Launcher {
         request: &LaunchRequest,
         origin: &LaunchOrigin,
         project: Option<&Project>,
+        from_project: &[String],
     ) -> Result<Vec<(String, Secret)>, LaunchError> {
         let mut scopes = Vec::new();
         if let Some(owner) = origin.keys_of {
@@ -271,12 +275,28 @@ impl Launcher {
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.clone());
+            let mut projects_own = value.is_some() && from_project.contains(name);
             for scope in &scopes {
                 if value.is_none() {
                     value = self.store.get_secret(scope, name).await?;
+                    projects_own =
+                        value.is_some() && project.is_some_and(|p| *scope == project_scope(p.id));
                 }
             }
             if let Some(value) = value.or_else(|| self.agent_keys.get(name).cloned()) {
+                let chosen_upstream = ModelApi::of_key(name, &value)
+                    .map(|(api, _)| api.base_url_var())
+                    .filter(|var| {
+                        request.env.iter().any(|(n, _)| n == var)
+                            && (from_project.iter().any(|n| n == var) || origin.discord.is_some())
+                    });
+                // A project (or a chat launch) that sends an API to an upstream of its own sends
+                // its own key there: never the deployment's, nor a member's personal one.
+                if let Some(var) = chosen_upstream.filter(|_| !projects_own) {
+                    return Err(LaunchError::Invalid(format!(
+                        "this project sends its model calls to its own {var}, so {name} must be the project's own too (a server manager can add it with /project keys, or `codecourier project keys set`): CodeCourier sends the deployment's keys and members' own keys only to the configured upstream"
+                    )));
+                }
                 keys.push((name.clone(), value));
             }
         }
