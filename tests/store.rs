@@ -677,7 +677,11 @@ async fn metered_usage_adds_up_per_model_and_an_unpriced_model_stays_unpriced() 
     use codecourier::store::ModelUsage;
     let t = store().await;
     let request = request(&[]);
-    let id = t.store.insert_sandbox(&new_sandbox(&request)).await.unwrap();
+    let id = t
+        .store
+        .insert_sandbox(&new_sandbox(&request))
+        .await
+        .unwrap();
     let priced = |input, cost| ModelUsage {
         requests: 1,
         input_tokens: input,

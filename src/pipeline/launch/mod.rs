@@ -7,6 +7,8 @@ mod agent;
 mod answers;
 mod finish;
 mod git;
+mod host_repo;
+mod mirror;
 mod prepare;
 mod project_setup;
 mod publish;
