@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use support::git_http::GitHost;
-use support::{git, World};
+use support::{fake_e2b, fixtures_bin, git, World};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -60,10 +60,15 @@ struct Github {
 }
 
 async fn github(repos: &[(&str, &Path)]) -> Github {
+    github_of_size(repos, 40).await
+}
+
+/// The same, GitHub reporting each repository's `size` as `size_kb`.
+async fn github_of_size(repos: &[(&str, &Path)], size_kb: u64) -> Github {
     let api = MockServer::start().await;
     let git = GitHost::start(TOKEN, repos).await;
     for (name, dir) in repos {
-        let repo = json!({"full_name": name, "default_branch": "main", "clone_url": git.clone_url(name), "html_url": format!("https://github.com/{name}"), "permissions": {"push": true}, "size": 40});
+        let repo = json!({"full_name": name, "default_branch": "main", "clone_url": git.clone_url(name), "html_url": format!("https://github.com/{name}"), "permissions": {"push": true}, "size": size_kb});
         Mock::given(method("GET"))
             .and(path(format!("/repos/{name}")))
             .respond_with(ResponseTemplate::new(200).set_body_json(repo))
@@ -306,10 +311,8 @@ async fn a_force_pushed_base_branch_is_followed_and_the_work_lands_on_it() {
     assert_ne!(main, doomed);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn without_a_mirror_a_large_repository_is_cloned_partially_and_old_history_fetched_when_read()
-{
-    let world = World::new();
+/// Three versions of `old.txt` on the origin's main, one commit each.
+fn old_file_history(world: &World) {
     let seed = world.dir.path().join("seed");
     for version in 1..=3 {
         std::fs::write(
@@ -324,6 +327,35 @@ async fn without_a_mirror_a_large_repository_is_cloned_partially_and_old_history
         );
     }
     git(&seed, &["push", "--quiet", "origin", "HEAD:main"]);
+}
+
+/// What the agent runs to show a partial clone: its filter, how many objects it lacks, and the
+/// old file's history with every version's contents.
+const READ_OLD_HISTORY: &str = "git config remote.origin.partialclonefilter; echo missing $(git rev-list --objects --missing=print --all | grep -c '^?'); git log -p --format=%s -- old.txt";
+
+/// What it printed: a partial clone that lacked blobs, and got each old version when read.
+fn assert_old_history_read_from_a_partial_clone(ran: &str) {
+    let missing: usize = ran
+        .lines()
+        .find_map(|l| l.strip_prefix("missing "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{ran}"));
+    assert!(missing >= 2, "the clone held every blob: {ran}");
+    assert!(ran.starts_with("blob:none\n"), "{ran}");
+    for version in 1..=3 {
+        assert!(
+            ran.contains(&format!("+version {version} of the old file")),
+            "{ran}"
+        );
+    }
+    assert!(ran.ends_with("exit 0\n"), "{ran}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_mirror_a_large_repository_is_cloned_partially_and_old_history_fetched_when_read()
+{
+    let world = World::new();
+    old_file_history(&world);
     let hub = github(&[("acme/widgets", &world.origin)]).await;
     // The partial method forced on the local provider: no mirror, and every size counts as large.
     let catalog = world.dir.path().join("partial.toml");
@@ -339,30 +371,17 @@ async fn without_a_mirror_a_large_repository_is_cloned_partially_and_old_history
         &world,
         &hub,
         "acme/widgets",
-        "git config remote.origin.partialclonefilter; echo missing $(git rev-list --objects --missing=print --all | grep -c '^?'); git log -p --format=%s -- old.txt",
+        READ_OLD_HISTORY,
         &[("CODECOURIER_CATALOG", catalog.to_str().unwrap())],
     )
     .await;
     let clone = phase_detail(&record, "clone");
     assert!(clone.contains("partial clone (blob:none) in "), "{clone}");
-    let ran = ran(&world.origin, &record);
-    let missing: usize = ran
-        .lines()
-        .find_map(|l| l.strip_prefix("missing "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{ran}"));
-    assert!(missing >= 2, "the clone held every blob: {ran}");
-    assert!(ran.starts_with("blob:none\n"), "{ran}");
-    for version in 1..=3 {
-        assert!(
-            ran.contains(&format!("+version {version} of the old file")),
-            "{ran}"
-        );
-    }
-    assert!(ran.ends_with("exit 0\n"), "{ran}");
+    assert_old_history_read_from_a_partial_clone(&ran(&world.origin, &record));
     assert!(mirrors(&world).is_empty());
     // The clone, the blobs fetched when read, and CodeCourier's own fetch before the push: all
-    // from the git host, with the token the gateway added.
+    // from the git host, with the token the gateway added, in protocol v2 (which the gateway
+    // passes on).
     let packs: Vec<_> = hub
         .git
         .requests()
@@ -370,9 +389,38 @@ async fn without_a_mirror_a_large_repository_is_cloned_partially_and_old_history
         .filter(|r| r.method == "POST" && r.path.ends_with("/git-upload-pack"))
         .collect();
     assert!(
-        packs.len() >= 3 && packs.iter().all(|r| r.authorized),
+        packs.len() >= 3
+            && packs
+                .iter()
+                .all(|r| r.authorized && r.headers.contains("git-protocol: version=2")),
         "{packs:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_e2b_a_repository_above_the_catalogs_size_is_cloned_partially_and_reads_old_history() {
+    let world = World::new();
+    old_file_history(&world);
+    // Above the built-in catalog's partial_from_kb (50,000 KB).
+    let hub = github_of_size(&[("acme/widgets", &world.origin)], 60_000).await;
+    let fake = fake_e2b::start(world.dir.path().join("vms"), fixtures_bin(), Vec::new()).await;
+    let record = launch(
+        &world,
+        &hub,
+        "acme/widgets",
+        READ_OLD_HISTORY,
+        &[
+            ("SANDBOX_PROVIDER", "e2b"),
+            ("E2B_API_KEY", fake_e2b::API_KEY),
+            ("E2B_API_URL", &fake.url),
+            ("E2B_SANDBOX_URL", &fake.url),
+        ],
+    )
+    .await;
+    let clone = phase_detail(&record, "clone");
+    assert!(clone.contains("partial clone (blob:none) in "), "{clone}");
+    assert_old_history_read_from_a_partial_clone(&ran(&world.origin, &record));
+    assert!(mirrors(&world).is_empty());
 }
 
 // The agent as an attacker (DESIGN.md section 10), against the mirror.
