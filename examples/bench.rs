@@ -745,12 +745,12 @@ async fn github_launcher(data: &Path, api: &str) -> (Launcher, Catalog) {
     )
 }
 
-/// One launch of `repo` to its end: launch → agent started, and the clone phase's record.
+/// One launch of `repo` to its end: launch → agent started, and its phases.
 async fn timed_launch(
     launcher: &Launcher,
     catalog: &Catalog,
     repo: &str,
-) -> (Duration, codecourier::store::PhaseRecord) {
+) -> (Duration, Vec<codecourier::store::PhaseRecord>) {
     let request = LaunchInput {
         prompt: Some("Benchmark".into()),
         repo: Some(repo.to_string()),
@@ -781,14 +781,8 @@ async fn timed_launch(
         .await
         .unwrap();
     assert_eq!(record.status.as_str(), "completed", "{:?}", record.error);
-    let clone = record
-        .phases
-        .iter()
-        .find(|p| p.phase == Phase::Clone)
-        .cloned()
-        .expect("a clone phase");
     let agent_started = sink.0.lock().unwrap().expect("agent started");
-    (agent_started - started, clone)
+    (agent_started - started, record.phases)
 }
 
 /// A bare `git clone` of `url` with the token, as git would make it against GitHub.
@@ -814,7 +808,12 @@ fn bare_clone(url: &str, into: &Path) -> Duration {
 
 async fn bench_mirror() {
     let root = tempfile::tempdir().unwrap();
-    let sizes = [500usize, 5_000, 50_000];
+    // BENCH_MIRROR_FILES=500,5000 runs those sizes only.
+    let sizes: Vec<usize> = std::env::var("BENCH_MIRROR_FILES")
+        .unwrap_or_else(|_| "500,5000,50000".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("BENCH_MIRROR_FILES: numbers"))
+        .collect();
     let repos: Vec<(String, std::path::PathBuf)> = sizes
         .iter()
         .map(|&files| {
@@ -841,7 +840,7 @@ async fn bench_mirror() {
     let mut run = 0;
     for ((files, (_, bare)), full) in sizes.iter().zip(&repos).zip(&names) {
         let (mut clones, mut firsts, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
-        let mut clone_detail = (String::new(), String::new());
+        let mut phases = (Vec::new(), Vec::new());
         for _ in 0..MIRROR_RUNS {
             run += 1;
             let into = root.path().join(format!("clone-{run}"));
@@ -849,14 +848,11 @@ async fn bench_mirror() {
             std::fs::remove_dir_all(&into).unwrap();
             let data = root.path().join(format!("data-{run}"));
             let (launcher, catalog) = github_launcher(&data, &api.uri()).await;
-            let (first, first_clone) = timed_launch(&launcher, &catalog, full).await;
-            let (second, second_clone) = timed_launch(&launcher, &catalog, full).await;
+            let (first, first_phases) = timed_launch(&launcher, &catalog, full).await;
+            let (second, second_phases) = timed_launch(&launcher, &catalog, full).await;
             firsts.push(first);
             seconds.push(second);
-            clone_detail = (
-                first_clone.detail.unwrap_or_default(),
-                second_clone.detail.unwrap_or_default(),
-            );
+            phases = (first_phases, second_phases);
             drop(launcher);
             let _ = std::fs::remove_dir_all(&data);
         }
@@ -872,8 +868,23 @@ async fn bench_mirror() {
             ms(second),
             ratio(second),
         );
-        println!("          clone phase, first:  {}", clone_detail.0);
-        println!("          clone phase, second: {}", clone_detail.1);
+        for (which, phases) in [("first", &phases.0), ("second", &phases.1)] {
+            let clone = phases.iter().find(|p| p.phase == Phase::Clone);
+            println!(
+                "          {which:<6} clone phase: {}",
+                clone.and_then(|p| p.detail.as_deref()).unwrap_or("")
+            );
+            // Where the time to the agent goes: each phase before it, in ms.
+            let before_agent: Vec<String> = phases
+                .iter()
+                .take_while(|p| p.phase != Phase::Agent)
+                .map(|p| format!("{} {}", p.phase.as_str(), p.duration_ms().unwrap_or(0)))
+                .collect();
+            println!(
+                "          {which:<6} phases (ms): {}",
+                before_agent.join(" · ")
+            );
+        }
     }
 }
 

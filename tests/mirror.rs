@@ -245,12 +245,17 @@ async fn a_launch_after_new_commits_on_the_remote_starts_from_them() {
         &world,
         &hub,
         "acme/widgets",
-        "cat news.txt; git rev-parse HEAD origin/main",
+        "cat news.txt; git rev-parse HEAD origin/main; git status --porcelain; git branch --format='%(refname:short) %(upstream:short)' --list main",
         &[],
     )
     .await;
+    // The first launch left a checkout ready; this one took it and brought it up to date.
     let clone = phase_detail(&record, "clone");
     assert!(clone.contains("mirror (fetched in "), "{clone}");
+    assert!(
+        clone.contains("checkout prepared beforehand, brought to main in "),
+        "{clone}"
+    );
     assert!(
         clone.contains(&format!("at main ({})", &main[..8])),
         "{clone}"
@@ -258,7 +263,7 @@ async fn a_launch_after_new_commits_on_the_remote_starts_from_them() {
     let ran = ran(&world.origin, &record);
     assert_eq!(
         ran,
-        format!("fresh from the remote\n{main}{main}exit 0\n"),
+        format!("fresh from the remote\n{main}{main}main origin/main\nexit 0\n"),
         "{ran}"
     );
 }
@@ -291,6 +296,12 @@ async fn a_force_pushed_base_branch_is_followed_and_the_work_lands_on_it() {
         &[],
     )
     .await;
+    // The checkout the first launch left ready held the doomed commit; it was brought over.
+    let clone = phase_detail(&record, "clone");
+    assert!(
+        clone.contains("checkout prepared beforehand, brought to main in "),
+        "{clone}"
+    );
     let ran = ran(&world.origin, &record);
     assert!(
         ran.contains("kept.txt") && !ran.contains("doomed.txt"),
@@ -309,6 +320,27 @@ async fn a_force_pushed_base_branch_is_followed_and_the_work_lands_on_it() {
     let mirror = &mirrors(&world)[0];
     assert_eq!(git(mirror, &["rev-parse", "main"]), main);
     assert_ne!(main, doomed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_that_cannot_be_updated_is_passed_by_and_the_launch_clones_over_the_network() {
+    let world = World::new();
+    let hub = github(&[("acme/widgets", &world.origin)]).await;
+    launch(&world, &hub, "acme/widgets", "true", &[]).await;
+    let mirror = &mirrors(&world)[0];
+    std::fs::write(mirror.join("HEAD"), "not a ref\n").unwrap();
+    world.commit_to_origin("news.txt", "fresh from the remote\n");
+
+    let record = launch(&world, &hub, "acme/widgets", "cat news.txt", &[]).await;
+    let clone = phase_detail(&record, "clone");
+    assert!(
+        clone.contains("the mirror could not be updated (") && clone.contains("full clone in "),
+        "{clone}"
+    );
+    assert_eq!(
+        ran(&world.origin, &record),
+        "fresh from the remote\nexit 0\n"
+    );
 }
 
 /// Three versions of `old.txt` on the origin's main, one commit each.

@@ -50,6 +50,9 @@ pub(super) struct GitRemote {
 enum CloneMethod {
     /// From the repository's mirror, fetched into on the host first.
     Mirror,
+    /// A checkout of the mirror made ready beforehand, moved into the sandbox and brought to
+    /// this branch.
+    Prepared(String),
     /// From the network without files' contents, which git fetches when they are read.
     Partial,
     /// Everything from the network, or from the repository mounted into the sandbox.
@@ -267,9 +270,22 @@ impl Launcher {
                         error: format!("{} cannot be reached from this sandbox", request.repo),
                     }),
                 };
-                let (method, mut how) = self.update_mirror(launch).await;
+                let (mut method, mut how) = self.update_mirror(launch).await;
                 let started = Instant::now();
-                let clone = match method {
+                if let (CloneMethod::Mirror, Some(branch)) = (&method, &branch_to_clone) {
+                    if self.adopt_checkout(launch).await {
+                        method = CloneMethod::Prepared(branch.clone());
+                    }
+                }
+                let clone = match &method {
+                    // Moved in whole: the branch checked out (only files that differ are
+                    // written), its refs those of the mirror now, nothing else of the checkout's
+                    // own.
+                    CloneMethod::Prepared(branch) => format!(
+                        "cd {PROJECT_DIR} && git fetch --quiet --prune --no-tags {MIRROR_MOUNT} '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' && git checkout --quiet -B {branch} --track {origin} && for other in $(git for-each-ref --format='%(refname:short)' refs/heads); do [ \"$other\" = {branch} ] || git branch --quiet -D \"$other\" || exit 1; done && git remote set-url origin \"${CLONE_URL_VAR}\"",
+                        branch = shell_quote(branch),
+                        origin = shell_quote(&format!("origin/{branch}")),
+                    ),
                     // The mirror lends its objects (alternates); origin is the real remote, as
                     // after any other clone.
                     CloneMethod::Mirror => format!(
@@ -290,7 +306,10 @@ impl Launcher {
                 exec.cwd = Some(HOME.into());
                 let out = self.sh(launch, Phase::Clone, "git clone", exec).await?;
                 let took = seconds(started.elapsed());
-                how.push_str(&match method {
+                how.push_str(&match &method {
+                    CloneMethod::Prepared(branch) => {
+                        format!("checkout prepared beforehand, brought to {branch} in {took}")
+                    }
                     CloneMethod::Mirror => format!("cloned in {took}"),
                     CloneMethod::Partial => format!("partial clone (blob:none) in {took}"),
                     CloneMethod::Full => format!("full clone in {took}"),
@@ -352,6 +371,44 @@ impl Launcher {
                 ),
             ),
         }
+    }
+
+    /// Moves a checkout of the mirror made ready beforehand into the sandbox as its project
+    /// directory: whether one was there to take.
+    async fn adopt_checkout(&self, launch: &Launch<'_>) -> bool {
+        let Some(mirror) = &launch.remote.mirror else {
+            return false;
+        };
+        let Some(taken) = mirror.take_checkout().await else {
+            return false;
+        };
+        match self
+            .provider
+            .adopt(launch.handle(), &taken, PROJECT_DIR)
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(launch = %launch.id, "a prepared checkout was not used: {e}");
+                let _ = tokio::fs::remove_dir_all(&taken).await;
+                false
+            }
+        }
+    }
+
+    /// While the agent runs: a checkout of the mirror made ready for the repository's next
+    /// launch (the launch waits for it before it returns).
+    pub(super) fn prepare_next_checkout(
+        &self,
+        launch: &Launch<'_>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let mirror = launch.remote.mirror.clone()?;
+        let id = launch.id;
+        Some(tokio::spawn(async move {
+            if let Err(e) = mirror.prepare_checkout().await {
+                tracing::warn!(launch = %id, "no checkout prepared for the next launch: {e}");
+            }
+        }))
     }
 
     /// The branch phase: a new feature branch for this launch's work, the branch a follow-up

@@ -10,6 +10,7 @@ use base64::Engine;
 
 use crate::secret::Secret;
 
+#[derive(Clone)]
 pub(super) struct HostRepo {
     pub(super) dir: PathBuf,
     home: PathBuf,

@@ -2,11 +2,14 @@
 //! under the data directory, holding only what was fetched from it — never CodeCourier's own
 //! repository for pushes, which holds other launches' commits, refused ones among them. Each
 //! launch fetches into it on the host, under a lock, then mounts it read-only and clones from it
-//! with alternates, copying no object.
+//! with alternates, copying no object. Beside it, a checkout made ready while an agent runs is
+//! moved whole into the next launch's sandbox: writing a large tree's files is what a clone from
+//! a mirror still costs.
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::host_repo::HostRepo;
 use crate::sandbox::Mount;
@@ -17,11 +20,15 @@ pub(super) const MIRROR_MOUNT: &str = "/srv/mirror";
 /// Past this, a URL makes no file name: such a repository is cloned over the network.
 const MAX_KEY_LEN: usize = 200;
 
+#[derive(Clone)]
 pub(super) struct Mirror {
     repo: HostRepo,
     upstream: url::Url,
     /// Held (flock) around every fetch into the mirror, by launches in any process.
     lock: PathBuf,
+    /// Checkouts of the mirror: `ready-*` to be taken by one launch, `staging-<pid>-*` while one
+    /// is made, `taken-<pid>-*` on its way into a sandbox.
+    checkouts: PathBuf,
 }
 
 impl Mirror {
@@ -36,6 +43,7 @@ impl Mirror {
             repo,
             upstream: upstream.clone(),
             lock: root.join(format!("{key}.lock")),
+            checkouts: root.join(format!("{key}.checkouts")),
         }))
     }
 
@@ -88,6 +96,119 @@ impl Mirror {
             .await?;
         Ok(())
     }
+}
+
+impl Mirror {
+    /// A ready checkout, taken for one launch (no other can take it too), if there is one.
+    pub(super) async fn take_checkout(&self) -> Option<PathBuf> {
+        let mut entries = tokio::fs::read_dir(&self.checkouts).await.ok()?;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if !entry.file_name().to_string_lossy().starts_with("ready-") {
+                continue;
+            }
+            let taken = self.checkouts.join(format!("taken-{}", unique()));
+            if tokio::fs::rename(entry.path(), &taken).await.is_ok() {
+                return Some(taken);
+            }
+        }
+        None
+    }
+
+    /// Makes a checkout of the mirror's default branch ready for a later launch, unless one is
+    /// ready or being made; what a process that ended left half-made is removed. The checkout
+    /// borrows its objects from the mirror as a sandbox sees it, and names no host path.
+    pub(super) async fn prepare_checkout(&self) -> Result<(), String> {
+        tokio::fs::create_dir_all(&self.checkouts)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", self.checkouts.display()))?;
+        let mut entries = tokio::fs::read_dir(&self.checkouts)
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ready-") {
+                return Ok(());
+            }
+            let pid = name
+                .strip_prefix("staging-")
+                .or_else(|| name.strip_prefix("taken-"))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            match pid {
+                Some(pid) if Path::new(&format!("/proc/{pid}")).exists() => {
+                    if name.starts_with("staging-") {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    let _ = tokio::fs::remove_dir_all(entry.path()).await;
+                }
+            }
+        }
+        let staging = self.checkouts.join(format!("staging-{}", unique()));
+        let made = self.make_checkout(&staging).await;
+        if made.is_err() {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+        }
+        made?;
+        let ready = self.checkouts.join(format!("ready-{}", unique()));
+        tokio::fs::rename(&staging, &ready)
+            .await
+            .map_err(|e| format!("cannot keep the prepared checkout: {e}"))
+    }
+
+    async fn make_checkout(&self, dir: &Path) -> Result<(), String> {
+        let checkout = dir.as_os_str();
+        self.repo
+            .git(
+                &[
+                    "clone".as_ref(),
+                    "--quiet".as_ref(),
+                    "--shared".as_ref(),
+                    self.repo.dir.as_os_str(),
+                    checkout,
+                ],
+                None,
+            )
+            .await?;
+        // A move into a sandbox changes what else git checks (ctime, owner): it looks at the
+        // modification time, size and mode only, or every file would be read again.
+        for (key, value) in [
+            ("remote.origin.url", MIRROR_MOUNT),
+            ("core.checkStat", "minimal"),
+        ] {
+            self.repo
+                .git(
+                    &[
+                        "-C".as_ref(),
+                        checkout,
+                        "config".as_ref(),
+                        key.as_ref(),
+                        value.as_ref(),
+                    ],
+                    None,
+                )
+                .await?;
+        }
+        let git_dir = dir.join(".git");
+        let mount_objects = format!("{MIRROR_MOUNT}/objects\n");
+        tokio::fs::write(git_dir.join("objects/info/alternates"), mount_objects)
+            .await
+            .map_err(|e| format!("cannot point the checkout at the mirror: {e}"))?;
+        // The reflogs say where the clone came from on the host.
+        let _ = tokio::fs::remove_dir_all(git_dir.join("logs")).await;
+        Ok(())
+    }
+}
+
+/// A name no other process or call uses.
+fn unique() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The mirror's file name for `upstream`: the URL (without credentials, query or fragment) with

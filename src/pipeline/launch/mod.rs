@@ -142,6 +142,8 @@ struct Launch<'a> {
     links: Links,
     /// The agent events and output lines stored so far, and those past the cap.
     events: recorder::EventCount,
+    /// A checkout of the repository's mirror being made ready for its next launch.
+    preparing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Launch<'_> {
@@ -271,6 +273,7 @@ impl Launcher {
             pushed: None,
             links: Links::default(),
             events: recorder::EventCount::default(),
+            preparing: None,
         };
         let timeout = Duration::from_millis(request.resources.timeout_ms);
         let outcome = tokio::select! {
@@ -278,7 +281,11 @@ impl Launcher {
             _ = stop.cancelled() => Err(Ending::Stopped { phase: self.current_phase(id).await }),
             _ = tokio::time::sleep(timeout + TIMEOUT_GRACE) => Err(Ending::TimedOut { phase: self.current_phase(id).await }),
         };
-        self.conclude(&launch, outcome).await
+        let record = self.conclude(&launch, outcome).await;
+        if let Some(preparing) = launch.preparing.take() {
+            let _ = preparing.await;
+        }
+        record
     }
 
     /// The phases, in order. A phase that fails ends the launch; `run` records how.
@@ -298,6 +305,7 @@ impl Launcher {
         let plan = self.set_up_tool(launch).await?;
         self.set_status(launch, SandboxStatus::Running, Phase::Agent)
             .await?;
+        launch.preparing = self.prepare_next_checkout(launch);
         self.run_agent_phase(launch, plan).await?;
         self.finish(launch).await
     }
