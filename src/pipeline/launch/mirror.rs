@@ -17,6 +17,9 @@ use crate::secret::Secret;
 
 /// Where the repository's mirror appears inside the sandbox (read-only).
 pub(super) const MIRROR_MOUNT: &str = "/srv/mirror";
+/// A prepared checkout older than this is not used (the mirror's housekeeping keeps objects no
+/// branch holds for two weeks).
+const MAX_CHECKOUT_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 /// Past this, a URL makes no file name: such a repository is cloned over the network.
 const MAX_KEY_LEN: usize = 200;
 
@@ -99,7 +102,9 @@ impl Mirror {
 }
 
 impl Mirror {
-    /// A ready checkout, taken for one launch (no other can take it too), if there is one.
+    /// A ready checkout, taken for one launch (no other can take it too), if there is one. One
+    /// older than a day is removed instead: the mirror's housekeeping may since have dropped the
+    /// objects of a commit no branch holds any more, which it borrows.
     pub(super) async fn take_checkout(&self) -> Option<PathBuf> {
         let mut entries = tokio::fs::read_dir(&self.checkouts).await.ok()?;
         while let Ok(Some(entry)) = entries.next_entry().await {
@@ -107,8 +112,19 @@ impl Mirror {
                 continue;
             }
             let taken = self.checkouts.join(format!("taken-{}", unique()));
-            if tokio::fs::rename(entry.path(), &taken).await.is_ok() {
-                return Some(taken);
+            if tokio::fs::rename(entry.path(), &taken).await.is_err() {
+                continue;
+            }
+            let age = tokio::fs::metadata(&taken)
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok());
+            match age {
+                Some(age) if age < MAX_CHECKOUT_AGE => return Some(taken),
+                _ => {
+                    let _ = tokio::fs::remove_dir_all(&taken).await;
+                }
             }
         }
         None
@@ -257,6 +273,67 @@ async fn lock(path: PathBuf) -> Result<std::fs::File, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_prepared_checkout_names_no_host_path_and_is_taken_by_one_launch_only() {
+        let root = tempfile::tempdir().unwrap();
+        let upstream = root.path().join("upstream");
+        git(
+            root.path(),
+            &["init", "--quiet", "--initial-branch=main", "upstream"],
+        );
+        std::fs::write(upstream.join("a.txt"), "a\n").unwrap();
+        git(&upstream, &["add", "a.txt"]);
+        git(&upstream, &["commit", "--quiet", "-m", "a"]);
+        let data = root.path().join("data");
+        let url = url::Url::from_directory_path(&upstream).unwrap();
+        let mirror = Mirror::open(&data, &url).await.unwrap().unwrap();
+        mirror.update(None, "main").await.unwrap();
+        // What a process that ended left half-made goes.
+        let left = mirror.checkouts.join("staging-999999999-0");
+        std::fs::create_dir_all(&left).unwrap();
+
+        mirror.prepare_checkout().await.unwrap();
+        assert!(!left.exists());
+        let takers: Vec<_> = (0..4)
+            .map(|_| {
+                let mirror = mirror.clone();
+                tokio::spawn(async move { mirror.take_checkout().await })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        for taker in takers {
+            taken.extend(taker.await.unwrap());
+        }
+        assert_eq!(taken.len(), 1, "{taken:?}");
+        let git_dir = taken[0].join(".git");
+        assert_eq!(
+            std::fs::read_to_string(git_dir.join("objects/info/alternates")).unwrap(),
+            "/srv/mirror/objects\n"
+        );
+        let config = std::fs::read_to_string(git_dir.join("config")).unwrap();
+        assert!(!config.contains(root.path().to_str().unwrap()), "{config}");
+        assert!(!git_dir.join("logs").exists());
+        assert_eq!(
+            std::fs::read_to_string(taken[0].join("a.txt")).unwrap(),
+            "a\n"
+        );
+        assert!(mirror.take_checkout().await.is_none());
+    }
 
     #[test]
     fn upstreams_that_differ_get_mirrors_of_their_own() {
