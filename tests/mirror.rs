@@ -235,6 +235,37 @@ async fn two_launches_of_one_repository_at_once_both_clone_from_one_consistent_m
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn two_launches_at_once_after_another_one_of_them_takes_its_prepared_checkout_both_start_right(
+) {
+    let world = World::new();
+    let hub = github(&[("acme/widgets", &world.origin)]).await;
+    launch(&world, &hub, "acme/widgets", "true", &[]).await;
+    world.commit_to_origin("news.txt", "fresh from the remote\n");
+    let main = git(&world.origin, &["rev-parse", "main"]);
+    let script = "cat news.txt; git rev-parse HEAD; git status --porcelain";
+    let (first, second) = tokio::join!(
+        launch(&world, &hub, "acme/widgets", script, &[]),
+        launch(&world, &hub, "acme/widgets", script, &[])
+    );
+    let details = [
+        phase_detail(&first, "clone"),
+        phase_detail(&second, "clone"),
+    ];
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("checkout prepared beforehand, brought to main in ")),
+        "{details:#?}"
+    );
+    for record in [&first, &second] {
+        assert_eq!(
+            ran(&world.origin, record),
+            format!("fresh from the remote\n{main}exit 0\n")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_launch_after_new_commits_on_the_remote_starts_from_them() {
     let world = World::new();
     let hub = github(&[("acme/widgets", &world.origin)]).await;
