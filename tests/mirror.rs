@@ -220,7 +220,10 @@ async fn two_launches_of_one_repository_at_once_both_clone_from_one_consistent_m
     for record in [&first, &second] {
         let clone = phase_detail(record, "clone");
         assert!(clone.contains("mirror (fetched in "), "{clone}");
-        assert!(clone.contains("cloned in "), "{clone}");
+        assert!(
+            clone.contains("checked out on the host, moved in at main in "),
+            "{clone}"
+        );
         let ran = ran(&world.origin, record);
         assert!(
             ran.contains("# Widgets") && ran.contains(main.trim()),
@@ -371,6 +374,41 @@ async fn a_mirror_that_cannot_be_updated_is_passed_by_and_the_launch_clones_over
     assert_eq!(
         ran(&world.origin, &record),
         "fresh from the remote\nexit 0\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn where_no_checkout_can_be_moved_in_the_sandbox_clones_from_the_mirror_borrowing_its_objects(
+) {
+    let world = World::new();
+    let hub = github(&[("acme/widgets", &world.origin)]).await;
+    launch(&world, &hub, "acme/widgets", "true", &[]).await;
+    // Where checkouts are made and kept is not a directory any more.
+    let mirror = &mirrors(&world)[0];
+    let checkouts = mirror.with_extension("checkouts");
+    std::fs::remove_dir_all(&checkouts).unwrap();
+    std::fs::write(&checkouts, "in the way\n").unwrap();
+    world.commit_to_origin("news.txt", "fresh from the remote\n");
+    let main = git(&world.origin, &["rev-parse", "main"]);
+
+    let record = launch(
+        &world,
+        &hub,
+        "acme/widgets",
+        "cat news.txt .git/objects/info/alternates; git rev-parse origin/main; git count-objects",
+        &[],
+    )
+    .await;
+    let clone = phase_detail(&record, "clone");
+    assert!(
+        clone.contains("mirror (fetched in ") && clone.contains(" · cloned in "),
+        "{clone}"
+    );
+    assert_eq!(
+        ran(&world.origin, &record),
+        format!(
+            "fresh from the remote\n/srv/mirror/objects\n{main}0 objects, 0 kilobytes\nexit 0\n"
+        )
     );
 }
 
