@@ -61,8 +61,9 @@ impl Mirror {
     }
 
     /// Brings every branch and tag up to date with the upstream (a force-pushed branch is
-    /// followed, a deleted one pruned), and its HEAD to `default_branch`. Objects are only ever
-    /// added here: a sandbox cloned earlier keeps what it borrows.
+    /// followed, a deleted one pruned), and its HEAD to `default_branch`. The objects of a commit
+    /// no branch holds any more stay for git's prune expiry (two weeks): a sandbox cloned earlier
+    /// keeps what it borrows.
     pub(super) async fn update(
         &self,
         token: Option<&Secret>,
@@ -100,9 +101,7 @@ impl Mirror {
             .await?;
         Ok(())
     }
-}
 
-impl Mirror {
     /// A ready checkout, taken for one launch (no other can take it too), if there is one. One
     /// older than a day is removed instead: the mirror's housekeeping may since have dropped the
     /// objects of a commit no branch holds any more, which it borrows.
