@@ -220,10 +220,7 @@ async fn two_launches_of_one_repository_at_once_both_clone_from_one_consistent_m
     for record in [&first, &second] {
         let clone = phase_detail(record, "clone");
         assert!(clone.contains("mirror (fetched in "), "{clone}");
-        assert!(
-            clone.contains("checked out on the host, moved in at main in "),
-            "{clone}"
-        );
+        assert!(clone.contains(" · cloned in "), "{clone}");
         let ran = ran(&world.origin, record);
         assert!(
             ran.contains("# Widgets") && ran.contains(main.trim()),
@@ -378,12 +375,11 @@ async fn a_mirror_that_cannot_be_updated_is_passed_by_and_the_launch_clones_over
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn where_no_checkout_can_be_moved_in_the_sandbox_clones_from_the_mirror_borrowing_its_objects(
-) {
+async fn without_a_prepared_checkout_the_sandbox_clones_from_the_mirror_borrowing_its_objects() {
     let world = World::new();
     let hub = github(&[("acme/widgets", &world.origin)]).await;
     launch(&world, &hub, "acme/widgets", "true", &[]).await;
-    // Where checkouts are made and kept is not a directory any more.
+    // Where checkouts are prepared and kept is not a directory any more: none is ready.
     let mirror = &mirrors(&world)[0];
     let checkouts = mirror.with_extension("checkouts");
     std::fs::remove_dir_all(&checkouts).unwrap();

@@ -50,9 +50,9 @@ pub(super) struct GitRemote {
 enum CloneMethod {
     /// From the repository's mirror, fetched into on the host first.
     Mirror,
-    /// A checkout of the mirror made on the host (`ready`: beforehand, while another launch's
-    /// agent ran), moved into the sandbox and brought to `branch`.
-    Prepared { branch: String, ready: bool },
+    /// A checkout of the mirror made ready beforehand, moved into the sandbox and brought to
+    /// this branch.
+    Prepared(String),
     /// From the network without files' contents, which git fetches when they are read.
     Partial,
     /// Everything from the network, or from the repository mounted into the sandbox.
@@ -273,21 +273,21 @@ impl Launcher {
                 let (mut method, mut how) = self.update_mirror(launch).await;
                 let started = Instant::now();
                 if let (CloneMethod::Mirror, Some(branch)) = (&method, &branch_to_clone) {
-                    if let Some(ready) = self.adopt_checkout(launch, branch).await {
-                        method = CloneMethod::Prepared { branch: branch.clone(), ready };
+                    if self.adopt_checkout(launch).await {
+                        method = CloneMethod::Prepared(branch.clone());
                     }
                 }
                 let clone = match &method {
                     // Moved in whole: the branch checked out (only files that differ are
                     // written), its refs those of the mirror now, nothing else of the checkout's
                     // own.
-                    CloneMethod::Prepared { branch, .. } => format!(
+                    CloneMethod::Prepared(branch) => format!(
                         "cd {PROJECT_DIR} && git fetch --quiet --prune --no-tags {MIRROR_MOUNT} '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' && git checkout --quiet -B {branch} --track {origin} && for other in $(git for-each-ref --format='%(refname:short)' refs/heads); do [ \"$other\" = {branch} ] || git branch --quiet -D \"$other\" || exit 1; done && git remote set-url origin \"${CLONE_URL_VAR}\"",
                         branch = shell_quote(branch),
                         origin = shell_quote(&format!("origin/{branch}")),
                     ),
-                    // Where no checkout could be moved in: the mirror lends its objects
-                    // (alternates); origin is the real remote, as after any other clone.
+                    // The mirror lends its objects (alternates); origin is the real remote, as
+                    // after any other clone.
                     CloneMethod::Mirror => format!(
                         "git clone --quiet --shared {branch_arg}{MIRROR_MOUNT} {PROJECT_DIR} && git -C {PROJECT_DIR} remote set-url origin \"${CLONE_URL_VAR}\""
                     ),
@@ -307,11 +307,8 @@ impl Launcher {
                 let out = self.sh(launch, Phase::Clone, "git clone", exec).await?;
                 let took = seconds(started.elapsed());
                 how.push_str(&match &method {
-                    CloneMethod::Prepared { branch, ready: true } => {
+                    CloneMethod::Prepared(branch) => {
                         format!("checkout prepared beforehand, brought to {branch} in {took}")
-                    }
-                    CloneMethod::Prepared { branch, ready: false } => {
-                        format!("checked out on the host, moved in at {branch} in {took}")
                     }
                     CloneMethod::Mirror => format!("cloned in {took}"),
                     CloneMethod::Partial => format!("partial clone (blob:none) in {took}"),
@@ -376,31 +373,25 @@ impl Launcher {
         }
     }
 
-    /// Moves a checkout of the mirror into the sandbox as its project directory: one made ready
-    /// beforehand (`Some(true)`), else one made now at `branch` (`Some(false)`); `None` when
-    /// neither could be.
-    async fn adopt_checkout(&self, launch: &Launch<'_>, branch: &str) -> Option<bool> {
-        let mirror = launch.remote.mirror.as_ref()?;
-        let (checkout, ready) = match mirror.take_checkout().await {
-            Some(checkout) => (checkout, true),
-            None => match mirror.checkout_now(branch).await {
-                Ok(checkout) => (checkout, false),
-                Err(e) => {
-                    tracing::warn!(launch = %launch.id, "no checkout made on the host: {e}");
-                    return None;
-                }
-            },
+    /// Moves a checkout of the mirror made ready beforehand into the sandbox as its project
+    /// directory: whether one was there to take.
+    async fn adopt_checkout(&self, launch: &Launch<'_>) -> bool {
+        let Some(mirror) = &launch.remote.mirror else {
+            return false;
+        };
+        let Some(taken) = mirror.take_checkout().await else {
+            return false;
         };
         match self
             .provider
-            .adopt(launch.handle(), &checkout, PROJECT_DIR)
+            .adopt(launch.handle(), &taken, PROJECT_DIR)
             .await
         {
-            Ok(()) => Some(ready),
+            Ok(()) => true,
             Err(e) => {
-                tracing::warn!(launch = %launch.id, "a checkout was not moved in: {e}");
-                let _ = tokio::fs::remove_dir_all(&checkout).await;
-                None
+                tracing::warn!(launch = %launch.id, "a prepared checkout was not used: {e}");
+                let _ = tokio::fs::remove_dir_all(&taken).await;
+                false
             }
         }
     }

@@ -6,7 +6,6 @@
 //! moved whole into the next launch's sandbox: writing a large tree's files is what a clone from
 //! a mirror still costs.
 
-use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -131,7 +130,8 @@ impl Mirror {
     }
 
     /// Makes a checkout of the mirror's default branch ready for a later launch, unless one is
-    /// ready or being made; what a process that ended left half-made is removed.
+    /// ready or being made; what a process that ended left half-made is removed. The checkout
+    /// borrows its objects from the mirror as a sandbox sees it, and names no host path.
     pub(super) async fn prepare_checkout(&self) -> Result<(), String> {
         tokio::fs::create_dir_all(&self.checkouts)
             .await
@@ -161,7 +161,7 @@ impl Mirror {
             }
         }
         let staging = self.checkouts.join(format!("staging-{}", unique()));
-        let made = self.make_checkout(&staging, None).await;
+        let made = self.make_checkout(&staging).await;
         if made.is_err() {
             let _ = tokio::fs::remove_dir_all(&staging).await;
         }
@@ -172,34 +172,20 @@ impl Mirror {
             .map_err(|e| format!("cannot keep the prepared checkout: {e}"))
     }
 
-    /// A checkout of `branch` made now on the host, for one launch: quicker than a clone in a
-    /// sandbox, whose file writes cost more.
-    pub(super) async fn checkout_now(&self, branch: &str) -> Result<PathBuf, String> {
-        tokio::fs::create_dir_all(&self.checkouts)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", self.checkouts.display()))?;
-        let dir = self.checkouts.join(format!("taken-{}", unique()));
-        let made = self.make_checkout(&dir, Some(branch)).await;
-        if made.is_err() {
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-        }
-        made.map(|()| dir)
-    }
-
-    /// A clone of the mirror in `dir` at `branch` (else its HEAD) that borrows its objects from
-    /// the mirror as a sandbox sees it and names no host path.
-    async fn make_checkout(&self, dir: &Path, branch: Option<&str>) -> Result<(), String> {
+    async fn make_checkout(&self, dir: &Path) -> Result<(), String> {
         let checkout = dir.as_os_str();
-        let mut clone = vec![
-            OsStr::new("clone"),
-            OsStr::new("--quiet"),
-            OsStr::new("--shared"),
-        ];
-        if let Some(branch) = branch {
-            clone.extend([OsStr::new("--branch"), OsStr::new(branch)]);
-        }
-        clone.extend([self.repo.dir.as_os_str(), checkout]);
-        self.repo.git(&clone, None).await?;
+        self.repo
+            .git(
+                &[
+                    "clone".as_ref(),
+                    "--quiet".as_ref(),
+                    "--shared".as_ref(),
+                    self.repo.dir.as_os_str(),
+                    checkout,
+                ],
+                None,
+            )
+            .await?;
         // A move into a sandbox changes what else git checks (ctime, owner): it looks at the
         // modification time, size and mode only, or every file would be read again.
         for (key, value) in [
