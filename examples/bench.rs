@@ -11,6 +11,10 @@
 //!    its own network namespace bridged to the gateway, against sharing the host's network
 //!    (`CODECOURIER_EGRESS=open`) (ratio). Needs the `codecourier` binary built beside the example
 //!    (`cargo build --release` first).
+//! 5. The mirror cache: launch → agent started for a GitHub repository of 500, 5,000 and 50,000
+//!    files served over smart HTTP behind a token (the tests' git host, `git http-backend`), on a
+//!    first launch (the mirror made) and a second (the mirror warm), against a bare `git clone` of
+//!    the same URL (ratios). Needs the `codecourier` binary too.
 //!
 //! Needs bubblewrap and git, like the local sandbox itself.
 
@@ -33,6 +37,10 @@ use tokio_util::sync::CancellationToken;
 #[path = "../tests/support/npm_registry.rs"]
 #[allow(dead_code)]
 mod npm_registry;
+
+#[path = "../tests/support/git_http.rs"]
+#[allow(dead_code)]
+mod git_http;
 
 const RUNS: usize = 7;
 
@@ -555,7 +563,333 @@ async fn bench_dependency_cache() {
     );
 }
 
-/// All parts, or only those named on the command line (`parsing`, `launch`, `cache`, `network`).
+/// The token the benchmark's git host wants.
+const BENCH_TOKEN: &str = "ghp_bench0123456789abcdefghijklmnopqrstu";
+const MIRROR_RUNS: usize = 3;
+
+/// A small xorshift generator: file contents that compress like source, not like one repeated line.
+struct Words(u64);
+
+impl Words {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A file of about 1.5 KB.
+    fn file(&mut self, n: usize) -> String {
+        let mut text = format!("// module {n}\n");
+        for line in 0..40 {
+            let v = self.next();
+            text.push_str(&format!(
+                "pub fn f{line}_{:x}(x: u64) -> u64 {{ x ^ {} }}\n",
+                v % 4096,
+                v >> 20
+            ));
+        }
+        text
+    }
+}
+
+/// A bare repository `name.git` with `files` files over five commits, and a sixth that changes
+/// a tenth of them (some history to deltify), written with `git fast-import`.
+fn make_large_repo(root: &Path, name: &str, files: usize) -> std::path::PathBuf {
+    use std::io::Write;
+    let bare = root.join(format!("{name}.git"));
+    git(
+        root,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            bare.to_str().unwrap(),
+        ],
+    );
+    let mut import = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(&bare)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("git fast-import");
+    let mut stream = std::io::BufWriter::new(import.stdin.take().unwrap());
+    let mut words = Words(0x9E37_79B9_7F4A_7C15 ^ files as u64);
+    let per_commit = files / 5;
+    for commit in 0..6 {
+        let message = format!("commit {commit}");
+        write!(
+            stream,
+            "commit refs/heads/main\ncommitter b <b@example.com> {} +0000\ndata {}\n{message}\n",
+            1_700_000_000 + commit,
+            message.len()
+        )
+        .unwrap();
+        let changed: Vec<usize> = if commit < 5 {
+            (commit * per_commit..(commit + 1) * per_commit).collect()
+        } else {
+            (0..files).step_by(10).collect()
+        };
+        for n in changed {
+            let text = words.file(n);
+            write!(
+                stream,
+                "M 100644 inline src/d{}/f{n}.rs\ndata {}\n{text}\n",
+                n / 500,
+                text.len()
+            )
+            .unwrap();
+        }
+    }
+    stream.flush().unwrap();
+    drop(stream);
+    assert!(import.wait().unwrap().success(), "git fast-import");
+    git(&bare, &["repack", "--quiet", "-a", "-d"]);
+    bare
+}
+
+/// The size of a directory's files, in MB.
+fn megabytes(dir: &Path) -> f64 {
+    fn bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let meta = e.metadata().unwrap();
+                if meta.is_dir() {
+                    bytes(&e.path())
+                } else {
+                    meta.len()
+                }
+            })
+            .sum()
+    }
+    bytes(dir) as f64 / 1_000_000.0
+}
+
+/// A GitHub API for `acme/<name>` on each repository served: the repository, its branch heads,
+/// the branch made, compare.
+async fn github_api(
+    git_host: &git_http::GitHost,
+    repos: &[(String, std::path::PathBuf)],
+) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, ResponseTemplate};
+    let server = wiremock::MockServer::start().await;
+    for (name, bare) in repos {
+        let full = format!("acme/{name}");
+        let out = Command::new("git")
+            .args(["rev-parse", "main"])
+            .current_dir(bare)
+            .output()
+            .unwrap();
+        let sha = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let size_kb = (megabytes(bare) * 1000.0) as u64;
+        let repo = serde_json::json!({"full_name": full, "default_branch": "main", "clone_url": git_host.clone_url(&full), "html_url": format!("https://github.com/{full}"), "permissions": {"push": true}, "size": size_kb});
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{full}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(repo))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(format!("^/repos/{full}/branches/.+")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"name": "main", "commit": {"sha": sha}})),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("/repos/{full}/git/refs")))
+            .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({})))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(format!("^/repos/{full}/compare/.+")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"ahead_by": 1, "files": [], "html_url": "https://github.com/x"}),
+            ))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+/// A launcher of its own (a fresh data directory: no mirror yet) against the mock GitHub.
+async fn github_launcher(data: &Path, api: &str) -> (Launcher, Catalog) {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bin");
+    let vars = [
+        ("CODECOURIER_DATA_DIR", data.to_str().unwrap().to_string()),
+        ("CODECOURIER_TOOLS_DIR", tools.to_str().unwrap().to_string()),
+        ("ANTHROPIC_API_KEY", "sk-ant-bench-0000000000".to_string()),
+        ("GITHUB_API_URL", api.to_string()),
+        ("GITHUB_TOKEN", BENCH_TOKEN.to_string()),
+        (
+            "CODECOURIER_BRIDGE_BINARY",
+            bridge_binary().to_str().unwrap().to_string(),
+        ),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let store = Store::open(&config).await.unwrap();
+    let provider = codecourier::sandbox::provider_for(&config).unwrap();
+    let catalog = Catalog::built_in();
+    (
+        Launcher::new(&config, store, provider, catalog.clone()),
+        catalog,
+    )
+}
+
+/// One launch of `repo` to its end: launch → agent started, and its phases.
+async fn timed_launch(
+    launcher: &Launcher,
+    catalog: &Catalog,
+    repo: &str,
+) -> (Duration, Vec<codecourier::store::PhaseRecord>) {
+    let request = LaunchInput {
+        prompt: Some("Benchmark".into()),
+        repo: Some(repo.to_string()),
+        env: vec!["FAKE_CLAUDE=create".into()],
+        pr: Some("none".into()),
+        ..Default::default()
+    }
+    .validate(catalog, true)
+    .unwrap();
+    let sink = FirstAgentEvent(Mutex::new(None));
+    let started = Instant::now();
+    let prepared = launcher
+        .prepare(
+            request,
+            &LaunchOrigin {
+                launched_by: "bench".into(),
+                discord: None,
+                project: ProjectChoice::OfRepository,
+                keys_of: None,
+                issue_session: None,
+                workflow: None,
+            },
+        )
+        .await
+        .unwrap();
+    let record = launcher
+        .run(prepared, &sink, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(record.status.as_str(), "completed", "{:?}", record.error);
+    let agent_started = sink.0.lock().unwrap().expect("agent started");
+    (agent_started - started, record.phases)
+}
+
+/// A bare `git clone` of `url` with the token, as git would make it against GitHub.
+fn bare_clone(url: &str, into: &Path) -> Duration {
+    use base64::Engine;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{BENCH_TOKEN}"));
+    let started = Instant::now();
+    let status = Command::new("git")
+        .args(["clone", "--quiet", url, into.to_str().unwrap()])
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+        .env(
+            "GIT_CONFIG_VALUE_0",
+            format!("Authorization: Basic {basic}"),
+        )
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .status()
+        .expect("git");
+    assert!(status.success(), "git clone {url}");
+    started.elapsed()
+}
+
+async fn bench_mirror() {
+    let root = tempfile::tempdir().unwrap();
+    // BENCH_MIRROR_FILES=500,5000 runs those sizes only.
+    let sizes: Vec<usize> = std::env::var("BENCH_MIRROR_FILES")
+        .unwrap_or_else(|_| "500,5000,50000".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("BENCH_MIRROR_FILES: numbers"))
+        .collect();
+    let repos: Vec<(String, std::path::PathBuf)> = sizes
+        .iter()
+        .map(|&files| {
+            let name = format!("repo{files}");
+            let bare = make_large_repo(root.path(), &name, files);
+            (name, bare)
+        })
+        .collect();
+    let names: Vec<String> = repos.iter().map(|(n, _)| format!("acme/{n}")).collect();
+    let host_repos: Vec<(&str, &Path)> = names
+        .iter()
+        .zip(&repos)
+        .map(|(full, (_, bare))| (full.as_str(), bare.as_path()))
+        .collect();
+    let git_host = git_http::GitHost::start(BENCH_TOKEN, &host_repos).await;
+    let api = github_api(&git_host, &repos).await;
+    println!(
+        "mirror cache (launch → agent process started, against a bare `git clone` of the same URL over smart HTTP behind a token; median of {MIRROR_RUNS}):"
+    );
+    println!(
+        "  {:>7} {:>8}  {:>10}  {:>18}  {:>18}",
+        "files", "history", "git clone", "first launch", "second launch"
+    );
+    let mut run = 0;
+    for ((files, (_, bare)), full) in sizes.iter().zip(&repos).zip(&names) {
+        let (mut clones, mut firsts, mut seconds) = (Vec::new(), Vec::new(), Vec::new());
+        let mut phases = (Vec::new(), Vec::new());
+        for _ in 0..MIRROR_RUNS {
+            run += 1;
+            let into = root.path().join(format!("clone-{run}"));
+            clones.push(bare_clone(&git_host.clone_url(full), &into));
+            std::fs::remove_dir_all(&into).unwrap();
+            let data = root.path().join(format!("data-{run}"));
+            let (launcher, catalog) = github_launcher(&data, &api.uri()).await;
+            let (first, first_phases) = timed_launch(&launcher, &catalog, full).await;
+            let (second, second_phases) = timed_launch(&launcher, &catalog, full).await;
+            firsts.push(first);
+            seconds.push(second);
+            phases = (first_phases, second_phases);
+            drop(launcher);
+            let _ = std::fs::remove_dir_all(&data);
+        }
+        let (clone, first, second) = (median(clones), median(firsts), median(seconds));
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let ratio = |d: Duration| d.as_secs_f64() / clone.as_secs_f64();
+        println!(
+            "  {files:>7} {:>5.1} MB  {:>7.0} ms  {:>7.0} ms {:>6.2}x  {:>7.0} ms {:>6.2}x",
+            megabytes(&bare.join("objects")),
+            ms(clone),
+            ms(first),
+            ratio(first),
+            ms(second),
+            ratio(second),
+        );
+        for (which, phases) in [("first", &phases.0), ("second", &phases.1)] {
+            let clone = phases.iter().find(|p| p.phase == Phase::Clone);
+            println!(
+                "          {which:<6} clone phase: {}",
+                clone.and_then(|p| p.detail.as_deref()).unwrap_or("")
+            );
+            // Where the time to the agent goes: each phase before it, in ms.
+            let before_agent: Vec<String> = phases
+                .iter()
+                .take_while(|p| p.phase != Phase::Agent)
+                .map(|p| format!("{} {}", p.phase.as_str(), p.duration_ms().unwrap_or(0)))
+                .collect();
+            println!(
+                "          {which:<6} phases (ms): {}",
+                before_agent.join(" · ")
+            );
+        }
+    }
+}
+
+/// All parts, or only those named on the command line (`parsing`, `launch`, `cache`, `network`,
+/// `mirror`).
 #[tokio::main]
 async fn main() {
     let chosen: Vec<String> = std::env::args().skip(1).collect();
@@ -571,5 +905,8 @@ async fn main() {
     }
     if runs("network") {
         bench_network().await;
+    }
+    if runs("mirror") {
+        bench_mirror().await;
     }
 }

@@ -28,10 +28,34 @@ const BUILT_IN: &str = include_str!("catalog.toml");
 pub struct Catalog {
     pub default_tool: String,
     pub limits: Limits,
+    /// How the clone phase gets the repository into the sandbox.
+    #[serde(default)]
+    pub clone: CloneSettings,
     pub tools: Vec<Tool>,
     /// What the models cost, for pricing metered usage; a model not listed is counted in tokens.
     #[serde(default)]
     pub prices: Prices,
+}
+
+/// How a repository reached over the network is cloned into a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloneSettings {
+    /// Keep a mirror of each repository on the host, fetched into at each launch and mounted
+    /// read-only into sandboxes, where the provider can show host paths (local sandboxes).
+    pub mirror: bool,
+    /// Without a mirror, repositories of at least this size (in KB, as GitHub reports `size`) are
+    /// cloned without their files' contents (`--filter=blob:none`), fetched on demand instead.
+    pub partial_from_kb: u64,
+}
+
+impl Default for CloneSettings {
+    fn default() -> Self {
+        Self {
+            mirror: true,
+            partial_from_kb: 50_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

@@ -53,6 +53,8 @@ pub struct Repository {
     pub html_url: String,
     /// `None` when GitHub did not say (App installation tokens): the push will tell.
     pub can_push: Option<bool>,
+    /// The repository's size in KB as GitHub reports it (`None` when it did not say).
+    pub size_kb: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -17,6 +17,9 @@ struct RepoWire {
     html_url: String,
     #[serde(default)]
     permissions: Option<Permissions>,
+    /// In KB, as GitHub counts it.
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +110,7 @@ impl RepoClient {
                     clone_url: r.clone_url,
                     html_url: r.html_url,
                     can_push: r.permissions.and_then(|p| p.push),
+                    size_kb: r.size,
                 })
             }
             404 | 403 => Err(GithubError::NotFound { repo: self.repo() }),

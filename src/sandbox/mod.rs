@@ -233,6 +233,22 @@ pub trait SandboxProvider: Send + Sync {
         )))
     }
 
+    /// Moves the host directory `host` into the sandbox at `guest` (under its home, not there
+    /// yet), made the sandbox user's own: a checkout prepared beforehand. A provider whose
+    /// sandboxes see no host files refuses.
+    async fn adopt(
+        &self,
+        sandbox: &SandboxHandle,
+        host: &Path,
+        guest: &str,
+    ) -> Result<(), SandboxError> {
+        let _ = (sandbox, host);
+        Err(SandboxError::Unsupported(format!(
+            "{} sandboxes cannot take a directory of the host ({guest})",
+            self.name()
+        )))
+    }
+
     /// Ends the sandbox and everything running in it. Works from another process too.
     async fn kill(&self, provider_id: &str) -> Result<(), SandboxError>;
 

@@ -163,6 +163,12 @@ async fn http_backend(
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_PROJECT_ROOT", repo.parent().unwrap())
         .env("GIT_HTTP_EXPORT_ALL", "1")
+        // Partial clones, as GitHub serves them: filters, and the objects a lazy fetch asks for.
+        .env("GIT_CONFIG_COUNT", "2")
+        .env("GIT_CONFIG_KEY_0", "uploadpack.allowFilter")
+        .env("GIT_CONFIG_VALUE_0", "true")
+        .env("GIT_CONFIG_KEY_1", "uploadpack.allowAnySHA1InWant")
+        .env("GIT_CONFIG_VALUE_1", "true")
         .env(
             "PATH_INFO",
             format!("/{}{rest}", repo.file_name().unwrap().to_string_lossy()),

@@ -4,9 +4,11 @@
 //! committed at the end. Bringing the commits home and pushing them is `push`'s.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
+use super::mirror::{Mirror, MIRROR_MOUNT};
 use super::push::Origin;
-use super::{count, Detail, Ending, Launch, Launcher};
+use super::{count, seconds, Detail, Ending, Launch, Launcher};
 use crate::catalog::{LaunchMode, RepoRef};
 use crate::github::{self, GithubError, RepoClient};
 use crate::model::Phase;
@@ -37,6 +39,24 @@ pub(super) struct GitRemote {
     /// Resolved through the API (GitHub only): the base branch and the feature branch reserved.
     base_branch: Option<String>,
     branch: Option<String>,
+    /// The repository's default branch and size in KB, as GitHub reports them.
+    default_branch: Option<String>,
+    size_kb: Option<u64>,
+    /// The repository's mirror on the host, mounted read-only into the sandbox.
+    mirror: Option<Mirror>,
+}
+
+/// How the clone phase brings the repository into the sandbox.
+enum CloneMethod {
+    /// From the repository's mirror, fetched into on the host first.
+    Mirror,
+    /// A checkout of the mirror made ready beforehand, moved into the sandbox and brought to
+    /// this branch.
+    Prepared(String),
+    /// From the network without files' contents, which git fetches when they are read.
+    Partial,
+    /// Everything from the network, or from the repository mounted into the sandbox.
+    Full,
 }
 
 impl GitRemote {
@@ -113,7 +133,19 @@ impl Launcher {
                 .to_string(),
             ));
         }
-        let source = self.clone_source(&repo.clone_url).map_err(&fail)?;
+        let mut source = self.clone_source(&repo.clone_url).map_err(&fail)?;
+        source.default_branch = Some(repo.default_branch.clone());
+        source.size_kb = repo.size_kb;
+        if let Some(upstream) = source.upstream() {
+            if self.catalog.clone.mirror && self.provider.capabilities().host_mounts {
+                source.mirror = Mirror::open(&self.data_dir, upstream)
+                    .await
+                    .map_err(|e| fail(format!("cannot make the repository's mirror: {e}")))?;
+            }
+        }
+        if let Some(mirror) = &source.mirror {
+            source.mounts.push(mirror.mount());
+        }
         if scanning {
             // A read-only scan: the base branch must exist; no branch is made.
             let base = request
@@ -238,13 +270,50 @@ impl Launcher {
                         error: format!("{} cannot be reached from this sandbox", request.repo),
                     }),
                 };
+                let (mut method, mut how) = self.update_mirror(launch).await;
+                let started = Instant::now();
+                if let (CloneMethod::Mirror, Some(branch)) = (&method, &branch_to_clone) {
+                    if self.adopt_checkout(launch).await {
+                        method = CloneMethod::Prepared(branch.clone());
+                    }
+                }
+                let clone = match &method {
+                    // Moved in whole: the branch checked out (only files that differ are
+                    // written), its refs those of the mirror now, nothing else of the checkout's
+                    // own.
+                    CloneMethod::Prepared(branch) => format!(
+                        "cd {PROJECT_DIR} && git fetch --quiet --prune --no-tags {MIRROR_MOUNT} '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' && git checkout --quiet -B {branch} --track {origin} && for other in $(git for-each-ref --format='%(refname:short)' refs/heads); do [ \"$other\" = {branch} ] || git branch --quiet -D \"$other\" || exit 1; done && git remote set-url origin \"${CLONE_URL_VAR}\"",
+                        branch = shell_quote(branch),
+                        origin = shell_quote(&format!("origin/{branch}")),
+                    ),
+                    // The mirror lends its objects (alternates); origin is the real remote, as
+                    // after any other clone.
+                    CloneMethod::Mirror => format!(
+                        "git clone --quiet --shared {branch_arg}{MIRROR_MOUNT} {PROJECT_DIR} && git -C {PROJECT_DIR} remote set-url origin \"${CLONE_URL_VAR}\""
+                    ),
+                    CloneMethod::Partial => format!(
+                        "git clone --quiet --filter=blob:none {branch_arg}\"${CLONE_URL_VAR}\" {PROJECT_DIR}"
+                    ),
+                    CloneMethod::Full => format!(
+                        "git clone --quiet {branch_arg}\"${CLONE_URL_VAR}\" {PROJECT_DIR}"
+                    ),
+                };
                 let script = format!(
-                    "git clone --quiet {branch_arg}\"${CLONE_URL_VAR}\" {PROJECT_DIR} && cd {PROJECT_DIR} && git rev-parse --abbrev-ref HEAD && git rev-parse HEAD",
+                    "{clone} && cd {PROJECT_DIR} && git rev-parse --abbrev-ref HEAD && git rev-parse HEAD",
                 );
                 let mut exec = git(script);
                 exec.env.push((CLONE_URL_VAR.into(), url));
                 exec.cwd = Some(HOME.into());
                 let out = self.sh(launch, Phase::Clone, "git clone", exec).await?;
+                let took = seconds(started.elapsed());
+                how.push_str(&match &method {
+                    CloneMethod::Prepared(branch) => {
+                        format!("checkout prepared beforehand, brought to {branch} in {took}")
+                    }
+                    CloneMethod::Mirror => format!("cloned in {took}"),
+                    CloneMethod::Partial => format!("partial clone (blob:none) in {took}"),
+                    CloneMethod::Full => format!("full clone in {took}"),
+                });
                 let mut lines = out.lines();
                 let base = lines.next().unwrap_or_default().to_string();
                 let sha = lines.next().unwrap_or_default().to_string();
@@ -254,7 +323,7 @@ impl Launcher {
                         error: format!("{} has no commits to start from; commit something first", request.repo),
                     });
                 }
-                let detail = format!("{} at {base} ({})", request.repo, &sha[..sha.len().min(8)]);
+                let detail = format!("{} at {base} ({}) · {how}", request.repo, &sha[..sha.len().min(8)]);
                 Ok(((base, sha), Ok(detail)))
             })
             .await?;
@@ -265,6 +334,81 @@ impl Launcher {
         };
         launch.base_sha = base_sha;
         Ok(())
+    }
+
+    /// The mirror brought up to date, when the repository has one: how the sandbox then clones,
+    /// and the detail's words so far. A mirror that cannot be updated is passed by: the sandbox
+    /// clones over the network as it would without one.
+    async fn update_mirror(&self, launch: &Launch<'_>) -> (CloneMethod, String) {
+        let remote = &launch.remote;
+        let over_network = || {
+            let partial = remote.upstream().is_some()
+                && remote.size_kb.unwrap_or(0) >= self.catalog.clone.partial_from_kb;
+            if partial {
+                CloneMethod::Partial
+            } else {
+                CloneMethod::Full
+            }
+        };
+        let Some(mirror) = &remote.mirror else {
+            return (over_network(), String::new());
+        };
+        let started = Instant::now();
+        let default_branch = remote
+            .default_branch
+            .as_deref()
+            .unwrap_or(&launch.base_branch);
+        match mirror.update(remote.token.as_ref(), default_branch).await {
+            Ok(()) => (
+                CloneMethod::Mirror,
+                format!("mirror (fetched in {}) · ", seconds(started.elapsed())),
+            ),
+            Err(e) => (
+                over_network(),
+                format!(
+                    "the mirror could not be updated ({}), so not used · ",
+                    launch.redactor.redact(e.trim())
+                ),
+            ),
+        }
+    }
+
+    /// Moves a checkout of the mirror made ready beforehand into the sandbox as its project
+    /// directory: whether one was there to take.
+    async fn adopt_checkout(&self, launch: &Launch<'_>) -> bool {
+        let Some(mirror) = &launch.remote.mirror else {
+            return false;
+        };
+        let Some(taken) = mirror.take_checkout().await else {
+            return false;
+        };
+        match self
+            .provider
+            .adopt(launch.handle(), &taken, PROJECT_DIR)
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(launch = %launch.id, "a prepared checkout was not used: {e}");
+                let _ = tokio::fs::remove_dir_all(&taken).await;
+                false
+            }
+        }
+    }
+
+    /// While the agent runs: a checkout of the mirror made ready for the repository's next
+    /// launch (the launch waits for it before it returns).
+    pub(super) fn prepare_next_checkout(
+        &self,
+        launch: &Launch<'_>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let mirror = launch.remote.mirror.clone()?;
+        let id = launch.id;
+        Some(tokio::spawn(async move {
+            if let Err(e) = mirror.prepare_checkout().await {
+                tracing::warn!(launch = %id, "no checkout prepared for the next launch: {e}");
+            }
+        }))
     }
 
     /// The branch phase: a new feature branch for this launch's work, the branch a follow-up

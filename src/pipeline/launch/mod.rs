@@ -7,6 +7,8 @@ mod agent;
 mod answers;
 mod finish;
 mod git;
+mod host_repo;
+mod mirror;
 mod prepare;
 mod project_setup;
 mod publish;
@@ -143,6 +145,8 @@ struct Launch<'a> {
     links: Links,
     /// The agent events and output lines stored so far, and those past the cap.
     events: recorder::EventCount,
+    /// A checkout of the repository's mirror being made ready for its next launch.
+    preparing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Launch<'_> {
@@ -273,6 +277,7 @@ impl Launcher {
             pushed: None,
             links: Links::default(),
             events: recorder::EventCount::default(),
+            preparing: None,
         };
         let timeout = Duration::from_millis(request.resources.timeout_ms);
         let outcome = tokio::select! {
@@ -280,7 +285,11 @@ impl Launcher {
             _ = stop.cancelled() => Err(Ending::Stopped { phase: self.current_phase(id).await }),
             _ = tokio::time::sleep(timeout + TIMEOUT_GRACE) => Err(Ending::TimedOut { phase: self.current_phase(id).await }),
         };
-        self.conclude(&mut launch, outcome).await
+        let record = self.conclude(&mut launch, outcome).await;
+        if let Some(preparing) = launch.preparing.take() {
+            let _ = preparing.await;
+        }
+        record
     }
 
     /// The phases, in order. A phase that fails ends the launch; `run` records how.
@@ -300,6 +309,7 @@ impl Launcher {
         let plan = self.set_up_tool(launch).await?;
         self.set_status(launch, SandboxStatus::Running, Phase::Agent)
             .await?;
+        launch.preparing = self.prepare_next_checkout(launch);
         self.run_agent_phase(launch, plan).await?;
         self.finish(launch).await
     }

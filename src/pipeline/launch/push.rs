@@ -4,16 +4,13 @@
 //! no workflow change unless the project allows it), and pushed from there with the token in git's
 //! environment — never from the agent's `.git`, never through its `pushurl` or `insteadOf`.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use base64::Engine;
+use std::path::PathBuf;
 
 use super::git::{git, shell_quote};
+use super::host_repo::HostRepo;
 use super::{Ending, Launch, Launcher};
 use crate::model::Phase;
 use crate::redact::Redactor;
-use crate::secret::Secret;
 use crate::store::Commit;
 
 /// Where the sandbox leaves its bundle.
@@ -229,102 +226,6 @@ impl Launcher {
     }
 }
 
-/// A repository of CodeCourier's own on the host (one per repository, under the data directory),
-/// run with git's system and global configuration, hooks and a home of its own out of play.
-struct HostRepo {
-    dir: PathBuf,
-    home: PathBuf,
-}
-
-impl HostRepo {
-    async fn open(data_dir: &Path, repo: &str) -> Result<Self, String> {
-        let name: String = repo
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        let repos = data_dir.join("repos");
-        let dir = repos.join(format!("{name}.git"));
-        let home = repos.join(".home");
-        tokio::fs::create_dir_all(&home)
-            .await
-            .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
-        if !dir.join("HEAD").exists() {
-            // Made whole under a name of its own, then renamed into place: launches of one
-            // repository finishing at once, in this process or another, never init over each other.
-            static ATTEMPT: AtomicU64 = AtomicU64::new(0);
-            let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);
-            let staging = Self {
-                dir: repos.join(format!(".init-{}-{attempt}", std::process::id())),
-                home: home.clone(),
-            };
-            tokio::fs::create_dir_all(&staging.dir)
-                .await
-                .map_err(|e| format!("cannot create {}: {e}", staging.dir.display()))?;
-            staging
-                .git(
-                    &["init".as_ref(), "--quiet".as_ref(), "--bare".as_ref()],
-                    None,
-                )
-                .await?;
-            if let Err(e) = tokio::fs::rename(&staging.dir, &dir).await {
-                let _ = tokio::fs::remove_dir_all(&staging.dir).await;
-                if !dir.join("HEAD").exists() {
-                    return Err(format!(
-                        "cannot create CodeCourier's repository {}: {e}",
-                        dir.display()
-                    ));
-                }
-            }
-        }
-        Ok(Self { dir, home })
-    }
-
-    /// Runs git in the repository. The token, when given, reaches git in its environment as an
-    /// HTTP header (never on a command line, never in a file).
-    async fn git(
-        &self,
-        args: &[&std::ffi::OsStr],
-        token: Option<&Secret>,
-    ) -> Result<String, String> {
-        let mut command = tokio::process::Command::new("git");
-        command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .args([
-                "-c",
-                "core.hooksPath=/dev/null",
-                "-c",
-                "core.fsmonitor=false",
-            ])
-            .args(args)
-            .current_dir(&self.dir)
-            .kill_on_drop(true);
-        if let Some(token) = token {
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("x-access-token:{}", token.expose()));
-            command
-                .env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env(
-                    "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Basic {basic}"),
-                );
-        }
-        let out = command
-            .output()
-            .await
-            .map_err(|e| format!("cannot run git: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
 /// The places (file, line) where a `--unified=0` diff adds a line holding a secret.
 fn secrets_added(diff: &str, redactor: &Redactor) -> Vec<(String, usize)> {
     let mut found = Vec::new();
@@ -366,27 +267,6 @@ fn changed_workflows(diff: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn launches_of_one_repository_finishing_at_once_share_one_host_repository() {
-        let data = tempfile::tempdir().unwrap();
-        let opens: Vec<_> = (0..8)
-            .map(|_| {
-                let dir = data.path().to_path_buf();
-                tokio::spawn(async move { HostRepo::open(&dir, "acme/widgets").await })
-            })
-            .collect();
-        for open in opens {
-            let repo = open.await.unwrap().unwrap();
-            assert!(repo.dir.join("HEAD").is_file());
-        }
-        let left: Vec<_> = std::fs::read_dir(data.path().join("repos"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name.starts_with(".init-"))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
-    }
 
     const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs
 index 1..2 100644

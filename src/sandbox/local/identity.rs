@@ -77,6 +77,28 @@ pub fn hand_over(path: &Path, user: &HostUser) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives a directory and everything below it to the sandbox's host user: links themselves, never
+/// what they point at.
+pub fn hand_over_tree(path: &Path, user: &HostUser) -> io::Result<()> {
+    let Some(owner) = user.owner() else {
+        return Ok(());
+    };
+    let give = |path: &Path| std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid));
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        give(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                give(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// In the child between fork and exec: becomes the sandbox's host user. Only async-signal-safe
 /// calls.
 pub fn drop_to(id: u32) -> io::Result<()> {

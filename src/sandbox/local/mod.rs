@@ -446,6 +446,36 @@ impl SandboxProvider for LocalProvider {
         })
     }
 
+    async fn adopt(
+        &self,
+        sandbox: &SandboxHandle,
+        host: &Path,
+        guest: &str,
+    ) -> Result<(), SandboxError> {
+        let live = self.live(&sandbox.provider_id)?;
+        let (root, relative) = guest_location(&live, guest)?;
+        let target = root.join(relative);
+        let host = host.to_path_buf();
+        let adopted = tokio::task::spawn_blocking({
+            let live = live.clone();
+            move || {
+                // Nothing of the sandbox's is replaced: the place must be free.
+                if target.symlink_metadata().is_ok() {
+                    return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+                }
+                std::fs::rename(&host, &target)?;
+                identity::hand_over_tree(&target, &live.user)
+            }
+        })
+        .await
+        .context("moving a directory into the sandbox")?;
+        adopted.map_err(|e| {
+            SandboxError::Other(anyhow::anyhow!(
+                "cannot move a prepared directory into the sandbox at {guest}: {e}"
+            ))
+        })
+    }
+
     async fn read_file(
         &self,
         sandbox: &SandboxHandle,
