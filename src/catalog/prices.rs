@@ -18,20 +18,30 @@ pub struct Price {
     pub cache_read: f64,
     #[serde(default)]
     pub cache_write: f64,
+    /// Dollars per server-side web search (Anthropic bills $10 per 1,000).
+    #[serde(default)]
+    pub web_search: f64,
 }
 
 impl Price {
-    /// What `usage` costs at this price.
-    pub fn cost(&self, usage: &ModelUsage) -> f64 {
+    /// What `usage` and `web_searches` cost at this price.
+    pub fn cost(&self, usage: &ModelUsage, web_searches: u64) -> f64 {
         let million = |tokens: u64, per_million: f64| tokens as f64 * per_million / 1_000_000.0;
         million(usage.input_tokens, self.input)
             + million(usage.output_tokens, self.output)
             + million(usage.cache_read_tokens, self.cache_read)
             + million(usage.cache_write_tokens, self.cache_write)
+            + web_searches as f64 * self.web_search
     }
 
     fn check(&self) -> Result<(), String> {
-        let all = [self.input, self.output, self.cache_read, self.cache_write];
+        let all = [
+            self.input,
+            self.output,
+            self.cache_read,
+            self.cache_write,
+            self.web_search,
+        ];
         if all.iter().all(|p| p.is_finite() && *p >= 0.0) {
             Ok(())
         } else {
@@ -93,6 +103,7 @@ mod tests {
             output: 15.0,
             cache_read: 0.3,
             cache_write: 3.75,
+            web_search: 0.01,
         };
         Prices(BTreeMap::from([
             ("claude-sonnet-4-6".to_string(), price(3.0)),
@@ -121,7 +132,7 @@ mod tests {
             cache_write_tokens: 1_000_000,
             cost_usd: None,
         };
-        let cost = prices().of("claude-sonnet-4-6").unwrap().cost(&usage);
+        let cost = prices().of("claude-sonnet-4-6").unwrap().cost(&usage, 0);
         assert!((cost - (3.0 + 30.0 + 3.0 + 3.75)).abs() < 1e-9, "{cost}");
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::model::{ModelApi, ModelRequest, ModelTraffic, Refusal, ResponseObserver};
-use super::usage::{UsageReader, Wire};
+use super::usage::{Read, UsageReader, Wire};
 use crate::catalog::{usd, Budget, Prices};
 use crate::store::ModelUsage;
 
@@ -125,18 +125,19 @@ impl Meter {
         &self,
         api: ModelApi,
         request_model: Option<String>,
-        read: Option<(Option<String>, ModelUsage)>,
+        read: Option<Read>,
         complete: bool,
     ) {
         let inner = &self.0;
-        let (model, mut usage) = match read {
-            Some((model, usage)) => (
-                model
+        let (model, mut usage, web_searches) = match read {
+            Some(read) => (
+                read.model
                     .or_else(|| request_model.clone())
                     .unwrap_or_else(|| "unknown".into()),
-                usage,
+                read.usage,
+                read.web_searches,
             ),
-            None => (UNMETERED.to_string(), ModelUsage::default()),
+            None => (UNMETERED.to_string(), ModelUsage::default(), 0),
         };
         usage.requests = 1;
         // The response's model's price, else that of the model the launch asked for — and the
@@ -157,7 +158,7 @@ impl Meter {
                 None => None,
             },
         };
-        usage.cost_usd = price.map(|price| price.cost(&usage));
+        usage.cost_usd = price.map(|price| price.cost(&usage, web_searches));
         // One addition at a time (the watch's lock), so the check against the budget sees each.
         inner.spend.send_modify(|spend| {
             spend.requests += 1;
@@ -309,7 +310,7 @@ impl Observer {
             return;
         };
         let read = match reader.finish() {
-            Ok((model, usage)) => Some((model, usage)),
+            Ok(read) => Some(read),
             Err(why) => {
                 tracing::warn!(
                     api = self.api.path_segment(),
@@ -322,7 +323,7 @@ impl Observer {
         let prices = &self.meter.0.prices;
         let needs_request_model = read
             .as_ref()
-            .is_none_or(|(model, _)| model.as_deref().is_none_or(|m| prices.of(m).is_none()));
+            .is_none_or(|read| read.model.as_deref().is_none_or(|m| prices.of(m).is_none()));
         let request_model = needs_request_model
             .then(|| requested_model(&self.request_body))
             .flatten();
@@ -561,9 +562,8 @@ mod tests {
             .is_ok());
     }
 
-    /// Open: server-side tools bill per use, outside the token counts the meter prices.
+    /// Server-side web searches bill per use, beside the tokens.
     #[test]
-    #[ignore = "open: Anthropic's server_tool_use (web search at $10 per 1000) is not priced"]
     fn web_searches_a_response_ran_count_against_a_dollar_budget() {
         let (meter, _records) = Meter::new(Catalog::built_in().prices, dollars(0.5));
         let body = Bytes::from_static(br#"{"model":"claude-sonnet-4-6"}"#);

@@ -67,6 +67,17 @@ pub struct UsageReader {
     seen: bool,
     /// The stream's last event was read: its usage is final.
     done: bool,
+    /// Server-side web searches the answer ran (Anthropic's `server_tool_use`), billed per use.
+    web_searches: u64,
+}
+
+/// What a response said of itself: the model that answered, its tokens, and the web searches it
+/// ran on the provider's side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read {
+    pub model: Option<String>,
+    pub usage: ModelUsage,
+    pub web_searches: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,6 +119,7 @@ impl UsageReader {
             usage: ModelUsage::default(),
             seen: false,
             done: false,
+            web_searches: 0,
         }
     }
 
@@ -156,7 +168,7 @@ impl UsageReader {
     }
 
     /// The model the response named and its usage, once the response has ended.
-    pub fn finish(mut self) -> Result<(Option<String>, ModelUsage), Unreadable> {
+    pub fn finish(mut self) -> Result<Read, Unreadable> {
         if self.overflow {
             return Err(Unreadable::TooLarge);
         }
@@ -177,7 +189,11 @@ impl UsageReader {
         if !self.seen {
             return Err(Unreadable::NoUsage);
         }
-        Ok((self.model, self.usage))
+        Ok(Read {
+            model: self.model,
+            usage: self.usage,
+            web_searches: self.web_searches,
+        })
     }
 
     fn hold(&mut self, bytes: &[u8]) {
@@ -272,6 +288,10 @@ impl UsageReader {
                     &usage["cache_creation_input_tokens"],
                 );
                 set(&mut u.cache_read_tokens, &usage["cache_read_input_tokens"]);
+                let searches = &usage["server_tool_use"]["web_search_requests"];
+                if !searches.is_null() {
+                    self.web_searches = count(searches);
+                }
             }
             Wire::Responses | Wire::Chat => {
                 let (input, output, details) = match self.wire {
@@ -317,7 +337,7 @@ mod tests {
         for chunk in body.as_bytes().chunks(piece) {
             done |= reader.push(chunk);
         }
-        let (model, usage) = reader.finish().expect("usage read");
+        let Read { model, usage, .. } = reader.finish().expect("usage read");
         (done, model, usage)
     }
 
@@ -394,7 +414,7 @@ mod tests {
     fn hostile_bodies_give_no_usage_or_bounded_counts_and_never_panic() {
         let mut reader = UsageReader::new(Wire::Chat);
         reader.push(b"data: {\"usage\":{\"prompt_tokens\":-5,\"completion_tokens\":1e30,\"prompt_tokens_details\":{\"cached_tokens\":99999999999999999999}}}\n");
-        let (_, usage) = reader.finish().unwrap();
+        let Read { usage, .. } = reader.finish().unwrap();
         assert_eq!(
             (
                 usage.input_tokens,
@@ -406,7 +426,7 @@ mod tests {
 
         let mut reader = UsageReader::new(Wire::Messages);
         reader.push(b"data: {\"type\":\"message_start\",\"message\":{\"model\":\"<script>\",\"usage\":{\"input_tokens\":18446744073709551615}}}\n");
-        let (model, usage) = reader.finish().unwrap();
+        let Read { model, usage, .. } = reader.finish().unwrap();
         assert_eq!(model, None);
         assert_eq!(usage.input_tokens, MAX_TOKENS);
 
