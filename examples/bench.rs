@@ -20,7 +20,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use codecourier::agent::{claude, codex, opencode, pi, AgentStream};
@@ -29,8 +29,7 @@ use codecourier::config::Config;
 use codecourier::ids::SandboxId;
 use codecourier::model::Phase;
 use codecourier::pipeline::{LaunchOrigin, Launcher, ProgressEvent, ProgressSink, ProjectChoice};
-use codecourier::sandbox::local::LocalProvider;
-use codecourier::sandbox::{run_captured, Exec, SandboxProvider, SandboxSpec};
+use codecourier::sandbox::{run_captured, Exec, SandboxSpec};
 use codecourier::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -211,6 +210,10 @@ async fn bench_launch() {
         ("CODECOURIER_DATA_DIR", data.to_str().unwrap().to_string()),
         ("CODECOURIER_TOOLS_DIR", tools.to_str().unwrap().to_string()),
         ("ANTHROPIC_API_KEY", "sk-ant-bench-0000000000".to_string()),
+        (
+            "CODECOURIER_BRIDGE_BINARY",
+            bridge_binary().to_str().unwrap().to_string(),
+        ),
     ];
     let config = Config::from_lookup(|name| {
         vars.iter()
@@ -219,46 +222,14 @@ async fn bench_launch() {
     })
     .unwrap();
     let store = Store::open(&config).await.unwrap();
-    let provider: Arc<dyn SandboxProvider> = Arc::new(LocalProvider::new(
-        &config.data_dir,
-        config.tools_dir.clone(),
-    ));
+    let provider = codecourier::sandbox::provider_for(&config).unwrap();
     let catalog = Catalog::built_in();
     let launcher = Launcher::new(&config, store, provider.clone(), catalog.clone());
     let origin_text = origin.to_str().unwrap().to_string();
 
     let mut launches = Vec::new();
     for _ in 0..RUNS {
-        let request = LaunchInput {
-            prompt: Some("Benchmark".into()),
-            repo: Some(origin_text.clone()),
-            env: vec!["FAKE_CLAUDE=create".into()],
-            ..Default::default()
-        }
-        .validate(&catalog, true)
-        .unwrap();
-        let sink = FirstAgentEvent(Mutex::new(None));
-        let started = Instant::now();
-        let prepared = launcher
-            .prepare(
-                request,
-                &LaunchOrigin {
-                    launched_by: "bench".into(),
-                    discord: None,
-                    project: ProjectChoice::OfRepository,
-                    keys_of: None,
-                    issue_session: None,
-                    workflow: None,
-                },
-            )
-            .await
-            .unwrap();
-        let record = launcher
-            .run(prepared, &sink, CancellationToken::new())
-            .await
-            .unwrap();
-        assert_eq!(record.status.as_str(), "completed", "{:?}", record.error);
-        launches.push(sink.0.lock().unwrap().expect("agent started") - started);
+        launches.push(timed_launch(&launcher, &catalog, &origin_text).await.0);
     }
 
     let spec = SandboxSpec {
