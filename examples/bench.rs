@@ -338,40 +338,12 @@ async fn bench_network() {
         let launcher = Launcher::new(&config, store, provider, catalog.clone());
         let mut starts = Vec::new();
         for _ in 0..RUNS {
-            let request = LaunchInput {
-                prompt: Some("Benchmark".into()),
-                repo: Some(origin.to_str().unwrap().to_string()),
-                env: vec!["FAKE_CLAUDE=create".into()],
-                ..Default::default()
-            }
-            .validate(&catalog, true)
-            .unwrap();
-            let sink = FirstAgentEvent(Mutex::new(None));
-            let started = Instant::now();
-            let prepared = launcher
-                .prepare(
-                    request,
-                    &LaunchOrigin {
-                        launched_by: "bench".into(),
-                        discord: None,
-                        project: ProjectChoice::OfRepository,
-                        keys_of: None,
-                        issue_session: None,
-                        workflow: None,
-                    },
-                )
-                .await
-                .unwrap();
-            let record = launcher
-                .run(prepared, &sink, CancellationToken::new())
-                .await
-                .unwrap();
-            assert_eq!(record.status.as_str(), "completed", "{:?}", record.error);
-            let provision = record.phases.iter().find(|p| p.phase == Phase::Provision);
+            let (took, phases) = timed_launch(&launcher, &catalog, origin.to_str().unwrap()).await;
+            let provision = phases.iter().find(|p| p.phase == Phase::Provision);
             let detail = provision.and_then(|p| p.detail.as_deref()).unwrap_or("");
             let own = detail.contains("network: its own (loopback only");
             assert_eq!(own, egress == "list", "{detail}");
-            starts.push(sink.0.lock().unwrap().expect("agent started") - started);
+            starts.push(took);
         }
         medians.push(median(starts));
     }
