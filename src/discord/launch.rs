@@ -87,9 +87,11 @@ pub async fn launch(
         Ok(used) => used,
         Err(refusal) => return say_ephemeral(ctx, refusal).await,
     };
-    let cap = access::default_budget(data, &used.project).await?;
-    if let Some(refusal) = access::budget_refusal(&actor, budget_usd, cap) {
-        return say_ephemeral(ctx, refusal).await;
+    if budget_usd.is_some() {
+        let cap = access::default_budget(data, &used.project).await?;
+        if let Some(refusal) = access::budget_refusal(&actor, budget_usd, cap) {
+            return say_ephemeral(ctx, refusal).await;
+        }
     }
     let input = LaunchInput {
         prompt,

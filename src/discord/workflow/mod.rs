@@ -199,6 +199,9 @@ impl Setting {
             .project
             .as_ref()
             .map_or(ProjectChoice::Nothing, |p| ProjectChoice::Project(p.id));
+        if asked.is_none() {
+            return Ok(None);
+        }
         let cap = match self.definition.max_cost_usd {
             Some(usd) => Some(usd),
             None => access::default_budget(ctx.data(), &project).await?,
